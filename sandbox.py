@@ -1,0 +1,1049 @@
+"""nanoAZR sandbox: runs model-written Python under a seccomp-bpf allowlist, fast, and decides verdicts outside it.
+
+Layout (trusted on the left, untrusted on the right):
+
+    caller (trainer/eval) == Sandbox ==pipes==> zygote A x workers (PYTHONHASHSEED=0) --fork--> child (seccomp)
+                                     ==pipes==> zygote B x workers/2 (PYTHONHASHSEED=1) --fork--> child (seccomp)
+
+A zygote is a fresh interpreter (never a fork of the caller, which may hold CUDA or torch state) that has preloaded
+the pure modules AZR programs import. It forks one child per execution. Before any untrusted byte runs, the child
+points stdin at /dev/null and stdout/stderr/result at pipes, closes every other descriptor, sets rlimits
+(CPU, address space, file size 0, 16 fds, no core) and installs a seccomp allowlist (default: kill the process;
+file and pipe syscalls fail with EPERM so Python raises PermissionError; non-x86_64 arch and x32 numbers: kill).
+It then writes a one-byte "sandboxed" marker. The zygote enforces the wall-clock limit with SIGKILL, caps the
+captured output, reaps the child and relays raw bytes. Verdicts are computed here, in the caller, from those
+bytes: the child's value travels as one length-prefixed record in our own tagged encoding of exact builtin types
+(never pickle), which we decode into fresh builtin objects. We never eval, unpickle or call a method of anything
+the child made; comparisons (Python == on decoded builtins: 1 == 1.0 == True, sets and dicts unordered,
+tuple != list) happen here. Model text that must be evaluated (a predicted input, a non-literal predicted output)
+is evaluated only inside a child; only its decoded value comes back.
+
+Covered (kernel-enforced, tested in tests/test_sandbox*.py): file reads/writes/listing/creation, sockets,
+processes, threads, exec, signals to other processes (kill/tkill/tgkill, fcntl F_SETOWN), ptrace and
+process_vm_*, io_uring, setsid, raising rlimits (prlimit64 with a new limit), 32-bit and x32 syscall paths,
+CPU loops (RLIMIT_CPU), sleeps/deadlocks (wall SIGKILL), memory bombs (RLIMIT_AS), output floods, huge or
+deep or cyclic or non-plain return values, subclasses and always-equal objects (exact-type encoding),
+harness monkeypatching (fresh fork per run), forged stdout markers (stdout is never parsed), injected predicted
+inputs (argument text must parse as the arguments of one call to f), environment secrets (zygote env is
+scrubbed), orphans (parent-death signals, EOF detection), nondeterminism (two calls per child on fresh
+arguments + a run in the other-hash-seed zygote + a default-repr address check).
+
+Not covered: kernel bugs in the allowed syscalls (mmap, brk, futex, ...); file metadata through
+newfstatat(path, AT_EMPTY_PATH) (allowed because glibc's fstat uses it; content is never readable); timing
+side channels between concurrent children; pool-wide memory (bounded only by workers x mem_mb, no cgroup);
+running as root is not dropped to another uid; hosts other than Linux x86_64 (refused, see SandboxUnavailable).
+"""
+import ast
+import builtins
+import ctypes
+import json
+import math
+import os
+import queue
+import re
+import resource
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+# AZR's banned import words (azr-spec.md section 8): an import is rejected when any dotted component of its module
+# name equals one of these. The last four contain a dot, so they never match one component (as in AZR).
+BANNED_IMPORTS = ("logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime", "time",
+                  "hashlib", "hmac", "bcrypt", "calendar", "os.sys", "os.path", "sys.exit", "os.environ")
+
+# Our addition for proposal validation (not in AZR's list, so not in the prompt): modules whose results depend on
+# the host, interpreter build or process state (sandbox.md E12), or that only serve escapes.
+HOST_IMPORTS = ("sys", "os", "platform", "gc", "inspect", "ctypes", "importlib", "resource", "socket", "signal")
+
+STATUSES = ("ok", "exception", "timeout", "memory", "forbidden", "output_limit", "crash", "bad_output", "rejected",
+            "nondeterministic", "sandbox_error")
+
+MAX_CODE = 16384           # program characters (AZR's content cap is ~8k; imports may be prepended)
+MAX_ARGS = 4096            # argument text characters (a proposer's input, a solver's predicted input)
+MAX_VALUE_TEXT = 65536     # predicted/gold output text characters
+MAX_RECORD = 65536         # encoded bytes per return value
+MAX_DEPTH = 100            # nesting of values
+MAX_INT_BITS = 14000       # ~4200 digits, under CPython's 4300-digit str() limit
+OUTPUT_CAP = 65536         # stdout/stderr bytes kept each; the child is killed past 4x
+TIMING_MARGIN = 0.25       # validate rejects programs using more than this fraction of the CPU limit (flaky checks)
+HASH_SEEDS = ("0", "1")    # zygote A (gold outputs), zygote B (determinism probe)
+RECYCLE_AFTER = 20000      # zygote requests before a fresh zygote replaces it (bounds any slow drift)
+# Modules a program may import: preloaded in the zygote, since the child cannot open files. numpy is not in the
+# default set: it adds ~0.3 ms to every fork (measured); pass Sandbox(extra_modules=("numpy",)) to allow it.
+PRELOAD = ("math", "cmath", "re", "string", "collections", "collections.abc", "itertools", "functools", "operator",
+           "heapq", "bisect", "copy", "typing", "fractions", "decimal", "statistics", "numbers", "array", "struct",
+           "json", "textwrap", "unicodedata", "base64", "binascii", "zlib", "dataclasses", "enum", "abc", "queue",
+           "keyword", "difflib", "pprint", "random", "time", "datetime", "calendar", "hashlib", "hmac", "secrets",
+           "uuid", "threading", "socket", "subprocess", "signal", "platform", "mmap", "fcntl")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot guarantee isolation here (filter not installable, self-test off): it refuses to run."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One verdict. `value` is the canonical repr of f's return value when status == "ok" (for validate: the gold
+    output). validate also fills `program` (renamed to f) and `imports`. stdout/stderr are capped and escaped."""
+    status: str
+    value: str = None
+    error: str = None
+    program: str = None
+    imports: tuple = ()
+    stdout: str = ""
+    stderr: str = ""
+
+    def __iter__(self):  # `status, value, error = result`
+        return iter((self.status, self.value, self.error))
+
+
+def truncate_output(s, n=400):
+    """AZR's gold-output truncation: first n/2 characters + "..." + last n/2 when longer than n."""
+    return s if len(s) <= n else s[:n // 2] + "..." + s[-(n // 2):]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Static AZR checks (trusted side, pure text/AST work: nothing here executes model code)
+# ---------------------------------------------------------------------------------------------------------------
+
+def _import_lines(tree):
+    """AZR's parse_imports: every import statement anywhere in the AST, rebuilt as one line each."""
+    lines = []
+    for node in ast.walk(tree):
+        names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in getattr(node, "names", ()))
+        if isinstance(node, ast.Import):
+            lines.append("import " + names)
+        elif isinstance(node, ast.ImportFrom):
+            lines.append(f"from {'.' * node.level}{node.module or ''} import " + names)
+    return lines
+
+
+def azr_program(code):
+    """AZR proposal parsing rules -> (program with its function renamed to f, import lines); ValueError if rejected.
+
+    Single-def rule: every `def NAME(` counts, nested functions and methods included (AZR rejects those too).
+    Banned imports: any dotted component (or imported name) in BANNED_IMPORTS. `input(` anywhere is banned."""
+    if type(code) is not str:
+        raise ValueError(f"program must be a str, got {type(code).__name__}")
+    if len(code) > MAX_CODE:
+        raise ValueError(f"program is {len(code)} characters, over the {MAX_CODE} cap")
+    if "input(" in code:
+        raise ValueError("program contains 'input(' (banned by AZR)")
+    names = re.findall(r"def\s+(\w+)\s*\(", code)
+    if len(names) != 1:
+        raise ValueError(f"program must contain exactly one def (AZR single-function rule), found {len(names)}")
+    try:
+        tree = ast.parse(code)
+    except Exception as e:  # SyntaxError, or RecursionError/MemoryError on pathological input
+        raise ValueError(f"program does not parse: {type(e).__name__}: {e}") from None
+    for node in ast.walk(tree):
+        words, tops = [], []
+        if isinstance(node, ast.Import):
+            words = [w for a in node.names for w in a.name.split(".")]
+            tops = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            words = (node.module or "").split(".") + [a.name for a in node.names]
+            tops = words[:1]
+        bad = [w for w in words if w in BANNED_IMPORTS]
+        if bad:
+            raise ValueError(f"banned import {bad[0]!r} (AZR banned-import list)")
+        host = [w for w in tops if w in HOST_IMPORTS]
+        if host:
+            raise ValueError(f"import of {host[0]!r} is not allowed: results would depend on the host")
+    if names[0] != "f":  # AZR's replace_main_function_name: the def and its direct recursive calls, via AST
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == names[0]:
+                node.name = "f"
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == names[0]:
+                node.func.id = "f"
+        try:
+            code = ast.unparse(tree)
+        except Exception as e:   # RecursionError on deeply nested (but parseable) expressions
+            raise ValueError(f"program cannot be renamed: {type(e).__name__}") from None
+    return code, tuple(_import_lines(tree))
+
+
+def _call_args(args, limit=MAX_ARGS):
+    """Argument text must be exactly the arguments of one call `f(<args>)`: no injection such as `0) or True or f(0`.
+    Returns the parsed ast.Call, or raises ValueError."""
+    if type(args) is not str:
+        raise ValueError(f"arguments must be a str, got {type(args).__name__}")
+    if len(args) > limit:
+        raise ValueError(f"argument text is {len(args)} characters, over the {limit} cap")
+    try:
+        node = ast.parse("f(" + args + "\n)", mode="eval").body
+    except Exception as e:
+        raise ValueError(f"argument text does not parse as call arguments: {type(e).__name__}") from None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "f"):
+        raise ValueError("argument text is not the arguments of a single call to f")
+    return node
+
+
+_NUM = (int, float, complex)
+
+
+def _lit(node, depth):
+    """Builds exact builtin values from a literal AST (like ast.literal_eval, plus set()/frozenset()/bytearray())."""
+    if depth > MAX_DEPTH:
+        raise ValueError("too deep")
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, complex, str, bytes, bool, type(None),
+                                                                type(Ellipsis)):
+        return node.value
+    if isinstance(node, ast.Name) and node.id == "Ellipsis":
+        return Ellipsis
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_lit(e, depth + 1) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("** in dict")
+        return {_lit(k, depth + 1): _lit(v, depth + 1) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _lit(node.operand, depth + 1)
+        if type(v) not in _NUM + (bool,):
+            raise ValueError("sign of a non-number")
+        return -v if isinstance(node.op, ast.USub) else +v
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        left, right = _lit(node.left, depth + 1), _lit(node.right, depth + 1)
+        if type(left) not in (int, float) or type(right) is not complex:
+            raise ValueError("only real +/- imaginary")
+        return left + right if isinstance(node.op, ast.Add) else left - right
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords and len(node.args) <= 1
+            and node.func.id in ("set", "frozenset", "bytearray")):
+        kind = {"set": set, "frozenset": frozenset, "bytearray": bytearray}[node.func.id]
+        if node.args:
+            arg = _lit(node.args[0], depth + 1)
+            if type(arg) not in ((bytes,) if kind is bytearray else (list, tuple, set, frozenset)):
+                raise ValueError("unsupported constructor argument")
+            return kind(arg)
+        return kind()
+    raise ValueError("not a literal")
+
+
+def parse_literal(text):
+    """(True, value) when `text` is a plain literal (parsed here, never evaluated), else (False, None)."""
+    if type(text) is not str or len(text) > MAX_VALUE_TEXT:
+        return False, None
+    try:
+        return True, _lit(ast.parse(text.strip(), mode="eval").body, 0)
+    except Exception:  # SyntaxError, ValueError, TypeError (unhashable), RecursionError, MemoryError
+        return False, None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Result record: the child's encoder (exact builtin types only) and the trusted decoder
+# ---------------------------------------------------------------------------------------------------------------
+
+class _BadOutput(Exception):
+    pass
+
+
+_U32 = struct.Struct("<I")
+_F64 = struct.Struct("<d")
+_SEQ_TAGS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
+_BYTES_TAGS = {str: b"s", bytes: b"b", bytearray: b"a"}
+
+
+def _encode(v, out, depth=0):
+    """Child side. Appends v to `out` as tagged bytes; exact types only (a subclass or any other object is bad)."""
+    t = type(v)
+    if len(out) > MAX_RECORD or depth > MAX_DEPTH:
+        raise _BadOutput("return value too large" if depth <= MAX_DEPTH else "return value nested too deep (or cyclic)")
+    if v is None or v is Ellipsis:
+        out += b"N" if v is None else b"E"
+    elif t is bool:
+        out += b"T" if v else b"F"
+    elif t is int:
+        if v.bit_length() > MAX_INT_BITS:
+            raise _BadOutput("integer too large")
+        b = str(v).encode()
+        out += b"i" + _U32.pack(len(b)) + b
+    elif t is float:
+        out += b"d" + _F64.pack(v)
+    elif t is complex:
+        out += b"j" + _F64.pack(v.real) + _F64.pack(v.imag)
+    elif t in _BYTES_TAGS:
+        if len(v) > MAX_RECORD:
+            raise _BadOutput("return value too large")
+        b = v.encode("utf-8", "surrogatepass") if t is str else bytes(v)
+        out += _BYTES_TAGS[t] + _U32.pack(len(b)) + b
+    elif t in _SEQ_TAGS:
+        if len(v) > MAX_RECORD:
+            raise _BadOutput("return value too large")
+        out += _SEQ_TAGS[t] + _U32.pack(len(v))
+        for item in v:
+            _encode(item, out, depth + 1)
+    elif t is dict:
+        if len(v) > MAX_RECORD:
+            raise _BadOutput("return value too large")
+        out += b"D" + _U32.pack(len(v))
+        for k, item in v.items():
+            _encode(k, out, depth + 1)
+            _encode(item, out, depth + 1)
+    else:
+        raise _BadOutput(f"return value contains a non-plain object of type {t.__name__!r}")
+
+
+def _decode(buf, pos, depth=0):
+    """Trusted side. -> (value, repr text, next pos). Builds fresh builtin objects; the repr text is assembled in the
+    child's iteration order, so it equals the child's repr(value) without calling anything the child made."""
+    if depth > MAX_DEPTH:
+        raise ValueError("too deep")
+    tag = buf[pos:pos + 1]
+    pos += 1
+    if tag in (b"N", b"T", b"F", b"E"):
+        v = {b"N": None, b"T": True, b"F": False, b"E": Ellipsis}[tag]
+        return v, repr(v), pos
+    if tag == b"d":
+        v = _F64.unpack_from(buf, pos)[0]
+        return v, repr(v), pos + 8
+    if tag == b"j":
+        v = complex(_F64.unpack_from(buf, pos)[0], _F64.unpack_from(buf, pos + 8)[0])
+        return v, repr(v), pos + 16
+    if tag in (b"i", b"s", b"b", b"a"):
+        n = _U32.unpack_from(buf, pos)[0]
+        raw = bytes(buf[pos + 4:pos + 4 + n])
+        if len(raw) != n:
+            raise ValueError("truncated")
+        if tag == b"i":
+            if not re.fullmatch(rb"-?[0-9]{1,4300}", raw):
+                raise ValueError("bad int")
+            v = int(raw)
+        else:
+            v = raw.decode("utf-8", "surrogatepass") if tag == b"s" else raw if tag == b"b" else bytearray(raw)
+        return v, repr(v), pos + 4 + n
+    if tag in (b"l", b"t", b"S", b"Z", b"D"):
+        n = _U32.unpack_from(buf, pos)[0]
+        pos += 4
+        if n > len(buf):
+            raise ValueError("bad count")
+        vals, texts = [], []
+        for _ in range(n * 2 if tag == b"D" else n):
+            v, s, pos = _decode(buf, pos, depth + 1)
+            vals.append(v)
+            texts.append(s)
+        if tag == b"D":
+            v = dict(zip(vals[0::2], vals[1::2]))
+            if len(v) != n:
+                raise ValueError("duplicate key")
+            return v, "{" + ", ".join(f"{k}: {x}" for k, x in zip(texts[0::2], texts[1::2])) + "}", pos
+        body = ", ".join(texts)
+        if tag == b"l":
+            return vals, "[" + body + "]", pos
+        if tag == b"t":
+            return tuple(vals), "(" + body + ("," if n == 1 else "") + ")", pos
+        v = set(vals) if tag == b"S" else frozenset(vals)
+        if len(v) != n:
+            raise ValueError("duplicate set element")
+        if tag == b"S":
+            return v, ("{" + body + "}") if n else "set()", pos
+        return v, ("frozenset({" + body + "})") if n else "frozenset()", pos
+    raise ValueError(f"bad tag {tag!r}")
+
+
+def _decode_str(buf, pos):
+    n = _U32.unpack_from(buf, pos)[0]
+    raw = bytes(buf[pos + 4:pos + 4 + n])
+    if len(raw) != n:
+        raise ValueError("truncated")
+    return raw.decode("utf-8", "replace"), pos + 4 + n
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# seccomp-bpf allowlist (x86_64), built once per zygote with ctypes (no libseccomp)
+# ---------------------------------------------------------------------------------------------------------------
+
+_ALLOW, _KILL, _EPERM = 0x7FFF0000, 0x80000000, 0x00050000 | 1   # SECCOMP_RET_{ALLOW,KILL_PROCESS,ERRNO|EPERM}
+_AUDIT_ARCH_X86_64 = 0xC000003E
+# Pure computation needs: read/write/close on inherited fds, memory management, signal return paths, futex, clocks,
+# sleeps (so sleeps end as wall timeouts), getrandom (os.urandom), identity getters, exit.
+_ALLOWED = {"read": 0, "write": 1, "close": 3, "fstat": 5, "lseek": 8, "mmap": 9, "mprotect": 10, "munmap": 11,
+            "brk": 12, "rt_sigaction": 13, "rt_sigprocmask": 14, "rt_sigreturn": 15, "pread64": 17, "readv": 19,
+            "writev": 20, "sched_yield": 24, "mremap": 25, "madvise": 28, "pause": 34, "nanosleep": 35,
+            "getpid": 39, "exit": 60, "uname": 63, "gettimeofday": 96, "getrusage": 98, "times": 100,
+            "getuid": 102, "getgid": 104, "geteuid": 107, "getegid": 108, "getppid": 110, "sigaltstack": 131,
+            "gettid": 186, "time": 201, "futex": 202, "sched_getaffinity": 204, "restart_syscall": 219,
+            "clock_gettime": 228, "clock_getres": 229, "clock_nanosleep": 230, "exit_group": 231, "getrandom": 318}
+# File-system and descriptor-making calls fail with EPERM, so Python raises PermissionError (verdict "forbidden"),
+# and imports of modules that were not preloaded fail cleanly. Everything else (socket, clone, fork, execve, kill,
+# ptrace, setsid, io_uring_*, prctl, setrlimit, ...) kills the process with SIGSYS.
+_EPERM_CALLS = {"open": 2, "stat": 4, "lstat": 6, "poll": 7, "ioctl": 16, "access": 21, "pipe": 22, "select": 23,
+                "dup": 32, "dup2": 33, "truncate": 76, "ftruncate": 77, "getdents": 78, "getcwd": 79, "chdir": 80,
+                "fchdir": 81, "rename": 82, "mkdir": 83, "rmdir": 84, "creat": 85, "link": 86, "unlink": 87,
+                "symlink": 88, "readlink": 89, "chmod": 90, "fchmod": 91, "chown": 92, "getdents64": 217,
+                "openat": 257, "mkdirat": 258, "unlinkat": 263, "renameat": 264, "linkat": 265, "symlinkat": 266,
+                "readlinkat": 267, "fchmodat": 268, "faccessat": 269, "utimensat": 280, "fallocate": 285,
+                "dup3": 292, "pipe2": 293, "renameat2": 316, "memfd_create": 319, "statx": 332, "openat2": 437,
+                "faccessat2": 439}
+_NR_FCNTL, _NR_NEWFSTATAT, _NR_PRLIMIT64 = 72, 262, 302
+
+
+def _bpf_program():
+    """-> bytes of struct sock_filter[]. Layout: arch check, x32 check, one jeq per listed syscall jumping to a
+    shared ALLOW or EPERM return at the end, three small argument-checking blocks, default kill.
+    seccomp_data: nr at offset 0, arch at 4, args[i] at 16 + 8 i (low 32 bits first)."""
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    head = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH_X86_64), (ret, 0, 0, _KILL),     # wrong arch (int 0x80): kill
+            (ld, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, _KILL)]             # x32 syscall numbers: kill
+    blocks = [  # fcntl: only F_GETFD/F_SETFD/F_GETFL (F_SETOWN could aim SIGIO at another process)
+        (jeq, 0, 7, _NR_FCNTL), (ld, 0, 0, 24), (jeq, 2, 0, 1), (jeq, 1, 0, 2), (jeq, 0, 1, 3),
+        (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM), (ld, 0, 0, 0),
+        # newfstatat: only with flags == AT_EMPTY_PATH (glibc's fstat(fd)); path lookups fail with EPERM
+        (jeq, 0, 5, _NR_NEWFSTATAT), (ld, 0, 0, 40), (jeq, 0, 1, 0x1000), (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM),
+        (ld, 0, 0, 0),
+        # prlimit64: reading limits only (new_limit == NULL); root could otherwise raise its hard limits
+        (jeq, 0, 7, _NR_PRLIMIT64), (ld, 0, 0, 32), (jeq, 0, 3, 0), (ld, 0, 0, 36), (jeq, 0, 1, 0),
+        (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM), (ld, 0, 0, 0),
+        (ret, 0, 0, _KILL)]
+    allowed, eperm = sorted(_ALLOWED.values()), sorted(_EPERM_CALLS.values())
+    n = len(allowed) + len(eperm) + len(blocks)   # ALLOW return sits at index n, EPERM return at n + 1
+    jumps = [(jeq, n - i - 1, 0, nr) for i, nr in enumerate(allowed)]
+    jumps += [(jeq, n + 1 - (len(allowed) + i) - 1, 0, nr) for i, nr in enumerate(eperm)]
+    ins = head + jumps + blocks + [(ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM)]
+    assert max(i[1] for i in ins) < 256
+    return b"".join(struct.pack("HBBI", code, jt, jf, k) for code, jt, jf, k in ins)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Zygote and child (run in the zygote process: `python sandbox.py --zygote PARENT_PID`)
+# ---------------------------------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 38, 22, 2
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd, n):
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, 1 << 20))
+        if not b:
+            return None
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _child(req, fds, libc, prog, zygote_pid):
+    """In the forked child: confine, mark, then run untrusted code. Never returns."""
+    devnull, out_w, err_w, rec_w = fds
+    try:
+        for src, dst in ((devnull, 0), (out_w, 1), (err_w, 2), (rec_w, 3)):
+            os.dup2(src, dst)
+        os.closerange(4, 1 << 16)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != zygote_pid:
+            os._exit(70)
+        cpu = max(1, math.ceil(req["cpu_s"]))
+        mem = int(req["mem_mb"]) << 20
+        for lim, val in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (mem, mem)),
+                         (resource.RLIMIT_FSIZE, (0, 0)), (resource.RLIMIT_NOFILE, (16, 16)),
+                         (resource.RLIMIT_CORE, (0, 0)), (resource.RLIMIT_NPROC, (0, 0))):
+            resource.setrlimit(lim, val)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
+                                                                        ctypes.addressof(prog), 0, 0):
+            os._exit(71)
+        os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
+    except BaseException:
+        os._exit(72)
+    _run_untrusted(req["code"], req["args"], req["calls"])
+
+
+def _run_untrusted(code, args, calls):
+    """Exec the program, evaluate `f(<args>)` `calls` times (fresh arguments each time), send one record, exit."""
+    out = bytearray()
+    try:
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        exec(compile(code, "<program>", "exec"), g)
+        call = compile("f(" + args + "\n)", "<input>", "eval")
+        for _ in range(calls):
+            try:
+                v = eval(call, g)
+                part = bytearray(b"o")
+                _encode(v, part)
+                if len(part) > MAX_RECORD:
+                    raise _BadOutput("return value too large")
+            except _BadOutput as e:
+                part = b"b" + _str_field(str(e))
+            except BaseException as e:
+                part = _exc_field(e)
+            out += part
+            if part[:1] != b"o":
+                break
+    except BaseException as e:
+        out = bytearray(_exc_field(e))
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    try:
+        _write_all(3, _U32.pack(len(out)) + out)
+    finally:
+        os._exit(0)
+
+
+def _str_field(s):
+    b = s[:1000].encode("utf-8", "replace")
+    return _U32.pack(len(b)) + b
+
+
+def _exc_field(e):
+    """b'e' + kind (x exception, m memory, f forbidden) + type name + message (truncated; str() may be hostile)."""
+    kind = b"m" if isinstance(e, MemoryError) else b"f" if isinstance(e, PermissionError) and e.errno == 1 else b"x"
+    try:
+        name, msg = type(e).__name__, str(e)   # user __str__ may misbehave: we are in the child, so that is fine
+        name, msg = (name if type(name) is str else "?"), (msg[:1000] if type(msg) is str else "")
+    except BaseException:
+        name, msg = "?", ""
+    return b"e" + kind + _str_field(name) + _str_field(msg)
+
+
+def _zygote_main(parent_pid, extra_modules):
+    """Preload, build the filter, say hello, then serve one request at a time: fork, watch, reap, reply."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != parent_pid:
+        os._exit(1)
+    req_fd, resp_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0), os.dup2(devnull, 1)
+    hello = {"ok": True, "pid": os.getpid()}
+    try:
+        import platform
+        if sys.platform != "linux" or platform.machine() != "x86_64":
+            raise SandboxUnavailable(f"seccomp filter is written for Linux x86_64, this is {sys.platform} "
+                                     f"{platform.machine()}")
+        import encodings
+        import pkgutil
+        codecs = ["encodings." + m.name for m in pkgutil.iter_modules(encodings.__path__)]
+        for name in PRELOAD + extra_modules + tuple(codecs):   # every codec too: str.encode('shift_jis') imports lazily
+            try:
+                __import__(name)
+            except Exception:   # optional (numpy) or platform-specific (encodings.mbcs)
+                pass
+        code = _bpf_program()
+        if os.environ.get("NANOAZR_SANDBOX_FAULT") == "filter":   # test hook: an invalid filter (fail-closed test)
+            code = code[:-8]
+        buf = ctypes.create_string_buffer(code, len(code))
+        prog = _SockFprog(len(code) // 8, ctypes.addressof(buf))
+        # From here on imports resolve only from preloaded modules (no path finder: in a child it would only hit
+        # EPERM on the file system). Done once here rather than in every child.
+        sys.meta_path[:] = [m for m in sys.meta_path if getattr(m, "__name__", "") in ("BuiltinImporter",
+                                                                                       "FrozenImporter")]
+        sys.path_importer_cache.clear()
+        import gc
+        gc.collect()
+        gc.freeze()   # keep preloaded objects out of the children's collections: fewer copy-on-write pages
+        hello["threads"] = len(os.listdir("/proc/self/task"))
+        hello["vsz_mb"] = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE") >> 20
+        if hello["threads"] != 1:
+            raise SandboxUnavailable(f"zygote has {hello['threads']} threads after preloading; forking it is unsafe")
+    except Exception as e:
+        hello = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    _send(resp_fd, json.dumps(hello).encode())
+    if not hello["ok"]:
+        os._exit(1)
+    zygote_pid = os.getpid()
+    while True:
+        head = _read_exact(req_fd, 4)
+        if head is None:
+            os._exit(0)   # the caller closed the pipe or died
+        req = json.loads(_read_exact(req_fd, _U32.unpack(head)[0]))
+        _send(resp_fd, *_supervise(req, req_fd, devnull, libc, prog, zygote_pid))
+
+
+def _send(fd, header, *blobs):
+    header = header if isinstance(header, bytes) else json.dumps(header).encode()
+    parts = [_U32.pack(len(header)), header] + [p for b in blobs for p in (_U32.pack(len(b)), b)]
+    body = b"".join(parts)
+    _write_all(fd, _U32.pack(len(body)) + body)
+
+
+def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
+    """Fork one child, enforce wall time and output caps with SIGKILL, reap it. -> (facts, record, stdout, stderr)."""
+    (out_r, out_w), (err_r, err_w), (rec_r, rec_w) = os.pipe(), os.pipe(), os.pipe()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(req, (devnull, out_w, err_w, rec_w), libc, prog, zygote_pid)
+    for fd in (out_w, err_w, rec_w):
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    bufs = {out_r: bytearray(), err_r: bytearray(), rec_r: bytearray()}
+    totals = dict.fromkeys(bufs, 0)
+    for fd in bufs:
+        poller.register(fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    poller.register(req_fd, 0)   # POLLHUP only: the caller died
+    killed, exited, open_fds = None, False, set(bufs)
+    deadline = t0 + req["wall_s"]
+
+    def kill(reason):
+        nonlocal killed
+        if killed is None and not exited:
+            killed = reason
+            os.kill(pid, signal.SIGKILL)
+    while open_fds or not exited:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            kill("wall")
+            left = 1.0
+        for fd, ev in poller.poll(left * 1000):
+            if fd == req_fd:
+                os.kill(pid, signal.SIGKILL)
+                os._exit(0)
+            if fd == pidfd:
+                exited = True
+                poller.unregister(pidfd)
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            totals[fd] += len(data)
+            cap = 2 * MAX_RECORD + 8192 if fd == rec_r else OUTPUT_CAP   # two encoded values + two messages
+            if len(bufs[fd]) < cap:
+                bufs[fd] += data[:cap - len(bufs[fd])]
+            if fd == rec_r and totals[fd] > cap:
+                kill("record")
+            elif fd != rec_r and totals[fd] > 4 * OUTPUT_CAP:
+                kill("output")
+    _, status, ru = os.wait4(pid, 0)
+    for fd in (out_r, err_r, rec_r, pidfd):
+        os.close(fd)
+    facts = {"killed": killed, "cpu": ru.ru_utime + ru.ru_stime, "wall": time.monotonic() - t0,
+             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+             "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+             "out_total": totals[out_r], "err_total": totals[err_r]}
+    return facts, bytes(bufs[rec_r]), bytes(bufs[out_r]), bytes(bufs[err_r])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trusted side: verdicts from the zygote's facts and the child's bytes
+# ---------------------------------------------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{4,}>")
+
+
+def _escape(b):
+    """Captured output as text with control characters (NUL, ESC, CR, ...) escaped; newlines and tabs kept."""
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", b.decode("utf-8", "replace"))
+
+
+def _same(a, b):
+    """Python == on values we built ourselves from plain literals (so no model code can run here)."""
+    try:
+        return bool(a == b)
+    except Exception:  # RecursionError on pathological nesting
+        return False
+
+
+def _verdict(facts, rec, out, err, cpu_s):
+    """-> (Result, outcomes) where outcomes[i] = ("ok", value, repr) or (status, error) for call i of f."""
+    io = {"stdout": _escape(out), "stderr": _escape(err)}
+    if not rec.startswith(b"\x01"):   # the child died before its confinement was complete: our failure
+        return Result("sandbox_error", error=f"child setup failed (exit {facts['code']}, signal {facts['signal']})",
+                      **io), []
+    sig = facts["signal"]
+    if facts["killed"] == "wall":
+        return Result("timeout", error=f"wall-clock limit ({facts['wall']:.1f} s)", **io), []
+    if facts["killed"] == "output":
+        return Result("output_limit", error=f"output over {4 * OUTPUT_CAP} bytes", **io), []
+    if facts["killed"] == "record":
+        return Result("bad_output", error="result record over the size cap", **io), []
+    if sig == signal.SIGSYS:
+        return Result("forbidden", error="blocked system call (killed by SIGSYS)", **io), []
+    # SIGKILL we did not send: the RLIMIT_CPU hard limit (rusage lags the kernel's CPU clock, hence the slack)
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and facts["cpu"] >= 0.5 * max(1, math.ceil(cpu_s))):
+        return Result("timeout", error=f"CPU limit ({facts['cpu']:.1f} s)", **io), []
+    if sig:
+        return Result("crash", error=f"killed by {signal.Signals(sig).name}", **io), []
+    rec = rec[1:]
+    n = _U32.unpack_from(rec)[0] if len(rec) >= 4 else -1
+    body = rec[4:4 + n]
+    if n < 0 or len(body) != n:
+        return Result("bad_output", error=f"no result record (exit code {facts['code']} before f returned)",
+                      **io), []
+    outcomes, pos = [], 0
+    try:
+        while pos < n:
+            tag = body[pos:pos + 1]
+            if tag == b"o":
+                v, text, pos = _decode(body, pos + 1)
+                outcomes.append(("ok", v, text))
+            elif tag == b"b":
+                reason, pos = _decode_str(body, pos + 1)
+                outcomes.append(("bad_output", reason))
+            elif tag == b"e":
+                kind = body[pos + 1:pos + 2]
+                name, pos = _decode_str(body, pos + 2)
+                msg, pos = _decode_str(body, pos)
+                status = {b"m": "memory", b"f": "forbidden"}.get(kind, "exception")
+                outcomes.append((status, f"{name}: {msg}" if msg else name))
+            else:
+                raise ValueError("bad outcome tag")
+    except Exception as e:  # struct.error, ValueError, UnicodeError, TypeError (unhashable), RecursionError
+        return Result("bad_output", error=f"malformed result record ({type(e).__name__})", **io), []
+    if not outcomes:
+        return Result("bad_output", error="empty result record", **io), []
+    first = outcomes[0]
+    if first[0] == "ok":
+        return Result("ok", value=first[2], **io), outcomes
+    return Result(first[0], error=first[1], **io), outcomes
+
+
+class _WorkerLost(Exception):
+    pass
+
+
+class _Worker:
+    """One zygote slot. `proc` is None until (re)started; a lost zygote is restarted lazily on next use."""
+
+    def __init__(self, seed):
+        self.seed, self.proc, self.served = seed, None, 0
+
+
+_ZYGOTE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_IDENTITY = "def f(x):\n    return x"
+
+_CANARIES = (  # (name, program, args, expected status, limit overrides): the fail-closed start-up self-test
+    ("plain call", "def f(x):\n    return [x, x * 2.5, {'k': (x,)}, {1}]", "2", "ok", {}),
+    ("socket()", "import socket\ndef f():\n    return socket.socket()", "", "forbidden (SIGSYS)", {}),
+    ("os.fork()", "import os\ndef f():\n    return os.fork()", "", "forbidden (SIGSYS)", {}),
+    ("thread start", "import threading\ndef f():\n    threading.Thread(target=len).start()", "",
+     "forbidden (SIGSYS)", {}),
+    ("execv", "import os\ndef f():\n    os.execv('/bin/sh', ['sh'])", "", "forbidden (SIGSYS)", {}),
+    ("kill parent", "import os\ndef f():\n    os.kill(os.getppid(), 9)", "", "forbidden (SIGSYS)", {}),
+    ("open file", "def f():\n    return open('/etc/hostname').read()", "", "forbidden (EPERM)", {}),
+    ("CPU loop", "def f():\n    while True:\n        pass", "", "timeout", {"cpu_s": 1, "wall_s": 20}),
+    ("sleep", "import time\ndef f():\n    time.sleep(10)", "", "timeout", {"wall_s": 0.5}),
+    ("2 GiB bytearray", "def f():\n    return len(bytearray(2 ** 31))", "", "memory", {"mem_mb": 1024}),
+    ("always-equal object", "class A:\n    def __eq__(s, o):\n        return True\ndef f():\n    return A()", "",
+     "bad_output", {}),
+)
+
+
+class Sandbox:
+    """Pool of zygotes; every public method is thread-safe. Use as a context manager or call close()."""
+
+    def __init__(self, workers=None, cpu_s=2.0, wall_s=4.0, mem_mb=1024, selftest=True, extra_modules=(), repeat=2):
+        """repeat: calls of f per run()/check execution. The default 2 makes every execution take the same path as
+        validation (which always calls twice), so a program cannot detect which one it is in (sandbox.md D14);
+        repeat=1 halves the cost where that does not matter (benchmark evaluation). Limits cover all calls."""
+        for name, v in (("cpu_s", cpu_s), ("wall_s", wall_s), ("mem_mb", mem_mb)):
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"Sandbox({name}={v!r}): must be a positive number")
+        n = int(workers or len(os.sched_getaffinity(0)))
+        if n < 1:
+            raise ValueError(f"Sandbox(workers={workers!r}): need at least one worker")
+        self.cpu_s, self.wall_s, self.mem_mb = float(cpu_s), float(wall_s), int(mem_mb)
+        self._extra, self.repeat = ",".join(extra_modules), int(repeat)
+        if self.repeat not in (1, 2):
+            raise ValueError(f"Sandbox(repeat={repeat!r}): must be 1 or 2")
+        self._closed = False
+        self._workers = [_Worker(HASH_SEEDS[0]) for _ in range(n)] + \
+                        [_Worker(HASH_SEEDS[1]) for _ in range(max(1, n // 2))]
+        self._idle = {seed: queue.SimpleQueue() for seed in HASH_SEEDS}
+        # Zygotes are started from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that forked
+        # them exits, so a short-lived caller thread must never be their parent.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawn")
+        self._pool = ThreadPoolExecutor(len(self._workers) + 2, thread_name_prefix="sandbox")
+        try:
+            for w in self._workers:
+                self._popen(w)
+            for w in self._workers:
+                self._hello(w)
+                self._idle[w.seed].put(w)
+            if selftest:
+                bad = [row for row in self.selftest() if row[1] != row[2]]
+                if bad:
+                    raise SandboxUnavailable("sandbox self-test gave unexpected verdicts, refusing to run: " +
+                                             "; ".join(f"{n}: expected {e}, got {g} ({err})" for n, e, g, err in bad))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- zygote management ------------------------------------------------------------------------------------
+    def _popen(self, w):
+        cmd = [sys.executable, "-s", "-B", os.path.abspath(__file__), "--zygote", str(os.getpid()), self._extra]
+        env = dict(_ZYGOTE_ENV, PYTHONHASHSEED=w.seed)
+        w.proc = self._spawner.submit(subprocess.Popen, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True).result()
+
+    def _hello(self, w):
+        try:
+            hello = json.loads(self._recv(w.proc, time.monotonic() + 120)[0])
+        except _WorkerLost as e:
+            raise SandboxUnavailable(f"sandbox zygote failed to start ({e})") from None
+        if not hello.get("ok"):
+            raise SandboxUnavailable(f"sandbox zygote refused to start: {hello.get('error')}")
+        if hello["vsz_mb"] * 2 > self.mem_mb:
+            raise SandboxUnavailable(f"mem_mb={self.mem_mb} leaves too little address space above the zygote's "
+                                     f"{hello['vsz_mb']} MiB; use mem_mb >= {hello['vsz_mb'] * 2}")
+
+    def _kill(self, w):
+        proc, w.proc, w.served = w.proc, None, 0
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            proc.stdin.close()
+            proc.stdout.close()
+
+    def _recv(self, proc, deadline):
+        """-> [header, blob, ...] of one framed zygote message, or _WorkerLost (EOF, deadline, closed pipe)."""
+        def read(n):
+            chunks = []
+            while n:
+                try:
+                    fd = proc.stdout.fileno()
+                    if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                        raise _WorkerLost("zygote did not answer in time")
+                    b = os.read(fd, n)
+                except (OSError, ValueError) as e:   # close() from another thread closed the pipe
+                    raise _WorkerLost(f"zygote pipe: {e}") from None
+                if not b:
+                    raise _WorkerLost("zygote exited")
+                chunks.append(b)
+                n -= len(b)
+            return b"".join(chunks)
+        body, parts, pos = read(_U32.unpack(read(4))[0]), [], 0
+        while pos < len(body):
+            n = _U32.unpack_from(body, pos)[0]
+            parts.append(body[pos + 4:pos + 4 + n])
+            pos += 4 + n
+        return parts
+
+    def _call(self, req, seed):
+        """One request on one idle zygote of the given hash seed. -> (facts, record, stdout, stderr)."""
+        w = self._idle[seed].get()
+        try:
+            if self._closed:
+                raise SandboxUnavailable("Sandbox is closed")
+            if w.proc is None:
+                self._popen(w)
+                self._hello(w)
+            proc, data = w.proc, json.dumps(req).encode()   # proc: close() may clear w.proc meanwhile
+            try:
+                _write_all(proc.stdin.fileno(), _U32.pack(len(data)) + data)
+            except (OSError, ValueError) as e:
+                raise _WorkerLost(f"zygote pipe: {e}") from None
+            header, rec, out, err = self._recv(proc, time.monotonic() + req["wall_s"] + 30)
+            w.served += 1
+            if w.served >= RECYCLE_AFTER:
+                self._kill(w)
+            return json.loads(header), rec, out, err
+        except (_WorkerLost, SandboxUnavailable):
+            self._kill(w)
+            raise
+        finally:
+            self._idle[seed].put(w)
+
+    # -- one execution ----------------------------------------------------------------------------------------
+    def _execute(self, code, args, seed=HASH_SEEDS[0], limits=None, arg_limit=MAX_ARGS):
+        """-> (Result, outcomes, facts). Static caps first; a lost zygote or failed child setup is retried once."""
+        if type(code) is not str or len(code) > MAX_CODE:
+            why = f"over the {MAX_CODE}-character cap" if type(code) is str else f"a {type(code).__name__}"
+            return Result("rejected", error=f"program must be a str of at most {MAX_CODE} characters, got {why}"), \
+                [], {}
+        try:
+            _call_args(args, arg_limit)
+        except ValueError as e:
+            return Result("rejected", error=str(e)), [], {}
+        req = {"code": code, "args": args, "calls": self.repeat, "cpu_s": self.cpu_s, "wall_s": self.wall_s,
+               "mem_mb": self.mem_mb, **(limits or {})}
+        res = None
+        for _ in range(2):
+            try:
+                facts, rec, out, err = self._call(req, seed)
+            except (_WorkerLost, SandboxUnavailable) as e:
+                res = Result("sandbox_error", error=str(e))
+                if self._closed:
+                    break
+                continue
+            res, outcomes = _verdict(facts, rec, out, err, req["cpu_s"])
+            if res.status != "sandbox_error":
+                return res, outcomes, facts
+        return res, [], {}
+
+    def _map(self, fn, items):
+        return list(self._pool.map(fn, list(items)))
+
+    @staticmethod
+    def _pair(item):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"expected a (code, args) pair, got {type(item).__name__}")
+        return item
+
+    # -- public API -------------------------------------------------------------------------------------------
+    def run(self, code, args):
+        """Execute `code` (defines f) and call f(<args>); args is AZR argument text, evaluated only in the child."""
+        return self._execute(code, args)[0]
+
+    def run_many(self, items):
+        """[(code, args), ...] -> [Result], in parallel across zygotes, in order."""
+        def one(item):
+            try:
+                return self._execute(*self._pair(item))[0]
+            except ValueError as e:
+                return Result("rejected", error=str(e))
+        return self._map(one, items)
+
+    def validate(self, code, args):
+        """AZR proposal validation: static checks, then determinism. value = gold output (full repr)."""
+        return self._validate_one((code, args))
+
+    def validate_many(self, items):
+        return self._map(self._validate_one, items)
+
+    def _validate_one(self, item):
+        try:
+            code, args = self._pair(item)
+            program, imports = azr_program(code)
+        except ValueError as e:
+            return Result("rejected", error=str(e))
+        a, outs, facts = self._execute(program, args, limits={"calls": 2})
+        meta = dict(program=program, imports=imports, stdout=a.stdout, stderr=a.stderr)
+        if a.status != "ok":
+            return Result(a.status, error=a.error, **meta)
+        if len(outs) < 2 or outs[1][0] != "ok":
+            return Result("nondeterministic", error=f"second call of f failed: {outs[1][1] if len(outs) > 1 else ''}",
+                          **meta)
+        (_, v1, text), (_, v2, text2) = outs[0], outs[1]
+        if text != text2 or not _same(v1, v2):
+            return Result("nondeterministic", error="two calls of f on fresh arguments returned different values",
+                          **meta)
+        if _ADDRESS.search(text):
+            return Result("nondeterministic", error="output contains a memory address", **meta)
+        if facts["cpu"] > TIMING_MARGIN * self.cpu_s:
+            return Result("rejected", error=f"timing-fragile: used {facts['cpu']:.2f} s CPU of the {self.cpu_s} s "
+                          f"limit (margin {TIMING_MARGIN:.0%})", **meta)
+        b, outs_b, _ = self._execute(program, args, seed=HASH_SEEDS[1])
+        if b.status == "sandbox_error":
+            return Result("sandbox_error", error=b.error, **meta)
+        if b.status != "ok" or not _same(outs_b[0][1], v1):
+            return Result("nondeterministic", error=f"a zygote with another hash seed gave {b.status} "
+                          f"{truncate_output(b.value or b.error or '', 200)!r}", **meta)
+        return Result("ok", value=text, **meta)
+
+    def _values(self, texts):
+        """Output texts -> [(ok, value)]: literals parsed here; anything else evaluated in a child."""
+        parsed = [parse_literal(t) for t in texts]
+
+        def one(i):
+            if parsed[i][0] or type(texts[i]) is not str:
+                return parsed[i]
+            res, outs, _ = self._execute(_IDENTITY, "(" + texts[i] + "\n)", arg_limit=MAX_VALUE_TEXT + 4)
+            return (True, outs[0][1]) if res.status == "ok" else (False, None)
+        return self._map(one, range(len(texts)))
+
+    def check_deduction(self, pairs):
+        """[(gold_output, predicted_output)] -> [bool]: Python == on parsed values (1 == 1.0, sets unordered)."""
+        pairs = list(pairs)
+        vals = self._values([t for pair in pairs for t in pair])
+        return [g[0] and p[0] and _same(g[1], p[1]) for g, p in zip(vals[0::2], vals[1::2])]
+
+    def check_abduction(self, triples):
+        """[(program, gold_output, predicted_input)] -> [bool]: f(predicted_input) == gold, computed in a child."""
+        triples = list(triples)
+        golds = self._values([g for _, g, _ in triples])
+        runs = self._map(lambda t: self._execute(t[0], t[2]), triples)
+        return [g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1]) for g, r in zip(golds, runs)]
+
+    def check_induction(self, items):
+        """[(candidate_code, imports, inputs, outputs)] -> [bool]: binary, every (input, output) pair must pass.
+        The gold program's import lines are prepended to the candidate (AZR). Pairs lost to sandbox_error are
+        dropped like AZR's crashed checks; a candidate needs at least one counted pair."""
+        items = list(items)
+        jobs, golds = [], []
+        for code, imports, inputs, outputs in items:
+            full = "\n".join(imports or ()) + "\n" + code if type(code) is str else code
+            jobs += [(full, inp) for inp in inputs]
+            golds += list(outputs)
+        gold_vals = self._values(golds)
+        runs = self._map(lambda j: self._execute(*j)[:2], jobs)
+        verdicts, k = [], 0
+        for _, _, inputs, _ in items:
+            counted = [(r, g) for r, g in zip(runs[k:k + len(inputs)], gold_vals[k:k + len(inputs)])
+                       if r[0].status != "sandbox_error"]
+            verdicts.append(bool(counted) and all(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])
+                                                  for r, g in counted))
+            k += len(inputs)
+        return verdicts
+
+    def selftest(self):
+        """Runs the canary attacks. -> [(name, expected, got, error)]."""
+        def one(c):
+            name, code, args, expected, limits = c
+            res = self._execute(code, args, limits=limits)[0]
+            err = res.error or ""
+            how = " (SIGSYS)" if "SIGSYS" in err else " (EPERM)" if "Errno 1]" in err else ""
+            return name, expected, res.status + how, res.error
+        rows = self._map(one, _CANARIES)
+        b = self._execute(_CANARIES[0][1], _CANARIES[0][2], seed=HASH_SEEDS[1])[0]
+        return rows + [("plain call, hash-seed-B zygote", "ok", b.status, b.error)]
+
+    def worker_pids(self):
+        """pids of the live zygotes (for tests and monitoring)."""
+        return [w.proc.pid for w in self._workers if w.proc is not None]
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for w in getattr(self, "_workers", ()):
+            self._kill(w)
+        self._pool.shutdown(wait=False)
+        self._spawner.shutdown(wait=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _selftest_cli():
+    t0 = time.monotonic()
+    try:
+        with Sandbox(selftest=False) as sb:
+            rows = sb.selftest()
+    except SandboxUnavailable as e:
+        print(f"sandbox unavailable: {e}")
+        return 1
+    print(f"{'canary':32} {'expected':20} {'got':20} detail")
+    for name, expected, got, err in rows:
+        print(f"{name:32} {expected:20} {got:20} {'' if expected == got else 'MISMATCH '}{(err or '')[:60]}")
+    bad = sum(e != g for _, e, g, _ in rows)
+    print(f"{len(rows) - bad}/{len(rows)} as expected in {time.monotonic() - t0:.1f} s")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--zygote":
+        _zygote_main(int(sys.argv[2]), tuple(m for m in sys.argv[3].split(",") if m))
+    elif sys.argv[1:] == ["--selftest"]:
+        sys.exit(_selftest_cli())
+    else:
+        sys.exit("usage: python sandbox.py --selftest")

@@ -1,0 +1,425 @@
+"""sandbox.py against the attack catalogue of ../shared/sandbox.md (section 5) and the AZR checks.
+
+Every catalogue entry is one row: program, argument text, allowed verdicts. The rows run in one parallel batch
+(module fixture); each row is its own test. Side effects (files, processes, the parent) are checked separately.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from sandbox import Sandbox, Result
+
+CANARY_FILE = f"/tmp/nanoazr_sandbox_{uuid.uuid4().hex}"
+
+# (id, program, args, allowed statuses); run() semantics (no static AZR checks), cpu_s=1, wall_s=2.
+CATALOGUE = [
+    ("A1 read /etc/passwd", "def f():\n    return open('/etc/passwd').read()", "", {"forbidden"}),
+    ("A2 write a file", f"def f():\n    open({CANARY_FILE!r}, 'w').write('x')", "", {"forbidden"}),
+    ("A2 os.open O_CREAT", f"import os\ndef f():\n    os.open({CANARY_FILE!r}, os.O_CREAT | os.O_WRONLY)", "",
+     {"forbidden"}),
+    ("A3 socket connect", "import socket\ndef f():\n    socket.socket().connect(('127.0.0.1', 8265))", "",
+     {"forbidden"}),
+    ("A5 os.fork", "import os\ndef f():\n    return os.fork()", "", {"forbidden"}),
+    ("A5 posix_spawn", "import os\ndef f():\n    return os.posix_spawn('/bin/true', ['true'], {})", "",
+     {"forbidden"}),
+    ("A5 subprocess.run", "import subprocess\ndef f():\n    return subprocess.run(['id']).returncode", "",
+     {"forbidden"}),
+    ("A5 os.system", "import os\ndef f():\n    return os.system('id')", "", {"forbidden"}),
+    ("A6 execv", "import os\ndef f():\n    os.execv('/bin/sh', ['sh'])", "", {"forbidden"}),
+    ("A7 thread", "import threading\ndef f():\n    threading.Thread(target=print).start()", "", {"forbidden"}),
+    ("A8 kill parent", "import os\ndef f():\n    os.kill(os.getppid(), 9)", "", {"forbidden"}),
+    # signal 0 only probes: the filter does not look at kill's arguments, and a broken filter must not hurt the host
+    ("A8 kill -1", "import os\ndef f():\n    os.kill(-1, 0)", "", {"forbidden"}),
+    ("A8 killpg", "import os\ndef f():\n    os.killpg(0, 0)", "", {"forbidden"}),
+    ("A10 process_vm_readv", "import ctypes, os\ndef f():\n    return ctypes.CDLL(None).syscall(310, os.getppid(), "
+     "0, 1, 0, 1, 0)", "", {"forbidden"}),
+    ("A10 ptrace attach", "import ctypes, os\ndef f():\n    return ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0)",
+     "", {"forbidden"}),
+    ("A11 io_uring_setup", "import ctypes\ndef f():\n    p = ctypes.create_string_buffer(120)\n"
+     "    return ctypes.CDLL(None).syscall(425, 8, p)", "", {"forbidden"}),
+    ("A12 int 0x80", "import ctypes, mmap\ndef f():\n    m = mmap.mmap(-1, 4096, prot=7)\n"
+     "    m.write(b'\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3')\n"
+     "    return ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))()", "",
+     {"forbidden"}),
+    ("A12 x32 syscall", "import ctypes\ndef f():\n    return ctypes.CDLL(None).syscall(0x40000000 | 39)", "",
+     {"forbidden"}),
+    ("A13 setsid", "import os\ndef f():\n    os.setsid()\n    while True:\n        pass", "", {"forbidden"}),
+    ("raise the CPU rlimit, then loop", "import resource\ndef f():\n    try:\n"
+     "        resource.setrlimit(resource.RLIMIT_CPU, (100, 100))\n    except Exception:\n        pass\n"
+     "    while True:\n        pass", "", {"timeout"}),
+    ("fcntl F_SETOWN", "import fcntl, os\ndef f():\n    fcntl.fcntl(3, fcntl.F_SETOWN, os.getppid())", "",
+     {"forbidden"}),
+    ("fcntl F_GETFL (allowed)", "import fcntl\ndef f():\n    return fcntl.fcntl(1, fcntl.F_GETFL) >= 0", "",
+     {"ok"}),
+    ("stat a path", "import os\ndef f():\n    return os.stat('/etc/passwd').st_size", "", {"forbidden"}),
+    ("fstat own fd (allowed)", "import os\ndef f():\n    return os.fstat(1).st_size >= 0", "", {"ok"}),
+    ("getrlimit (allowed)", "import resource\ndef f():\n    return resource.getrlimit(resource.RLIMIT_NOFILE)", "",
+     {"ok"}),
+    ("listdir", "import os\ndef f():\n    return os.listdir('/')", "", {"forbidden"}),
+    ("B1 bytearray(10**10)", "def f():\n    return len(bytearray(10 ** 10))", "", {"memory"}),
+    ("B2 append forever", "def f():\n    a = []\n    while True:\n        a.append([0] * 1000)", "",
+     {"memory", "timeout"}),
+    ("B3 'a' * 10**12", "def f():\n    return len('a' * 10 ** 12)", "", {"memory"}),
+    ("B3 [0] * 10**10", "def f():\n    return len([0] * 10 ** 10)", "", {"memory"}),
+    ("B3 10**(10**9)", "def f():\n    return 10 ** (10 ** 9) > 0", "", {"memory", "timeout"}),
+    ("B4 fork bomb", "import os\ndef f():\n    while True:\n        os.fork()", "", {"forbidden"}),
+    ("B5 thread bomb", "import threading\ndef f():\n    while True:\n        threading.Thread(target=f).start()",
+     "", {"forbidden"}),
+    ("B6 deep recursion", "def f(n):\n    return f(n + 1)", "0", {"exception"}),
+    ("B8 10**6-element list", "def f():\n    return list(range(10 ** 6))", "", {"bad_output"}),
+    ("B9 huge exception message", "def f():\n    raise ValueError('x' * 10 ** 8)", "", {"exception"}),
+    *[(f"B11 300 MiB program #{i}", "def f():\n    return len(b'x' * (300 << 20))", "", {"ok"}) for i in range(4)],
+    ("C1 while True", "def f():\n    while True:\n        pass", "", {"timeout"}),
+    ("C1 ignoring SIGXCPU", "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef f():\n"
+     "    while True:\n        pass", "", {"timeout"}),
+    ("C2 sleep(100)", "import time\ndef f():\n    time.sleep(100)", "", {"timeout"}),
+    ("C3 input()", "def f():\n    return input()", "", {"exception"}),
+    ("C4 lock twice", "import threading\ndef f():\n    l = threading.Lock()\n    l.acquire()\n    l.acquire()", "",
+     {"timeout"}),
+    ("C4 signal.pause", "import signal\ndef f():\n    signal.pause()", "", {"timeout"}),
+    ("C6 bare except loop", "def f():\n    while True:\n        try:\n            1 / 0\n        except:\n"
+     "            pass", "", {"timeout"}),
+    ("C8 catastrophic regex", "import re\ndef f():\n    return bool(re.match(r'(a+)+$', 'a' * 40 + 'b'))", "",
+     {"timeout"}),
+    ("D1 sys.exit at top level", "import sys\nsys.exit(0)\ndef f():\n    return 1", "", {"exception"}),
+    ("D1 sys.exit in f", "import sys\ndef f():\n    sys.exit(0)", "", {"exception"}),
+    ("D2 os._exit(0)", "import os\ndef f():\n    os._exit(0)", "", {"bad_output"}),
+    ("D3 always-equal object", "class A:\n    def __eq__(s, o):\n        return True\n    def __ne__(s, o):\n"
+     "        return False\n    def __hash__(s):\n        return 0\ndef f():\n    return A()", "", {"bad_output"}),
+    ("D4 int subclass", "class I(int):\n    def __eq__(s, o):\n        return True\ndef f():\n    return I(3)", "",
+     {"bad_output"}),
+    ("D4 str subclass", "class S(str):\n    def __repr__(s):\n        return '1'\ndef f():\n    return S('x')", "",
+     {"bad_output"}),
+    ("D4 list subclass in a dict", "class L(list):\n    pass\ndef f():\n    return {'a': L([1])}", "",
+     {"bad_output"}),
+    ("D15 garbage on the record fd", "import os\ndef f():\n    os.write(3, b'\\xff' * 100)\n    return 1", "",
+     {"bad_output"}),
+    ("D15 huge record", "import os\ndef f():\n    os.write(3, b'x' * 10 ** 6)\n    return 1", "", {"bad_output"}),
+    ("D15 close the record fd", "import os\ndef f():\n    os.close(3)\n    return 1", "", {"bad_output"}),
+    ("D15 forged ok record", "import os, struct\ndef f():\n    os.write(3, struct.pack('<I', 10 ** 6) + b'o')\n"
+     "    os._exit(0)", "", {"bad_output"}),
+    ("D15 segfault", "import ctypes\ndef f():\n    return ctypes.string_at(0)", "", {"crash"}),
+    ("cyclic list", "def f():\n    a = []\n    a.append(a)\n    return a", "", {"bad_output"}),
+    ("F3 stdout flood", "import os\ndef f():\n    while True:\n        os.write(1, b'x' * 65536)", "",
+     {"output_limit"}),
+    ("F4 stderr flood", "import sys\ndef f():\n    while True:\n        sys.stderr.write('y' * 65536)", "",
+     {"output_limit"}),
+    ("F10 huge int", "def f():\n    return 7 ** 20000", "", {"bad_output"}),
+    ("F10 10 MB string", "def f():\n    return 'x' * 10 ** 7", "", {"bad_output"}),
+    ("F10 70 kB string", "def f():\n    return 'x' * 70000", "", {"bad_output"}),
+    ("60 kB string is fine", "def f():\n    return ['x' * 60000]", "", {"ok"}),
+    ("import not preloaded", "import sympy\ndef f():\n    return 1", "", {"exception"}),
+]
+
+
+@pytest.fixture(scope="module")
+def sb():
+    os.environ["NANOAZR_FAKE_API_KEY"] = "secret"   # in the caller's environment; must never reach a child (A15)
+    try:
+        with Sandbox(cpu_s=1, wall_s=2) as s:
+            yield s
+    finally:
+        del os.environ["NANOAZR_FAKE_API_KEY"]
+
+
+@pytest.fixture(scope="module")
+def catalogue(sb):
+    t0 = time.monotonic()
+    results = sb.run_many([(code, args) for _, code, args, _ in CATALOGUE])
+    return dict(zip([row[0] for row in CATALOGUE], results)), time.monotonic() - t0
+
+
+def _children(pid):
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.parametrize("name", [row[0] for row in CATALOGUE])
+def test_catalogue_verdict(catalogue, name):
+    res = catalogue[0][name]
+    allowed = next(row[3] for row in CATALOGUE if row[0] == name)
+    assert res.status in allowed, (name, res)
+
+
+def test_catalogue_side_effects(sb, catalogue):
+    assert not os.path.exists(CANARY_FILE)                        # A2: nothing written
+    assert all(not _children(p) for p in sb.worker_pids())       # A5/A13/B4: no process left behind
+    assert all(Path(f"/proc/{p}").exists() for p in sb.worker_pids())   # A8: zygotes alive
+    assert sb.run("def f(x):\n    return x", "1").value == "1"     # D15: zygotes keep serving
+    # every call returned within wall limit + margin even with rows queued 2-deep per zygote: bounded total time
+    assert catalogue[1] < len(CATALOGUE) * 2.5
+
+
+def test_catalogue_messages(catalogue):
+    results = catalogue[0]
+    assert "RecursionError" in results["B6 deep recursion"].error
+    assert results["B9 huge exception message"].error.startswith("ValueError: xxx")
+    assert len(results["B9 huge exception message"].error) < 1100
+    assert "EOFError" in results["C3 input()"].error
+    assert "SystemExit" in results["D1 sys.exit in f"].error
+
+
+def test_environment_is_scrubbed(sb):                             # A15
+    res = sb.run("import os\ndef f():\n    return sorted(os.environ.items())", "")
+    assert res.status == "ok"
+    assert "NANOAZR_FAKE_API_KEY" not in res.value and "secret" not in res.value
+    names = [k for k, _ in eval(res.value)]   # our own canonical repr of plain values
+    assert not [n for n in names if n.endswith(("_KEY", "_TOKEN"))]
+    assert set(names) <= set(sandbox._ZYGOTE_ENV) | {"PYTHONHASHSEED"}
+
+
+def test_stdin_is_dev_null(sb):                                  # C3
+    assert sb.run("import sys\ndef f():\n    return sys.stdin.read()", "").value == "''"
+
+
+def test_wall_limit_promptly(sb):                                # C2, liveness
+    t0 = time.monotonic()
+    assert sb.run("import time\ndef f():\n    time.sleep(100)", "").status == "timeout"
+    assert time.monotonic() - t0 < sb.wall_s + 1.5
+
+
+def test_stdout_is_captured_not_parsed(sb):                      # F1, F2, F6
+    code = ("import os, ctypes\ndef f():\n    print('RESULT: [1, 2, 3]')\n    print('PASSED')\n"
+            "    os.write(1, b'raw\\n')\n    ctypes.CDLL(None).write(1, b'ctypes\\n', 7)\n"
+            "    print('\\x00\\x1b[31m\\r')\n    return 0")
+    res = sb.run(code, "")
+    assert (res.status, res.value) == ("ok", "0")
+    assert "RESULT: [1, 2, 3]" in res.stdout and "raw" in res.stdout and "ctypes" in res.stdout
+    assert not any(c in res.stdout for c in "\x00\x1b\r") and "\\x1b" in res.stdout
+
+
+def test_monkeypatching_does_not_leak(sb):                       # D10, D11, D12
+    evil = ("import builtins, json, math, gc\nbuiltins.repr = lambda o: 'PWNED'\nbuiltins.print = None\n"
+            "json.dumps = lambda *a, **k: 'PWNED'\nmath.gcd = lambda a, b: 42\n"
+            "def run_tests():\n    return True\ncheck = assert_equal = run_tests\n"
+            "def f():\n    for o in gc.get_objects():\n        if type(o) is dict and 'status' in o:\n"
+            "            o['status'] = 'ok'\n    return math.gcd(4, 6)")
+    assert sb.run(evil, "").value == "42"
+    for _ in range(len(sb.worker_pids())):
+        assert sb.run("import math\ndef f():\n    return (repr(1), math.gcd(4, 6))", "").value == "('1', 2)"
+
+
+@pytest.mark.parametrize("code,status", [
+    ("def f():\n    return __import__('random').random()", "nondeterministic"),                  # E1
+    ("def f():\n    return __import__('time').time()", "nondeterministic"),                      # E2
+    ("def f():\n    return id(object())", "nondeterministic"),                                   # E3
+    ("def f():\n    return repr(object())", "nondeterministic"),                                 # E4
+    ("class A:\n    pass\ndef f():\n    return A()", "bad_output"),                              # E4
+    ("def f():\n    return hash(float('nan'))", "nondeterministic"),                            # E7
+    ("def f():\n    return {float('nan')}", "nondeterministic"),                                # E7
+    ("def f():\n    return __import__('os').urandom(8).hex()", "nondeterministic"),              # E9
+    ("def f():\n    return __import__('uuid').uuid4().hex", "nondeterministic"),                 # E9
+    ("def f():\n    return __import__('secrets').token_hex(8)", "nondeterministic"),             # E9
+    ("def f():\n    t = __import__('time').perf_counter\n    s, n = t(), 0\n    while t() - s < 0.002:\n"
+     "        n += 1\n    return n", "nondeterministic"),                                           # E10
+    ("import sys\ndef f():\n    return sys.getsizeof([])", "rejected"),                            # E12
+    ("import platform\ndef f():\n    return platform.machine()", "rejected"),                       # E12
+    ("n = [0]\ndef f():\n    n[0] += 1\n    return n[0]", "nondeterministic"),                       # D13
+    ("def f(a):\n    a.append(1)\n    return len(a)", "ok"),                                        # E11
+])
+def test_determinism(sb, code, status):
+    args = "[1, 2]" if "f(a)" in code else ""
+    res = sb.validate(code, args)
+    assert res.status == status, res
+    if status == "ok":
+        assert res.value == "3"
+
+
+def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
+    monkeypatch.setattr(sandbox, "TIMING_MARGIN", 0.05)
+    res = sb.validate("def f():\n    return sum(range(10 ** 7))", "")
+    assert res.status == "rejected" and "timing-fragile" in res.error
+
+
+def test_harness_is_identical_across_modes(sb):                   # D14
+    code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
+            "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
+            "    return (names, __name__, sys.argv, sorted(globals()), len(sys.modules))")
+    v = sb.validate(code.replace("import sys", "s = __import__('sys')").replace("sys.", "s."), "")
+    r = sb.run(code.replace("import sys", "s = __import__('sys')").replace("sys.", "s."), "")
+    assert v.status == "ok" and r.status == "ok" and v.value == r.value
+
+
+def test_validate_azr_rules(sb):
+    ok = sb.validate("def g(n):\n    return 1 if n < 2 else n * g(n - 1)", "5")
+    assert (ok.status, ok.value) == ("ok", "120")
+    assert "def f(n)" in ok.program and "f(n - 1)" in ok.program and ok.imports == ()
+    assert sb.validate("def f(a):\n    def g(b):\n        return b\n    return g(a)", "1").status == "rejected"
+    assert sb.validate("class A:\n    def m(self):\n        return 1\ndef f():\n    return A().m()", "").status \
+        == "rejected"
+    assert sb.validate("x = 1", "").status == "rejected"
+    assert sb.validate("def g():\n    return " + "-" * 3000 + "1", "").status == "rejected"   # parser limits
+    res = sb.validate("import time\ndef f():\n    return 1", "")
+    assert res.status == "rejected" and "time" in res.error
+    assert sb.validate("from datetime import date\ndef f():\n    return 1", "").status == "rejected"
+    assert sb.validate("def f():\n    return input('x')", "").status == "rejected"
+    imp = sb.validate("import math\nfrom collections import Counter as C\ndef f(x):\n    return math.isqrt(x)", "17")
+    assert (imp.status, imp.value, imp.imports) == \
+        ("ok", "4", ("import math", "from collections import Counter as C"))
+    assert sb.validate("def f(a):\n    return a\n", "dict(a=1, b=[0] * 3)").value == "{'a': 1, 'b': [0, 0, 0]}"
+    assert sb.validate("def f():\n    return None", "").value == "None"
+    assert sb.validate("def f():\n    return float('nan')", "").status == "nondeterministic"   # F8, as AZR
+
+
+def test_gold_repr_matches_python(sb):
+    code = ("def f():\n    s = {3, 1, 2, 100, -7}\n    s.discard(100)\n"
+            "    return [s, frozenset(), set(), (1,), (), {'k': (1.5, -0.0, 1e300, float('inf'))}, b'\\x00',"
+            " bytearray(b'a'), 2 ** 100, -3, 1j + 2, True, None, ..., 'é\\'\"', {frozenset({1})}]")
+    res = sb.validate(code, "")
+    ns = {}
+    exec(code, ns)
+    assert (res.status, res.value) == ("ok", repr(ns["f"]()))
+
+
+def test_truncate_output():
+    assert sandbox.truncate_output("x" * 400) == "x" * 400
+    s = "a" * 200 + "b" * 201 + "c" * 200
+    assert sandbox.truncate_output(s) == "a" * 200 + "..." + "c" * 200
+
+
+def test_check_deduction(sb):                                     # D5, F8, F9
+    pairs = [("1", "1.0"), ("1", "True"), ("[1, 2]", "(1, 2)"), ("{'a': 1, 'b': 2}", "{'b': 2, 'a': 1}"),
+             ("{1, 2, 3}", "{3, 1, 2}"), ("'abc'", '"abc"'), ("0.0", "-0.0"), ("[1, 2]", "[1, 2"),
+             ("{'a': 1, 'b': 2}", "dict(a=1, b=2)"), ("[0, 0, 0]", "[0] * 3"),
+             ("1", "type('A', (), {'__eq__': lambda s, o: True})()"),
+             ("1", "__import__('os').system('touch " + CANARY_FILE + "')"),
+             ("frozenset({1})", "{1}"), ("'x'", "'" + "y" * 100000 + "'"), ("nan", "nan")]
+    assert sb.check_deduction(pairs) == [True, True, False, True, True, True, True, False, True, True, False,
+                                         False, True, False, False]
+    assert not os.path.exists(CANARY_FILE)
+
+
+def test_check_abduction(sb):                                     # D6, D7
+    prog = "def f(a, b=0):\n    return a * 2 + b"
+    triples = [(prog, "4", "2"), (prog, "5", "2, b=1"), (prog, "4", "3"), (prog, "True", "0) or True or f(0"),
+               (prog, "0", "0), f(0"), (prog, "[]", "[" * 100000 + "]" * 100000), (prog, "4", "2\n# comment"),
+               (prog, "4", "__import__('os').kill(__import__('os').getppid(), 9)")]
+    assert sb.check_abduction(triples) == [True, True, False, False, False, False, True, False]
+    assert sb.run(prog, "0) or True or f(0").status == "rejected"
+
+
+def test_check_induction(sb):                                      # D3
+    inputs, outputs = ["1", "2", "'a'"], ["2", "4", "'aa'"]
+    always_eq = ("class A:\n    def __eq__(s, o):\n        return True\n    __hash__ = None\n"
+                 "def f(x):\n    return A()")
+    items = [("def f(x):\n    return x * 2", [], inputs, outputs),
+             ("def f(x):\n    return x + x if x != 2 else 5", [], inputs, outputs),
+             (always_eq, [], inputs, outputs),
+             ("def f(x):\n    return math.floor(x * 2)", ["import math"], inputs[:2], outputs[:2]),
+             ("def f(x):\n    return math.floor(x * 2)", [], inputs[:2], outputs[:2]),
+             (None, [], inputs, outputs)]
+    assert sb.check_induction(items) == [True, False, False, True, False, False]
+
+
+def test_malformed_requests(sb):                                   # G4
+    assert sb.run(123, "1").status == "rejected"
+    assert sb.run("def f(x):\n    return x", None).status == "rejected"
+    assert sb.run("x" * (sandbox.MAX_CODE + 1), "").status == "rejected"
+    assert sb.run_many([("def f():\n    return 1",), "junk"])[0].status == "rejected"
+    assert sb.validate(None, "1").status == "rejected"
+    assert sb.run("def g():\n    return 1", "").status == "exception"   # no f: NameError
+
+
+def test_result_unpacks(sb):
+    status, value, error = sb.run("def f():\n    return 1", "")
+    assert (status, value, error) == ("ok", "1", None)
+    assert isinstance(Result("ok"), Result)
+
+
+def test_concurrent_callers(sb):                                  # G5
+    out = {}
+
+    def worker(t):
+        items = [(f"def f(i):\n    return ({t}, i)", str(i)) for i in range(15)]
+        out[t] = [r.value for r in sb.run_many(items)] + [sb.run(*items[0]).value]
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert out == {t: [f"({t}, {i})" for i in range(15)] + [f"({t}, 0)"] for t in range(8)}
+
+
+def test_killed_zygote_is_replaced_and_retried(sb):               # G1
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=sb.run("import time\ndef f():\n    time.sleep(0.8)\n"
+                                                             "    return 7", "")))
+    th.start()
+    victim, deadline = None, time.monotonic() + 5
+    while victim is None and time.monotonic() < deadline:
+        victim = next((p for p in sb.worker_pids() if _children(p)), None)
+        time.sleep(0.01)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    th.join()
+    assert (box["r"].status, box["r"].value) == ("ok", "7")
+    assert victim not in sb.worker_pids()
+    assert [r.value for r in sb.run_many([("def f(i):\n    return i", str(i)) for i in range(6)])] == \
+        [str(i) for i in range(6)]
+
+
+def test_extra_modules():
+    code, args = "import numpy as np\ndef f(x):\n    return int(np.array(x).sum())", "[1, 2, 3]"
+    with Sandbox(workers=1, extra_modules=("numpy",)) as with_np:
+        assert with_np.validate(code, args).value == "6"
+    with Sandbox(workers=1, selftest=False, repeat=1) as without:
+        assert "ModuleNotFoundError" in without.run(code, args).error
+        counter = "n = [0]\ndef f():\n    n[0] += 1\n    print(n[0])\n    return n[0]"
+        assert without.run(counter, "").stdout == "1\n"                     # repeat=1: one call per run
+        assert without.validate(counter, "").status == "nondeterministic"   # validate always calls twice
+
+
+def test_repeat_default_calls_twice(sb):
+    res = sb.run("n = [0]\ndef f():\n    n[0] += 1\n    print(n[0])\n    return 1", "")
+    assert (res.value, res.stdout) == ("1", "1\n2\n")
+
+
+def test_gold_is_reproducible_across_sandboxes(sb):               # G8
+    code, args = "def f(words):\n    return list(set(words))", "['alpha', 'beta', 'gamma', 'delta', 'eps']"
+    first = sb.run(code, args).value
+    with Sandbox(workers=1) as other:
+        assert other.run(code, args).value == first
+
+
+def test_fails_closed(monkeypatch):                               # G3
+    monkeypatch.setitem(sandbox._ZYGOTE_ENV, "NANOAZR_SANDBOX_FAULT", "filter")
+    with pytest.raises(sandbox.SandboxUnavailable, match="self-test"):
+        Sandbox(workers=1)
+    monkeypatch.delitem(sandbox._ZYGOTE_ENV, "NANOAZR_SANDBOX_FAULT")
+    with pytest.raises(sandbox.SandboxUnavailable, match="mem_mb"):
+        Sandbox(workers=1, mem_mb=64)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="cpu_s"):
+        Sandbox(cpu_s=0)
+
+
+def test_caller_exit_kills_everything(tmp_path):                 # G6
+    script = ("import sys, threading, time\nsys.path.insert(0, sys.argv[1])\nimport sandbox\n"
+              "sb = sandbox.Sandbox(workers=1, selftest=False)\n"
+              "threading.Thread(target=sb.run, args=('import time\\ndef f():\\n    time.sleep(60)', '')).start()\n"
+              "time.sleep(0.5)\nprint(' '.join(map(str, sb.worker_pids())), flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(Path(sandbox.__file__).parent)],
+                            stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    kids = [int(c) for p in pids for c in _children(p)]
+    assert pids and kids   # the zygotes and the sleeping child exist
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids + kids):
+        time.sleep(0.05)
+    alive = [p for p in pids + kids if Path(f"/proc/{p}").exists()
+             and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    assert alive == []
