@@ -1,0 +1,207 @@
+"""Benchmark kernels/ against the plain-torch baselines, on the same inputs, in one run; prints tables.
+
+    python bench/kernels.py                  # CPU: the torch paths (chunked logprobs memory ratio, times)
+    python bench/kernels.py --tokens 16384   # GPU: Triton kernels, cold L2, CUDA events
+
+Baselines:
+- sampling: softmax -> sort -> cumsum top-p mask -> renormalise -> torch.multinomial (what HF/vLLM did before
+  sorting-free samplers); plain temperature sampling: softmax -> torch.multinomial.
+- logprobs: log_softmax(hidden @ W.T / T).gather(targets) (+ entropy from the same log_softmax), autograd backward.
+GB/s for sampling counts one read of the logits (the single-pass floor); top-k/top-p paths read them more often.
+Peak memory: torch.cuda.max_memory_allocated above the inputs on GPU; on CPU the growth of the process's peak RSS
+(VmHWM) during one forward+backward, measured in a fresh child process per variant, inputs already built.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import kernels  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# baselines
+
+def sample_sort_baseline(logits, temperature=1.0, top_k=0, top_p=1.0):
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_k > 0 or top_p < 1:
+        sp, si = probs.sort(dim=-1, descending=True)
+        if top_k > 0:
+            sp[:, top_k:] = 0
+        sp = sp / sp.sum(-1, keepdim=True)
+        sp[(sp.cumsum(-1) - sp) >= top_p] = 0                     # drop tokens after the mass reached top_p
+        return si.gather(1, torch.multinomial(sp, 1)).squeeze(1)
+    return torch.multinomial(probs, 1).squeeze(1)
+
+
+def logprobs_naive(hidden, weight, targets, with_entropy=True):
+    logp_all = torch.log_softmax((hidden @ weight.T).float(), dim=-1)
+    lp = logp_all.gather(1, targets[:, None]).squeeze(1)
+    return (lp, -(logp_all.exp() * logp_all).sum(-1)) if with_entropy else lp
+
+
+def _loss(out):
+    return out[0].sum() + 1e-3 * out[1].sum() if isinstance(out, tuple) else out.sum()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# timing
+
+def time_gpu(fn, reps=100):
+    """Median ms over reps, L2 flushed (a 256 MB write) before each rep."""
+    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        flush.zero_()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def peak_gpu_mb(fn):
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def time_cpu(fn, reps=3):
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def logprob_inputs(N, D, V, dtype, device):
+    g = torch.Generator(device=device).manual_seed(0)
+    hidden = torch.randn(N, D, device=device, dtype=dtype, generator=g).requires_grad_()
+    weight = (torch.randn(V, D, device=device, dtype=dtype, generator=g) * 0.02).requires_grad_()
+    targets = torch.randint(0, V, (N,), device=device, generator=g)
+    return hidden, weight, targets
+
+
+def child_peak_cpu(variant, N, D, V):
+    """Run in a fresh process: peak RSS growth (MB) of one forward+backward of `variant`."""
+    torch.manual_seed(0)
+    hidden, weight, targets = logprob_inputs(N, D, V, torch.float32, "cpu")
+    fn = {"naive": lambda: logprobs_naive(hidden, weight, targets),
+          "chunked": lambda: kernels.token_logprobs(hidden, weight, targets, with_entropy=True)}[variant]
+    small = logprob_inputs(4, D, 300, torch.float32, "cpu")       # warm-up: load code paths, not memory
+    {"naive": logprobs_naive, "chunked": lambda h, w, t: kernels.token_logprobs(h, w, t, with_entropy=True)}[
+        variant](*small)
+    before = _peak_rss_kb()
+    _loss(fn()).backward()
+    return (_peak_rss_kb() - before) / 1024
+
+
+def _peak_rss_kb():
+    # VmHWM of this process image (ru_maxrss would carry the parent's peak across fork+exec on Linux)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+def bench_sampling(device, dtype, batches, V):
+    rows = []
+    for B in batches:
+        logits = torch.randn(B, V, device=device, dtype=dtype) * 3
+        g = torch.Generator(device=device).manual_seed(0)
+        modes = (("T=1", dict()), ("top-p 0.9", dict(top_p=0.9)), ("top-k 50 + top-p 0.9", dict(top_k=50, top_p=0.9)))
+        for name, kw in modes:
+            ours = lambda: kernels.sample(logits, generator=g, **kw)
+            base = lambda: sample_sort_baseline(logits, **kw)
+            if device == "cuda":
+                t_ours, t_base = time_gpu(ours), time_gpu(base)
+                m_ours, m_base = peak_gpu_mb(ours), peak_gpu_mb(base)
+            else:
+                t_ours, t_base = time_cpu(ours), time_cpu(base)
+                m_ours = m_base = float("nan")
+            gbs = B * V * logits.element_size() / (t_ours * 1e-3) / 1e9 if device == "cuda" else float("nan")
+            rows.append((f"sample {name}", f"B={B}", t_base, t_ours, gbs, m_base, m_ours))
+    return rows
+
+
+def bench_logprobs(device, dtype, N, D, V):
+    rows = []
+    h, w, t = logprob_inputs(N, D, V, dtype, device)
+    for what in ("fwd", "fwd+bwd"):
+        def run(fn):  # fwd: called under no_grad below; fwd+bwd: loss and backward
+            return fn if what == "fwd" else lambda: _loss(fn()).backward()
+        naive = run(lambda: logprobs_naive(h, w, t))
+        ours = run(lambda: kernels.token_logprobs(h, w, t, with_entropy=True))
+        if device == "cuda":
+            with torch.no_grad() if what == "fwd" else torch.enable_grad():
+                t_base, t_ours = time_gpu(naive, reps=10), time_gpu(ours, reps=10)
+                m_base, m_ours = peak_gpu_mb(naive), peak_gpu_mb(ours)
+        else:
+            ctx = torch.no_grad() if what == "fwd" else torch.enable_grad()
+            with ctx:
+                t_base, t_ours = time_cpu(naive, reps=2), time_cpu(ours, reps=2)
+            m_base = m_ours = float("nan")
+            if what == "fwd+bwd":
+                peak = {}
+                for variant in ("naive", "chunked"):  # median of 3 fresh processes (allocator noise)
+                    runs = [subprocess.run([sys.executable, __file__, "--child", variant, str(N), str(D), str(V)],
+                                           capture_output=True, text=True, check=True) for _ in range(3)]
+                    peak[variant] = statistics.median(
+                        json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"] for r in runs)
+                m_base, m_ours = peak["naive"], peak["chunked"]
+        rows.append((f"logprobs+entropy {what}", f"N={N} D={D} V={V}", t_base, t_ours, float("nan"), m_base, m_ours))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=None, help="N for logprobs (default 16384 GPU, 512 CPU)")
+    ap.add_argument("--dim", type=int, default=None, help="hidden size D (default 3584 GPU = Qwen2.5-7B, 64 CPU)")
+    ap.add_argument("--vocab", type=int, default=151936)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        variant, N, D, V = args.child[0], *map(int, args.child[1:])
+        print(json.dumps({"peak_mb": child_peak_cpu(variant, N, D, V)}))
+        return
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    where = torch.cuda.get_device_name() if cuda else f"CPU, {os.cpu_count()} cores"
+    print(f"# kernels bench on {where}; backend={kernels.backend(device)}; torch {torch.__version__}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    rows = []
+    if cuda:
+        for dtype in (torch.float32, torch.bfloat16):
+            rows += bench_sampling(device, dtype, (1, 8, 64, 256), args.vocab)
+        rows += bench_logprobs(device, torch.bfloat16, args.tokens or 16384, args.dim or 3584, args.vocab)
+    else:
+        rows += bench_sampling(device, torch.float32, (1, 8), args.vocab)
+        rows += bench_logprobs(device, torch.float32, args.tokens or 512, args.dim or 64, args.vocab)
+    print("| what | shape | baseline ms | ours ms | speedup | ours GB/s (1 read) | baseline peak MB | ours peak MB "
+          "| peak ratio |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for what, shape, tb, to, gbs, mb, mo in rows:
+        ratio = f"{mo / mb:.1%}" if mb == mb and mo == mo and mb > 0 else "-"
+        gb = f"{gbs:.1f}" if gbs == gbs else "-"
+        mbs = f"{mb:.0f}" if mb == mb else "-"
+        mos = f"{mo:.0f}" if mo == mo else "-"
+        print(f"| {what} | {shape} | {tb:.2f} | {to:.2f} | {tb / to:.2f}x | {gb} | {mbs} | {mos} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""Fused next-token sampling: temperature, top-k, top-p and greedy without sorting the vocabulary.
+
+What it fuses. The textbook sampler runs softmax -> sort -> cumsum -> mask -> renormalise -> torch.multinomial: about
+ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). Here:
+
+1. Plain temperature sampling (the AZR rollout path) is ONE read of the logits. The exponential race (Gumbel-max)
+   says argmax_i (z_i - log E_i), with z = logits / T and E_i ~ Exp(1) independent (-log E_i is Gumbel noise), is
+   an exact draw from softmax(z). It needs no normalisation, so each program takes a slice of the vocabulary
+   (split-vocab: B x splits programs fill the GPU even at B=1), keeps its best (score, id) plus an online
+   log-sum-exp of z for the logprob, and a tiny combine kernel reduces the [B, splits] partials.
+2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
+   sorting by radix select on the 32-bit order-preserving integer key of each float: 8 passes of 4 bits each, every
+   pass histograms the 16 next digits of the elements that still match the prefix found so far (counts for top-k,
+   softmax mass for top-p) and descends into the bucket that holds the k-th element / the top_p mass boundary.
+   Exact in a fixed number of passes, O(B) extra memory. Then step 1 runs with the threshold as a mask.
+
+Memory traffic per call, logits [B, V] of e bytes: plain = 1 read (B*V*e) + O(B * splits); top-k or top-p = 9-10
+reads; top-k and top-p = 18 reads (the threshold kernel cannot keep a 152k row in registers, so each radix pass
+re-reads it; rows that fit in L2 make these re-reads cheaper than HBM reads).
+
+Randomness: per-row seeds drawn from the caller's torch.Generator as a device tensor (no host sync, CUDA-graph
+friendly), Philox keyed by (row seed, vocab column), so the token does not depend on the split layout.
+The winners of the race have the smallest E ~ Exp(1), so E is computed from U near 0, where Philox's U are exact
+multiples of 2^-31 (a series replaces -log(1 - U) there; 1 - U in fp32 would round to multiples of 2^-24 and cap
+the noise at 16.6 nats, which can shift ~1% of p_max among tokens 17+ nats below the best in a 152k vocabulary).
+The cap is now 22 nats (E >= 2^-32): at most V * e^-22 = 4e-5 of p_max moves, for V = 152k.
+
+Conventions (the same in the Triton kernels and the PyTorch reference below):
+- temperature 0 = greedy (argmax, first index on ties); its logprob is log_softmax(logits)[id] at T=1, unfiltered.
+- top-k first, then top-p on the renormalised top-k mass; every token tied with the boundary value is kept.
+- NaN logits count as -inf; -inf tokens are never drawn; an all -inf row returns id 0 with logprob -inf.
+"""
+import math
+import os
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs still get the reference
+    triton = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument handling shared by both paths
+
+def _check_logits(logits):
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}; flatten leading dims first")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a float tensor, got {logits.dtype}")
+
+
+def _rows(value, B, dtype, device, name):
+    """A python scalar or a [B] / 0-d tensor -> a [B] tensor of `dtype` on `device`."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            value = value.reshape(1).expand(B)
+        if tuple(value.shape) != (B,):
+            raise ValueError(f"{name} must be a python scalar or a [B]=[{B}] tensor, got shape {tuple(value.shape)}")
+        return value.to(device=device, dtype=dtype)
+    return torch.full((B,), value, dtype=dtype, device=device)
+
+
+def _static_flags(logits, temperature, top_k, top_p):
+    """(greedy_only, has_topk, has_topp) decided from python-scalar knobs; tensor knobs must assume anything."""
+    V = logits.shape[1]
+    greedy_only = not isinstance(temperature, torch.Tensor) and temperature == 0
+    has_topk = isinstance(top_k, torch.Tensor) or 0 < top_k < V
+    has_topp = isinstance(top_p, torch.Tensor) or top_p < 1
+    return greedy_only, has_topk, has_topp
+
+
+def _params(logits, temperature, top_k, top_p):
+    """Validate python-scalar knobs (tensor knobs are trusted: checking them would need a host sync)."""
+    if not isinstance(temperature, torch.Tensor) and temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not isinstance(top_k, torch.Tensor) and (top_k < 0 or int(top_k) != top_k):
+        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")
+    if not isinstance(top_p, torch.Tensor) and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+    B, dev = logits.shape[0], logits.device
+    # clamping keeps out-of-range tensor knobs meaningful: top_p <= 0 means "the top token only"
+    return (_rows(temperature, B, torch.float32, dev, "temperature").clamp(min=0.0),
+            _rows(top_k, B, torch.int64, dev, "top_k").clamp(min=0),
+            _rows(top_p, B, torch.float32, dev, "top_p").clamp(min=1e-6, max=1.0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PyTorch reference: the CPU fallback and the test oracle (sorts, because clarity is its job)
+
+def filter_threshold_reference(z, top_k, top_p):
+    """Smallest kept value of each row of z [B, V] (scaled logits) under top-k then top-p; -inf keeps everything."""
+    B, V = z.shape
+    zs = z.sort(dim=-1, descending=True).values                                   # [B, V]
+    k = top_k.clamp(0, V)
+    thr_k = zs.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
+    thr_k = torch.where((k > 0) & (k < V), thr_k, -math.inf)
+    # top-p on what top-k left: tau = zs[j] for the first j whose cumulative mass reaches top_p. Ties need no care:
+    # mass(z >= zs[j]) >= cums[j] reaches top_p, and every larger value ends its tie group before j.
+    probs = torch.softmax(zs.masked_fill(zs < thr_k[:, None], -math.inf), dim=-1).nan_to_num(0.0)
+    cums = probs.cumsum(-1)
+    first = (cums < top_p[:, None] * cums[:, -1:]).sum(-1).clamp(max=V - 1)
+    thr_p = torch.where(top_p < 1, zs.gather(1, first[:, None]).squeeze(1), -math.inf)
+    return torch.maximum(thr_k, thr_p)
+
+
+def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
+    """Same contract as kernels.sample, in plain PyTorch (the CPU sampler of the engine, so kept lean: in-place ops,
+    the sort only when a filter is on). Exponential race: argmax exp(z - max) / E with E ~ Exp(1)."""
+    _check_logits(logits)
+    T, k, p = _params(logits, temperature, top_k, top_p)
+    greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
+    greedy = T <= 0
+    z = torch.nan_to_num(logits.float(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)   # [B, V], a copy
+    if isinstance(temperature, torch.Tensor) or temperature not in (0, 1):
+        z.div_(torch.where(greedy, 1.0, T)[:, None])                          # scaled logits
+    if (has_topk or has_topp) and not greedy_only:
+        thr = torch.where(greedy, -math.inf, filter_threshold_reference(z, k, p))  # greedy rows: no filtering
+        z.masked_fill_(z < thr[:, None], -math.inf)
+    m = z.max(-1).values                                                     # [B]
+    ez = (z - m[:, None]).exp_()                                              # unnormalised probabilities
+    total = ez.sum(-1)
+    if greedy_only:
+        ids = z.argmax(-1)
+    else:
+        E = torch.empty_like(z).exponential_(generator=generator).clamp_(min=1e-30)
+        ids = ez.div_(E).argmax(-1)
+        if isinstance(temperature, torch.Tensor):
+            ids = torch.where(greedy, z.argmax(-1), ids)
+    logp = (z.gather(1, ids[:, None]).squeeze(1) - m - torch.log(total)).clamp(max=0.0)
+    return ids, torch.where((total > 0) & torch.isfinite(m), logp, -math.inf)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Triton kernels
+
+if triton is not None:
+
+    @triton.jit
+    def _ukey(x):
+        # fp32 [..] -> int64 in [0, 2^32) with the same order as the floats (the bits of a negative float are
+        # flipped so larger magnitude sorts lower; then shift into the unsigned range for digit extraction).
+        bits = x.to(tl.int32, bitcast=True)
+        key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+        return key.to(tl.int64) + 2147483648
+
+    @triton.jit
+    def _threshold_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, thr_ptr, B, V,
+                          HAS_TOPK: tl.constexpr, HAS_TOPP: tl.constexpr,
+                          BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
+        # logits [B, V] (row stride stride_b, unit column stride); temp/topk/topp [B]; thr [B] fp32 out.
+        # Program pid handles rows pid*BLOCK_B ..+BLOCK_B and walks the whole vocabulary in BLOCK_V columns, once
+        # per radix pass. Output: the smallest kept logit (unscaled) per row, -inf when nothing is filtered.
+        pid = tl.program_id(0)
+        rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)                             # [BB]
+        row_ok = rows < B
+        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b            # [BB, 1]
+        T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+        scale = 1.0 / tl.where(T > 0, T, 1.0)
+        buckets = tl.arange(0, 16)
+        keep_all = 8388607                                                       # _ukey(-inf)
+        thr_key = tl.full((BLOCK_B,), keep_all, tl.int64)
+        if HAS_TOPK:
+            k = tl.load(topk_ptr + rows, mask=row_ok, other=0).to(tl.int64)
+            prefix = tl.zeros((BLOCK_B,), tl.int64)                              # key bits found so far
+            need = k                                                             # rank still to find in prefix
+            for i in tl.static_range(8):
+                shift = 28 - 4 * i
+                hist = tl.zeros((BLOCK_B, 16), tl.int32)                          # [BB, 16] counts per digit
+                for start in range(0, V, BLOCK_V):
+                    cols = start + tl.arange(0, BLOCK_V)
+                    m = row_ok[:, None] & (cols < V)[None, :]
+                    x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+                    x = tl.where(x == x, x, float("-inf"))
+                    key = _ukey(x)
+                    match = m & ((key >> (shift + 4)) == prefix[:, None])
+                    digit = ((key >> shift) & 15).to(tl.int32)
+                    hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]   # [BB, BV, 16]
+                    hist += tl.sum(hit.to(tl.int32), axis=1)
+                # descend into the highest bucket b whose count-from-the-top reaches `need`
+                above = tl.sum(hist, axis=1)[:, None] - tl.cumsum(hist, axis=1) + hist     # count of digit >= b
+                b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
+                need -= tl.sum(tl.where(buckets[None, :] > b[:, None], hist, 0), axis=1)
+                prefix = prefix * 16 + b
+            thr_key = tl.where((k > 0) & (k < V), prefix, thr_key)
+        if HAS_TOPP:
+            p = tl.load(topp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+            mx = tl.full((BLOCK_B,), float("-inf"), tl.float32)                  # row max, for a stable exp
+            for start in range(0, V, BLOCK_V):
+                cols = start + tl.arange(0, BLOCK_V)
+                m = row_ok[:, None] & (cols < V)[None, :]
+                x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+                mx = tl.maximum(mx, tl.max(tl.where(x == x, x, float("-inf")), axis=1))
+            mx_s = tl.where(mx > float("-inf"), mx * scale, 0.0)
+            prefix = tl.zeros((BLOCK_B,), tl.int64)
+            need = tl.zeros((BLOCK_B,), tl.float32)                              # mass still to cover in prefix
+            for i in tl.static_range(8):
+                shift = 28 - 4 * i
+                mass = tl.zeros((BLOCK_B, 16), tl.float32)                        # [BB, 16] softmax mass per digit
+                count = tl.zeros((BLOCK_B, 16), tl.int32)
+                for start in range(0, V, BLOCK_V):
+                    cols = start + tl.arange(0, BLOCK_V)
+                    m = row_ok[:, None] & (cols < V)[None, :]
+                    x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+                    x = tl.where(x == x, x, float("-inf"))
+                    key = _ukey(x)
+                    match = m & ((key >> (shift + 4)) == prefix[:, None]) & (key >= thr_key[:, None])
+                    w = tl.where(match & (x > float("-inf")), tl.exp(x * scale[:, None] - mx_s[:, None]), 0.0)
+                    digit = ((key >> shift) & 15).to(tl.int32)
+                    hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]
+                    mass += tl.sum(tl.where(hit, w[:, :, None], 0.0), axis=1)
+                    count += tl.sum(hit.to(tl.int32), axis=1)
+                if i == 0:
+                    need = p * tl.sum(mass, axis=1)                              # top_p of the top-k mass
+                above = tl.sum(mass, axis=1)[:, None] - tl.cumsum(mass, axis=1) + mass
+                b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
+                # rounding can leave `need` a hair above the prefix's mass: then keep the whole prefix
+                lowest = tl.min(tl.where(count > 0, buckets[None, :], 15), axis=1)
+                b = tl.where(b >= 0, b, lowest)
+                need -= tl.sum(tl.where(buckets[None, :] > b[:, None], mass, 0.0), axis=1)
+                prefix = prefix * 16 + b
+            thr_key = tl.where(p < 1.0, tl.maximum(thr_key, prefix), thr_key)
+        # key -> float (the key map is an involution on the signed bits)
+        key_s = (thr_key - 2147483648).to(tl.int32)
+        thr = (key_s ^ ((key_s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+        tl.store(thr_ptr + rows, thr, mask=row_ok)
+
+    @triton.jit
+    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr,
+                               best_score_ptr, best_id_ptr, best_z_ptr, lse_max_ptr, lse_sum_ptr,
+                               B, V, CHUNK, n_splits,
+                               HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
+        # logits [B, V]; temp/thr/seed [B]; the five outputs are partials [B, n_splits] (contiguous).
+        # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK.
+        # It keeps the best Gumbel score among kept tokens (id and scaled logit z with it) and an online
+        # log-sum-exp (max, sum) of z over kept tokens. Greedy rows (T=0) use z = logit, no noise, no filter.
+        pid_b = tl.program_id(0)
+        pid_s = tl.program_id(1)
+        rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_ok = rows < B
+        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b
+        T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+        greedy = T <= 0
+        scale = 1.0 / tl.where(greedy, 1.0, T)
+        seed = tl.load(seed_ptr + rows, mask=row_ok, other=0)
+        if HAS_THR:
+            thr = tl.load(thr_ptr + rows, mask=row_ok, other=float("-inf"))
+            thr = tl.where(greedy, float("-inf"), thr)
+        else:
+            thr = tl.full((BLOCK_B,), float("-inf"), tl.float32)
+        best = tl.full((BLOCK_B,), float("-inf"), tl.float32)
+        best_id = tl.zeros((BLOCK_B,), tl.int32)
+        best_z = tl.full((BLOCK_B,), float("-inf"), tl.float32)
+        run_max = tl.full((BLOCK_B,), float("-inf"), tl.float32)
+        run_sum = tl.zeros((BLOCK_B,), tl.float32)
+        lo = pid_s * CHUNK
+        for start in range(lo, lo + CHUNK, BLOCK_V):
+            cols = start + tl.arange(0, BLOCK_V)
+            m = row_ok[:, None] & (cols < V)[None, :]
+            x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+            kept = m & (x == x) & (x >= thr[:, None])
+            z = tl.where(kept, x * scale[:, None], float("-inf"))                  # [BB, BV]
+            # exponential race: E ~ Exp(1) per token, winner = argmax z - log E. The winners have tiny E, so E is
+            # built from u near 0 (exact multiples of 2^-31) with a series for -log(1 - u): no fp32 rounding of 1-u
+            u = tl.rand(tl.broadcast_to(seed[:, None], (BLOCK_B, BLOCK_V)),
+                        tl.broadcast_to(cols[None, :], (BLOCK_B, BLOCK_V)))
+            E = tl.where(u < 0.01, u * (1.0 + u * (0.5 + u * (0.33333334 + u * 0.25))), -tl.log(1.0 - u))
+            score = tl.where(greedy[:, None], z, z - tl.log(tl.maximum(E, 2.3283064e-10)))   # E >= 2^-32
+            blk_best = tl.max(score, axis=1)
+            blk_arg = tl.argmax(score, axis=1)                                     # first max in the block
+            blk_z = tl.max(tl.where(tl.arange(0, BLOCK_V)[None, :] == blk_arg[:, None], z, float("-inf")), axis=1)
+            upd = blk_best > best                                                  # strict: earlier wins ties
+            best = tl.where(upd, blk_best, best)
+            best_id = tl.where(upd, start + blk_arg, best_id)
+            best_z = tl.where(upd, blk_z, best_z)
+            new_max = tl.maximum(run_max, tl.max(z, axis=1))
+            safe = tl.where(new_max > float("-inf"), new_max, 0.0)
+            run_sum = run_sum * tl.exp(run_max - safe) + tl.sum(tl.exp(z - safe[:, None]), axis=1)
+            run_max = new_max
+        out = rows * n_splits + pid_s
+        tl.store(best_score_ptr + out, best, mask=row_ok)
+        tl.store(best_id_ptr + out, best_id, mask=row_ok)
+        tl.store(best_z_ptr + out, best_z, mask=row_ok)
+        tl.store(lse_max_ptr + out, run_max, mask=row_ok)
+        tl.store(lse_sum_ptr + out, run_sum, mask=row_ok)
+
+    @triton.jit
+    def _sample_combine_kernel(best_score_ptr, best_id_ptr, best_z_ptr, lse_max_ptr, lse_sum_ptr,
+                               ids_ptr, logp_ptr, B, n_splits, BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr):
+        # partials [B, n_splits] -> ids [B] int64, logprobs [B] fp32. One program per BLOCK_B rows.
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        splits = tl.arange(0, BLOCK_S)
+        m = (rows < B)[:, None] & (splits < n_splits)[None, :]
+        offs = rows[:, None] * n_splits + splits[None, :]
+        score = tl.load(best_score_ptr + offs, mask=m, other=float("-inf"))
+        win = tl.argmax(score, axis=1)                                             # first split wins ties
+        pick = splits[None, :] == win[:, None]
+        ids = tl.sum(tl.where(pick, tl.load(best_id_ptr + offs, mask=m, other=0), 0), axis=1)
+        z = tl.max(tl.where(pick, tl.load(best_z_ptr + offs, mask=m, other=float("-inf")), float("-inf")), axis=1)
+        mx = tl.load(lse_max_ptr + offs, mask=m, other=float("-inf"))
+        sm = tl.load(lse_sum_ptr + offs, mask=m, other=0.0)
+        M = tl.max(mx, axis=1)
+        safe = tl.where(M > float("-inf"), M, 0.0)
+        total = tl.sum(sm * tl.exp(mx - safe[:, None]), axis=1)
+        logp = tl.minimum(z - (safe + tl.log(total)), 0.0)                        # clamp the rounding above 0
+        logp = tl.where((total > 0) & (z > float("-inf")), logp, float("-inf"))
+        tl.store(ids_ptr + rows, ids.to(tl.int64), mask=rows < B)
+        tl.store(logp_ptr + rows, logp, mask=rows < B)
+
+
+def _tile():
+    # elements a program touches per step: register-friendly on GPU, large under the interpreter (numpy likes it)
+    return 65536 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 2048
+
+
+def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
+    """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all."""
+    assert logits.stride(-1) == 1, "logits columns must be contiguous"
+    B, V = logits.shape
+    thr = torch.empty(B, device=logits.device, dtype=torch.float32)
+    tile = _tile() // 2                      # the radix passes hold a [BLOCK_B, BLOCK_V, 16] one-hot
+    BV = min(max(triton.next_power_of_2(V), 16), tile)
+    BB = max(1, min(triton.next_power_of_2(B), tile // BV))
+    _threshold_kernel[(triton.cdiv(B, BB),)](logits, logits.stride(0), T, k, p, thr, B, V,
+                                             HAS_TOPK=has_topk, HAS_TOPP=has_topp, BLOCK_B=BB, BLOCK_V=BV,
+                                             num_warps=8)  # 8 warps: no register spills on sm_90 (ptxas -v)
+    return thr
+
+
+def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, num_splits=None):
+    """Launcher: same contract as kernels.sample. num_splits overrides the split-vocab count (tests use it)."""
+    _check_logits(logits)
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    assert logits.stride(-1) == 1, "logits columns must be contiguous"
+    B, V = logits.shape
+    dev = logits.device
+    T, k, p = _params(logits, temperature, top_k, top_p)
+    # one seed per row from the caller's generator, as a device tensor: no host sync, capturable
+    seeds = torch.randint(0, 2**31 - 1, (B,), device=dev, generator=generator, dtype=torch.int64)
+    # python-scalar knobs decide statically which filters exist (constexpr flags); tensor knobs may hold anything
+    greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
+    has_thr = (has_topk or has_topp) and not greedy_only
+    tile = _tile()
+
+    thr = filter_threshold_triton(logits, T, k, p, has_topk, has_topp) if has_thr else T  # T: unused dummy
+    BV = min(max(triton.next_power_of_2(V), 16), tile)
+    BB = max(1, min(triton.next_power_of_2(B), tile // BV))
+    row_tiles = triton.cdiv(B, BB)
+    if num_splits is None:
+        # enough programs to cover every SM a few times; each split is a multiple of BLOCK_V columns
+        sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 1
+        num_splits = max(1, min(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, BV)))
+    chunk = triton.cdiv(triton.cdiv(V, num_splits), BV) * BV
+    num_splits = triton.cdiv(V, chunk)
+    part = dict(score=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
+                id=torch.empty(B, num_splits, device=dev, dtype=torch.int32),
+                z=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
+                max=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
+                sum=torch.empty(B, num_splits, device=dev, dtype=torch.float32))
+    _sample_partial_kernel[(row_tiles, num_splits)](
+        logits, logits.stride(0), T, thr, seeds, part["score"], part["id"], part["z"], part["max"], part["sum"],
+        B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_V=BV)
+
+    ids = torch.empty(B, device=dev, dtype=torch.int64)
+    logp = torch.empty(B, device=dev, dtype=torch.float32)
+    BS = max(triton.next_power_of_2(num_splits), 2)
+    BBc = max(1, min(triton.next_power_of_2(B), 4096 // BS))
+    _sample_combine_kernel[(triton.cdiv(B, BBc),)](part["score"], part["id"], part["z"], part["max"], part["sum"],
+                                                   ids, logp, B, num_splits, BLOCK_B=BBc, BLOCK_S=BS)
+    return ids, logp

@@ -1,0 +1,440 @@
+"""Tests for kernels/: fused sampling and fused token logprobs, against exact float64 references.
+
+Every test that goes through the public API runs once per available backend: "torch" always, "triton" when
+TRITON_INTERPRET=1 (CI) or on a GPU. A fixture forces the backend with NANOAZR_KERNELS and replaces the OTHER
+implementation with a function that raises, so a passing test proves which path ran.
+Sampling is checked by distribution: many identical rows in one batch give many independent draws, and a
+chi-square test compares their histogram with the exact (temperature, top-k, top-p) distribution.
+"""
+import math
+import os
+
+import pytest
+import torch
+
+import kernels
+from kernels import logprobs as klp
+from kernels import sampling as ks
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# the interpreter evaluates masked-out lanes too (log(0), inf - inf) and numpy warns about them; results are masked
+pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning",
+                                        "ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+BACKENDS = ["torch"] + (["triton"] if INTERPRET else [])
+
+
+def _raise(name):
+    def f(*args, **kwargs):
+        raise AssertionError(f"{name} ran, but the test forced the other backend")
+    return f
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    monkeypatch.setenv("NANOAZR_KERNELS", request.param)
+    if request.param == "triton":
+        monkeypatch.setattr(ks, "sample_reference", _raise("sample_reference"))
+        monkeypatch.setattr(klp, "_forward_torch", _raise("_forward_torch"))
+        monkeypatch.setattr(klp, "_logits_grad_torch", _raise("_logits_grad_torch"))
+    else:
+        monkeypatch.setattr(ks, "sample_triton", _raise("sample_triton"))
+        monkeypatch.setattr(klp, "_forward_triton", _raise("_forward_triton"))
+    assert kernels.backend("cpu") == request.param
+    return request.param
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# dispatch
+
+def test_dispatch_default_and_override(monkeypatch):
+    monkeypatch.delenv("NANOAZR_KERNELS", raising=False)
+    assert kernels.backend("cpu") == ("triton" if INTERPRET else "torch")
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+    assert kernels.backend("cpu") == "torch"
+    monkeypatch.setenv("NANOAZR_KERNELS", "fast")
+    with pytest.raises(ValueError, match="NANOAZR_KERNELS"):
+        kernels.backend("cpu")
+    if not INTERPRET:
+        monkeypatch.setenv("NANOAZR_KERNELS", "triton")
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+            kernels.backend("cpu")
+
+
+def test_import_is_cheap_and_not_the_hf_kernels_package():
+    import subprocess
+    import sys
+    code = "import sys, kernels; assert 'triton' not in sys.modules; from kernels import get_kernel"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert "cannot import name 'get_kernel'" in r.stderr, r.stderr  # what bitsandbytes' probe expects
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sampling: exact distributions
+
+def exact_distribution(logits, temperature, top_k, top_p):
+    """float64 oracle, written independently of the kernels: a plain python walk over the sorted values."""
+    x = logits.double()
+    z = x / temperature
+    finite = torch.isfinite(z)
+    vals = sorted(set(z[finite].tolist()), reverse=True)
+    keep = finite.clone()
+    if 0 < top_k < int(finite.sum()):
+        kth = sorted(z[finite].tolist(), reverse=True)[top_k - 1]
+        keep &= z >= kth
+    p = torch.where(keep, torch.exp(z - z[keep].max()), torch.zeros_like(z))
+    p = p / p.sum()
+    if top_p < 1:
+        for v in vals:                        # smallest value set {z >= v} whose mass reaches top_p
+            if p[z >= v].sum() >= top_p:
+                keep &= z >= v
+                break
+    q = torch.where(keep, torch.exp(z - z[keep].max()), torch.zeros_like(z))
+    return q / q.sum()
+
+
+def assert_chi_square(ids, probs):
+    """Histogram of ids vs probs (float64 [V]); masked tokens must never appear. Fails with p < 1e-5."""
+    n, V = ids.numel(), probs.numel()
+    counts = torch.bincount(ids, minlength=V).double()
+    assert counts.numel() == V, f"token id out of range: {ids.max()}"
+    support = probs > 0
+    assert counts[~support].sum() == 0, f"drew excluded tokens {torch.nonzero(counts * ~support).flatten().tolist()}"
+    expected = probs[support] * n
+    stat = float(((counts[support] - expected) ** 2 / expected).sum())
+    df = int(support.sum()) - 1
+    if df == 0:
+        return
+    z = 4.265  # one-sided normal quantile at 1e-5; Wilson-Hilferty chi-square quantile
+    crit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+    assert stat < crit, f"chi-square {stat:.1f} >= {crit:.1f} (df={df}): {counts.tolist()} vs {expected.tolist()}"
+
+
+DRAWS = 1 << 15
+CASES = [  # (name, logits, temperature, top_k, top_p)
+    ("plain_masked", [2.0, 1.0, -math.inf, 0.5, 0.0, -1.0, -math.inf, 1.5], 0.8, 0, 1.0),
+    ("hot", [2.0, 1.0, 0.0, -1.0, -2.0, -3.0], 2.5, 0, 1.0),
+    ("top_k_ties", [3.0, 2.0, 2.0, 1.0, 2.0, 0.0, -1.0], 1.0, 2, 1.0),        # keeps 3 and all three 2s
+    ("top_p_below_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.699),
+    ("top_p_above_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.701),
+    ("top_p_ties", [math.log(v) for v in (0.2, 0.3, 0.2, 0.1, 0.2)], 1.0, 0, 0.4),  # boundary inside a tie
+    ("top_k_then_top_p", [1.0, 0.2, -0.3, 0.9, 0.0, -2.0, 0.5, 0.4, -1.0, -math.inf], 0.7, 6, 0.8),
+]
+
+
+@pytest.mark.parametrize("name,row,T,k,p", CASES, ids=[c[0] for c in CASES])
+def test_sample_distribution_scalar_params(backend, name, row, T, k, p):
+    x = torch.tensor(row)
+    probs = exact_distribution(x, T, k, p)
+    g = torch.Generator().manual_seed(1234)
+    ids, logp = kernels.sample(x.repeat(DRAWS, 1), temperature=T, top_k=k, top_p=p, generator=g)
+    assert ids.dtype == torch.int64 and logp.dtype == torch.float32 and ids.shape == logp.shape == (DRAWS,)
+    assert_chi_square(ids, probs)
+    # the logprob returned is exactly log p(id) under the distribution sampled from
+    torch.testing.assert_close(logp.double(), probs.log()[ids], atol=2e-6, rtol=0)
+
+
+def test_sample_distribution_per_row_params(backend):
+    # all cases interleaved in ONE batch with per-row tensors: each row must use its own temperature/top-k/top-p
+    V = max(len(c[1]) for c in CASES)
+    rows = torch.full((len(CASES), V), -math.inf)
+    for i, c in enumerate(CASES):
+        rows[i, :len(c[1])] = torch.tensor(c[1])
+    n = DRAWS // 2
+    x = rows.repeat(n, 1)                                        # row r is case r % len(CASES)
+    T = torch.tensor([c[2] for c in CASES]).repeat(n)
+    k = torch.tensor([c[3] for c in CASES]).repeat(n)
+    p = torch.tensor([c[4] for c in CASES]).repeat(n)
+    ids, logp = kernels.sample(x, temperature=T, top_k=k, top_p=p, generator=torch.Generator().manual_seed(7))
+    for i, c in enumerate(CASES):
+        probs = exact_distribution(rows[i], c[2], c[3], c[4])
+        assert_chi_square(ids[i::len(CASES)], probs)
+        torch.testing.assert_close(logp[i::len(CASES)].double(), probs.log()[ids[i::len(CASES)]], atol=2e-6, rtol=0)
+
+
+def test_greedy_is_argmax(backend):
+    torch.manual_seed(0)
+    x = torch.randn(9, 301)
+    x[3, 17] = x[3, 200] = x[3].max() + 1.0                       # tie: the first index wins
+    x[5, 250:] = -math.inf
+    T = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.7, 0.0, 0.0, 2.0, 0.0])
+    ids, logp = kernels.sample(x, temperature=T, top_k=5, top_p=0.5, generator=torch.Generator().manual_seed(0))
+    greedy = T == 0
+    assert torch.equal(ids[greedy], x[greedy].argmax(-1))
+    assert ids[3] == 17
+    # greedy rows report the model's own log_softmax at temperature 1, unfiltered
+    ref = torch.log_softmax(x[greedy].double(), -1).gather(1, ids[greedy, None]).squeeze(1)
+    torch.testing.assert_close(logp[greedy].double(), ref, atol=1e-5, rtol=0)
+    ids0, logp0 = kernels.sample(x, temperature=0.0)
+    assert torch.equal(ids0, x.argmax(-1))
+
+
+def test_seed_reproducibility(backend):
+    x = torch.randn(16, 5000, generator=torch.Generator().manual_seed(0))
+    for kw in (dict(), dict(top_p=0.9), dict(top_k=50)):
+        a = kernels.sample(x, generator=torch.Generator().manual_seed(42), **kw)
+        b = kernels.sample(x, generator=torch.Generator().manual_seed(42), **kw)
+        c = kernels.sample(x, generator=torch.Generator().manual_seed(43), **kw)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert not torch.equal(a[0], c[0])
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_split_vocab_gives_identical_tokens():
+    # Philox is keyed by (row seed, column): the split layout must not change the draw
+    x = torch.randn(5, 3001, generator=torch.Generator().manual_seed(1))
+    T = torch.tensor([1.0, 0.0, 0.5, 1.3, 0.9])
+    runs = [ks.sample_triton(x, T, top_p=0.95, generator=torch.Generator().manual_seed(3), num_splits=s)
+            for s in (1, 3, 8)]
+    for ids, logp in runs[1:]:
+        assert torch.equal(ids, runs[0][0])
+        torch.testing.assert_close(logp, runs[0][1], atol=1e-6, rtol=0)
+
+
+def test_masked_rows_never_nan(backend):
+    x = torch.randn(4, 64)
+    x[0, 10:] = -math.inf                                         # masked vocabulary tail
+    x[1] = -math.inf                                              # nothing left: id 0, logprob -inf
+    x[2, ::2] = float("nan")                                      # NaN counts as -inf
+    x[3, 5] = 1e30                                                # one huge finite logit
+    for kw in (dict(), dict(top_k=3), dict(top_p=0.7), dict(temperature=0.0), dict(temperature=0.3, top_k=5)):
+        ids, logp = kernels.sample(x, generator=torch.Generator().manual_seed(0), **kw)
+        assert not torch.isnan(logp).any(), kw
+        assert ids[0] < 10 and ids[1] == 0 and logp[1] == -math.inf and ids[2] % 2 == 1 and ids[3] == 5, kw
+        assert (logp <= 0).all() and torch.isfinite(logp[[0, 2, 3]]).all(), kw
+
+
+def test_real_vocabulary_bf16(backend):
+    # Qwen's embedding has 151,936 rows but the tokenizer ~151,665: the padded tail is -inf
+    V, real = 151936, 151665
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, V, generator=g) * 3).to(torch.bfloat16)
+    x[:, real:] = -math.inf
+    T = torch.tensor([1.0, 0.6, 0.0, 1.0])
+    k = torch.tensor([0, 40, 0, 1000])
+    p = torch.tensor([1.0, 1.0, 1.0, 0.9])
+    ids, logp = kernels.sample(x, temperature=T, top_k=k, top_p=p, generator=g)
+    assert (ids < real).all() and (logp <= 0).all() and torch.isfinite(logp).all()
+    xf = x.float()
+    assert ids[2] == xf[2].argmax()
+    z1 = xf[1] / 0.6
+    assert z1[ids[1]] >= z1.topk(40).values[-1]                  # inside the top-40
+    for i, Ti in ((0, 1.0), (1, 0.6), (3, 1.0)):                  # logprob under the (filtered) distribution
+        probs = exact_distribution(xf[i], Ti, int(k[i]), float(p[i]))
+        assert abs(float(logp[i]) - math.log(float(probs[ids[i]]))) < 1e-4
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("V", [7, 1000, 151936])
+def test_threshold_kernel_matches_reference(V):
+    g = torch.Generator().manual_seed(V)
+    B = 6
+    x = torch.randn(B, V, generator=g) * 2
+    x[:, 1::3] = x[:, ::3][:, :x[:, 1::3].shape[1]]              # plenty of exact ties
+    x[0, V // 2:] = -math.inf
+    k = torch.tensor([0, 1, 3, V // 2, V, 0])
+    p = torch.tensor([0.9, 1.0, 0.5, 0.95, 0.3, 1e-6])
+    thr = ks.filter_threshold_triton(x, torch.ones(B), k, p)
+    torch.testing.assert_close(thr, ks.filter_threshold_reference(x, k, p), atol=0, rtol=0)
+
+
+def test_sample_rejects_bad_arguments():
+    x = torch.randn(2, 5)
+    with pytest.raises(ValueError, match="top_p"):
+        kernels.sample(x, top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        kernels.sample(x, temperature=-1.0)
+    with pytest.raises(ValueError, match=r"\[B, V\]"):
+        kernels.sample(x[0])
+    with pytest.raises(ValueError, match="top_k"):
+        kernels.sample(x, top_k=torch.tensor([1, 2, 3]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# token logprobs
+
+def _check_logprobs(hidden, weight, targets, temperature, dtype, atol, grad_rtol):
+    """Forward + backward of kernels.token_logprobs (in `dtype`) vs the naive float64 definition."""
+    h64 = hidden.to(dtype).double().requires_grad_()
+    w64 = weight.to(dtype).double().requires_grad_()
+    ref_lp, ref_H = klp.token_logprobs_naive(h64, w64, targets, temperature)
+    c_lp = torch.linspace(-1, 1, targets.numel(), dtype=torch.float64)   # arbitrary upstream grads
+    c_H = torch.linspace(0.5, -0.3, targets.numel(), dtype=torch.float64)
+    ((ref_lp * c_lp).sum() + (ref_H * c_H).sum()).backward()
+    h = hidden.to(dtype).requires_grad_()
+    w = weight.to(dtype).requires_grad_()
+    lp, H = kernels.token_logprobs(h, w, targets, temperature=temperature, with_entropy=True)
+    assert lp.dtype == H.dtype == torch.float32
+    assert (lp <= 0).all() and torch.isfinite(lp).all() and (H >= 0).all()
+    torch.testing.assert_close(lp.double(), ref_lp.detach(), atol=atol, rtol=0)
+    torch.testing.assert_close(H.double(), ref_H.detach(), atol=atol, rtol=0)
+    ((lp.double() * c_lp).sum() + (H.double() * c_H).sum()).backward()
+    assert h.grad.dtype == dtype and w.grad.dtype == dtype
+    for got, want in ((h.grad, h64.grad), (w.grad, w64.grad)):
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got.double(), want, atol=grad_rtol * scale, rtol=0)
+
+
+@pytest.mark.parametrize("N,D,V,T", [(1, 16, 17, 1.0), (37, 48, 1000, 0.7), (5, 24, 8200, 1.3), (64, 32, 151936, 1.0)])
+def test_token_logprobs_fp32(backend, N, D, V, T):
+    g = torch.Generator().manual_seed(N * V)
+    hidden = torch.randn(N, D, generator=g)
+    weight = torch.randn(V, D, generator=g) * 0.5
+    targets = torch.randint(0, V, (N,), generator=g)
+    _check_logprobs(hidden, weight, targets, T, torch.float32, atol=2e-5, grad_rtol=1e-4)
+
+
+def test_token_logprobs_bf16(backend):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(33, 40, generator=g)
+    weight = torch.randn(3001, 40, generator=g) * 0.5
+    targets = torch.randint(0, 3001, (33,), generator=g)
+    # fp32 accumulation of bf16 inputs: |dlogprob| <= 1e-3 against float64 on the same (rounded) values
+    _check_logprobs(hidden, weight, targets, 1.0, torch.bfloat16, atol=1e-3, grad_rtol=2e-2)
+
+
+def test_token_logprobs_never_positive(backend):
+    # rows where the target's logit dominates by ~1e3: exact logprob is -0.0, rounding must not make it positive
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(20, 16, generator=g)
+    weight = torch.randn(500, 16, generator=g) * 0.01
+    targets = torch.randint(0, 500, (20,), generator=g)
+    weight[targets] = hidden * 50.0
+    lp, H = kernels.token_logprobs(hidden, weight, targets, with_entropy=True)
+    assert (lp <= 0).all() and torch.isfinite(lp).all() and torch.isfinite(H).all() and (H >= 0).all()
+    # huge logits (|z| ~ 1e4) stay finite too
+    lp = kernels.token_logprobs(hidden * 100, weight, targets)
+    assert (lp <= 0).all() and torch.isfinite(lp).all()
+
+
+def test_token_logprobs_api(backend):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, 8, generator=g, requires_grad=True)
+    weight = torch.randn(50, 8, generator=g)                      # frozen weight: grad only to hidden
+    targets = torch.randint(0, 50, (6,), generator=g)
+    lp = kernels.token_logprobs(hidden, weight, targets)
+    assert isinstance(lp, torch.Tensor) and lp.shape == (6,)
+    lp.sum().backward()
+    assert hidden.grad is not None and weight.grad is None
+    w = weight.clone().requires_grad_()                           # and the other way round
+    kernels.token_logprobs(hidden.detach(), w, targets).sum().backward()
+    w64 = w.detach().double().requires_grad_()
+    klp.token_logprobs_naive(hidden.detach().double(), w64, targets)[0].sum().backward()
+    torch.testing.assert_close(w.grad.double(), w64.grad, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="targets must lie"):
+        kernels.token_logprobs(hidden, weight, torch.full((6,), 50))
+    with pytest.raises(ValueError, match="flatten"):
+        kernels.token_logprobs(hidden[None], weight, targets)
+
+
+def test_same_loss_curve_as_naive(backend):
+    # a few SGD steps on a toy lm_head: the fused loss (logprob + entropy bonus) must follow the naive curve
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(48, 24, generator=g)
+    targets = torch.randint(0, 700, (48,), generator=g)
+    w0 = torch.randn(700, 24, generator=g) * 0.1
+    curves = []
+    for fused in (True, False):
+        w = w0.clone().requires_grad_()
+        losses = []
+        for _ in range(5):
+            if fused:
+                lp, H = kernels.token_logprobs(hidden, w, targets, with_entropy=True)
+            else:
+                lp, H = klp.token_logprobs_naive(hidden, w, targets)
+            loss = -(lp.mean() + 1e-3 * H.mean())
+            losses.append(loss.item())
+            loss.backward()
+            with torch.no_grad():
+                w -= 5.0 * w.grad
+                w.grad = None
+        curves.append(losses)
+    assert curves[0][-1] < curves[0][0] - 0.5                    # it does learn
+    torch.testing.assert_close(torch.tensor(curves[0]), torch.tensor(curves[1]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_kernels_and_graph_capture():
+    dev = "cuda"
+    assert kernels.backend(dev) == "triton"
+    name, row, T, k, p = CASES[-1]
+    x = torch.tensor(row, device=dev)
+    probs = exact_distribution(x.cpu(), T, k, p)
+    ids, logp = kernels.sample(x.repeat(1 << 18, 1), temperature=T, top_k=k, top_p=p,
+                               generator=torch.Generator(device=dev).manual_seed(0))
+    assert_chi_square(ids.cpu(), probs)
+    torch.testing.assert_close(logp.double().cpu(), probs.log()[ids.cpu()], atol=2e-6, rtol=0)
+    # no host sync inside: the sampler captures into a CUDA graph, and each replay draws fresh noise
+    logits = torch.randn(64, 151936, device=dev)
+    kernels.sample(logits, top_p=0.9)                              # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out_ids, out_logp = kernels.sample(logits, top_p=0.9)
+    draws = []
+    for _ in range(3):
+        graph.replay()
+        draws.append(out_ids.clone())
+    assert not torch.equal(draws[0], draws[1]) and (out_logp <= 0).all() and torch.isfinite(out_logp).all()
+    # fused logprobs on the GPU, bf16 in, against float64
+    gen = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(300, 128, generator=gen), torch.randn(151936, 128, generator=gen) * 0.05
+    targets = torch.randint(0, 151936, (300,), generator=gen)
+    ref, ref_H = klp.token_logprobs_naive(hidden.bfloat16().double(), weight.bfloat16().double(), targets)
+    lp, H = kernels.token_logprobs(hidden.bfloat16().to(dev), weight.bfloat16().to(dev), targets.to(dev),
+                                   with_entropy=True)
+    torch.testing.assert_close(lp.double().cpu(), ref, atol=1e-3, rtol=0)
+    torch.testing.assert_close(H.double().cpu(), ref_H, atol=1e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GPU compilation without a GPU: the interpreter does not type-check like the compiler does, so compile every
+# kernel at its GPU launch configuration through Triton's real pipeline (TTIR -> PTX -> cubin via the bundled
+# ptxas) for an H100 (sm_90). Runs in a subprocess because TRITON_INTERPRET=1 replaces @triton.jit.
+
+_COMPILE_SCRIPT = r'''
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from kernels import logprobs as kl, sampling as ks
+
+def build(fn, sig, const, **opts):
+    k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options=opts)
+    assert "cubin" in k.asm, fn.__name__
+
+for dt in ("*fp32", "*bf16"):
+    build(ks._threshold_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64",
+          topp_ptr="*fp32", thr_ptr="*fp32", B="i32", V="i32", HAS_TOPK="constexpr", HAS_TOPP="constexpr",
+          BLOCK_B="constexpr", BLOCK_V="constexpr"),
+          dict(HAS_TOPK=True, HAS_TOPP=True, BLOCK_B=1, BLOCK_V=1024), num_warps=8)
+    build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+          seed_ptr="*i64", best_score_ptr="*fp32", best_id_ptr="*i32", best_z_ptr="*fp32", lse_max_ptr="*fp32",
+          lse_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
+          BLOCK_B="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=True, BLOCK_B=1, BLOCK_V=2048))
+build(ks._sample_combine_kernel, dict(best_score_ptr="*fp32", best_id_ptr="*i32", best_z_ptr="*fp32",
+      lse_max_ptr="*fp32", lse_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32", B="i32", n_splits="i32",
+      BLOCK_B="constexpr", BLOCK_S="constexpr"), dict(BLOCK_B=256, BLOCK_S=16))
+for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
+    build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
+          e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
+          WITH_ENTROPY="constexpr", UPCAST="constexpr", PRECISION="constexpr", BLOCK_N="constexpr",
+          BLOCK_V="constexpr", BLOCK_D="constexpr"),
+          dict(WITH_ENTROPY=True, UPCAST=False, PRECISION=prec, BLOCK_N=BN, BLOCK_V=BV, BLOCK_D=64), num_warps=8)
+build(kl._logits_grad_kernel, dict(z_ptr="*fp32", tgt_ptr="*i64", lse_ptr="*fp32", ent_ptr="*fp32",
+      dlogp_ptr="*fp32", dH_ptr="*fp32", N="i32", C="i32", c0="i32", inv_T="fp32", WITH_ENTROPY="constexpr",
+      BLOCK_N="constexpr", BLOCK_C="constexpr"), dict(WITH_ENTROPY=True, BLOCK_N=16, BLOCK_C=256))
+print("compiled")
+'''
+
+
+def test_kernels_compile_for_h100(tmp_path):
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)                      # really compile, never reuse a cached cubin
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], capture_output=True, text=True, timeout=600,
+                       cwd=repo, env=env)
+    if "ptxas" in r.stderr and "not found" in r.stderr.lower():
+        pytest.skip("triton wheel without ptxas")
+    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
