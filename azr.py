@@ -1,0 +1,1144 @@
+"""nanoAZR: Absolute Zero Reasoner self-play in one file, read top to bottom.
+
+One language model plays two roles on three kinds of Python task. As PROPOSER it writes a program and an input
+(deduction: the solver predicts the output; abduction: the solver predicts the input) or ten inputs and a message for
+a program from the buffer (induction: the solver recovers the program). A sandbox runs every proposal (validity and
+the gold answers) and every solver answer (correctness). Proposers are rewarded for tasks of middling difficulty
+(learnability, measured by 8 extra solver rollouts), solvers for correct answers, and one PPO-clip step on
+Task-Relative REINFORCE++ advantages improves both roles. azr-spec.md is the algorithm this file follows.
+
+Launch:
+    python azr.py                                   # --preset tiny: tiny random Qwen2 made on the spot, CPU, minutes
+    python azr.py --preset paper --model qwen2.5-3b --seed-data ../shared/data/azr_seeds/7b_coder_seed_io.jsonl
+    torchrun --nproc_per_node 8 azr.py --preset paper --model qwen2.5-7b --fsdp=on --grad_checkpointing=true \\
+        --micro_batch=4 --seed-data ../shared/data/azr_seeds/7b_seed_io.jsonl --out out/azr-7b
+    python azr.py --out out/azr-7b --resume ...     # continue from the latest checkpoint in --out (same flags)
+Flags are the Config fields below, as --name=value or --name value (hyphens and underscores are the same).
+
+Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner, branch `paper`):
+ 1. No old-logprob recomputation pass: the update happens right after the rollouts with the same weights, so the
+    official recomputed "old" logprobs equal the current ones; we use logprobs.detach() (ratio exactly 1, the clip
+    never binds, same gradient) and save one forward pass over the 384 sequences.
+ 2. Loss normalisation: one token-mean (or sequence-mean) over the whole batch of 384, not a token-mean per
+    micro-batch of 16 averaged over 24 micro-batches, so the loss does not depend on the micro-batch size or on the
+    number of ranks (torchrun == one process, tested).
+ 3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer: predicted inputs must parse as the
+    arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
+    __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
+    rejected as timing-fragile. Rare official false positives score 0 here.
+ 4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).
+ 5. Randomness: every sampling decision of step t (batch composition, references, generation seeds) derives from
+    (--seed, t, rank), not from global NumPy/torch RNGs, so --resume reproduces a run exactly (tested).
+ 6. Solver batches: up to B entries stamped at the previous step, filled uniformly from the whole buffer. The
+    official draws 2B-1 candidates this way, drops over-long prompts and keeps B of a shuffled loader; we drop
+    over-long prompts after drawing B (a batch can be a little smaller and never crashes empty, issue #14).
+ 7. Induction tasks with fewer than 10 inputs (the zero-triplet seed has 6) show the first half and hide the rest.
+ 8. Learnability rollouts run only for valid proposals that also pass the format check (the others get -1
+    whatever their accuracy, so the official rollouts for them are wasted compute).
+ 9. The seeding phase (no --seed-data) keeps comments/globals in seed programs (the official seeding scripts strip
+    them); it is bounded by --seed_rounds, since a weak model may never fill 256 seeds.
+10. Rollouts come from our engine with the training weights themselves (no vLLM, no weight sync); with --fsdp=on the
+    shards are gathered once per generation phase. In-loop validation is CRUXEval-I/O only (no LCB-Execution data).
+11. Checkpoints store buffers as JSON (not pickle) and the weights as HF safetensors holding the fp32 master
+    weights when training in bf16 (exact resume; evaluation casts on load).
+12. Optional knobs the paper branch lacks, all off by default: clip-higher, k3 KL to the initial policy,
+    group-relative advantages over several samples per prompt, filtering of all-equal groups, overlong masking,
+    sequence-mean aggregation, per-sequence whitening, 8-bit AdamW.
+"""
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+TASKS = ("deduction", "abduction", "induction")
+ROLES = ("propose", "solve")
+ZERO_PROGRAM = "def f(a):\n    return a"  # AZR's hard-coded identity "zero triplet" (azr-spec.md section 7)
+PHASES = ("propose", "validate", "learnability", "solve", "verify", "update")
+ZERO_INDUCTION_INPUTS = ['"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
+                         '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"', "1001101100010001"]
+
+
+# -----------------------------------------------------------------------------
+# Config: one flat dataclass, defaults = the paper (azr-spec.md section 6); presets override a few fields.
+
+@dataclass
+class Config:
+    # run
+    model: str = "qwen2.5-7b"       # short name, hub id or local HF folder; "tiny" = random tiny Qwen2 made on the spot
+    preset: str = "tiny"            # tiny | paper (paper = these defaults); `python azr.py` runs tiny
+    steps: int = 500                # stop after this global step (paper Table 3: 500)
+    out: str = "out/azr"            # checkpoints, metrics.jsonl, dumps
+    resume: bool = False            # continue from the latest checkpoint in --out
+    seed_data: str = ""             # AZR *_seed_io.jsonl (its *_code_f_seed_io.jsonl beside it); "" = seeding phase
+    seed: int = 1                   # all sampling decisions derive from (seed, step, rank)
+    device: str = "auto"            # auto | cpu | cuda
+    dtype: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float32
+    # self-play
+    tasks: str = "deduction,abduction,induction"  # comma list; Table 2 ablations drop some
+    train_proposer: bool = True     # False = proposer still proposes but gets no gradient (Table 2 "solver only")
+    batch_size: int = 64            # sequences per (task, role) batch, global over ranks (6 x 64 = 384)
+    num_references: int = 6         # K reference triplets in ded/abd proposer prompts (0 allowed)
+    learnability_samples: int = 8   # solver rollouts per valid proposal for the learnability reward
+    induction_inputs: int = 10      # inputs per induction proposal (half shown, half hidden)
+    buffer_cap: int = 16384         # max entries per buffer; the oldest are kept (official quirk)
+    solver_window: int = 1          # solver batches prefer entries stamped within this many steps
+    seed_buffer_size: int = 256     # seeding phase target (64 x seed batch factor 4)
+    seed_rounds: int = 1000         # max proposer rounds of the seeding phase (a random model never fills it)
+    # sampling
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_prompt_tokens: int = 6144   # longer prompts are dropped (official behaviour)
+    max_response_tokens: int = 8096
+    # RL objective
+    advantage: str = "trr++"        # trr++ (six baselines) | global (one baseline) | grpo (per prompt, needs group_size>1)
+    whiten: str = "token"           # token (official masked_whiten) | sequence (paper Eq. 8)
+    group_size: int = 1             # samples per prompt in each batch (official: 1)
+    loss_agg: str = "token-mean"    # token-mean | seq-mean
+    clip_low: float = 0.2           # PPO clip epsilon (never binds at ratio 1, kept for fidelity)
+    clip_high: float = 0.2          # clip-higher ablation: 0.28 (DAPO, AZR master)
+    entropy_coef: float = 0.001     # entropy bonus (paper branch; master 0)
+    kl_coef: float = 0.0            # k3 KL to the initial policy; > 0 keeps a frozen copy of the initial weights
+    filter_groups: bool = False     # drop groups whose rewards are all equal (needs group_size > 1)
+    mask_overlong: bool = False     # exclude responses that hit max_response_tokens from the loss
+    # optimisation
+    lr: float = 1e-6                # AdamW, constant, no warmup
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.01      # veRL default on the paper branch
+    grad_clip: float = 1.0
+    micro_batch: int = 16           # sequences per forward/backward
+    optim: str = "adamw"            # adamw | adamw8bit (bitsandbytes)
+    grad_checkpointing: bool = False
+    fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
+    # sandbox, logging, checkpoints
+    sandbox_workers: int = 0        # 0 = this machine's cores / ranks
+    exec_timeout: float = 10.0      # seconds per execution
+    save_every: int = 10
+    eval_every: int = 10            # in-loop CRUXEval-I/O (greedy); 0 = off
+    eval_limit: int = 0             # 0 = all 800 problems
+    eval_max_tokens: int = 8096
+    dump_every: int = 1             # JSONL dump of proposals/answers/verdicts every N steps; 0 = off
+    log: str = "none"               # none | tensorboard | wandb
+
+
+PRESETS = {
+    "paper": {},
+    # CPU smoke run: a tiny random model, tiny batches, short responses, the real sandbox and the real update
+    # (lr 1e-4 so that a few steps visibly move the random weights).
+    "tiny": dict(model="tiny", steps=3, batch_size=4, num_references=2, learnability_samples=2,
+                 max_prompt_tokens=4096, max_response_tokens=24, micro_batch=8, seed_rounds=1,
+                 seed_buffer_size=8, save_every=2, eval_every=0, sandbox_workers=2, lr=1e-4),
+}
+
+
+def die(message):
+    """One clear line for bad input, then exit (no traceback)."""
+    print(f"azr.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_config(argv):
+    """--name=value / --name value / --flag flags -> Config. The preset is applied first, explicit flags win."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if "-h" in argv or "--help" in argv:  # the commented Config source is the documentation of every flag
+        import inspect
+        print(__doc__.split("Deliberate deviations")[0] + inspect.getsource(Config) + f"presets: {PRESETS}")
+        sys.exit(0)
+    pairs, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            die(f"unexpected argument {arg!r}; flags look like --name=value")
+        name, eq, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in fields:
+            die(f"unknown flag --{name}; see the Config fields at the top of azr.py")
+        if not eq:  # `--steps 5`, or a bare boolean flag `--resume`
+            if fields[name].type is bool and (i + 1 >= len(argv) or argv[i + 1].startswith("--")):
+                value = "true"
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 1
+            else:
+                die(f"flag --{name} needs a value")
+        pairs.append((name, value))
+        i += 1
+    values = {}
+    for name, text in pairs:
+        kind = fields[name].type
+        try:
+            if kind is bool:
+                if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                values[name] = text.lower() in ("1", "true", "yes", "on")
+            else:
+                values[name] = kind(text)
+        except ValueError:
+            die(f"--{name}={text!r} is not a valid {kind.__name__}")
+    preset = values.get("preset", Config.preset)
+    if preset not in PRESETS:
+        die(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = Config(**{**PRESETS[preset], **values})
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg):
+    """Contradictory or out-of-range flags get one line each."""
+    tasks = task_list(cfg)
+    if not tasks or any(t not in TASKS for t in tasks):
+        die(f"--tasks={cfg.tasks!r}: use a comma list of {', '.join(TASKS)}")
+    choices = dict(advantage=("trr++", "global", "grpo"), whiten=("token", "sequence"), device=("auto", "cpu", "cuda"),
+                   loss_agg=("token-mean", "seq-mean"), optim=("adamw", "adamw8bit"), fsdp=("off", "on"),
+                   dtype=("auto", "bfloat16", "float32"), log=("none", "tensorboard", "wandb"))
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            die(f"--{name}={getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+    if min(cfg.steps, cfg.batch_size, cfg.micro_batch, cfg.group_size, cfg.save_every) < 1:
+        die("--steps, --batch_size, --micro_batch, --group_size and --save_every must be positive")
+    if cfg.advantage == "grpo" and cfg.group_size < 2:
+        die("--advantage=grpo needs --group_size >= 2 samples per prompt")
+    if cfg.filter_groups and cfg.group_size < 2:
+        die("--filter_groups needs --group_size >= 2 (a group is the samples of one prompt)")
+    if cfg.batch_size % cfg.group_size:
+        die(f"--batch_size={cfg.batch_size} must be a multiple of --group_size={cfg.group_size}")
+    if cfg.num_references < 0 or cfg.learnability_samples < 1 or cfg.induction_inputs < 2:
+        die("--num_references must be >= 0, --learnability_samples >= 1, --induction_inputs >= 2")
+    if cfg.clip_low < 0 or cfg.clip_high < 0 or cfg.kl_coef < 0 or cfg.lr <= 0:
+        die("--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0")
+
+
+def task_list(cfg):
+    return [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+
+
+# -----------------------------------------------------------------------------
+# Rewards (azr-spec.md section 4.2; placed on the last response token, here one scalar per sequence)
+
+def learnability_accuracy(scores):
+    """Mean solver success over the learnability rollouts; None scores (a check that crashed) are dropped."""
+    counted = [s for s in scores if s is not None]
+    return sum(counted) / len(counted) if counted else 0.0
+
+
+def proposer_reward(format_ok, valid, accuracy):
+    """-1 for unparseable/invalid/badly formatted; 1-acc for learnable tasks; -0.5 when acc is 0 or 1.
+
+    The -0.5 for trivial/impossible tasks is what the code does (the paper's Eq. 4 says 0; issue #37)."""
+    if not (format_ok and valid):
+        return -1.0
+    learnability = 1.0 - accuracy if 0.0 < accuracy < 1.0 else 0.0
+    return learnability if learnability > 0 else -0.5
+
+
+def solver_reward(format_ok, correct):
+    """-1 badly formatted, -0.5 well formatted but wrong, 1 correct."""
+    if not format_ok:
+        return -1.0
+    return 1.0 if correct else -0.5
+
+
+# -----------------------------------------------------------------------------
+# Advantages: TRR++ = REINFORCE++ whitening within each of the six (task, role) batches (azr-spec.md 5.1).
+# Every response token of sequence i gets the same advantage A_i, so per-sequence numbers suffice.
+
+def whiten(rewards, lengths, token_weighted):
+    """(R - mu) / sqrt(var + 1e-8). Token-weighted = veRL's masked_whiten over all response tokens (a sequence of
+    L tokens counts L times, Bessel-corrected over tokens); otherwise over sequences (paper Eq. 8)."""
+    r = torch.tensor(rewards, dtype=torch.float64)
+    w = torch.tensor(lengths if token_weighted else [1] * len(rewards), dtype=torch.float64)
+    n = w.sum()
+    mu = (w * r).sum() / n
+    var = (w * (r - mu) ** 2).sum() / n
+    var = var * n / (n - 1) if n > 1 else var  # unbiased, as masked_var(unbiased=True)
+    return ((r - mu) / torch.sqrt(var + 1e-8)).tolist()
+
+
+def compute_advantages(rewards, lengths, batch_ids, group_ids, estimator="trr++", token_weighted=True):
+    """Per-sequence advantages [N] for rewards [N], response lengths [N] (tokens), batch_ids [N] (which (task, role)
+    batch) and group_ids [N] (which prompt, for grpo). trr++: whiten inside each batch (six baselines); global: one
+    baseline over everything; grpo: (R - mean_group) / (std_group + 1e-6) over the samples of one prompt."""
+    advantages = [0.0] * len(rewards)
+    if estimator == "grpo":
+        keys = group_ids
+    elif estimator == "global":
+        keys = [0] * len(rewards)
+    else:
+        keys = batch_ids
+    for key in dict.fromkeys(keys):
+        idx = [i for i, k in enumerate(keys) if k == key]
+        r = [rewards[i] for i in idx]
+        if estimator == "grpo":
+            t = torch.tensor(r, dtype=torch.float64)
+            std = t.std() if len(r) > 1 else torch.tensor(1.0, dtype=torch.float64)
+            values = ((t - t.mean()) / (std + 1e-6)).tolist()
+        else:
+            values = whiten(r, [lengths[i] for i in idx], token_weighted)
+        for i, v in zip(idx, values):
+            advantages[i] = v
+    return advantages
+
+
+def token_weights(lengths, included, loss_agg):
+    """Loss weight of each token of each sequence, summing to 1 over the included sequences of the whole batch.
+    token-mean: 1 / total tokens; seq-mean: 1 / (L_i * number of sequences). Excluded sequences weigh 0."""
+    total_tokens = sum(L for L, keep in zip(lengths, included) if keep)
+    total_seqs = sum(included)
+    if total_seqs == 0:
+        return [0.0] * len(lengths)
+    if loss_agg == "token-mean":
+        return [1.0 / total_tokens if keep else 0.0 for keep in included]
+    return [1.0 / (L * total_seqs) if keep and L else 0.0 for L, keep in zip(lengths, included)]
+
+
+def policy_loss(logprobs, old_logprobs, advantages, weights, clip_low, clip_high, entropy=None, entropy_coef=0.0,
+                ref_logprobs=None, kl_coef=0.0):
+    """PPO-clip surrogate on flat response tokens [N]; weights [N] carry the aggregation (sum to 1 over the batch).
+
+    loss = sum_t w_t * max(-A_t r_t, -A_t clip(r_t, 1-eps_low, 1+eps_high)) - c_H sum_t w_t H_t
+           + c_KL sum_t w_t k3_t,   with r_t = exp(logp_t - old_t) and k3 = exp(ref - logp) - (ref - logp) - 1."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_low, 1 + clip_high))
+    loss = (weights * surrogate).sum()
+    metrics = {"clipfrac": ((ratio - 1).abs() > clip_low).float().mean().item() if len(ratio) else 0.0}
+    if entropy is not None and entropy_coef:
+        loss = loss - entropy_coef * (weights * entropy).sum()
+    if ref_logprobs is not None and kl_coef:
+        log_r = ref_logprobs - logprobs
+        k3 = torch.exp(log_r) - log_r - 1
+        loss = loss + kl_coef * (weights * k3).sum()
+        metrics["kl"] = (weights * k3).sum().item()
+    return loss, metrics
+
+
+# -----------------------------------------------------------------------------
+# Buffers (azr-spec.md section 7). Entries are plain JSON dicts stamped with the step that produced them:
+#   deduction/abduction: {program, input, output, imports, step}
+#   induction:           {program, inputs, outputs, message, imports, step}
+
+def zero_buffers():
+    """The identity zero triplet in every buffer (the start of the seeding phase)."""
+    triplet = {"program": ZERO_PROGRAM, "input": '"Hello world"', "output": '"Hello world"', "imports": [], "step": 0}
+    induction = {"program": ZERO_PROGRAM, "inputs": list(ZERO_INDUCTION_INPUTS), "outputs": list(ZERO_INDUCTION_INPUTS),
+                 "message": "Write a function that returns whatever you input", "imports": [], "step": 0}
+    return {"deduction": [dict(triplet)], "abduction": [dict(triplet)], "induction": [induction]}
+
+
+def load_seed_buffers(path):
+    """AZR's published seed files -> buffers. The ded/abd buffers start as two copies of the same 256 triplets."""
+    io_path = Path(path)
+    if not io_path.name.endswith("_seed_io.jsonl") or io_path.name.endswith("_code_f_seed_io.jsonl"):
+        die(f"--seed-data={path}: give AZR's *_seed_io.jsonl (its *_code_f_seed_io.jsonl must sit beside it)")
+    f_path = io_path.with_name(io_path.name.replace("_seed_io.jsonl", "_code_f_seed_io.jsonl"))
+    for p in (io_path, f_path):
+        if not p.is_file():
+            die(f"seed file {p} not found; --seed-data takes AZR's *_seed_io.jsonl with its *_code_f_seed_io.jsonl beside it")
+    try:
+        io_rows = [json.loads(line) for line in io_path.read_text().splitlines() if line.strip()]
+        f_rows = [json.loads(line) for line in f_path.read_text().splitlines() if line.strip()]
+        triplets = [{"program": r["snippet"], "input": r["input"], "output": r["output"],
+                     "imports": list(r.get("imports", [])), "step": 0} for r in io_rows]
+        induction = [{"program": r["snippet"], "inputs": list(r["inputs"]), "outputs": list(r["outputs"]),
+                      "message": r["message"], "imports": list(r.get("imports", [])), "step": 0} for r in f_rows]
+    except (KeyError, json.JSONDecodeError) as e:
+        die(f"{io_path} or {f_path} is not an AZR seed file ({type(e).__name__}: {e})")
+    return {"deduction": [dict(t) for t in triplets], "abduction": [dict(t) for t in triplets], "induction": induction}
+
+
+def add_to_buffer(buffer, entries, step, cap):
+    """Append valid proposals stamped with `step` (no dedup, no learnability filter), then keep the first `cap`
+    entries: once full, new entries are dropped (the official truncation keeps the oldest). Returns #kept."""
+    before = len(buffer)
+    buffer.extend({**e, "step": step} for e in entries)
+    del buffer[cap:]
+    return len(buffer) - before
+
+
+def sample_references(buffer, k, rng):
+    """K references uniformly without replacement (fewer if the buffer is smaller)."""
+    return rng.sample(buffer, min(k, len(buffer)))
+
+
+def sample_solver_batch(buffer, n, step, window, rng):
+    """Up to n entries stamped within `window` steps before `step` (the previous step's valid proposals; all seeds
+    at step 1), without replacement, then filled uniformly from the whole buffer (max_new strategy)."""
+    recent = [e for e in buffer if step - e["step"] <= window]
+    chosen = rng.sample(recent, min(n, len(recent)))
+    rest = n - len(chosen)
+    if rest > 0 and buffer:
+        chosen += rng.sample(buffer, rest) if rest <= len(buffer) else [rng.choice(buffer) for _ in range(rest)]
+    return chosen
+
+
+def induction_split(entry):
+    """Given pairs (shown to the solver) and hidden pairs (the test): first half / second half (5 + 5 of 10)."""
+    half = len(entry["inputs"]) // 2
+    return (entry["inputs"][:half], entry["outputs"][:half]), (entry["inputs"][half:], entry["outputs"][half:])
+
+
+# -----------------------------------------------------------------------------
+# Distributed helpers: plain torchrun. Every rank holds the same buffers and builds the same global batches from
+# the same (seed, step) RNG, rolls out the prompts i with i % world == rank, and all ranks exchange the results.
+
+def print0(*args, rank=0, **kwargs):
+    if rank == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def gather_strided(local, rank, world):
+    """Reassemble a global list from per-rank slices global[rank::world] (order preserved)."""
+    if world == 1:
+        return local
+    parts = [None] * world
+    dist.all_gather_object(parts, local)
+    total = sum(len(p) for p in parts)
+    return [parts[i % world][i // world] for i in range(total)]
+
+
+def derived_seed(*parts):
+    """A 31-bit seed from any tuple (string seeding of random.Random is sha512-based: stable across runs)."""
+    return random.Random("-".join(map(str, parts))).randrange(2 ** 31)
+
+
+# -----------------------------------------------------------------------------
+# Rollouts: tokenise prompt texts (R1 "zero" template, raw concatenation, no chat template), generate with the
+# current weights (model.generate samples through kernels.sample), decode. Returns completion ids [B][L].
+
+def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
+    """One sampled completion per prompt (token ids, EOS excluded); T=1.0, top-p 1, top-k off in the paper."""
+    from model import generate
+    if not prompt_ids:
+        return []
+    return generate(qwen, prompt_ids, cfg.max_response_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                    top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress)
+
+
+def response_record(item, completion, max_tokens, eos_id):
+    """Per-sequence fields shared by both roles. The EOS the model sampled is trained too (so it learns to stop);
+    a response that hit max_tokens has none and is `truncated` (the overlong-masking ablation drops those)."""
+    truncated = len(completion) >= max_tokens
+    response = list(completion) + ([] if truncated else [eos_id])
+    return {"response_ids": response, "length": len(response), "truncated": truncated, "group": item["group"]}
+
+
+def encode(tokenizer, text):
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def proposer_text(task, data, references, num_inputs=10):
+    import prompts
+    if task == "induction":
+        return prompts.r1_wrap(prompts.induction_proposer_prompt(data["program"], num_inputs))
+    refs = [{"program": e["program"], "input": e["input"], "output": e["output"]} for e in references]
+    return prompts.r1_wrap(prompts.proposer_prompt(task, refs))
+
+
+def solver_text(task, entry):
+    import prompts
+    if task == "induction":
+        (given_in, given_out), _ = induction_split(entry)
+        entry = {"inputs": given_in, "outputs": given_out, "message": entry["message"]}
+    return prompts.r1_wrap(prompts.solver_prompt(task, entry))
+
+
+def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
+    """The six (task, role) batches of step `step`, from the buffers as they are at the start of the step (so the
+    solver trains on the previous step's proposals: the official one-step lag). Each batch is a list of items
+    {prompt_ids, group, ...}; prompts over max_prompt_tokens are dropped (official)."""
+    n_prompts = cfg.batch_size // cfg.group_size
+    batches = {}
+    for task in tasks:
+        propose, solve = [], []
+        for g in range(n_prompts):
+            if task == "induction":  # one program from the union of the deduction and abduction buffers
+                source = rng.choice(buffers["deduction"] + buffers["abduction"])
+                data = {"program": source["program"], "imports": source["imports"]}
+                text = proposer_text(task, data, [], cfg.induction_inputs)
+            else:
+                data = {}
+                text = proposer_text(task, data, sample_references(buffers[task], cfg.num_references, rng))
+            propose.append({"prompt_ids": encode(tokenizer, text), "group": g, **data})
+        for g, entry in enumerate(sample_solver_batch(buffers[task], n_prompts, step, cfg.solver_window, rng)):
+            solve.append({"prompt_ids": encode(tokenizer, solver_text(task, entry)), "group": g, "entry": entry})
+        for role, items in (("propose", propose), ("solve", solve)):
+            kept = [it for it in items if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
+            batches[(task, role)] = [it for it in kept for _ in range(cfg.group_size)]  # group_size samples each
+    return batches
+
+
+# -----------------------------------------------------------------------------
+# Scoring: proposals are parsed and validated in the sandbox; solver answers are checked in the sandbox.
+
+def validate_proposals(task, items, texts, sandbox, cfg):
+    """Parse each proposer response and validate it. Returns one dict per response with format_ok, answer and
+    `entry` (the buffer entry with gold outputs) or None when unparseable/invalid."""
+    import prompts
+    from sandbox import truncate_output
+    records, jobs = [], []  # jobs: (record index, program, input text)
+    for i, (item, text) in enumerate(zip(items, texts)):
+        format_ok, answer = prompts.parse_response(text)
+        proposal = prompts.parse_proposal(task, answer, cfg.induction_inputs)
+        records.append({"format_ok": format_ok, "answer": answer, "entry": None})
+        if proposal is None:
+            continue
+        records[-1]["proposal"] = proposal
+        if task == "induction":  # the last 10 input fences, each run on the program the prompt showed
+            jobs += [(i, item["program"], x) for x in proposal["inputs"]]
+        else:
+            jobs.append((i, proposal["program"], proposal["input"]))
+    results = sandbox.validate_many([(code, args) for _, code, args in jobs]) if jobs else []
+    by_record = {}
+    for (i, code, _), res in zip(jobs, results):
+        by_record.setdefault(i, []).append(res)
+    for i, results_i in by_record.items():
+        rec, item = records[i], items[i]
+        rec["status"] = next((r.status for r in results_i if r.status != "ok"), "ok")
+        if rec["status"] != "ok":
+            continue
+        # gold outputs are cut to 400 characters (200 + "..." + 200) like AZR's executor: such tasks stay unsolvable
+        if task == "induction":  # every one of the inputs must run deterministically on the sampled program
+            rec["entry"] = {"program": item["program"], "inputs": rec["proposal"]["inputs"],
+                            "outputs": [truncate_output(r.value) for r in results_i],
+                            "message": rec["proposal"]["message"], "imports": list(item["imports"])}
+        else:  # the sandbox returns the program with its function renamed to f, and its import lines
+            rec["entry"] = {"program": results_i[0].program, "input": rec["proposal"]["input"],
+                            "output": truncate_output(results_i[0].value), "imports": list(results_i[0].imports)}
+    return records, len(jobs)
+
+
+def check_answers(task, entries, texts, sandbox, format_required=True):
+    """Solver responses -> (format_ok list, correct list, #executions). Trained responses need the R1 format
+    (and, for induction, a fenced program); learnability rollouts only extract the <answer> (no format check)."""
+    import prompts
+    if format_required:
+        parsed = [prompts.parse_response(t) for t in texts]
+    else:
+        parsed = [(True, prompts.extract_answer(t)) for t in texts]
+    predictions = [prompts.parse_prediction(task, answer) for _, answer in parsed]
+    if task == "induction":  # no fenced program in the answer counts as a format failure (official)
+        parsed = [(ok and bool(p), a) for (ok, a), p in zip(parsed, predictions)]
+    # only well-formatted answers are checked, and identical answers to one task only once (the official cache)
+    unique = {(id(e), p): (e, p) for e, p, (ok, _) in zip(entries, predictions, parsed) if ok}
+    if task == "deduction":
+        jobs = [(e["output"], p) for e, p in unique.values()]
+    elif task == "abduction":
+        jobs = [(e["program"], e["output"], p) for e, p in unique.values()]
+    else:  # the candidate must reproduce every hidden pair, with the gold program's imports prepended
+        jobs = [(p, e["imports"], *induction_split(e)[1]) for e, p in unique.values()]
+    check = {"deduction": sandbox.check_deduction, "abduction": sandbox.check_abduction,
+             "induction": sandbox.check_induction}[task]
+    verdict = dict(zip(unique, check(jobs) if jobs else []))
+    correct = [bool(verdict.get((id(e), p), False)) for e, p in zip(entries, predictions)]
+    return [ok for ok, _ in parsed], correct, len(jobs)
+
+
+def learnability(task, entries, qwen, tokenizer, sandbox, cfg, seed, clock):
+    """acc per valid proposal: n solver rollouts each with the current policy (scored with answer extraction only,
+    never trained on). A prompt over max_prompt_tokens gives acc 0 (official). clock accumulates counters."""
+    n = cfg.learnability_samples
+    prompt_ids = [encode(tokenizer, solver_text(task, e)) for e in entries]
+    run = [i for i, p in enumerate(prompt_ids) if len(p) <= cfg.max_prompt_tokens]
+    t0 = time.time()
+    completions = rollout(qwen, [prompt_ids[i] for i in run for _ in range(n)], cfg, tokenizer.eos_token_id, seed)
+    t1 = time.time()
+    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+    _, correct, n_exec = check_answers(task, [entries[i] for i in run for _ in range(n)], texts, sandbox,
+                                       format_required=False)
+    tick(clock, tokens=sum(map(len, completions)), gen_s=t1 - t0, executions=n_exec, exec_s=time.time() - t1)
+    acc = [0.0] * len(entries)
+    for k, i in enumerate(run):
+        acc[i] = learnability_accuracy(correct[k * n:(k + 1) * n])
+    return acc
+
+
+def tick(clock, **amounts):
+    """Add to the step's counters (seconds per phase, tokens, executions)."""
+    for key, value in amounts.items():
+        clock[key] = clock.get(key, 0.0) + value
+
+
+def propose_batch(task, items, qwen, tokenizer, sandbox, cfg, seeds, clock, sharded, progress=False):
+    """PROPOSE for this rank's share of one proposer batch: rollouts -> parse + validate in the sandbox ->
+    learnability rollouts for the valid, well-formatted proposals -> rewards. Returns one record per item."""
+    eos = tokenizer.eos_token_id
+    t0 = time.time()
+    with_gathered_weights(qwen, sharded, True)
+    completions = rollout(qwen, [it["prompt_ids"] for it in items], cfg, eos, seeds[0], progress)
+    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+    t1 = time.time()
+    records, n_exec = validate_proposals(task, items, texts, sandbox, cfg)
+    t2 = time.time()
+    tick(clock, propose=t1 - t0, tokens=sum(map(len, completions)), gen_s=t1 - t0, validate=t2 - t1,
+         executions=n_exec, exec_s=t2 - t1)
+    scored = [i for i, r in enumerate(records) if r["entry"] is not None and r["format_ok"]]
+    acc = [None] * len(records)
+    if cfg.train_proposer and scored:  # learnability only feeds the proposer's reward
+        for i, a in zip(scored, learnability(task, [records[i]["entry"] for i in scored], qwen, tokenizer, sandbox,
+                                             cfg, seeds[1], clock)):
+            acc[i] = a
+    with_gathered_weights(qwen, sharded, False)
+    tick(clock, learnability=time.time() - t2)
+    return [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": r["format_ok"],
+             "valid": r["entry"] is not None, "acc": a, "entry": r["entry"], "status": r.get("status", "unparsed"),
+             "reward": proposer_reward(r["format_ok"], r["entry"] is not None, a or 0.0), "text": t}
+            for it, c, r, a, t in zip(items, completions, records, acc, texts)]
+
+
+# -----------------------------------------------------------------------------
+# Policy update. Each sequence is prompt + response (+ EOS when the model stopped); only response tokens are
+# trained. Hidden states come from the model, logprobs and entropy from the fused kernel (never [N, V] logits
+# in memory for the whole batch).
+
+def sequence_logprobs(qwen, pairs, device):
+    """pairs: [(prompt_ids, response_ids)] -> (logprobs [N], entropy [N]) over all N response tokens, in order.
+    Rows are right-padded: under causal attention padding after a sequence never touches it, so no mask."""
+    from kernels import token_logprobs
+    T = max(len(p) + len(r) for p, r in pairs)
+    ids = torch.zeros(len(pairs), T, dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, (p, r) in enumerate(pairs):
+        ids[b, :len(p) + len(r)] = torch.tensor(p + r)
+        rows += [b] * len(r)
+        cols += range(len(p) - 1, len(p) + len(r) - 1)  # position t predicts token t+1
+        targets += r
+    hidden = qwen(ids.to(device), return_hidden=True)  # [B, T, D]
+    h = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]  # [N, D]
+    return token_logprobs(h, qwen.lm_head.weight, torch.tensor(targets, device=device), with_entropy=True)
+
+
+def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_model=None, sharded=False):
+    """One optimizer step on this rank's sequences [{prompt_ids, response_ids, advantage, weight}], where the
+    per-token weights sum to 1 over the whole global batch, so summing gradients over ranks gives the global loss.
+    master: fp32 copies of bf16 parameters (the optimizer steps those, then copies back)."""
+    device = next(qwen.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]["prompt_ids"]) + len(sequences[i]["response_ids"]))
+    chunks = [order[i:i + cfg.micro_batch] for i in range(0, len(order), cfg.micro_batch)]
+    if world > 1:  # FSDP needs the same number of forward/backward passes on every rank: pad with empty chunks
+        n = torch.tensor(len(chunks))
+        dist.all_reduce(n, op=dist.ReduceOp.MAX)
+        chunks += [[] for _ in range(int(n) - len(chunks))]
+    params = [p for p in qwen.parameters() if p.requires_grad]
+    stats = {"loss": 0.0, "entropy": 0.0, "kl": 0.0, "clipfrac": 0.0}
+    for chunk in chunks:
+        seqs = [sequences[i] for i in chunk]
+        if not seqs:  # a zero-weight dummy keeps collectives in step
+            seqs = [{"prompt_ids": [0], "response_ids": [0], "advantage": 0.0, "weight": 0.0}]
+        pairs = [(s["prompt_ids"], s["response_ids"]) for s in seqs]
+        logprobs, entropy = sequence_logprobs(qwen, pairs, device)  # [N], [N] float32
+        adv = torch.tensor([s["advantage"] for s in seqs for _ in s["response_ids"]], device=device)
+        w = torch.tensor([s["weight"] for s in seqs for _ in s["response_ids"]], device=device)
+        ref = None
+        if ref_model is not None:
+            with torch.no_grad():
+                ref, _ = sequence_logprobs(ref_model, pairs, device)
+        # old logprobs = current ones (same weights, one step per iteration): the ratio is exactly 1 (deviation 1)
+        loss, m = policy_loss(logprobs, logprobs.detach(), adv, w, cfg.clip_low, cfg.clip_high, entropy,
+                              cfg.entropy_coef, ref, cfg.kl_coef)
+        # FSDP's reduce-scatter averages over ranks; our weights already normalise globally, so undo the average
+        (loss * (world if sharded else 1)).backward()
+        if master is not None and not sharded:  # accumulate in fp32: bf16 sums lose low bits over micro-batches
+            for mp, p in zip(master, params):
+                if p.grad is not None:
+                    mp.grad = p.grad.float() if mp.grad is None else mp.grad.add_(p.grad.float())
+                    p.grad = None
+        stats["loss"] += loss.item()
+        stats["entropy"] += (w * entropy.detach()).sum().item()
+        stats["kl"] += m.get("kl", 0.0)
+        stats["clipfrac"] += m["clipfrac"] / len(chunks)
+    trained = master if master is not None and not sharded else params
+    if world > 1 and not sharded:  # replicated weights: sum gradients (global weights already normalise)
+        for p in trained:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)  # DTensor-aware under FSDP
+    if sharded and master is not None:  # 8-bit AdamW under FSDP steps the local shards (see optimizer_params)
+        for shard, p in zip(master, params):
+            shard.grad = p.grad.to_local() if p.grad is not None else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    qwen.zero_grad(set_to_none=True)
+    if master is not None and not sharded:  # fp32 masters -> bf16 compute weights
+        with torch.no_grad():
+            for mp, p in zip(master, params):
+                p.copy_(mp)
+    if world > 1:
+        t = torch.tensor([stats["loss"], stats["entropy"], stats["kl"]], dtype=torch.float64)
+        dist.all_reduce(t)
+        stats["loss"], stats["entropy"], stats["kl"] = t.tolist()
+    stats["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    return stats
+
+
+def optimizer_params(qwen, master, sharded, cfg):
+    """Tensors the optimizer steps instead of the parameters, or None: the fp32 masters, or, for 8-bit AdamW under
+    FSDP (bitsandbytes' kernels reject DTensors), plain tensors sharing storage with each rank's local shards."""
+    if sharded and cfg.optim == "adamw8bit":
+        return [torch.nn.Parameter(p.to_local(), requires_grad=False) for p in qwen.parameters()]
+    return master
+
+
+def make_optimizer(params, cfg):
+    if cfg.optim == "adamw8bit":  # bitsandbytes only when asked (keeps the default path dependency-free)
+        import bitsandbytes as bnb
+        return bnb.optim.AdamW8bit(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def setup_policy(path, cfg, device, compute_dtype, world):
+    """Load the policy in fp32 (the master copy), then either keep fp32, cast to bf16 with separate fp32 master
+    tensors, or shard with FSDP2 (fp32 sharded params, bf16 all-gathered compute). Returns (qwen, master, sharded).
+
+    Why fp32 masters: at lr 1e-6 an Adam update is ~1e-6 relative, below bf16's 2^-8 resolution, so updating bf16
+    weights in place rounds almost every update away."""
+    from model import Qwen2
+    qwen = Qwen2.from_pretrained(path, device=device, dtype=torch.float32)
+    qwen.gradient_checkpointing = cfg.grad_checkpointing
+    if cfg.fsdp == "on":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        mp = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+        for layer in qwen.model.layers:
+            fully_shard(layer, mp_policy=mp)
+        fully_shard(qwen, mp_policy=mp)
+        return qwen, None, True
+    if compute_dtype == torch.float32:
+        return qwen, None, False
+    master = [torch.nn.Parameter(p.detach().clone()) for p in qwen.parameters()]
+    for p in qwen.parameters():  # parameters only: buffers such as RoPE tables keep their precision
+        p.data = p.data.to(compute_dtype)
+    return qwen, master, False
+
+
+def with_gathered_weights(qwen, sharded, on):
+    """Generation with FSDP2: gather every layer's weights once (bf16) and keep them gathered for the whole
+    generation phase, instead of an all-gather per decode step (ranks decode different numbers of steps, so
+    per-forward collectives would deadlock). No-op without FSDP."""
+    if not sharded:
+        return
+    from torch.distributed.fsdp import FSDPModule
+    for m in [m for m in qwen.modules() if isinstance(m, FSDPModule)]:
+        if on:
+            m.unshard()
+        else:
+            m.reshard()
+        if m is not qwen:  # the root stays gathered after forward (FSDP2's own heuristic)
+            m.set_reshard_after_forward(not on, recurse=False)
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: out/ckpt/step_NNNNNN/ = HF folder (config.json, model.safetensors, tokenizer files) + optim.pt +
+# buffers.json + state.json; written to a temp folder and renamed, then `latest` is replaced atomically.
+
+MODEL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+              "vocab_size")
+
+
+def full_state(qwen, optimizer, master, sharded):
+    """Full (unsharded, fp32 when training in bf16) model and optimizer state dicts, on CPU."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        local = master is not None  # 8-bit AdamW on local shards: each rank keeps its own optimizer file
+        return get_model_state_dict(qwen, options=opts), \
+            optimizer.state_dict() if local else get_optimizer_state_dict(qwen, optimizer, options=opts)
+    # replace bf16 parameters by their fp32 masters (exact resume); matching storage also covers tied lm_head
+    to_master = {p.data_ptr(): mp for p, mp in zip(qwen.parameters(), master)} if master is not None else {}
+    model_sd = {k: to_master.get(v.data_ptr(), v).detach().cpu() for k, v in qwen.state_dict().items()}
+    return model_sd, optimizer.state_dict()
+
+
+def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, source, rank):
+    model_sd, optim_sd = full_state(qwen, optimizer, master, sharded)
+    root = Path(out) / "ckpt"
+    final, tmp = root / f"step_{step:06d}", root / f".tmp_step_{step:06d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    per_rank = sharded and master is not None
+    if per_rank:  # every rank writes its own shard of the 8-bit optimizer state into the temp folder
+        dist.barrier()
+        torch.save(optim_sd, tmp / f"optim_rank{rank}.pt")
+        dist.barrier()
+    if rank == 0:
+        qwen.save_pretrained(str(tmp), state_dict=model_sd)
+        for name in os.listdir(source):  # tokenizer files travel with the weights so eval/ loads the folder as is
+            if name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "generation_config")):
+                shutil.copy(Path(source) / name, tmp / name)
+        if not per_rank:
+            torch.save(optim_sd, tmp / "optim.pt")
+        (tmp / "buffers.json").write_text(json.dumps(buffers))
+        state = {"step": step, "config": dataclasses.asdict(cfg), "python_rng": list_state(random.getstate()),
+                 "torch_rng": torch.get_rng_state().tolist()}
+        (tmp / "state.json").write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        write_atomic(root / "latest", final.name)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def list_state(x):
+    return [list_state(v) for v in x] if isinstance(x, tuple) else x
+
+
+def write_atomic(path, text):
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(out):
+    pointer = Path(out) / "ckpt" / "latest"
+    return Path(out) / "ckpt" / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def check_same_model(ckpt, source):
+    """A checkpoint from another model gets one line instead of a shape-mismatch traceback."""
+    a = json.loads((Path(ckpt) / "config.json").read_text())
+    b = json.loads((Path(source) / "config.json").read_text())
+    diff = [k for k in MODEL_KEYS if a.get(k) != b.get(k)]
+    if diff:
+        die(f"checkpoint {ckpt} is from another model ({', '.join(f'{k} {a.get(k)} vs {b.get(k)}' for k in diff)}); "
+            f"use the same --model or a fresh --out")
+
+
+def load_training_state(ckpt, optimizer, sharded, qwen, rank, per_rank):
+    name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
+    if not (Path(ckpt) / name).is_file():
+        die(f"{ckpt} has no {name}: resume with the same --fsdp, --optim and number of processes")
+    optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
+    if sharded and not per_rank:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(optim_sd)
+    state = json.loads((Path(ckpt) / "state.json").read_text())
+    random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
+
+
+# -----------------------------------------------------------------------------
+# Seeding phase (no --seed-data): grow a seed buffer from the zero triplet with the frozen initial policy, as
+# AZR's scripts/seeding do, then induction seeds from those programs. No model updates.
+
+def run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded):
+    seeds = zero_buffers()
+    triplets, induction = seeds["deduction"], seeds["induction"]
+    seen = {json.dumps(triplets[0], sort_keys=True)}
+    for rnd in range(cfg.seed_rounds):
+        for task in ("abduction", "deduction") if len(triplets) < cfg.seed_buffer_size else ():
+            rng = random.Random(f"{cfg.seed}-seeding-{task}-{rnd}")
+            texts = [proposer_text(task, {}, sample_references(triplets, cfg.num_references, rng))
+                     for _ in range(cfg.batch_size)]
+            entries = propose_entries(task, [{"prompt_ids": encode(tokenizer, t)} for t in texts], qwen, tokenizer,
+                                      sandbox, cfg, derived_seed(cfg.seed, "seed", task, rnd, rank), rank, world, sharded)
+            for e in entries:  # exact-JSON dedup, as the official update_seed
+                key = json.dumps({**e, "step": 0}, sort_keys=True)
+                if key not in seen and len(triplets) < cfg.seed_buffer_size:
+                    seen.add(key)
+                    triplets.append({**e, "step": 0})
+        if "induction" in tasks and len(induction) < cfg.seed_buffer_size:
+            rng = random.Random(f"{cfg.seed}-seeding-induction-{rnd}")
+            items = []
+            for _ in range(cfg.batch_size):
+                src = rng.choice(triplets)
+                items.append({"prompt_ids": encode(tokenizer, proposer_text("induction", src, [], cfg.induction_inputs)),
+                              "program": src["program"], "imports": src["imports"]})
+            entries = propose_entries("induction", items, qwen, tokenizer, sandbox, cfg,
+                                      derived_seed(cfg.seed, "seed-f", rnd, rank), rank, world, sharded)
+            induction += [{**e, "step": 0} for e in entries][:cfg.seed_buffer_size - len(induction)]
+        if len(triplets) >= cfg.seed_buffer_size and len(induction) >= cfg.seed_buffer_size:
+            break
+    return {"deduction": [dict(t) for t in triplets], "abduction": [dict(t) for t in triplets], "induction": induction}
+
+
+def propose_entries(task, items, qwen, tokenizer, sandbox, cfg, seed, rank, world, sharded):
+    """Seeding helper: every rank proposes for its share, validates, and all ranks get all valid entries."""
+    items = [it for it in items if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
+    mine = items[rank::world]
+    with_gathered_weights(qwen, sharded, True)
+    completions = rollout(qwen, [it["prompt_ids"] for it in mine], cfg, tokenizer.eos_token_id, seed)
+    with_gathered_weights(qwen, sharded, False)
+    texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+    records, _ = validate_proposals(task, mine, texts, sandbox, cfg)
+    return [e for e in gather_strided([r["entry"] for r in records], rank, world) if e is not None]
+
+
+# -----------------------------------------------------------------------------
+# Logging helpers
+
+def batch_metrics(task, role, recs):
+    """metrics.jsonl keys "{role}/{task}/{metric}" for one batch of global records."""
+    n = max(len(recs), 1)
+    m = {f"{role}/{task}/reward": sum(r["reward"] for r in recs) / n,
+         f"{role}/{task}/format_rate": sum(r["format_ok"] for r in recs) / n,
+         f"{role}/{task}/response_len": sum(r["length"] for r in recs) / n,
+         f"{role}/{task}/count": len(recs)}
+    if role == "propose":
+        valid = [r for r in recs if r["valid"]]
+        m[f"{role}/{task}/valid_rate"] = len(valid) / n
+        m[f"{role}/{task}/num_valid"] = len(valid)
+        scored = [r["acc"] for r in valid if r["acc"] is not None]
+        if scored:
+            m[f"{role}/{task}/learnability_acc"] = sum(scored) / len(scored)
+    else:
+        m[f"{role}/{task}/accuracy"] = sum(r["correct"] for r in recs) / n
+    return m
+
+
+def log_line(step, metrics, tasks):
+    short = {"deduction": "ded", "abduction": "abd", "induction": "ind"}
+
+    def per_task(key):
+        return " ".join(f"{short[t]} {metrics.get(key.format(t), float('nan')):+.2f}" for t in tasks)
+    phases = " ".join(f"{k} {metrics[f'time/{k}']:.1f}s" for k in PHASES)
+    return (f"step {step} | P reward {per_task('propose/{}/reward')} valid {per_task('propose/{}/valid_rate')} | "
+            f"S reward {per_task('solve/{}/reward')} acc {per_task('solve/{}/accuracy')} | loss {metrics['loss']:+.4f} "
+            f"gnorm {metrics['grad_norm']:.3f} | {metrics['tokens_per_s']:.0f} tok/s {metrics['exec_per_s']:.0f} exec/s "
+            f"| {phases}")
+
+
+def dump_step(out, step, results, batches):
+    """One JSONL row per sequence: response, reward, and the proposal (with gold outputs) or the task + verdict."""
+    rows = []
+    for (task, role), recs in results.items():
+        for j, r in enumerate(recs):
+            row = {"step": step, "task": task, "role": role, "response": r["text"], "reward": r["reward"],
+                   "format_ok": r["format_ok"]}
+            if role == "propose":
+                row.update(valid=r["valid"], status=r["status"], learnability_acc=r["acc"], entry=r["entry"])
+            else:
+                row.update(correct=r["correct"], task_entry=batches[(task, role)][j]["entry"])
+            rows.append(json.dumps(row))
+    (out / "dumps").mkdir(exist_ok=True)
+    write_atomic(out / "dumps" / f"step_{step:06d}.jsonl", "\n".join(rows) + "\n")
+
+
+def data_dir():
+    """Benchmark data beside the repo (../shared/data), or $NANOAZR_DATA."""
+    return Path(os.environ.get("NANOAZR_DATA", Path(__file__).resolve().parent.parent / "shared" / "data"))
+
+
+def open_tracker(cfg, out):
+    """TensorBoard or wandb only when asked (lazy imports); returns a function(metrics, step) or None."""
+    try:
+        if cfg.log == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(out / "tb"))
+            return lambda m, step: [writer.add_scalar(k, v, step) for k, v in m.items() if isinstance(v, (int, float))]
+        if cfg.log == "wandb":
+            import wandb
+            wandb.init(project="nanoazr", config=dataclasses.asdict(cfg), dir=str(out))
+            return lambda m, step: wandb.log(m, step=step)
+    except ImportError as e:
+        die(f"--log={cfg.log} needs a package that is not installed ({e.name}): pip install {cfg.log}")
+    return None
+
+
+# -----------------------------------------------------------------------------
+# The loop
+
+def main(argv=None):
+    cfg = parse_config(sys.argv[1:] if argv is None else argv)
+    tasks = task_list(cfg)
+
+    # distributed + device: plain torchrun env vars; NCCL on GPUs, gloo on CPU
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        die("--device=cuda but no CUDA device is visible; use --device=cpu (or --device=auto)")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if cfg.fsdp == "on" and world == 1:
+        die("--fsdp=on shards over ranks: launch with torchrun --nproc_per_node N (N >= 2) or use --fsdp=off")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
+        cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / f".write_test{rank}", "ok")
+        (out / f".write_test{rank}").unlink()
+    except OSError as e:
+        die(f"--out={cfg.out} is not writable ({e.strerror}); pick another folder")
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
+    if not cfg.resume and latest_checkpoint(out) is not None:
+        die(f"{out} already holds checkpoints; pass --resume to continue or choose a fresh --out")
+
+    seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None  # fail early
+
+    # model + tokenizer: "tiny" is made on the spot (deterministic), everything else resolved by model.py
+    import model as model_lib
+    if cfg.model == "tiny":  # rank 0 writes it into --out (deterministic: a resumed run gets the same one)
+        import tiny
+        source = out / "tiny_model"
+        if rank == 0:
+            tiny.make_tiny_checkpoint(source)
+        if world > 1:
+            dist.barrier()
+    else:
+        try:
+            source = model_lib.resolve_checkpoint(cfg.model)
+        except Exception as e:  # unknown names, offline hub ids, missing folders: model.py words the fix
+            die(f"--model={cfg.model}: {e}")
+    source = str(source)
+    if ckpt is not None:
+        check_same_model(ckpt, source)
+        saved = json.loads((ckpt / "state.json").read_text())["config"]
+        changed = [k for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "resume") and saved.get(k) != v]
+        if changed:  # allowed (e.g. a new eval cadence), but the run is then no longer an exact continuation
+            print0(f"warning: resuming with changed flags: {', '.join(f'{k}={saved.get(k)}->{getattr(cfg, k)}' for k in changed)}", rank=rank)
+    tokenizer = model_lib.load_tokenizer(source)
+    qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
+    ref_model = None
+    if cfg.kl_coef > 0:  # frozen initial policy for the k3 KL ablation (replicated, compute dtype)
+        ref_model = model_lib.Qwen2.from_pretrained(source, device=device, dtype=compute_dtype).eval()
+        ref_model.requires_grad_(False)
+    master = optimizer_params(qwen, master, sharded, cfg)
+    optimizer = make_optimizer(master if master is not None else list(qwen.parameters()), cfg)
+    print0(f"config: {json.dumps(dataclasses.asdict(cfg))}", rank=rank)
+    print0(f"model {source} on {device} ({compute_dtype}), {sum(p.numel() for p in qwen.parameters()) / 1e6:.1f}M "
+           f"params, world {world}, fsdp {sharded}, fp32 master {master is not None}", rank=rank)
+
+    from sandbox import Sandbox, SandboxUnavailable
+    try:  # the ranks of one machine share its cores
+        sandbox = Sandbox(workers=cfg.sandbox_workers or max(1, (os.cpu_count() or 1) // world),
+                          cpu_s=cfg.exec_timeout, wall_s=cfg.exec_timeout)
+    except SandboxUnavailable as e:
+        die(str(e))
+    start_step = 0
+    if ckpt is not None:
+        buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, sharded and master is not None)
+        print0(f"resumed from {ckpt} at step {start_step}", rank=rank)
+    elif seed_buffers is not None:
+        buffers = seed_buffers
+    else:
+        print0(f"seeding phase: growing {cfg.seed_buffer_size} seeds from the zero triplet", rank=rank)
+        buffers = run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded)
+    print0("buffers: " + ", ".join(f"{t} {len(b)}" for t, b in buffers.items()), rank=rank)
+    tracker = open_tracker(cfg, out) if rank == 0 else None
+    eos = tokenizer.eos_token_id
+    show_bars = rank == 0 and sys.stderr.isatty()  # tqdm bars on generation for interactive runs only
+
+    for step in range(start_step + 1, cfg.steps + 1):
+        t_step, clock = time.time(), {}
+        rng = random.Random(f"{cfg.seed}-step-{step}")  # every sampling decision of this step derives from it
+        batches = build_batches(buffers, tasks, cfg, step, tokenizer, rng)
+        results = {}  # (task, role) -> records of the whole batch (all ranks), in batch order
+
+        # ============================== PROPOSE ==============================
+        # proposer rollouts -> validation in the sandbox -> learnability rollouts -> rewards -> buffers
+        for task in tasks:
+            seeds = (derived_seed(cfg.seed, step, "propose", task, rank), derived_seed(cfg.seed, step, "learn", task, rank))
+            local = propose_batch(task, batches[(task, "propose")][rank::world], qwen, tokenizer, sandbox, cfg, seeds,
+                                  clock, sharded, show_bars)
+            results[(task, "propose")] = gather_strided(local, rank, world)
+            # every valid proposal joins its own buffer now, stamped with this step (no dedup, no filter); this
+            # step's solver batches were drawn already, so solvers see these tasks at step + 1 (official lag)
+            add_to_buffer(buffers[task], [r["entry"] for r in results[(task, "propose")] if r["valid"]], step,
+                          cfg.buffer_cap)
+
+        # ============================== SOLVE ================================
+        # solver rollouts on the tasks drawn at the start of the step
+        solved = {}
+        for task in tasks:
+            t0 = time.time()
+            with_gathered_weights(qwen, sharded, True)
+            completions = rollout(qwen, [it["prompt_ids"] for it in batches[(task, "solve")][rank::world]], cfg, eos,
+                                  derived_seed(cfg.seed, step, "solve", task, rank), show_bars)
+            with_gathered_weights(qwen, sharded, False)
+            solved[task] = (completions, [tokenizer.decode(c, skip_special_tokens=True) for c in completions])
+            tick(clock, solve=time.time() - t0, gen_s=time.time() - t0, tokens=sum(map(len, completions)))
+
+        # ============================== VERIFY ===============================
+        # well-formatted answers are checked in the sandbox: -1 bad format, -0.5 wrong, +1 right
+        for task in tasks:
+            t0 = time.time()
+            items, (completions, texts) = batches[(task, "solve")][rank::world], solved[task]
+            format_ok, correct, n_exec = check_answers(task, [it["entry"] for it in items], texts, sandbox)
+            local = [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": f, "correct": ok,
+                      "reward": solver_reward(f, ok), "text": t}
+                     for it, c, f, ok, t in zip(items, completions, format_ok, correct, texts)]
+            results[(task, "solve")] = gather_strided(local, rank, world)
+            tick(clock, verify=time.time() - t0, exec_s=time.time() - t0, executions=n_exec)
+
+        # ============================== UPDATE ===============================
+        # TRR++ advantages within each (task, role) batch, then one PPO-clip step over every trained sequence
+        t0 = time.time()
+        flat = [(key, j, r) for key, recs in results.items() for j, r in enumerate(recs)]  # global order
+        batch_of = {key: b for b, key in enumerate(results)}
+        advantages = compute_advantages([r["reward"] for _, _, r in flat], [r["length"] for _, _, r in flat],
+                                        [batch_of[key] for key, _, _ in flat],
+                                        [(batch_of[key], r["group"]) for key, _, r in flat],
+                                        cfg.advantage, cfg.whiten == "token")
+        group_rewards = {}
+        for key, _, r in flat:
+            group_rewards.setdefault((key, r["group"]), set()).add(r["reward"])
+        included = [(key[1] == "solve" or cfg.train_proposer)
+                    and not (cfg.mask_overlong and r["truncated"])
+                    and not (cfg.filter_groups and len(group_rewards[(key, r["group"])]) == 1)
+                    for key, _, r in flat]
+        weights = token_weights([r["length"] for _, _, r in flat], included, cfg.loss_agg)
+        sequences = [{"prompt_ids": batches[key][j]["prompt_ids"], "response_ids": r["response_ids"],
+                      "advantage": a, "weight": w}
+                     for (key, j, r), a, w, keep in zip(flat, advantages, weights, included)
+                     if keep and j % world == rank]  # each rank trains the sequences it generated
+        qwen.train()
+        stats = update(qwen, optimizer, sequences, cfg, rank, world, master, ref_model, sharded)
+        qwen.eval()
+        tick(clock, update=time.time() - t0)
+
+        # ============================== LOG ==================================
+        counts = torch.tensor([clock.get("tokens", 0.0), clock.get("executions", 0.0)], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(counts)  # generated tokens and executions of all ranks
+        metrics = {"step": step, **stats, "sequences_trained": sum(included), "time/step": time.time() - t_step,
+                   **{f"time/{k}": clock.get(k, 0.0) for k in PHASES},
+                   "tokens_per_s": counts[0].item() / max(clock.get("gen_s", 0.0), 1e-9),
+                   "exec_per_s": counts[1].item() / max(clock.get("exec_s", 0.0), 1e-9)}
+        for (task, role), recs in results.items():
+            metrics.update(batch_metrics(task, role, recs))
+        metrics.update({f"buffer/{task}/size": len(buf) for task, buf in buffers.items()})
+        if cfg.eval_every and step % cfg.eval_every == 0 and (rank == 0 or sharded):  # greedy CRUXEval-I/O
+            from eval.cruxeval import evaluate_cruxeval
+            t0 = time.time()
+            with_gathered_weights(qwen, sharded, True)
+            scores = evaluate_cruxeval(qwen, tokenizer, sandbox, data_dir(), limit=cfg.eval_limit or None,
+                                       max_new_tokens=cfg.eval_max_tokens)
+            with_gathered_weights(qwen, sharded, False)
+            metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})
+        if rank == 0:
+            print(log_line(step, metrics, tasks), flush=True)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if tracker:
+                tracker(metrics, step)
+            if cfg.dump_every and step % cfg.dump_every == 0:
+                dump_step(out, step, results, batches)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, source, rank)
+    sandbox.close()
+    if world > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Unit tests for azr.py's pure parts: config flags, reward table, TRR++ advantages, loss, buffers, seeds, and the
+policy-gradient update on a tiny random Qwen2 (direction of the logprob change, fp32 masters at lr 1e-6)."""
+import json
+import math
+import random
+
+import pytest
+import torch
+
+import azr
+
+
+# ----------------------------------------------------------------------------- config
+
+def test_defaults_are_tiny_and_paper_preset_is_section_6():
+    cfg = azr.parse_config([])
+    assert cfg.preset == "tiny" and cfg.model == "tiny" and cfg.batch_size == 4
+    paper = azr.parse_config(["--preset", "paper"])
+    assert (paper.batch_size, paper.learnability_samples, paper.num_references, paper.induction_inputs) == (64, 8, 6, 10)
+    assert (paper.lr, paper.grad_clip, paper.weight_decay, paper.entropy_coef, paper.kl_coef) == (1e-6, 1.0, 0.01, 0.001, 0.0)
+    assert (paper.max_prompt_tokens, paper.max_response_tokens, paper.buffer_cap, paper.steps) == (6144, 8096, 16384, 500)
+    assert (paper.temperature, paper.top_p, paper.top_k, paper.advantage, paper.whiten) == (1.0, 1.0, 0, "trr++", "token")
+
+
+def test_flag_spellings_and_types():
+    cfg = azr.parse_config(["--steps", "7", "--out=/tmp/x", "--resume", "--seed-data", "a_seed_io.jsonl",
+                            "--train_proposer=false", "--clip-high=0.28", "--tasks=deduction"])
+    assert cfg.steps == 7 and cfg.out == "/tmp/x" and cfg.resume is True and cfg.seed_data == "a_seed_io.jsonl"
+    assert cfg.train_proposer is False and cfg.clip_high == 0.28 and azr.task_list(cfg) == ["deduction"]
+    assert azr.parse_config(["--preset=paper", "--batch_size=8"]).batch_size == 8  # explicit flags beat the preset
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--stepz=3"], "unknown flag --stepz"),
+    (["--steps=three"], "not a valid int"),
+    (["--resume=maybe"], "not a valid bool"),
+    (["--preset=huge"], "unknown preset"),
+    (["--tasks=deduction,poetry"], "--tasks"),
+    (["--advantage=grpo"], "group_size"),
+    (["--filter_groups"], "group_size"),
+    (["--batch_size=6", "--group_size=4"], "multiple of --group_size"),
+    (["--fsdp=maybe"], "choose one of"),
+    (["steps"], "unexpected argument"),
+])
+def test_bad_flags_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        azr.parse_config(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- rewards
+
+def test_reward_table():
+    # proposer: invalid / unparseable / bad format -> -1 whatever the accuracy
+    assert azr.proposer_reward(False, True, 0.5) == -1.0
+    assert azr.proposer_reward(True, False, 0.5) == -1.0
+    # learnable: 1 - acc; trivial (acc 1) and impossible (acc 0) -> -0.5 (the code, not Eq. 4's 0)
+    assert azr.proposer_reward(True, True, 1 / 8) == pytest.approx(0.875)
+    assert azr.proposer_reward(True, True, 7 / 8) == pytest.approx(0.125)
+    assert azr.proposer_reward(True, True, 0.0) == -0.5
+    assert azr.proposer_reward(True, True, 1.0) == -0.5
+    # solver
+    assert azr.solver_reward(False, True) == -1.0
+    assert azr.solver_reward(True, False) == -0.5
+    assert azr.solver_reward(True, True) == 1.0
+
+
+def test_learnability_accuracy_edge_cases():
+    assert azr.learnability_accuracy([]) == 0.0  # prompt filtered / nothing scored -> acc 0
+    assert azr.learnability_accuracy([None, None]) == 0.0
+    assert azr.learnability_accuracy([True, None, False, None]) == 0.5  # None (crashed checks) are dropped
+    assert azr.learnability_accuracy([True] * 8) == 1.0
+
+
+# ----------------------------------------------------------------------------- advantages
+
+def test_trr_token_weighted_whitening_by_hand():
+    # One batch, rewards [1, -0.5, -1] with 2, 1, 1 response tokens -> token returns [1, 1, -0.5, -1].
+    # mean = 0.5 / 4 = 0.125; squared deviations 0.765625 * 2 + 0.390625 + 1.265625 = 3.1875;
+    # unbiased var = 3.1875 / 3 = 1.0625; A = (R - 0.125) / sqrt(1.0625 + 1e-8).
+    adv = azr.compute_advantages([1.0, -0.5, -1.0], [2, 1, 1], [0, 0, 0], [0, 1, 2])
+    std = math.sqrt(1.0625 + 1e-8)
+    assert adv == pytest.approx([0.875 / std, -0.625 / std, -1.125 / std], abs=1e-9)
+    # per-sequence (paper Eq. 8): mean -1/6, unbiased var over 3 sequences
+    seq = azr.compute_advantages([1.0, -0.5, -1.0], [2, 1, 1], [0, 0, 0], [0, 1, 2], token_weighted=False)
+    mu = -1 / 6
+    var = ((1 - mu) ** 2 + (-0.5 - mu) ** 2 + (-1 - mu) ** 2) / 2
+    assert seq == pytest.approx([(r - mu) / math.sqrt(var + 1e-8) for r in (1.0, -0.5, -1.0)], abs=1e-9)
+
+
+def test_trr_six_baselines_vs_global_and_grpo():
+    rewards = [1.0, -1.0, 0.5, 0.5, -0.5, 1.0]
+    lengths = [1, 1, 3, 1, 2, 2]
+    batches = [0, 0, 1, 1, 2, 2]
+    groups = [(0, 0), (0, 0), (1, 0), (1, 1), (2, 0), (2, 0)]
+    trr = azr.compute_advantages(rewards, lengths, batches, groups, "trr++")
+    for b in range(3):  # token-weighted mean of the advantages is 0 inside every batch
+        idx = [i for i in range(6) if batches[i] == b]
+        assert sum(trr[i] * lengths[i] for i in idx) == pytest.approx(0.0, abs=1e-9)
+    assert trr[2] == trr[3] == 0.0  # constant rewards in a batch -> zero advantage (0 / sqrt(1e-8))
+    glob = azr.compute_advantages(rewards, lengths, batches, groups, "global")
+    assert sum(a * L for a, L in zip(glob, lengths)) == pytest.approx(0.0, abs=1e-9) and glob != trr
+    grpo = azr.compute_advantages(rewards, lengths, batches, groups, "grpo")
+    assert grpo[0] == pytest.approx(1 / (math.sqrt(2) + 1e-6)) and grpo[1] == pytest.approx(-grpo[0])
+    assert grpo[2] == grpo[3] == 0.0  # groups of one sample: (R - R) / (1 + 1e-6)
+
+
+def test_token_weights_aggregation():
+    assert azr.token_weights([2, 3, 5], [True, True, False], "token-mean") == [0.2, 0.2, 0.0]
+    w = azr.token_weights([2, 3, 5], [True, True, False], "seq-mean")
+    assert w == pytest.approx([1 / 4, 1 / 6, 0.0])
+    assert sum(wi * L for wi, L in zip(w, [2, 3, 5])) == pytest.approx(1.0)
+    assert azr.token_weights([2], [False], "token-mean") == [0.0]
+
+
+def test_policy_loss_terms():
+    logp = torch.tensor([-1.0, -2.0], requires_grad=True)
+    adv = torch.tensor([1.0, -1.0])
+    w = torch.tensor([0.5, 0.5])
+    loss, m = azr.policy_loss(logp, logp.detach(), adv, w, 0.2, 0.2)
+    assert loss.item() == pytest.approx(0.0) and m["clipfrac"] == 0.0  # ratio 1: -A averages to 0
+    loss.backward()
+    assert logp.grad.tolist() == pytest.approx([-0.5, 0.5])  # descent raises logp of A>0, lowers A<0
+    # clip-higher: with ratio 1.25 and A > 0, eps_high 0.2 clips (no gradient), 0.28 does not
+    old = torch.tensor([math.log(0.8)])
+    for eps_high, grad_zero in ((0.2, True), (0.28, False)):
+        lp = torch.tensor([0.0], requires_grad=True)
+        loss, _ = azr.policy_loss(lp, old, torch.tensor([1.0]), torch.tensor([1.0]), 0.2, eps_high)
+        loss.backward()
+        assert (lp.grad.abs().item() == 0.0) == grad_zero
+    # entropy bonus and k3 KL (zero when the policy equals the reference)
+    ent = torch.tensor([2.0, 4.0])
+    loss, m = azr.policy_loss(logp.detach(), logp.detach(), adv, w, 0.2, 0.2, ent, 0.001, logp.detach(), 0.1)
+    assert loss.item() == pytest.approx(-0.001 * 3.0) and m["kl"] == pytest.approx(0.0)
+    loss, m = azr.policy_loss(logp.detach(), logp.detach(), adv, w, 0.2, 0.2, None, 0.0, logp.detach() - 1.0, 0.1)
+    assert m["kl"] == pytest.approx(math.exp(-1) + 1 - 1)  # k3 = e^-1 - (-1) - 1
+
+
+# ----------------------------------------------------------------------------- buffers and seeds
+
+def entry(i, step=0):
+    return {"program": f"def f(a):\n    return a + {i}", "input": str(i), "output": str(2 * i), "imports": [], "step": step}
+
+
+def test_buffer_growth_and_cap_keeps_oldest():
+    buf = [entry(i) for i in range(3)]
+    assert azr.add_to_buffer(buf, [entry(10), entry(11)], step=4, cap=100) == 2
+    assert [e["step"] for e in buf] == [0, 0, 0, 4, 4]  # stamped with the step that proposed them
+    assert azr.add_to_buffer(buf, [entry(12), entry(12)], step=5, cap=6) == 1  # no dedup; cap drops the newest
+    assert len(buf) == 6 and buf[-1]["input"] == "12" and buf[0]["input"] == "0"
+    assert azr.add_to_buffer(buf, [entry(13)], step=6, cap=6) == 0
+
+
+def test_solver_batch_prefers_previous_step_then_fills_uniformly():
+    buf = [entry(i, step=0) for i in range(20)] + [entry(100 + i, step=3) for i in range(3)]
+    rng = random.Random(0)
+    batch = azr.sample_solver_batch(buf, 8, step=4, window=1, rng=rng)
+    assert len(batch) == 8
+    assert sorted(e["input"] for e in batch[:3]) == ["100", "101", "102"]  # all recent ones first
+    recent_only = azr.sample_solver_batch(buf, 2, step=4, window=1, rng=rng)
+    assert all(e["step"] == 3 for e in recent_only) and len({e["input"] for e in recent_only}) == 2
+    # step 1: the seeds (step 0) are the recent entries
+    assert all(e["step"] == 0 for e in azr.sample_solver_batch(buf[:20], 5, step=1, window=1, rng=rng))
+    # a buffer smaller than the batch is sampled with replacement for the rest
+    assert len(azr.sample_solver_batch(buf[:2], 5, step=9, window=1, rng=rng)) == 5
+
+
+def test_references_uniform_without_replacement():
+    buf = [entry(i) for i in range(10)]
+    refs = azr.sample_references(buf, 6, random.Random(1))
+    assert len(refs) == 6 and len({e["input"] for e in refs}) == 6
+    assert len(azr.sample_references(buf[:2], 6, random.Random(1))) == 2
+    assert azr.sample_references(buf, 0, random.Random(1)) == []
+    counts = [0] * 10  # roughly uniform over many draws
+    rng = random.Random(2)
+    for _ in range(2000):
+        for e in azr.sample_references(buf, 3, rng):
+            counts[int(e["input"])] += 1
+    assert min(counts) > 450 and max(counts) < 750
+
+
+def test_induction_split_and_zero_buffers():
+    e = {"inputs": list("abcdefghij"), "outputs": list("ABCDEFGHIJ")}
+    (gi, go), (hi, ho) = azr.induction_split(e)
+    assert gi == list("abcde") and ho == list("FGHIJ")
+    zero = azr.zero_buffers()
+    assert zero["deduction"][0]["program"] == "def f(a):\n    return a" and zero["deduction"] is not zero["abduction"]
+    assert len(zero["induction"][0]["inputs"]) == 6
+
+
+def test_load_seed_files(data_dir):
+    buffers = azr.load_seed_buffers(data_dir / "azr_seeds" / "7b_coder_seed_io.jsonl")
+    assert len(buffers["deduction"]) == len(buffers["abduction"]) == len(buffers["induction"]) == 256
+    assert buffers["deduction"][0]["program"] == "def f(a):\n    return a" and buffers["deduction"][0]["step"] == 0
+    assert buffers["deduction"][0] is not buffers["abduction"][0]
+    ind = buffers["induction"][1]
+    assert len(ind["inputs"]) == len(ind["outputs"]) == 10 and ind["message"]
+    json.dumps(buffers)  # JSON-able for checkpoints
+
+
+def test_seed_file_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        azr.load_seed_buffers(tmp_path / "missing_seed_io.jsonl")
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "x_seed_io.jsonl").write_text('{"snippet": "def f(a):\\n    return a"}\n')
+    with pytest.raises(SystemExit):
+        azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")  # the induction file is missing
+    (tmp_path / "x_code_f_seed_io.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit):
+        azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")  # fields missing
+    assert "not an AZR seed file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the update on a tiny model
+
+def sequence_logprob(qwen, prompt, response):
+    with torch.no_grad():
+        logp, _ = azr.sequence_logprobs(qwen, [(prompt, response)], torch.device("cpu"))
+    return logp.sum().item()
+
+
+def test_policy_gradient_raises_rewarded_and_lowers_penalised(tiny_ckpt, monkeypatch):
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+    cfg = azr.parse_config(["--lr=1e-3", "--entropy_coef=0", "--micro_batch=1"])
+    qwen, master, sharded = azr.setup_policy(str(tiny_ckpt), cfg, torch.device("cpu"), torch.float32, 1)
+    prompt, good, bad = [5, 6, 7, 8], [10, 11, 12], [20, 21, 22]
+    before = (sequence_logprob(qwen, prompt, good), sequence_logprob(qwen, prompt, bad))
+    weights = azr.token_weights([3, 3], [True, True], "token-mean")
+    seqs = [{"prompt_ids": prompt, "response_ids": good, "advantage": 1.0, "weight": weights[0]},
+            {"prompt_ids": prompt, "response_ids": bad, "advantage": -1.0, "weight": weights[1]}]
+    optimizer = azr.make_optimizer(list(qwen.parameters()), cfg)
+    stats = azr.update(qwen, optimizer, seqs, cfg)
+    after = (sequence_logprob(qwen, prompt, good), sequence_logprob(qwen, prompt, bad))
+    assert after[0] > before[0] and after[1] < before[1]
+    assert stats["grad_norm"] > 0 and math.isfinite(stats["loss"])
+
+
+def test_bf16_training_keeps_fp32_masters_at_lr_1e6(tiny_ckpt, monkeypatch):
+    """At lr 1e-6 an in-place bf16 update is rounded away; the fp32 masters must move and drive the weights."""
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+    cfg = azr.parse_config(["--lr=1e-6", "--micro_batch=1", "--grad_clip=1.0"])
+    qwen, master, _ = azr.setup_policy(str(tiny_ckpt), cfg, torch.device("cpu"), torch.bfloat16, 1)
+    assert master is not None and all(m.dtype == torch.float32 for m in master)
+    assert all(p.dtype == torch.bfloat16 for p in qwen.parameters())
+    start = [m.detach().clone() for m in master]
+    optimizer = azr.make_optimizer(master, cfg)
+    seqs = [{"prompt_ids": [5, 6, 7], "response_ids": [9, 10], "advantage": 1.0, "weight": 0.5}]
+    azr.update(qwen, optimizer, seqs, cfg, master=master)
+    moved = [(m - s).abs().max().item() for m, s in zip(master, start)]
+    assert max(moved) > 0 and max(moved) < 1e-5  # Adam's first step moves each weight by ~lr
+    # the same step applied to bf16 storage is lost for (almost) every weight: that is the trap masters avoid
+    w = start[0].to(torch.bfloat16)
+    assert ((w.float() + 1e-6).to(torch.bfloat16) == w).float().mean() > 0.95
+    # the saved training state is the fp32 master (exact resume)
+    sd, _ = azr.full_state(qwen, optimizer, master, False)
+    assert all(v.dtype == torch.float32 for v in sd.values())
+    assert torch.equal(sd["model.embed_tokens.weight"], master[0].detach())

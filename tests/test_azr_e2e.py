@@ -1,0 +1,202 @@
+"""End-to-end tests of azr.py on CPU: full steps through the real sandbox and the real update.
+
+- a scripted policy (rollouts replaced by known answers, everything else real) checks the numbers: validity,
+  learnability rewards, solver accuracy, buffer growth, dumps, HF-loadable checkpoints, and exact resume;
+- the tiny preset with real sampling runs, and resumes to the same weights and buffers;
+- bad input gets one line; `torchrun --nproc_per_node 2` runs a step with gloo.
+NANOAZR_KERNELS=torch keeps the Triton interpreter out of these slow paths (the kernels have their own tests).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import azr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def torch_kernels(monkeypatch):
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+
+
+# ----------------------------------------------------------------------------- scripted policy
+
+PROPOSAL = "I will double a number. </think> <answer>\n```python\ndef f(x):\n    return x * 2\n```\n```input\n3\n```\n</answer>"
+INDUCTION = ("Ten inputs. </think> <answer>\n" + "".join(f"```input\n{i}\n```\n" for i in range(1, 11))
+             + "```message\nfind the rule\n```\n</answer>")
+
+
+def scripted_answer(prompt, i):
+    """A response for prompt text `prompt` at position i of the rollout list: correct when i is even."""
+    right = i % 2 == 0
+    if "## Task: Write a New Python Code Snippet" in prompt:
+        return PROPOSAL
+    if "## Task: Give 10 Inputs" in prompt:
+        return INDUCTION
+    doubled = "return x * 2" in prompt
+    if "# Task: Deduce the Output" in prompt:
+        value = ("6" if right else "7") if doubled else ('"Hello world"' if right else '"nope"')
+        return f"ok </think> <answer>\n```output\n{value}\n```\n</answer>"
+    if "# Task: Provide One Possible Input" in prompt:
+        value = ("3" if right else "4") if doubled else ('"Hello world"' if right else "12345")
+        return f"ok </think> <answer>\n```input\n{value}\n```\n</answer>"
+    if "# Task: Deduce the Function" in prompt:
+        doubled = "```output_0\n2\n```" in prompt
+        body = ("x * 2" if doubled else "x") if right else "x + 100"
+        return f"ok </think> <answer>\n```python\ndef f(x):\n    return {body}\n```\n</answer>"
+    raise AssertionError(f"unexpected prompt: {prompt[:200]}")
+
+
+def scripted_rollout(tokenizer):
+    def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
+        texts = [scripted_answer(tokenizer.decode(p), i) for i, p in enumerate(prompt_ids)]
+        return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    return rollout
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_scripted_selfplay_rewards_buffers_checkpoint_and_resume(tiny_ckpt, tmp_path, monkeypatch):
+    from model import Qwen2, load_tokenizer
+    monkeypatch.setattr(azr, "rollout", scripted_rollout(load_tokenizer(str(tiny_ckpt))))
+    flags = [f"--model={tiny_ckpt}", "--batch_size=2", "--learnability_samples=2", "--seed_rounds=1",
+             "--seed_buffer_size=4", "--save_every=1", "--lr=1e-3", "--max_response_tokens=512", "--num_references=1"]
+    azr.main(flags + ["--steps=2", f"--out={tmp_path / 'a'}"])
+    m1, m2 = read_metrics(tmp_path / "a")
+    for task in azr.TASKS:
+        assert m1[f"propose/{task}/valid_rate"] == 1.0 and m1[f"propose/{task}/format_rate"] == 1.0
+        # learnability: of each proposal's 2 solver rollouts the first is right, the second wrong: acc 1/2,
+        # so the proposer reward is 1 - 1/2
+        assert m1[f"propose/{task}/learnability_acc"] == 0.5 and m1[f"propose/{task}/reward"] == 0.5
+        # solver batch: position 0 right (+1), position 1 wrong (-0.5)
+        assert m2[f"solve/{task}/accuracy"] == 0.5 and m2[f"solve/{task}/reward"] == pytest.approx(0.25)
+    # seeding added the doubling program once (exact-JSON dedup); each step appends 2 valid proposals per task
+    assert m1["buffer/deduction/size"] == 2 + 2 and m2["buffer/deduction/size"] == 2 + 4
+    assert m1["buffer/induction/size"] == 3 + 2 and m2["buffer/induction/size"] == 3 + 4  # zero + 2 seeded
+    assert m1["grad_norm"] > 0 and m1["sequences_trained"] == 12
+    dump = [json.loads(x) for x in (tmp_path / "a" / "dumps" / "step_000002.jsonl").read_text().splitlines()]
+    assert len(dump) == 12 and {"response", "reward", "entry", "correct"} <= set().union(*dump)
+
+    # the checkpoint is a Hugging Face folder our model (and eval/) loads directly
+    ckpt = tmp_path / "a" / "ckpt" / "step_000002"
+    assert (tmp_path / "a" / "ckpt" / "latest").read_text() == "step_000002"
+    assert (ckpt / "tokenizer.json").is_file()
+    Qwen2.from_pretrained(str(ckpt))
+    start = load_file(str(Path(tiny_ckpt) / "model.safetensors"))
+    final = load_file(str(ckpt / "model.safetensors"))
+    assert any(not torch.equal(start[k], final[k]) for k in start)
+
+    # 1 step, then --resume for the second: identical weights, optimizer state, buffers and metrics
+    azr.main(flags + ["--steps=1", f"--out={tmp_path / 'b'}"])
+    azr.main(flags + ["--steps=2", f"--out={tmp_path / 'b'}", "--resume"])
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def assert_same_run(a, b):
+    ca, cb = a / "ckpt" / "step_000002", b / "ckpt" / "step_000002"
+    wa, wb = load_file(str(ca / "model.safetensors")), load_file(str(cb / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.loads((ca / "buffers.json").read_text()) == json.loads((cb / "buffers.json").read_text())
+    oa, ob = torch.load(ca / "optim.pt"), torch.load(cb / "optim.pt")
+    assert all(torch.equal(oa["state"][k]["exp_avg_sq"], ob["state"][k]["exp_avg_sq"]) for k in oa["state"])
+    ma, mb = read_metrics(a)[-1], read_metrics(b)[-1]
+    assert {k: v for k, v in ma.items() if "time" not in k and "_per_s" not in k} == \
+           {k: v for k, v in mb.items() if "time" not in k and "_per_s" not in k}
+
+
+@pytest.mark.parametrize("ablation, trained", [
+    # group-relative advantages over 2 samples per prompt; the proposer's groups (identical valid proposals, equal
+    # rewards) are filtered out, the solver's (one right, one wrong) are kept: 4 solver sequences x 2 tasks
+    (["--advantage=grpo", "--group_size=2", "--filter_groups", "--mask_overlong", "--loss_agg=seq-mean",
+      "--kl_coef=0.01", "--clip_high=0.28", "--num_references=0", "--tasks=deduction,abduction"], 8),
+    # solver-only training with one global baseline, per-sequence whitening, 8-bit AdamW, activation checkpointing
+    # (+ the in-loop greedy CRUXEval validation on 1 problem each)
+    (["--train_proposer=false", "--advantage=global", "--whiten=sequence", "--optim=adamw8bit",
+      "--grad_checkpointing=true", "--tasks=induction", "--eval_every=1", "--eval_limit=1", "--eval_max_tokens=4"], 4),
+])
+def test_ablation_flags_run(ablation, trained, tiny_ckpt, tmp_path, monkeypatch):
+    from model import load_tokenizer
+    monkeypatch.setattr(azr, "rollout", scripted_rollout(load_tokenizer(str(tiny_ckpt))))
+    azr.main([f"--model={tiny_ckpt}", "--batch_size=4", "--seed_rounds=0", "--steps=1", "--lr=1e-3",
+              "--max_response_tokens=512", f"--out={tmp_path}"] + ablation)
+    (m,) = read_metrics(tmp_path)
+    assert m["sequences_trained"] == trained and m["grad_norm"] > 0
+    if "--kl_coef=0.01" in ablation:
+        assert m["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy still equals its initial copy at step 1
+    if "--train_proposer=false" in ablation:
+        assert "propose/induction/learnability_acc" not in m  # no learnability rollouts without proposer training
+        assert 0.0 <= m["eval/cruxeval-i"] <= 1.0 and 0.0 <= m["eval/cruxeval-o"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- the tiny preset, real sampling
+
+def test_tiny_preset_real_sampling_resume_identity(tiny_ckpt, tmp_path, data_dir):
+    """Two steps straight == one step + --resume + one step, with real generation from the tiny model."""
+    flags = [f"--model={tiny_ckpt}", "--save_every=1", "--max_response_tokens=16", "--batch_size=2", "--num_references=1",
+             f"--seed-data={data_dir / 'azr_seeds' / '7b_coder_seed_io.jsonl'}"]
+    azr.main(flags + ["--steps=2", f"--out={tmp_path / 'a'}"])
+    azr.main(flags + ["--steps=1", f"--out={tmp_path / 'b'}"])
+    azr.main(flags + ["--steps=2", f"--out={tmp_path / 'b'}", "--resume"])
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    m = read_metrics(tmp_path / "a")
+    assert [x["step"] for x in m] == [1, 2] and m[0]["buffer/deduction/size"] >= 256
+    assert all(f"time/{p}" in m[0] for p in ("propose", "validate", "learnability", "solve", "verify", "update"))
+
+
+# ----------------------------------------------------------------------------- bad input, one line each
+
+def one_line_error(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        azr.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("azr.py: error:")
+    return err[0]
+
+
+def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    out = f"--out={tmp_path / 'o'}"
+    assert "unknown model name" in one_line_error(capsys, ["--model=qwen9-13b", out])
+    assert "not found" in one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--seed-data=/nope/x_seed_io.jsonl"])
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in one_line_error(capsys, ["--device=cuda", out])
+    assert "torchrun" in one_line_error(capsys, ["--fsdp=on", out])
+    assert "no checkpoint" in one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--resume"])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "not writable" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={blocker / 'sub'}"])
+    # a checkpoint from another model (different width) in --out
+    other = tmp_path / "other"
+    from tiny import make_tiny_checkpoint
+    make_tiny_checkpoint(other / "ckpt" / "step_000001", hidden_size=32, intermediate_size=64)
+    (other / "ckpt" / "latest").write_text("step_000001")
+    assert "another model" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}", "--resume"])
+    assert "already holds checkpoints" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}"])
+
+
+# ----------------------------------------------------------------------------- torchrun, 2 processes, gloo
+
+@pytest.mark.parametrize("fsdp", ["off", "on"])
+def test_torchrun_two_processes_one_step(fsdp, tiny_ckpt, tmp_path):
+    """Ranks decode different numbers of steps: with FSDP this only works because generation runs on weights
+    gathered once per phase (no per-forward collectives)."""
+    env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "azr.py"), f"--model={tiny_ckpt}", "--steps=1", f"--out={tmp_path}", "--batch_size=4",
+           "--max_response_tokens=12", "--seed_rounds=0", "--sandbox_workers=1", f"--fsdp={fsdp}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (m,) = read_metrics(tmp_path)
+    # both ranks' rollouts are gathered: every batch has its 4 sequences in the metrics
+    assert all(m[f"{role}/{task}/count"] == 4 for role in azr.ROLES for task in azr.TASKS)
+    assert (tmp_path / "ckpt" / "step_000001" / "model.safetensors").is_file()
+    assert proc.stdout.count("step 1 |") == 1  # rank 0 logs
