@@ -1,0 +1,181 @@
+"""Batched generation for our Qwen2: static KV cache, per-sequence stopping, continuous batching.
+
+    from model import Qwen2, generate
+    qwen = Qwen2.from_pretrained("qwen2.5-7b", device="cuda", dtype=torch.bfloat16)
+    completions = generate(qwen, prompts, max_new_tokens=4096, temperature=1.0, stop_token_ids=[eos], seed=0)
+
+How it works. A KVCache with `slots` rows of `max_len` positions is allocated once (slots comes from a budget in
+tokens). The active sequences always occupy rows 0..n-1. Each iteration either
+  - admits waiting prompts into the free rows n.. with one batched, right-padded prefill forward, or
+  - runs one decode step for all n active rows (one new token each, each at its own position).
+A sequence that samples a stop id or reaches max_new_tokens frees its row at once; the last active row is moved
+into the hole (a copy of its cached positions), so the active rows stay a prefix and the decode step reads plain
+views of the cache. Freed rows are refilled with waiting prompts, so short sequences never wait for long ones.
+All sampling goes through `kernels.sample` (Triton on CUDA, torch reference on CPU).
+
+Run `python engine.py` to check on a tiny random model that cached decoding equals naive full-context decoding
+token for token.
+"""
+import collections
+
+import torch
+
+import kernels
+from model import KVCache
+
+
+def _default_kv_cache_tokens(model, device) -> int | None:
+    """On CUDA: 60% of the free memory, in tokens of K+V over all layers. None (no limit) elsewhere."""
+    if torch.device(device).type != "cuda":
+        return None
+    c = model.config
+    bytes_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.dtype.itemsize
+    # Memory PyTorch's allocator holds but does not use (e.g. the previous call's cache) is free for us too.
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(0.6 * free) // bytes_per_token
+
+
+@torch.inference_mode()
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, stop_token_ids=(), seed=None,
+             return_logprobs=False, progress=False, max_batch=256, kv_cache_tokens=None, prefill_tokens=16384):
+    """Generate one completion per prompt.
+
+    Args:
+        prompts: list of token-id lists (any lengths).
+        max_new_tokens: cap on sampled tokens per completion (a sampled stop id counts toward it).
+        temperature, top_k, top_p: passed to kernels.sample; temperature=0 is greedy.
+        stop_token_ids: a completion ends at the first of these; the stop id is not included.
+        seed: makes sampling reproducible (same arguments -> same completions).
+        max_batch: most sequences decoded together (rows of the KV cache).
+        kv_cache_tokens: KV cache budget in tokens; rows = min(max_batch, budget // (longest prompt +
+            max_new_tokens)). Default: 60% of free GPU memory on CUDA, unlimited on CPU.
+        prefill_tokens: most padded tokens in one prefill forward (bounds activation memory).
+    Returns:
+        completions (list of token-id lists, in prompt order), plus logprobs (one float list per completion,
+        the sampled tokens' log-probabilities) when return_logprobs.
+    """
+    device, config = model.device, model.config
+    completions = [[] for _ in prompts]
+    logprobs = [[] for _ in prompts]
+    if not prompts or max_new_tokens <= 0:
+        return (completions, logprobs) if return_logprobs else completions
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+        if max(p) >= config.vocab_size or min(p) < 0:
+            raise ValueError(f"prompt {i} has token id {max(p)} outside the vocabulary [0, {config.vocab_size})")
+
+    max_len = max(len(p) for p in prompts) + max_new_tokens
+    if max_len > config.max_position_embeddings:
+        raise ValueError(f"longest prompt + max_new_tokens = {max_len} exceeds the model's "
+                         f"max_position_embeddings={config.max_position_embeddings}; lower max_new_tokens")
+    if kv_cache_tokens is None:
+        kv_cache_tokens = _default_kv_cache_tokens(model, device)
+    slots = min(len(prompts), max_batch)
+    if kv_cache_tokens is not None:
+        if kv_cache_tokens < max_len:
+            raise ValueError(f"kv_cache_tokens={kv_cache_tokens} cannot hold one sequence of {max_len} tokens "
+                             "(longest prompt + max_new_tokens); raise it or lower max_new_tokens")
+        slots = min(slots, kv_cache_tokens // max_len)
+    cache = KVCache(config, slots, max_len, device, model.dtype, model=model)
+
+    stop = set(stop_token_ids)
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    # Longest prompts first: they tend to be the slowest to finish, and neighbours in the queue have similar
+    # lengths, so a prefill group wastes little on padding.
+    waiting = collections.deque(sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
+    # Host-side state of the active rows 0..n-1 (python lists: the scheduler never syncs the device for them).
+    row_req, row_pos, row_last = [], [], []  # request index; tokens already in the cache; token to feed next
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(prompts), desc="generate", unit="seq")
+
+    def sample(logits):  # logits [n, V] (model dtype; the sampler computes in fp32) -> python lists
+        ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        return ids.tolist(), (lps.tolist() if return_logprobs else None)
+
+    def record(ids, lps, first=0):
+        """Append the new token of rows first, first+1, ...; returns the rows that finished (stop id or cap)."""
+        done = []
+        for j, tok in enumerate(ids):
+            row = first + j
+            req = row_req[row]
+            if tok in stop:
+                done.append(row)
+                continue
+            completions[req].append(tok)
+            if return_logprobs:
+                logprobs[req].append(lps[j])
+            row_last[row] = tok
+            if len(completions[req]) >= max_new_tokens:
+                done.append(row)
+        return done
+
+    def release(done):
+        # Highest row first: every row above the one being freed is then still active, so the last row is a
+        # live sequence and moving it down keeps rows 0..n-1 dense.
+        for row in sorted(done, reverse=True):
+            last = len(row_req) - 1
+            if row != last:
+                cache.move(last, row, row_pos[last])
+                row_req[row], row_pos[row], row_last[row] = row_req[last], row_pos[last], row_last[last]
+            row_req.pop(), row_pos.pop(), row_last.pop()
+        if bar is not None:
+            bar.update(len(done))
+
+    zero = torch.zeros(slots, dtype=torch.long, device=device)  # decode rows hold one token: logits at index 0
+    while waiting or row_req:
+        free = slots - len(row_req)
+        # Admit when a useful group can be prefilled together: the batch is empty, enough rows are free, or the
+        # queue fits. Admitting one prompt per decode step would pay a whole forward for a single row.
+        if waiting and free and (not row_req or free >= max(1, slots // 8) or len(waiting) <= free):
+            group = [waiting.popleft()]
+            while waiting and len(group) < free and (len(group) + 1) * len(prompts[group[0]]) <= prefill_tokens:
+                group.append(waiting.popleft())  # queue is sorted by length: group[0] is the longest
+            lens = [len(prompts[r]) for r in group]
+            T = lens[0]
+            # Right padding: the causal mask alone is then right for every real token (see Attention).
+            ids = torch.tensor([prompts[r] + [0] * (T - len(prompts[r])) for r in group], device=device)
+            first = len(row_req)
+            rows = torch.arange(first, first + len(group), device=device)
+            last = torch.tensor(lens, device=device) - 1  # each prompt's final token predicts the first new one
+            new_ids, new_lps = sample(model(ids, cache=cache, slots=rows, last=last))  # logits [N, V]
+            row_req += group
+            row_pos += lens
+            row_last += [0] * len(group)
+            release(record(new_ids, new_lps, first))
+            continue
+
+        # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
+        n = len(row_req)
+        tokens = torch.tensor(row_last, device=device)[:, None]  # [n, 1]
+        positions = torch.tensor(row_pos, device=device)  # [n]
+        new_ids, new_lps = sample(model(tokens, cache=cache, positions=positions, last=zero[:n]))  # [n, V]
+        for row in range(n):
+            row_pos[row] += 1
+        release(record(new_ids, new_lps))
+
+    if bar is not None:
+        bar.close()
+    return (completions, logprobs) if return_logprobs else completions
+
+
+if __name__ == "__main__":
+    # Cached, continuously batched greedy decoding must equal naive decoding that re-runs the whole context.
+    import tempfile
+
+    from model import Qwen2
+    from tiny import make_tiny_checkpoint
+    with tempfile.TemporaryDirectory() as tmp:
+        qwen = Qwen2.from_pretrained(make_tiny_checkpoint(tmp))
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(1, qwen.config.vocab_size, (n,), generator=g).tolist() for n in (3, 17, 8, 30, 1)]
+    fast = generate(qwen, prompts, max_new_tokens=20, temperature=0, max_batch=2)
+    for p, out in zip(prompts, fast):
+        seq = list(p)
+        with torch.no_grad():
+            for _ in range(20):
+                seq.append(int(qwen(torch.tensor([seq]))[0, -1].argmax()))
+        assert seq[len(p):] == out, (seq[len(p):], out)
+    print(f"ok: cached decoding == naive decoding for {len(prompts)} prompts")

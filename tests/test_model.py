@@ -1,0 +1,229 @@
+"""model.py against transformers' Qwen2ForCausalLM (the reference), plus loading, saving and error messages.
+
+Every reference model gets random biases and norm weights too (HF initialises them to 0 and 1, which would hide
+a missing bias or a misplaced norm), is saved with save_pretrained and loaded by our code.
+"""
+import json
+import os
+
+import pytest
+import torch
+
+from model import SHORT_NAMES, Qwen2, load_tokenizer, resolve_checkpoint
+from tiny import make_tiny_checkpoint
+
+transformers = pytest.importorskip("transformers")
+
+# (name, hidden, heads, kv heads, layers, tied): 1, 2 and 7 query heads per KV head, tied and untied.
+# Each uses its own rope_theta, so reading the wrong theta (or none) fails the logits test.
+CONFIGS = [
+    ("mha-tied", 64, 4, 4, 2, True, 10000.0),
+    ("gqa2-untied", 64, 4, 2, 2, False, 1000000.0),
+    ("gqa7-tied", 56, 7, 1, 3, True, 500.0),
+]
+
+
+def make_reference(tmp_path, hidden, heads, kv_heads, layers, tied, theta=10000.0, vocab=173, seed=0):
+    """A random HF Qwen2ForCausalLM saved to tmp_path; returns (hf_model, folder)."""
+    cfg = transformers.Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=3 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                                   tie_word_embeddings=tied, rope_theta=theta, max_position_embeddings=512)
+    torch.manual_seed(seed)
+    hf = transformers.Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.normal_(1.0 if "norm" in name else 0.0, 0.05 if "norm" not in name else 0.1)
+    folder = str(tmp_path / "ref")
+    hf.save_pretrained(folder)
+    return hf, folder
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=[c[0] for c in CONFIGS])
+def pair(request, tmp_path_factory):
+    _, hidden, heads, kv, layers, tied, theta = request.param
+    hf, folder = make_reference(tmp_path_factory.mktemp(request.param[0]), hidden, heads, kv, layers, tied, theta)
+    return hf, Qwen2.from_pretrained(folder), folder
+
+
+@pytest.mark.parametrize("T", [1, 7, 13])
+def test_logits_match_transformers(pair, T):
+    hf, ours, _ = pair
+    ids = torch.randint(0, hf.config.vocab_size, (2, T), generator=torch.Generator().manual_seed(T))
+    with torch.no_grad():
+        diff = (ours(ids) - hf(ids).logits).abs().max().item()
+    assert diff < 1e-4
+
+
+def test_left_padded_batch_matches_unpadded(pair):
+    hf, ours, _ = pair
+    g = torch.Generator().manual_seed(1)
+    lens, T = [11, 5, 8], 11
+    seqs = [torch.randint(1, hf.config.vocab_size, (n,), generator=g) for n in lens]
+    ids = torch.zeros(len(lens), T, dtype=torch.long)
+    mask = torch.zeros(len(lens), T, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, T - len(s):], mask[b, T - len(s):] = s, 1
+    with torch.no_grad():
+        padded = ours(ids, attention_mask=mask)
+        # the reference needs the positions spelled out to skip the padding (its generate() does the same)
+        ref = hf(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+        for b, s in enumerate(seqs):
+            alone = ours(s[None])[0]
+            assert (padded[b, T - len(s):] - alone).abs().max().item() < 1e-4
+            assert (padded[b, T - len(s):] - ref[b, T - len(s):]).abs().max().item() < 1e-4
+    assert torch.isfinite(padded).all()  # padding rows are garbage but never NaN
+
+
+def test_return_hidden_is_final_norm_output(pair):
+    hf, ours, _ = pair
+    ids = torch.randint(0, hf.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        hidden = ours(ids, return_hidden=True)
+        ref = hf(ids, output_hidden_states=True).hidden_states[-1]
+        assert hidden.shape == (2, 9, hf.config.hidden_size)
+        assert (hidden - ref).abs().max().item() < 1e-4
+        assert torch.equal(ours.lm_head(hidden), ours(ids))
+
+
+def test_state_dict_keys_equal_checkpoint_keys(pair):
+    _, ours, folder = pair
+    from safetensors import safe_open
+    with safe_open(os.path.join(folder, "model.safetensors"), "pt") as f:
+        assert set(ours.state_dict()) == set(f.keys())
+    if ours.config.tie_word_embeddings:
+        assert ours.lm_head.weight is ours.model.embed_tokens.weight
+
+
+def test_bf16_close_to_fp32(pair):
+    _, ours, folder = pair
+    bf = Qwen2.from_pretrained(folder, dtype=torch.bfloat16)
+    assert bf.dtype == torch.bfloat16
+    ids = torch.randint(0, ours.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = ours(ids), bf(ids)
+    assert b.dtype == torch.bfloat16
+    assert (a - b.float()).abs().max().item() < 0.05 * a.abs().max().item()
+
+
+def test_save_pretrained_roundtrip_loads_in_transformers(pair, tmp_path):
+    hf, ours, _ = pair
+    ours.save_pretrained(tmp_path / "ours")
+    assert sorted(os.listdir(tmp_path / "ours")) == ["config.json", "model.safetensors"]  # no temp files left
+    config = json.load(open(tmp_path / "ours" / "config.json"))
+    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["model_type"] == "qwen2"
+    back = transformers.Qwen2ForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    again = Qwen2.from_pretrained(tmp_path / "ours")
+    ids = torch.randint(0, hf.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert (back(ids).logits - hf(ids).logits).abs().max().item() < 1e-5
+        assert torch.equal(again(ids), ours(ids))
+
+
+def test_save_pretrained_with_given_state_dict(tmp_path):
+    ours = Qwen2.from_pretrained(make_tiny_checkpoint(tmp_path / "a"))
+    other = Qwen2.from_pretrained(make_tiny_checkpoint(tmp_path / "b", seed=1))
+    full = dict(other.state_dict(), **{"lm_head.weight": other.lm_head.weight})  # as a gather may return it
+    ours.save_pretrained(tmp_path / "c", state_dict=full)
+    loaded = Qwen2.from_pretrained(tmp_path / "c")
+    for k, v in other.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_gradient_checkpointing_same_grads(tiny_ckpt):
+    ids = torch.randint(0, 500, (2, 12), generator=torch.Generator().manual_seed(5))
+    grads = []
+    for ckpt in (False, True):
+        qwen = Qwen2.from_pretrained(tiny_ckpt).train()
+        qwen.gradient_checkpointing = ckpt
+        qwen(ids, return_hidden=True).pow(2).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in qwen.named_parameters()})
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6), n
+
+
+def test_sharded_checkpoint_loads(tmp_path):
+    hf, _ = make_reference(tmp_path, 64, 4, 2, 2, False)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="40KB")
+    assert os.path.exists(tmp_path / "sharded" / "model.safetensors.index.json")
+    ours = Qwen2.from_pretrained(tmp_path / "sharded")
+    ids = torch.randint(0, hf.config.vocab_size, (1, 5), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert (ours(ids) - hf(ids).logits).abs().max().item() < 1e-4
+
+    # a missing shard and a truncated shard each give one clear line naming the file
+    index = json.load(open(tmp_path / "sharded" / "model.safetensors.index.json"))
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1
+    data = open(tmp_path / "sharded" / shards[1], "rb").read()
+    open(tmp_path / "sharded" / shards[1], "wb").write(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"cannot read .*{shards[1]}.*truncated") as e:
+        Qwen2.from_pretrained(tmp_path / "sharded")
+    assert "\n" not in str(e.value)
+    os.remove(tmp_path / "sharded" / shards[1])
+    with pytest.raises(FileNotFoundError, match=f"shard {shards[1]} .* is missing") as e:
+        Qwen2.from_pretrained(tmp_path / "sharded")
+    assert "\n" not in str(e.value)
+
+
+def test_one_line_errors(tmp_path, tiny_ckpt):
+    def error_of(fn, exc):
+        with pytest.raises(exc) as e:
+            fn()
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert "not found" in error_of(lambda: Qwen2.from_pretrained(str(tmp_path / "nope")), FileNotFoundError)
+    assert "unknown model name 'qwen9-13b'" in error_of(lambda: resolve_checkpoint("qwen9-13b"), ValueError)
+    os.makedirs(tmp_path / "empty")
+    assert "no config.json" in error_of(lambda: Qwen2.from_pretrained(tmp_path / "empty"), FileNotFoundError)
+    llama = dict(json.load(open(os.path.join(tiny_ckpt, "config.json"))), model_type="llama",
+                 architectures=["LlamaForCausalLM"])
+    os.makedirs(tmp_path / "llama")
+    json.dump(llama, open(tmp_path / "llama" / "config.json", "w"))
+    msg = error_of(lambda: Qwen2.from_pretrained(tmp_path / "llama"), ValueError)
+    assert "'llama'" in msg and "Qwen2" in msg
+    os.makedirs(tmp_path / "noweights")
+    config = json.load(open(os.path.join(tiny_ckpt, "config.json")))
+    json.dump(config, open(tmp_path / "noweights" / "config.json", "w"))
+    assert "no model.safetensors" in error_of(lambda: Qwen2.from_pretrained(tmp_path / "noweights"), FileNotFoundError)
+
+
+def test_short_names():
+    assert SHORT_NAMES["qwen2.5-7b"] == "Qwen/Qwen2.5-7B"
+    assert SHORT_NAMES["qwen2.5-coder-7b"] == "Qwen/Qwen2.5-Coder-7B"
+    assert SHORT_NAMES["qwen2.5-0.5b"] == "Qwen/Qwen2.5-0.5B"
+    assert SHORT_NAMES["qwen2.5-7b-instruct"] == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_tiny_checkpoint_deterministic_and_loadable(tmp_path, tiny_ckpt):
+    again = make_tiny_checkpoint(tmp_path / "again")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert open(os.path.join(tiny_ckpt, name), "rb").read() == open(os.path.join(again, name), "rb").read()
+    other = Qwen2.from_pretrained(make_tiny_checkpoint(tmp_path / "other", seed=1, num_hidden_layers=3))
+    assert other.config.num_hidden_layers == 3
+    tok = load_tokenizer(tiny_ckpt)
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    assert tok.eos_token == "<|endoftext|>" and tok.pad_token_id == tok.eos_token_id
+    assert qwen.config.vocab_size >= len(tok) and qwen.config.eos_token_id == tok.eos_token_id
+    text = "def f(x):\n    return sorted(x)[::-1]  # <think> reasoning </think>"
+    ids = tok(text).input_ids
+    assert tok.decode(ids) == text and len(ids) < len(text) / 2  # byte-level BPE with learned merges
+    hf = transformers.Qwen2ForCausalLM.from_pretrained(tiny_ckpt).eval()
+    with torch.no_grad():
+        assert (qwen(torch.tensor([ids])) - hf(torch.tensor([ids])).logits).abs().max().item() < 1e-4
+
+
+def test_reads_transformers4_style_config():
+    # Qwen2.5-7B's published config.json (transformers 4.x layout: top-level rope_theta, rope_scaling null).
+    from model import Qwen2Config
+    d = {"architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+         "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
+         "intermediate_size": 18944, "max_position_embeddings": 131072, "max_window_layers": 28,
+         "model_type": "qwen2", "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+         "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": False,
+         "torch_dtype": "bfloat16", "transformers_version": "4.43.1", "use_cache": True,
+         "use_sliding_window": False, "vocab_size": 152064, "rope_scaling": None}
+    c = Qwen2Config.from_hf(d)
+    assert (c.head_dim, c.rope_theta, c.tie_word_embeddings, c.vocab_size) == (128, 1e6, False, 152064)
+    with pytest.raises(ValueError, match="rope scaling"):
+        Qwen2Config.from_hf(dict(d, rope_scaling={"type": "yarn", "factor": 4.0}))
