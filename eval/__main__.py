@@ -1,0 +1,272 @@
+"""python -m eval: measure a checkpoint on AZR's benchmarks and print the table beside the paper's (azr-spec.md 9).
+
+    python -m eval --model qwen2.5-7b                                  # all default benchmarks, greedy
+    python -m eval --model runs/azr/step_200 --benchmarks cruxeval-i,cruxeval-o --limit 50
+    python -m eval --model qwen2.5-7b --samples 8 --temperature 0.6    # pass@1 and pass@k for k in 1,2,4,8
+    torchrun --nproc_per_node 8 -m eval --model qwen2.5-7b             # problems split across ranks
+    python -m eval --check-gold                                        # reference answers through the scorers
+
+Per benchmark: build prompts (eval.templates / eval.cruxeval), generate through our engine (eval.generation), score
+(eval.cruxeval, eval.code, eval.mathscore), then pass@k, CAvg/MAvg/AVG and the Markdown table (eval.report).
+Outputs in --out: samples.jsonl (every prompt, completion, extracted answer and verdict), results.json, results.md.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from eval import code as codeeval
+from eval import cruxeval, data, mathscore, report, templates
+
+# Maximum new tokens per benchmark family (azr-spec.md 9.1): math 16000; code generation 8096 (AZR's LCB setting;
+# EvalPlus runs used vLLM without a tighter cap); CRUXEval 8096 (the training/validation response cap).
+MAX_NEW_TOKENS = {"math": 16000, "code": 8096, "cruxeval": 8096}
+
+
+class ModelError(Exception):
+    """The --model argument names no usable checkpoint; str(error) is one line."""
+
+
+def family(benchmark: str) -> str:
+    if benchmark in data.CODE_REASONING or benchmark == "lcb-e":
+        return "cruxeval"
+    if benchmark in data.CODE_GEN:
+        return "code"
+    return "math"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prompts and scoring, one pair of functions per benchmark family
+# ----------------------------------------------------------------------------------------------------------------
+
+def build_prompts(benchmark: str, items: list[dict], template: str) -> tuple[list[str], bool]:
+    """(prompt texts, prefilled) for a benchmark; prefilled says the code prompt ends in an open ```python fence."""
+    fam = family(benchmark)
+    if fam == "cruxeval":
+        return [cruxeval.cruxeval_prompt(benchmark, it) for it in items], False
+    if fam == "code":
+        pairs = [templates.code_prompt(template, codeeval.task_text(benchmark, it)) for it in items]
+        return [p for p, _ in pairs], bool(pairs and pairs[0][1])
+    return [templates.math_prompt(template, it["problem"]) for it in items], False
+
+
+def score(benchmark: str, items: list[dict], completions: list[str], sandbox, code_runner, prefilled: bool) -> list:
+    """One {"extracted", "verdict", ...} dict per (item, completion) pair."""
+    fam = family(benchmark)
+    if fam == "cruxeval":
+        return cruxeval.score_cruxeval(benchmark, items, completions, sandbox)
+    if fam == "code":
+        return codeeval.score_code(benchmark, items, completions, code_runner, prefilled)
+    out = []
+    for it, c in zip(items, completions):
+        ans = mathscore.extract_answer(c)
+        out.append({"extracted": ans, "verdict": mathscore.math_equal(it["answer"], ans)})
+    return out
+
+
+def gold_completions(benchmark: str, items: list[dict], prefilled: bool) -> list[str]:
+    """Completions that carry each item's reference answer in the form the scorer reads (for --check-gold)."""
+    fam = family(benchmark)
+    if fam == "cruxeval":
+        return [cruxeval.gold_completion(benchmark, it) for it in items]
+    if fam == "code":
+        return [codeeval.gold_completion(benchmark, it, prefilled) for it in items]
+    return [f"The answer follows from the computation above.\nThe final answer is $\\boxed{{{it['answer']}}}$."
+            for it in items]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distributed helpers (torchrun): rank r takes problems r, r+W, r+2W, ...; rank 0 gathers
+# ----------------------------------------------------------------------------------------------------------------
+
+def dist_setup():
+    """(rank, world, device) from torchrun's environment; single process otherwise."""
+    import torch
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, "cuda" if torch.cuda.is_available() else "cpu"
+    import torch.distributed as dist
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        device = f"cuda:{local}"
+    else:
+        dist.init_process_group("gloo")
+        device = "cpu"
+    return dist.get_rank(), world, device
+
+
+def gather(obj, rank: int, world: int):
+    """List of every rank's obj on rank 0 (None elsewhere)."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+    out = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing results
+# ----------------------------------------------------------------------------------------------------------------
+
+def write_atomic(path: Path, text: str):
+    """Write text to path via a temp file + rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
+             limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
+             lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True) -> dict:
+    """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere)."""
+    import torch
+
+    from model import Qwen2, load_tokenizer, resolve_checkpoint
+    from sandbox import Sandbox
+
+    rank, world, device = dist_setup()
+    # every rank runs its own sandboxes: share the CPU cores between ranks
+    sandbox_workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) // world)
+    template = template or templates.default_template(model_path)
+    all_items = {b: data.load_benchmark(b, data_dir, limit, lcb_file) for b in benchmarks}  # fail early on bad data
+    try:
+        path = resolve_checkpoint(model_path)
+    except (FileNotFoundError, ValueError) as e:  # resolve_checkpoint's one-line errors
+        raise ModelError(f"--model {model_path}: {e}") from None
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    model = Qwen2.from_pretrained(path, device=device, dtype=dtype)
+    tokenizer = load_tokenizer(path)
+    if rank == 0:
+        print(f"model {model_path} ({path}) on {device} x{world}, template {template}, samples {samples}, "
+              f"temperature {temperature}", file=sys.stderr)
+
+    from eval.generation import complete
+    records = []
+    with Sandbox(workers=sandbox_workers) as sandbox:
+        code_runner = codeeval.CodeRunner(workers=sandbox_workers)
+        try:
+            for b in benchmarks:
+                items = all_items[b][rank::world]  # this rank's share
+                texts, prefilled = build_prompts(b, items, template)
+                cap = max_new_tokens or MAX_NEW_TOKENS[family(b)]
+                t0 = time.time()
+                outs = complete(model, tokenizer, texts, cap, temperature=temperature, samples=samples, seed=seed,
+                                progress=progress and rank == 0)
+                outs = [[o] for o in outs] if samples == 1 else outs
+                flat_items = [it for it in items for _ in range(samples)]
+                flat_outs = [o for group in outs for o in group]
+                scored = score(b, flat_items, flat_outs, sandbox, code_runner, prefilled)
+                for j, s in enumerate(scored):
+                    records.append({"benchmark": b, "id": flat_items[j]["id"], "sample": j % samples,
+                                    "prompt": texts[j // samples], "completion": flat_outs[j], **s})
+                if rank == 0:
+                    print(f"{b}: {len(items)} problems x {samples} on rank 0 in {time.time() - t0:.0f}s",
+                          file=sys.stderr)
+        finally:
+            code_runner.close()
+    gathered = gather(records, rank, world)
+    if world > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    if rank != 0:
+        return {}
+    records = [r for part in gathered for r in part]
+    ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= samples} | {samples})  # pass@k reported
+    results = {}
+    for b in benchmarks:
+        per_problem = {}
+        for r in records:
+            if r["benchmark"] == b:
+                per_problem.setdefault(r["id"], []).append(bool(r["verdict"]))
+        results[b] = {**report.benchmark_scores(list(per_problem.values()), ks), "n": len(per_problem)}
+    table = report.markdown_table(model_path, results, ks)
+    out_dir = Path(out_dir)
+    write_atomic(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    agg = report.aggregates({b: r["pass@1"] for b, r in results.items()})
+    summary = {"model": model_path, "template": template, "samples": samples, "temperature": temperature,
+               "limit": limit, "results": results, "aggregates": {k: v[0] for k, v in agg.items()}}
+    write_atomic(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out_dir / "results.md", table + "\n")
+    print(table)
+    print(f"wrote {out_dir}/samples.jsonl, results.json, results.md", file=sys.stderr)
+    return results
+
+
+def check_gold(benchmarks: list[str], data_dir, limit=None, lcb_file=None, sandbox_workers=None) -> dict:
+    """Feed every benchmark's reference answers through its scorer; print and return {benchmark: (passed, total)}."""
+    from sandbox import Sandbox
+    out = {}
+    with Sandbox(workers=sandbox_workers) as sandbox:
+        code_runner = codeeval.CodeRunner(workers=sandbox_workers)
+        try:
+            for b in benchmarks:
+                items = data.load_benchmark(b, data_dir, limit, lcb_file)
+                # the qwen-boxed code prompt is pre-filled; azr is not: check the prefilled path for humaneval+
+                # and the fenced-answer path for the others, so both extraction paths are exercised
+                prefilled = b == "humaneval+"
+                scored = score(b, items, gold_completions(b, items, prefilled), sandbox, code_runner, prefilled)
+                passed = sum(s["verdict"] for s in scored)
+                out[b] = (passed, len(items))
+                failed = [it["id"] for it, s in zip(items, scored) if not s["verdict"]]
+                notes = [f"{it['id']}: {s['detail']}" for it, s in zip(items, scored)
+                         if s["verdict"] and s.get("detail")]
+                print(f"{b}: {passed}/{len(items)} ({100 * passed / len(items):.1f}%)"
+                      + (f"  failed: {', '.join(map(str, failed[:10]))}" if failed else "")
+                      + (f"  notes: {'; '.join(notes)}" if notes else ""), flush=True)
+        finally:
+            code_runner.close()
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="local checkpoint folder, short name (qwen2.5-7b) or hub id")
+    p.add_argument("--benchmarks", default=",".join(data.DEFAULT_BENCHMARKS),
+                   help=f"comma-separated, from {','.join(data.ALL_BENCHMARKS)} (lcb-e needs --lcb-file)")
+    p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $NANOAZR_DATA or "
+                                                    "../shared/data beside the repo; hub download when missing)")
+    p.add_argument("--lcb-file", default=None, help="LiveCodeBench-Execution file (jsonl/json/parquet "
+                                                     "export of livecodebench/execution-v2) for lcb-e")
+    p.add_argument("--template", choices=templates.TEMPLATES, default=None,
+                   help="prompt template (default per model: azr for AZR checkpoints, qwen-boxed for base models)")
+    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark (quick runs)")
+    p.add_argument("--samples", type=int, default=1, help="completions per problem (pass@k for k <= samples)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the paper's setting)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="override the per-benchmark caps (math 16000, "
+                                                                   "code and CRUXEval 8096)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
+    p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
+    p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+
+    benchmarks = [b.strip() for b in a.benchmarks.split(",") if b.strip()]
+    unknown = [b for b in benchmarks if b not in data.ALL_BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {','.join(data.ALL_BENCHMARKS)}")
+    if a.samples < 1 or (a.samples > 1 and a.temperature <= 0):
+        p.error("--samples N > 1 needs --temperature > 0 (greedy samples are identical)")
+    try:
+        if a.check_gold:
+            check_gold(benchmarks, a.data_dir, a.limit, a.lcb_file, a.sandbox_workers)
+            return 0
+        if not a.model:
+            p.error("--model is required (or use --check-gold)")
+        out = a.out or Path("runs/eval") / f"{Path(str(a.model).rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_eval(a.model, benchmarks, a.data_dir, Path(out), a.template, a.limit, a.samples, a.temperature,
+                 a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress)
+    except (data.DataError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""CRUXEval-I (abduction: predict an input) and CRUXEval-O (deduction: predict the output), scored like AZR.
+
+AZR measures these in distribution during training (azr-spec.md 9.1): greedy decoding, the solver prompts of its own
+abduction/deduction tasks inside the R1 template, the `<answer>` extraction and the sandboxed checks. So here:
+  prompt     = prompts.r1_wrap(prompts.solver_prompt(task, {"program": code, "input"/"output": ...}))
+  prediction = prompts.parse_prediction(task, prompts.parse_response(completion)[1])
+  verdict    = sandbox.check_deduction([(gold_output, prediction)]) or
+               sandbox.check_abduction([(code, gold_output, prediction)])
+The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
+
+`evaluate_cruxeval(model, tokenizer, sandbox, data_dir, ...)` is the entry point azr.py calls every few steps.
+"""
+from prompts import parse_prediction, parse_response, r1_wrap, solver_prompt
+
+# LiveCodeBench-Execution (lcb-e, with --lcb-file) is output prediction too, scored the same way as CRUXEval-O.
+TASK = {"cruxeval-i": "abduction", "cruxeval-o": "deduction", "lcb-e": "deduction"}
+
+
+def cruxeval_prompt(benchmark: str, item: dict) -> str:
+    """Prompt text for one CRUXEval item (benchmark 'cruxeval-i', 'cruxeval-o' or 'lcb-e')."""
+    task = TASK[benchmark]
+    entry = {"program": item["code"]}
+    entry["output" if task == "abduction" else "input"] = item["output" if task == "abduction" else "input"]
+    return r1_wrap(solver_prompt(task, entry))
+
+
+def gold_completion(benchmark: str, item: dict) -> str:
+    """A completion that states the reference answer in the requested format (for --check-gold and tests)."""
+    fence, value = ("input", item["input"]) if TASK[benchmark] == "abduction" else ("output", item["output"])
+    return f" The answer follows. </think> <answer>\n```{fence}\n{value}\n```\n</answer>"
+
+
+def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sandbox) -> list[dict]:
+    """One {"extracted", "format_ok", "verdict"} per (item, completion) pair, checked in one sandbox batch."""
+    task = TASK[benchmark]
+    parsed = [parse_response(c) for c in completions]
+    preds = [parse_prediction(task, answer) for _, answer in parsed]
+    if task == "deduction":
+        verdicts = sandbox.check_deduction([(it["output"], p) for it, p in zip(items, preds)])
+    else:
+        verdicts = sandbox.check_abduction([(it["code"], it["output"], p) for it, p in zip(items, preds)])
+    return [{"extracted": p, "format_ok": bool(fmt), "verdict": bool(v)}
+            for (fmt, _), p, v in zip(parsed, preds, verdicts)]
+
+
+def evaluate_cruxeval(model, tokenizer, sandbox, data_dir, limit=None, max_new_tokens=8096, progress=False) -> dict:
+    """Greedy CRUXEval-I/O accuracy of `model`: {"cruxeval-i": acc, "cruxeval-o": acc}, each in [0, 1].
+
+    limit: first N problems of each (None = all 800). max_new_tokens is capped so that prompt + completion fits the
+    model's context. Single process; azr.py calls it on one rank.
+    """
+    from eval.data import load_benchmark
+    from eval.generation import complete
+
+    out = {}
+    for benchmark in ("cruxeval-i", "cruxeval-o"):
+        items = load_benchmark(benchmark, data_dir, limit)
+        texts = [cruxeval_prompt(benchmark, it) for it in items]
+        completions = complete(model, tokenizer, texts, max_new_tokens, temperature=0.0, progress=progress)
+        scored = score_cruxeval(benchmark, items, completions, sandbox)
+        out[benchmark] = sum(s["verdict"] for s in scored) / len(scored)
+    return out

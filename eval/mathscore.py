@@ -1,0 +1,136 @@
+"""Math scoring: pull the final answer out of a completion and check it against the reference with math-verify.
+
+Named `mathscore` (not `math`) so that `import math` inside this package still means the standard library.
+
+Extraction order (`extract_answer`), chosen to cover the three prompt templates of azr-spec.md 9.1:
+  1. the last `\\boxed{...}` inside the last `<answer>...</answer>` (template `azr_boxed`);
+  2. the contents of the last `<answer>...</answer>` (template `azr`);
+  3. the last `\\boxed{...}` (or `\\fbox{...}`) anywhere (template `qwen-boxed`);
+  4. the text after the last "the answer is" / "final answer is" (base models that ignore the instruction);
+  5. the last number in the text, as the math-evaluation harness that AZR uses does (`use_last_number=True`).
+Equivalence (`math_equal`) is math-verify's `parse` + `verify` (sympy-backed: fractions vs decimals, intervals,
+sets of answers, `x = 3` vs `3`, units in `\\text{}`), with an exact match of the normalised strings as a fallback
+for answers that math-verify cannot parse (plain words, some tuples).
+"""
+import re
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+# Where each math benchmark keeps its ground truth (data/README.md): field name, or "boxed:<field>" for the last
+# \boxed{} of that field, or "first:<field>" for the first element of a list field.
+GOLD_FIELD = {
+    "aime24": "answer", "aime25": "answer", "amc23": "answer",
+    "math500": "boxed:solution", "minerva": "boxed:solution",
+    "olympiadbench": "first:final_answer",
+}
+# Where the problem text is.
+PROBLEM_FIELD = {"aime24": "problem", "aime25": "problem", "amc23": "problem", "math500": "problem",
+                 "minerva": "problem", "olympiadbench": "question"}
+
+_EXTRACTION = [LatexExtractionConfig(), ExprExtractionConfig()]
+
+
+def last_boxed(text: str) -> str | None:
+    """Contents of the last \\boxed{...} / \\fbox{...} in text (balanced braces), or None.
+
+    `\\boxed 5` (no braces) is accepted up to the next `$` or whitespace, like the harness.
+    """
+    ends = [m.end() for m in re.finditer(r"\\(boxed|fbox)", text)]
+    if not ends:
+        return None
+    rest = text[ends[-1]:]
+    if rest.startswith("{"):
+        depth = 0
+        for k, ch in enumerate(rest):
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return rest[1:k]
+        return None  # unbalanced: the completion was cut off inside the box
+    m = re.match(r"\s+([^\s$]+)", rest)
+    return m.group(1) if m else None
+
+
+def _last_answer_tag(text: str) -> str | None:
+    # Text between the last <answer> and the following </answer> (AZR's `extract_answer`, spec section 2).
+    k = text.rfind("<answer>")
+    if k < 0:
+        return None
+    body = text[k + len("<answer>"):]
+    end = body.find("</answer>")
+    return body if end < 0 else body[:end]
+
+
+def extract_answer(completion: str) -> str:
+    """The final answer of a math completion as a string ('' when there is none). Order: see module docstring."""
+    tag = _last_answer_tag(completion)
+    if tag is not None:
+        boxed = last_boxed(tag)
+        return (boxed if boxed is not None else tag).strip()
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        return boxed.strip()
+    for trigger in ("he answer is", "final answer is"):
+        if trigger in completion:
+            ans = completion.rsplit(trigger, 1)[1].strip().lstrip(":").strip()
+            ans = ans.split("\n")[0].strip()
+            return ans[:-1] if ans.endswith(".") else ans
+    numbers = re.findall(r"-?\d*\.?\d+", completion.replace(",", ""))
+    return numbers[-1] if numbers else ""
+
+
+def _normalise(s: str) -> str:
+    # Light string normalisation for the exact-match fallback only (math-verify does the real work).
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"\\text\{(.*?)\}", r"\1", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("dfrac", "frac")
+    s = s.replace("tfrac", "frac").replace("\\%", "").replace("%", "").replace("^\\circ", "").replace("^{\\circ}", "")
+    return re.sub(r"\s+", "", s).rstrip(".").lower()
+
+
+def _parse(s: str):
+    # math-verify reads LaTeX inside math delimiters; wrap bare answers so `\frac12` and `3,5` are found.
+    s = s.strip()
+    if not s:
+        return []
+    if "$" not in s and "\\(" not in s and "\\[" not in s:
+        s = f"${s}$"
+    try:
+        return parse(s, extraction_config=_EXTRACTION)
+    except Exception:  # math-verify raises on a few pathological strings; treat as unparseable
+        return []
+
+
+def math_equal(gold: str, answer: str) -> bool:
+    """True when `answer` is mathematically equivalent to the reference `gold` (both LaTeX/plain strings)."""
+    if not answer.strip():
+        return False
+    if _normalise(gold) == _normalise(answer):
+        return True
+    g, a = _parse(gold), _parse(answer)
+    if not g or not a:
+        return False
+    try:
+        return bool(verify(g, a))
+    except Exception:
+        return False
+
+
+def gold_answer(benchmark: str, record: dict) -> str:
+    """The reference answer string of one raw record of a math benchmark (see GOLD_FIELD)."""
+    spec = GOLD_FIELD[benchmark]
+    if spec.startswith("boxed:"):
+        field = spec.split(":", 1)[1]
+        ans = last_boxed(record[field])
+        if ans is None:
+            raise ValueError(f"no \\boxed{{}} in the {field!r} field")
+        return ans.strip()
+    if spec.startswith("first:"):
+        field = spec.split(":", 1)[1]
+        return str(record[field][0]).strip().strip("$").strip()
+    value = record[spec]
+    if isinstance(value, float) and value.is_integer():  # AMC23 stores 27.0
+        value = int(value)
+    return str(value).strip()

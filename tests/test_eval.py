@@ -1,0 +1,300 @@
+"""eval/: answer extraction and math equivalence, pass@k, data errors, gold-vs-wrong verdicts on every benchmark
+(sandboxed for code), and an end-to-end run of the tiny model through `python -m eval`."""
+import json
+import math
+
+import pytest
+import torch
+
+from eval import code as codeeval
+from eval import cruxeval, data, mathscore, report, templates
+from eval.__main__ import gold_completions, main, run_eval, score
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Math: extraction and equivalence
+
+@pytest.mark.parametrize("completion, expected", [
+    ("so $x = \\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+    ("first \\boxed{3} then \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("<think>try \\boxed{4}</think> <answer>7</answer>", "7"),                   # azr: answer tag wins
+    ("<think>..</think> <answer>so \\boxed{12} it is</answer>", "12"),          # azr_boxed: boxed inside the tag
+    ("we get \\fbox{5} in the end", "5"),
+    ("The answer is: 42.", "42"),
+    ("3 apples and then 17 pears", "17"),                                         # last-number fallback
+    ("no digits here", ""),
+    ("cut off \\boxed{\\frac{1}{", "1"),  # unbalanced box falls through to the last number
+])
+def test_extract_answer(completion, expected):
+    assert mathscore.extract_answer(completion) == expected
+
+
+@pytest.mark.parametrize("gold, answer, equal", [
+    ("\\frac{1}{2}", "0.5", True),
+    ("\\dfrac{3}{4}", "0.75", True),
+    ("\\frac12", "1/2", True),
+    ("10", "10\\text{ cm}", True),                                # units
+    ("x = 3", "3", True),
+    ("27", "27.0", True),
+    ("(1,2]", "(1, 2]", True),                                    # intervals
+    ("[1,2)", "(1,2]", False),
+    ("3, 5", "5,3", True),                                        # multiple answers, any order
+    ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}", True),
+    ("\\text{Evelyn}", "Evelyn", True),
+    ("5", "6", False),
+    ("\\frac{1}{2}", "0.51", False),
+    ("3, 5", "3", False),
+    ("7", "", False),
+])
+def test_math_equal(gold, answer, equal):
+    assert mathscore.math_equal(gold, answer) is equal
+
+
+def test_gold_answer_fields():
+    assert mathscore.gold_answer("amc23", {"answer": 27.0}) == "27"
+    assert mathscore.gold_answer("olympiadbench", {"final_answer": ["$\\frac{3}{2}$"]}) == "\\frac{3}{2}"
+    assert mathscore.gold_answer("math500", {"solution": "so \\boxed{2} and \\boxed{\\frac{1}{4}}."}) == "\\frac{1}{4}"
+
+
+@pytest.mark.parametrize("name", data.MATH)  # not "benchmark": pytest-benchmark owns that fixture name
+def test_math_gold_passes_wrong_fails(name, data_dir):
+    items = data.load_benchmark(name, data_dir, limit=4)
+    gold = score(name, items, gold_completions(name, items, False), None, None, False)
+    assert all(s["verdict"] for s in gold)
+    # each item answered with another item's (different) reference answer
+    answers = [it["answer"] for it in items]
+    wrong = [f"\\boxed{{{next(a for a in answers[i + 1:] + answers[:i] if a != answers[i])}}}" for i in range(4)]
+    assert not any(s["verdict"] for s in score(name, items, wrong, None, None, False))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# pass@k and the report
+
+def test_pass_at_k_matches_the_combinatorial_definition():
+    for n in range(1, 9):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+                assert report.pass_at_k(n, c, k) == pytest.approx(exact, abs=1e-12)
+    assert report.pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert report.pass_at_k(10, 0, 5) == 0.0 and report.pass_at_k(10, 6, 5) == 1.0
+    with pytest.raises(ValueError):
+        report.pass_at_k(3, 4, 1)
+
+
+def test_scores_aggregates_and_table():
+    scores = report.benchmark_scores([[True, False], [False, False], [True, True]], [1, 2, 4])
+    assert scores == {"pass@1": pytest.approx(0.5), "pass@2": pytest.approx(2 / 3)}  # k=4 > n samples: omitted
+    agg = report.aggregates({"humaneval+": 0.8, "mbpp+": 0.6, "aime24": 0.1, "math500": 0.5})
+    assert agg["CAvg"][0] == pytest.approx(0.7) and agg["MAvg"][0] == pytest.approx(0.3)
+    assert agg["AVG"][0] == pytest.approx(0.5)
+    assert report.paper_key("Qwen/Qwen2.5-Coder-7B") == "qwen2.5-coder-7b"
+    assert report.paper_key("andrewzh2/Absolute_Zero_Reasoner-Base-7b") == "azr-base-7b"
+    table = report.markdown_table("Qwen/Qwen2.5-7B", {"humaneval+": {"pass@1": 0.7, "n": 164}}, [1])
+    assert "| humaneval+ | 164 | 70.0 | 73.2 |" in table and "CAvg (1/3 benchmarks)" in table
+
+
+def test_templates():
+    assert templates.default_template("Qwen/Qwen2.5-7B") == "qwen-boxed"
+    assert templates.default_template("andrewzh/Absolute_Zero_Reasoner-Coder-7b") == "azr_boxed"
+    assert templates.default_template("runs/azr/step_100") == "azr"
+    assert templates.math_prompt("azr", "1+1?").endswith("User: 1+1?\nAssistant:")
+    assert "\\boxed{}" in templates.math_prompt("qwen-boxed", "1+1?")
+    text, prefilled = templates.code_prompt("qwen-boxed", "def f(x):\n    pass")
+    assert prefilled and text.endswith("```python\n")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Data files: clear one-line errors
+
+def test_missing_and_malformed_files(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def offline(*a, **k):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
+    with pytest.raises(data.DataError, match=r"no file at .*aime24/test.jsonl and the Hugging Face hub is "
+                                             r"unreachable") as e:
+        data.load_benchmark("aime24", tmp_path)
+    assert "\n" not in str(e.value)
+
+    (tmp_path / "aime24").mkdir()
+    (tmp_path / "aime24" / "test.jsonl").write_text('{"problem": "p", "answer": "1"}\n{"problem": oops}\n')
+    with pytest.raises(data.DataError, match=r"aime24/test.jsonl: line 2 is not valid JSON"):
+        data.load_benchmark("aime24", tmp_path)
+
+    (tmp_path / "aime24" / "test.jsonl").write_text('{"problem": "p"}\n')
+    with pytest.raises(data.DataError, match=r"lacks field\(s\) answer"):
+        data.load_benchmark("aime24", tmp_path)
+
+    (tmp_path / "mbppplus").mkdir()
+    (tmp_path / "mbppplus" / "MbppPlus.jsonl.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(data.DataError, match=r"MbppPlus.jsonl.gz: cannot read"):
+        data.load_benchmark("mbpp+", tmp_path)
+
+    with pytest.raises(data.DataError, match="--lcb-file"):
+        data.load_benchmark("lcb-e", tmp_path)
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "amc23").mkdir()
+    (tmp_path / "amc23" / "test.jsonl").write_text("[1, 2]\n")
+    assert main(["--model", "unused", "--benchmarks", "amc23", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "amc23/test.jsonl: record 1 is a list" in err and "\n" not in err
+    assert main(["--model", str(tmp_path / "no-such-ckpt"), "--benchmarks", "aime24", "--limit", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --model") and "not found" in err and "\n" not in err
+
+
+def test_mbpp_inputs_get_evalplus_types(data_dir):
+    items = {it["id"]: it for it in data.load_benchmark("mbpp+", data_dir)}
+    assert isinstance(items["Mbpp/124"]["inputs"][0][1], complex)
+    assert isinstance(items["Mbpp/580"]["inputs"][0], tuple)
+    assert all(isinstance(a[0], tuple) for a in items["Mbpp/2"]["inputs"])
+    assert len(items["Mbpp/793"]["inputs"]) == items["Mbpp/793"]["n_base"]  # its plus_input is `{}`
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Code: extraction and EvalPlus comparison rules (no sandbox)
+
+def test_extract_and_sanitize():
+    assert codeeval.extract_code("    return x\n```\nmore text", True) == "    return x\n"
+    fenced = "<think>```python\nbad\n```</think> <answer>```python\ndef g():\n    return 1\n```</answer>"
+    assert codeeval.extract_code(fenced, False) == "def g():\n    return 1\n"
+    program = ("import math\ndef g(x):\n    return x\nprint(g(2))\nassert g(1) == 2\n"
+               "if __name__ == '__main__':\n    g(3)\n")
+    assert codeeval.sanitize(program) == "import math\ndef g(x):\n    return x\n"
+
+
+def test_output_ok_follows_evalplus():
+    ok = lambda out: ("ok", repr(out), type(out).__name__, 0.0)  # noqa: E731
+    value = lambda v: ("value", v)  # noqa: E731
+    assert codeeval.output_ok("mbpp+", "g", (), value(1.0), ok(1.0 + 1e-7), 0.0)        # floats: atol 1e-6
+    assert not codeeval.output_ok("mbpp+", "g", (), value(1.0), ok(1.001), 0.0)
+    assert codeeval.output_ok("mbpp+", "g", (), value([1.0, 2.0]), ok([1.0, 2.00001]), 1e-4)
+    assert not codeeval.output_ok("mbpp+", "g", (), value([1.0, 2.0]), ok((1.0, 2.00001)), 1e-4)  # type differs
+    assert not codeeval.output_ok("mbpp+", "g", (), value([1, 2]), ok((1, 2)), 0.0)
+    assert codeeval.output_ok("mbpp+", "similar_elements", (), value((4, 5)), ok((5, 4)), 0.0)   # set oracle
+    assert codeeval.output_ok("humaneval+", "find_zero", ([-6, 11, -6, 1],), value(1.0), ok(2.0), 1e-4)
+    assert not codeeval.output_ok("humaneval+", "find_zero", ([-6, 11, -6, 1],), value(1.0), ok(2.5), 1e-4)
+    assert codeeval.output_ok("mbpp+", "check_str", (), ("notnone", True), ("ok", "<re.Match ...>", "Match", 0), 0)
+    assert not codeeval.output_ok("mbpp+", "check_str", (), ("notnone", True), ("ok", "None", "NoneType", 0), 0)
+    assert not codeeval.output_ok("mbpp+", "g", (), value(1), ("error", "ZeroDivisionError", "", 0.0), 0.0)
+    assert codeeval.parse_value("[nan, -inf, {1, 2}, (3+4j)]")[1] == float("-inf")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Sandboxed benchmarks: the reference answers pass, wrong ones fail
+
+@pytest.fixture(scope="module")
+def sandbox():
+    from sandbox import Sandbox
+    with Sandbox(workers=2) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def code_runner(tmp_path_factory):
+    old = codeeval.CACHE_DIR
+    codeeval.CACHE_DIR = tmp_path_factory.mktemp("eval-cache")  # fresh reference outputs, computed in the test
+    runner = codeeval.CodeRunner(workers=2)
+    yield runner
+    runner.close()
+    codeeval.CACHE_DIR = old
+
+
+@pytest.mark.parametrize("name", ["cruxeval-i", "cruxeval-o"])
+def test_cruxeval_gold_passes_wrong_fails(name, data_dir, sandbox):
+    benchmark = name
+    items = data.load_benchmark(benchmark, data_dir, limit=4)
+    gold = cruxeval.score_cruxeval(benchmark, items, [cruxeval.gold_completion(benchmark, it) for it in items],
+                                   sandbox)
+    assert all(s["verdict"] and s["format_ok"] for s in gold)
+    shifted = [items[(i + 1) % 4] for i in range(4)]  # another item's answer
+    wrong = cruxeval.score_cruxeval(benchmark, items, [cruxeval.gold_completion(benchmark, it) for it in shifted],
+                                    sandbox)
+    assert not any(s["verdict"] for s in wrong)
+    no_answer = cruxeval.score_cruxeval(benchmark, items[:1], ["I think it is 3 </think>"], sandbox)
+    assert no_answer[0]["verdict"] is False and no_answer[0]["format_ok"] is False
+
+
+def test_livecodebench_execution_file(tmp_path, sandbox):
+    # two records in the livecodebench/execution-v2 layout (input is the whole call)
+    records = [{"id": "a", "function_name": "addOne", "code": "def addOne(n: int) -> int:\n    return n + 1",
+                "input": "addOne(n = 3)", "output": "4"},
+               {"id": "b", "function_name": "pair", "code": "def pair(s: str):\n    return (s, len(s))",
+                "input": "pair(s = 'ab')", "output": "('ab', 2)"}]
+    path = tmp_path / "lcb_exec.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    items = data.load_benchmark("lcb-e", lcb_file=path)
+    assert [it["input"] for it in items] == ["n = 3", "s = 'ab'"]
+    assert "def addOne" in cruxeval.cruxeval_prompt("lcb-e", items[0])
+    gold = cruxeval.score_cruxeval("lcb-e", items, [cruxeval.gold_completion("lcb-e", it) for it in items], sandbox)
+    assert [s["verdict"] for s in gold] == [True, True]
+    wrong = cruxeval.score_cruxeval("lcb-e", items, [cruxeval.gold_completion("lcb-e", it) for it in items[::-1]],
+                                    sandbox)
+    assert [s["verdict"] for s in wrong] == [False, False]
+
+
+# HumanEval/32 exercises the find_zero oracle and the prompt's helper, Mbpp/2 the set oracle and tuple inputs.
+@pytest.mark.parametrize("name, ids", [("humaneval+", ["HumanEval/0", "HumanEval/32", "HumanEval/53"]),
+                                            ("mbpp+", ["Mbpp/2", "Mbpp/3", "Mbpp/4"])])
+def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
+    benchmark = name
+    items = [it for it in data.load_benchmark(benchmark, data_dir) if it["id"] in ids]
+    for prefilled in (True, False):
+        gold = codeeval.score_code(benchmark, items, [codeeval.gold_completion(benchmark, it, prefilled)
+                                                      for it in items], code_runner, prefilled)
+        assert [s["verdict"] for s in gold] == [True] * len(items), [s["detail"] for s in gold]
+    # wrong: off by one on the last input only (base passes, plus fails) / a crash / no code at all
+    first = items[0]
+    last = codeeval.py_source(list(first["inputs"][-1]))
+    tweak = (f"```python\n{first['prompt']}{first['canonical_solution']}\n_real = {first['entry_point']}\n"
+             f"def {first['entry_point']}(*a):\n    return None if list(a) == {last} else _real(*a)\n```")
+    crash = f"```python\ndef {first['entry_point']}(*a):\n    return 1 // 0\n```"
+    wrong = codeeval.score_code(benchmark, [first] * 3, [tweak, crash, "I cannot solve this."], code_runner, False)
+    assert [s["verdict"] for s in wrong] == [False, False, False]
+    assert wrong[0]["base"] is True and "wrong output" in wrong[0]["detail"]
+    assert wrong[1]["base"] is False and "ZeroDivisionError" in wrong[1]["detail"]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# End to end with the tiny model
+
+@pytest.fixture
+def torch_path_one_thread(monkeypatch):
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")  # the engine's sampler, not the Triton interpreter
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_end_to_end_tiny_model(tiny_ckpt, data_dir, tmp_path, code_runner, torch_path_one_thread):
+    out = tmp_path / "run"
+    results = run_eval(str(tiny_ckpt), data.DEFAULT_BENCHMARKS, data_dir, out, limit=2, max_new_tokens=12,
+                       sandbox_workers=1, progress=False)
+    assert set(results) == set(data.DEFAULT_BENCHMARKS)
+    assert all(r["n"] == 2 and 0.0 <= r["pass@1"] <= 1.0 for r in results.values())
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * len(data.DEFAULT_BENCHMARKS)
+    assert all({"benchmark", "id", "prompt", "completion", "extracted", "verdict"} <= set(r) for r in records)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["template"] == "qwen-boxed" and set(summary["aggregates"]) == {"CAvg", "MAvg", "AVG"}
+    assert "| cruxeval-o | 2 |" in (out / "results.md").read_text()
+
+    # sampling: 3 samples per problem at temperature 1 -> pass@1 and pass@2 reported
+    sampled = run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "sampled", template="azr", limit=2,
+                       samples=3, temperature=1.0, max_new_tokens=8, progress=False)
+    assert set(sampled["aime24"]) == {"pass@1", "pass@2", "pass@3", "n"}
+    lines = (tmp_path / "sampled" / "samples.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["sample"] for x in lines) == [0, 0, 1, 1, 2, 2]
+
+
+def test_evaluate_cruxeval_for_the_training_loop(tiny_ckpt, data_dir, sandbox, torch_path_one_thread):
+    from model import Qwen2, load_tokenizer
+    model = Qwen2.from_pretrained(str(tiny_ckpt))
+    acc = cruxeval.evaluate_cruxeval(model, load_tokenizer(str(tiny_ckpt)), sandbox, data_dir, limit=2,
+                                     max_new_tokens=8)
+    assert set(acc) == {"cruxeval-i", "cruxeval-o"} and all(0.0 <= v <= 1.0 for v in acc.values())
