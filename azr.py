@@ -1137,6 +1137,7 @@ def main(argv=None):
             save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, source, rank)
     sandbox.close()
     if world > 1:
+        dist.barrier()  # every rank leaves together: a rank exiting while another still talks to gloo aborts it
         dist.destroy_process_group()
 
 

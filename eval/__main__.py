@@ -173,6 +173,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     gathered = gather(records, rank, world)
     if world > 1:
         import torch.distributed as dist
+        dist.barrier()  # leave together (a rank exiting mid-collective aborts the others)
         dist.destroy_process_group()
     if rank != 0:
         return {}

@@ -37,6 +37,7 @@ state = get_model_state_dict(qwen, options=StateDictOptions(full_state_dict=True
 if rank == 0:
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in state.items()}, out)
+dist.barrier()
 dist.destroy_process_group()
 '''
 
