@@ -25,7 +25,9 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
  3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer: predicted inputs must parse as the
     arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
     __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
-    rejected as timing-fragile. Rare official false positives score 0 here.
+    rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
+    gc, inspect, ctypes, importlib, resource, socket, signal) are rejected, and only plain builtin values may be
+    returned (a Counter or deque is bad_output). Rare official false positives score 0 here.
  4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).
  5. Randomness: every sampling decision of step t (batch composition, references, generation seeds) derives from
     (--seed, t, rank), not from global NumPy/torch RNGs, so --resume reproduces a run exactly (tested).
