@@ -61,6 +61,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from model import write_atomic
+
 TASKS = ("deduction", "abduction", "induction")
 ROLES = ("propose", "solve")
 ZERO_PROGRAM = "def f(a):\n    return a"  # AZR's hard-coded identity "zero triplet" (azr-spec.md section 7)
@@ -793,12 +795,6 @@ def list_state(x):
     return [list_state(v) for v in x] if isinstance(x, tuple) else x
 
 
-def write_atomic(path, text):
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def latest_checkpoint(out):
     pointer = Path(out) / "ckpt" / "latest"
     return Path(out) / "ckpt" / pointer.read_text().strip() if pointer.is_file() else None
@@ -925,11 +921,6 @@ def dump_step(out, step, results, batches):
             rows.append(json.dumps(row))
     (out / "dumps").mkdir(exist_ok=True)
     write_atomic(out / "dumps" / f"step_{step:06d}.jsonl", "\n".join(rows) + "\n")
-
-
-def data_dir():
-    """Benchmark data beside the repo (../shared/data), or $NANOAZR_DATA."""
-    return Path(os.environ.get("NANOAZR_DATA", Path(__file__).resolve().parent.parent / "shared" / "data"))
 
 
 def open_tracker(cfg, out):
@@ -1121,9 +1112,10 @@ def main(argv=None):
         metrics.update({f"buffer/{task}/size": len(buf) for task, buf in buffers.items()})
         if cfg.eval_every and step % cfg.eval_every == 0 and (rank == 0 or sharded):  # greedy CRUXEval-I/O
             from eval.cruxeval import evaluate_cruxeval
+            from eval.data import default_data_dir
             t0 = time.time()
             with_gathered_weights(qwen, sharded, True)
-            scores = evaluate_cruxeval(qwen, tokenizer, sandbox, data_dir(), limit=cfg.eval_limit or None,
+            scores = evaluate_cruxeval(qwen, tokenizer, sandbox, default_data_dir(), limit=cfg.eval_limit or None,
                                        max_new_tokens=cfg.eval_max_tokens)
             with_gathered_weights(qwen, sharded, False)
             metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})

@@ -394,20 +394,28 @@ class Qwen2(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()
                  if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}  # HF stores no tied copy
         dtype = next(iter(state.values())).dtype
-        _atomic_write(os.path.join(path, "model.safetensors"),
-                      lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        write_atomic(os.path.join(path, "model.safetensors"),
+                     lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         config = json.dumps(self.config.to_hf(dtype), indent=2)
-        _atomic_write(os.path.join(path, "config.json"), lambda tmp: open(tmp, "w").write(config))
+        write_atomic(os.path.join(path, "config.json"), config)
         # A stale index from an earlier sharded save would point loaders at old shards.
         stale = os.path.join(path, "model.safetensors.index.json")
         if os.path.exists(stale):
             os.remove(stale)
 
 
-def _atomic_write(path, write):
+def write_atomic(path, content):
+    """Write `content` (str, or a function that writes the given temp path) to `path` via a temp file + rename, so a
+    crash or a full disk never leaves a half-written file. Used for every file nanoAZR writes (weights, buffers,
+    metrics dumps, eval results)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        write(tmp)
+        if callable(content):
+            content(tmp)
+        else:
+            with open(tmp, "w") as fh:
+                fh.write(content)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from eval import code as codeeval
 from eval import cruxeval, data, mathscore, report, templates
+from model import write_atomic
 
 # Maximum new tokens per benchmark family (azr-spec.md 9.1): math 16000; code generation 8096 (AZR's LCB setting;
 # EvalPlus runs used vLLM without a tighter cap); CRUXEval 8096 (the training/validation response cap).
@@ -107,18 +108,6 @@ def gather(obj, rank: int, world: int):
     out = [None] * world if rank == 0 else None
     dist.gather_object(obj, out, dst=0)
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing results
-# ----------------------------------------------------------------------------------------------------------------
-
-def write_atomic(path: Path, text: str):
-    """Write text to path via a temp file + rename, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,

@@ -119,16 +119,16 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
     if (has_topk or has_topp) and not greedy_only:
         thr = torch.where(greedy, -math.inf, filter_threshold_reference(z, k, p))  # greedy rows: no filtering
         z.masked_fill_(z < thr[:, None], -math.inf)
-    m = z.max(-1).values                                                     # [B]
+    m, argmax = z.max(-1)                      # [B] each; max's indices are the first maximum, like argmax
     ez = (z - m[:, None]).exp_()                                              # unnormalised probabilities
     total = ez.sum(-1)
     if greedy_only:
-        ids = z.argmax(-1)
+        ids = argmax
     else:
         E = torch.empty_like(z).exponential_(generator=generator).clamp_(min=1e-30)
         ids = ez.div_(E).argmax(-1)
         if isinstance(temperature, torch.Tensor):
-            ids = torch.where(greedy, z.argmax(-1), ids)
+            ids = torch.where(greedy, argmax, ids)
     logp = (z.gather(1, ids[:, None]).squeeze(1) - m - torch.log(total)).clamp(max=0.0)
     return ids, torch.where((total > 0) & torch.isfinite(m), logp, -math.inf)
 
