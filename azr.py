@@ -48,6 +48,7 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     sequence-mean aggregation, per-sequence whitening, 8-bit AdamW.
 """
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -1135,5 +1136,17 @@ def main(argv=None):
         dist.destroy_process_group()
 
 
+def entry(argv=None):
+    """main() with one clear line for a full disk: every checkpoint is written to a temp folder and renamed, so the
+    last complete one is intact and --resume continues from it."""
+    try:
+        main(argv)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        die(f"disk full while writing {e.filename or 'output'}; free space, then rerun with --resume "
+            "(the last complete checkpoint is intact)")
+
+
 if __name__ == "__main__":
-    main()
+    entry()

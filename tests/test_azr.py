@@ -257,3 +257,16 @@ def test_bf16_training_keeps_fp32_masters_at_lr_1e6(tiny_ckpt, monkeypatch):
     sd, _ = azr.full_state(qwen, optimizer, master, False)
     assert all(v.dtype == torch.float32 for v in sd.values())
     assert torch.equal(sd["model.embed_tokens.weight"], master[0].detach())
+
+
+def test_full_disk_is_one_line(monkeypatch, capsys):
+    import errno
+
+    def full(argv=None):
+        raise OSError(errno.ENOSPC, "No space left on device", "out/azr/ckpt/.tmp_step_000002/model.safetensors")
+    monkeypatch.setattr(azr, "main", full)
+    with pytest.raises(SystemExit) as e:
+        azr.entry([])
+    assert e.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk full" in err[0] and "--resume" in err[0]
