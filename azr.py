@@ -904,7 +904,7 @@ def log_line(step, metrics, tasks):
     phases = " ".join(f"{k} {metrics[f'time/{k}']:.1f}s" for k in PHASES)
     return (f"step {step} | P reward {per_task('propose/{}/reward')} valid {per_task('propose/{}/valid_rate')} | "
             f"S reward {per_task('solve/{}/reward')} acc {per_task('solve/{}/accuracy')} | loss {metrics['loss']:+.4f} "
-            f"gnorm {metrics['grad_norm']:.3f} | {metrics['tokens_per_s']:.0f} tok/s {metrics['exec_per_s']:.0f} exec/s "
+            f"gnorm {metrics['grad_norm']:.2e} | {metrics['tokens_per_s']:.0f} tok/s {metrics['exec_per_s']:.0f} exec/s "
             f"| {phases}")
 
 
