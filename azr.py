@@ -48,6 +48,7 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     sequence-mean aggregation, per-sequence whitening, 8-bit AdamW.
 """
 import dataclasses
+import datetime
 import errno
 import json
 import math
@@ -835,8 +836,12 @@ def run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded):
     seeds = zero_buffers()
     triplets, induction = seeds["deduction"], seeds["induction"]
     seen = {json.dumps(triplets[0], sort_keys=True)}
+    # First the triplets (abduction and deduction proposals conditioned on the growing seed set), then, as the
+    # official _init_seed_dataset does, induction seeds from the finished triplets. Each part runs <= seed_rounds.
     for rnd in range(cfg.seed_rounds):
-        for task in ("abduction", "deduction") if len(triplets) < cfg.seed_buffer_size else ():
+        if len(triplets) >= cfg.seed_buffer_size:
+            break
+        for task in ("abduction", "deduction"):
             rng = random.Random(f"{cfg.seed}-seeding-{task}-{rnd}")
             texts = [proposer_text(task, {}, sample_references(triplets, cfg.num_references, rng))
                      for _ in range(cfg.batch_size)]
@@ -847,18 +852,18 @@ def run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded):
                 if key not in seen and len(triplets) < cfg.seed_buffer_size:
                     seen.add(key)
                     triplets.append({**e, "step": 0})
-        if "induction" in tasks and len(induction) < cfg.seed_buffer_size:
-            rng = random.Random(f"{cfg.seed}-seeding-induction-{rnd}")
-            items = []
-            for _ in range(cfg.batch_size):
-                src = rng.choice(triplets)
-                items.append({"prompt_ids": encode(tokenizer, proposer_text("induction", src, [], cfg.induction_inputs)),
-                              "program": src["program"], "imports": src["imports"]})
-            entries = propose_entries("induction", items, qwen, tokenizer, sandbox, cfg,
-                                      derived_seed(cfg.seed, "seed-f", rnd, rank), rank, world, sharded)
-            induction += [{**e, "step": 0} for e in entries][:cfg.seed_buffer_size - len(induction)]
-        if len(triplets) >= cfg.seed_buffer_size and len(induction) >= cfg.seed_buffer_size:
+    for rnd in range(cfg.seed_rounds if "induction" in tasks else 0):
+        if len(induction) >= cfg.seed_buffer_size:
             break
+        rng = random.Random(f"{cfg.seed}-seeding-induction-{rnd}")
+        items = []
+        for _ in range(cfg.batch_size):
+            src = rng.choice(triplets)
+            items.append({"prompt_ids": encode(tokenizer, proposer_text("induction", src, [], cfg.induction_inputs)),
+                          "program": src["program"], "imports": src["imports"]})
+        entries = propose_entries("induction", items, qwen, tokenizer, sandbox, cfg,
+                                  derived_seed(cfg.seed, "seed-f", rnd, rank), rank, world, sharded)
+        induction += [{**e, "step": 0} for e in entries][:cfg.seed_buffer_size - len(induction)]
     return {"deduction": [dict(t) for t in triplets], "abduction": [dict(t) for t in triplets], "induction": induction}
 
 
@@ -894,6 +899,21 @@ def batch_metrics(task, role, recs):
     else:
         m[f"{role}/{task}/accuracy"] = sum(r["correct"] for r in recs) / n
     return m
+
+
+def truncate_metrics(path, last_step):
+    """On resume, keep metrics.jsonl rows up to the checkpoint's step: later steps (and a half-written last line
+    from a crash) are about to be rerun, and plots must not show them twice."""
+    if not path.exists():
+        return
+    keep = []
+    for row in path.read_text().splitlines():
+        try:
+            if json.loads(row)["step"] <= last_step:
+                keep.append(row + "\n")
+        except (ValueError, KeyError, TypeError):
+            pass
+    write_atomic(path, "".join(keep))
 
 
 def log_line(step, metrics, tasks):
@@ -961,7 +981,8 @@ def main(argv=None):
     if cfg.fsdp == "on" and world == 1:
         die("--fsdp=on shards over ranks: launch with torchrun --nproc_per_node N (N >= 2) or use --fsdp=off")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo",  # long timeout: rank 0 alone may run
+                                timeout=datetime.timedelta(hours=2))     # CRUXEval or write a checkpoint
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
     out = Path(cfg.out)
@@ -1022,6 +1043,8 @@ def main(argv=None):
     if ckpt is not None:
         buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, sharded and master is not None)
         print0(f"resumed from {ckpt} at step {start_step}", rank=rank)
+        if rank == 0:
+            truncate_metrics(out / "metrics.jsonl", start_step)
     elif seed_buffers is not None:
         buffers = seed_buffers
     else:

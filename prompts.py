@@ -385,9 +385,9 @@ def parse_proposal(task: str, answer: str, num_inputs: int = NUM_INPUTS):
             return None
         return {"program": code.group(1).strip(), "input": inp.group(1).strip()}
     if task == "induction":
+        # Only ```input fences count: the official "# Input:" fallback here tests `not re.finditer(...)`, which is
+        # never true (an iterator is truthy), so AZR never uses it and neither do we.
         inputs = [m.group(1).strip() for m in INPUT_FENCE_RE.finditer(answer)]
-        if not inputs:
-            inputs = [m.group(1).strip() for m in INPUT_LINE_RE.finditer(answer)]
         if len(inputs) < num_inputs:
             return None
         msg = MESSAGE_FENCE_RE.search(answer) or MESSAGE_TAG_RE.search(answer) or MESSAGE_LINE_RE.search(answer)

@@ -134,7 +134,7 @@ def azr_program(code):
         raise ValueError(f"program is {len(code)} characters, over the {MAX_CODE} cap")
     if "input(" in code:
         raise ValueError("program contains 'input(' (banned by AZR)")
-    names = re.findall(r"def\s+(\w+)\s*\(", code)
+    names = re.findall(r"^\s*def\s+(\w+)\s*\(", code, re.MULTILINE)  # AZR's pattern: defs at a line start
     if len(names) != 1:
         raise ValueError(f"program must contain exactly one def (AZR single-function rule), found {len(names)}")
     try:
@@ -155,16 +155,9 @@ def azr_program(code):
         host = [w for w in tops if w in HOST_IMPORTS]
         if host:
             raise ValueError(f"import of {host[0]!r} is not allowed: results would depend on the host")
-    if names[0] != "f":  # AZR's replace_main_function_name: the def and its direct recursive calls, via AST
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef) and node.name == names[0]:
-                node.name = "f"
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == names[0]:
-                node.func.id = "f"
-        try:
-            code = ast.unparse(tree)
-        except Exception as e:   # RecursionError on deeply nested (but parseable) expressions
-            raise ValueError(f"program cannot be renamed: {type(e).__name__}") from None
+    if names[0] != "f":  # AZR's replace_main_function_name: two regexes, so comments and layout survive
+        code = re.sub(r"def\s+" + names[0] + r"\s*\(", "def f(", code)
+        code = re.sub(r"\b" + names[0] + r"\s*\(", "f(", code)
     return code, tuple(_import_lines(tree))
 
 

@@ -270,3 +270,10 @@ def test_full_disk_is_one_line(monkeypatch, capsys):
     assert e.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "disk full" in err[0] and "--resume" in err[0]
+
+
+def test_truncate_metrics_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "loss": 0.3}\n{"step": 4, "lo')
+    azr.truncate_metrics(path, 2)
+    assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2]

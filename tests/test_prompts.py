@@ -244,9 +244,10 @@ def test_parse_proposal_induction_message_fallbacks():
     assert parse_proposal("induction", induction_answer(10, "no message here")) is None
 
 
-def test_parse_proposal_induction_input_line_fallback():
+def test_parse_proposal_induction_has_no_input_line_fallback():
+    # The official fallback is dead code (`not re.finditer(...)` is never true): "# Input:" lines give no inputs.
     ans = "\n".join(f"# Input: {i}\n```\n```" for i in range(10)) + "\n```message\nm\n```"
-    assert parse_proposal("induction", ans)["inputs"] == [str(i) for i in range(10)]
+    assert parse_proposal("induction", ans) is None
     with pytest.raises(ValueError, match="unknown task"):
         parse_proposal("code_f", "")
 

@@ -423,3 +423,15 @@ def test_caller_exit_kills_everything(tmp_path):                 # G6
     alive = [p for p in pids + kids if Path(f"/proc/{p}").exists()
              and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
     assert alive == []
+
+
+def test_azr_program_renames_like_azr():
+    """AZR renames with two regexes (the def, then `NAME(` calls), keeping comments and layout, and counts only defs
+    at a line start: a `def` inside a comment or a string is not a second function."""
+    code, imports = sandbox.azr_program("import math\ndef g(x):\n    # recurse; def helper(y) is only a comment\n"
+                                        "    return g(x - 1) + math.floor(0.5) if x else 'undef y('")
+    assert code == ("import math\ndef f(x):\n    # recurse; def helper(y) is only a comment\n"
+                    "    return f(x - 1) + math.floor(0.5) if x else 'undef y('")
+    assert imports == ("import math",)
+    with pytest.raises(ValueError, match="exactly one def"):
+        sandbox.azr_program("def f(x):\n    def h(y):\n        return y\n    return h(x)")
