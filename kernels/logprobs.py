@@ -20,6 +20,7 @@ The pure-PyTorch path is chunked the same way (so the CPU fallback keeps the mem
 `token_logprobs_naive` is the plain definition the tests compare against in float64.
 """
 import math
+import os
 
 import torch
 
@@ -176,7 +177,7 @@ def _forward_triton(hidden, weight, targets, temperature, with_entropy):
     assert hidden.is_contiguous() and weight.is_contiguous() and targets.is_contiguous(), "need contiguous inputs"
     N, D = hidden.shape
     V = weight.shape[0]
-    interpret = hidden.device.type == "cpu"
+    interpret = hidden.device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1"
     # GPU tiles: no register spills on sm_90 per `ptxas -v` (128x64 or 64x128 logits tile, 8 warps); the
     # interpreter wants few, large tiles instead
     BN = min(128 if N >= 4096 else 64, max(16, triton.next_power_of_2(N)))
@@ -263,6 +264,8 @@ def token_logprobs(hidden, weight, targets, temperature=1.0, with_entropy=False,
         raise ValueError(f"targets must lie in [0, {weight.shape[0]}); mask padding positions out of the loss "
                          "instead of passing ignore indices")
     targets = targets.long().contiguous()
+    if hidden.shape[0] == 0:  # no rows (a micro-batch of empty responses): the torch path returns empty tensors
+        backend = "torch"
     logp, entropy = _TokenLogprobs.apply(hidden.contiguous(), weight.contiguous(), targets, float(temperature),
                                          bool(with_entropy), backend)
     return (logp, entropy) if with_entropy else logp
