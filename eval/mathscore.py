@@ -31,15 +31,18 @@ _EXTRACTION = [LatexExtractionConfig(), ExprExtractionConfig()]
 
 
 def last_boxed(text: str) -> str | None:
-    """Contents of the last \\boxed{...} / \\fbox{...} in text (balanced braces), or None.
+    """Contents of the last complete \\boxed{...} / \\fbox{...} in text (balanced braces), or None. A final box cut
+    off mid-way (the completion hit its token limit) falls back to the box before it.
 
     `\\boxed 5` (no braces) is accepted up to the next `$` or whitespace, like the harness.
     """
-    ends = [m.end() for m in re.finditer(r"\\(boxed|fbox)", text)]
-    if not ends:
-        return None
-    rest = text[ends[-1]:]
-    if rest.startswith("{"):
+    for start in reversed([m.end() for m in re.finditer(r"\\(boxed|fbox)", text)]):
+        rest = text[start:]
+        if not rest.startswith("{"):
+            m = re.match(r"\s+([^\s$]+)", rest)
+            if m:
+                return m.group(1)
+            continue
         depth = 0
         for k, ch in enumerate(rest):
             if ch == "{":
@@ -48,9 +51,7 @@ def last_boxed(text: str) -> str | None:
                 depth -= 1
                 if depth == 0:
                     return rest[1:k]
-        return None  # unbalanced: the completion was cut off inside the box
-    m = re.match(r"\s+([^\s$]+)", rest)
-    return m.group(1) if m else None
+    return None
 
 
 def _last_answer_tag(text: str) -> str | None:
@@ -75,7 +76,7 @@ def extract_answer(completion: str) -> str:
     for trigger in ("he answer is", "final answer is"):
         if trigger in completion:
             ans = completion.rsplit(trigger, 1)[1].strip().lstrip(":").strip()
-            ans = ans.split("\n")[0].strip()
+            ans = ans.split("\n")[0].strip().strip("*").strip()   # "The answer is: **12**" -> 12
             return ans[:-1] if ans.endswith(".") else ans
     numbers = re.findall(r"-?\d*\.?\d+", completion.replace(",", ""))
     return numbers[-1] if numbers else ""

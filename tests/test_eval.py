@@ -24,6 +24,8 @@ from eval.__main__ import gold_completions, main, run_eval, score
     ("3 apples and then 17 pears", "17"),                                         # last-number fallback
     ("no digits here", ""),
     ("cut off \\boxed{\\frac{1}{", "1"),  # unbalanced box falls through to the last number
+    ("so \\boxed{3}, wait \\boxed{\\frac{1}{", "3"),     # a cut-off last box falls back to the complete one
+    ("The answer is: **12**", "12"),                      # markdown bold around the answer
 ])
 def test_extract_answer(completion, expected):
     assert mathscore.extract_answer(completion) == expected
