@@ -23,7 +23,9 @@ processes, threads, exec, signals to other processes (kill/tkill/tgkill, fcntl F
 process_vm_*, io_uring, setsid, raising rlimits (prlimit64 with a new limit), 32-bit and x32 syscall paths,
 CPU loops (RLIMIT_CPU), sleeps/deadlocks (wall SIGKILL), memory bombs (RLIMIT_AS), output floods, huge or
 deep or cyclic or non-plain return values, subclasses and always-equal objects (exact-type encoding),
-harness monkeypatching (fresh fork per run), forged stdout markers (stdout is never parsed), injected predicted
+harness monkeypatching (fresh fork per run), forged stdout markers (stdout is never parsed), script mode for
+stdin tests (run(code, "", stdin=text): stdin text and the captured prints live in the child's memory, no new
+syscall; a capture flood ends as output_limit; tested in tests/test_eval_lcb.py), injected predicted
 inputs (argument text must parse as the arguments of one call to f), environment secrets (zygote env is
 scrubbed), orphans (parent-death signals, EOF detection), nondeterminism (two calls per child on fresh
 arguments + a run in the other-hash-seed zygote + a default-repr address check).
@@ -36,6 +38,8 @@ running as root is not dropped to another uid; hosts other than Linux x86_64 (re
 import ast
 import builtins
 import ctypes
+import hashlib
+import io
 import json
 import math
 import os
@@ -70,6 +74,9 @@ MAX_RECORD = 65536         # encoded bytes per return value
 MAX_DEPTH = 100            # nesting of values
 MAX_INT_BITS = 14000       # ~4200 digits, under CPython's 4300-digit str() limit
 OUTPUT_CAP = 65536         # stdout/stderr bytes kept each; the child is killed past 4x
+MAX_STDIN = 16 << 20       # stdin text characters for script runs (LiveCodeBench inputs reach a few MB)
+CAPTURE_MAX = 16 << 20     # printed characters a script run may produce before it ends as output_limit
+CAPTURE_KEEP = 60000       # printed characters returned as text; longer output comes back as a digest too
 TIMING_MARGIN = 0.25       # validate rejects programs using more than this fraction of the CPU limit (flaky checks)
 HASH_SEEDS = ("0", "1")    # zygote A (gold outputs), zygote B (determinism probe)
 RECYCLE_AFTER = 20000      # zygote requests before a fresh zygote replaces it (bounds any slow drift)
@@ -451,7 +458,84 @@ def _child(req, fds, libc, prog, zygote_pid):
         os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
     except BaseException:
         os._exit(72)
+    if req.get("stdin") is not None:
+        _run_script(req["code"], req["stdin"])
     _run_untrusted(req["code"], req["args"], req["calls"])
+
+
+class _Flood(BaseException):
+    pass
+
+
+def _flood_record():
+    body = b"el" + _str_field("OutputLimit") + _str_field(f"printed over {CAPTURE_MAX} characters")
+    return _U32.pack(len(body)) + body
+
+
+class _Capture:
+    """Child side: sys.stdout of a script run. Keeps what the program prints, in memory only (no syscall), and
+    refuses more than CAPTURE_MAX characters. The program can reach and alter this object; that only changes its
+    own printed output, i.e. its own verdict."""
+
+    def __init__(self):
+        self.parts, self.total = [], 0
+
+    def write(self, s, _write=os.write, _exit=os._exit):
+        if type(s) is not str:
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        self.total += len(s)
+        if self.total > CAPTURE_MAX:   # end the child here, so a program that swallows exceptions cannot go on
+            _write(3, _FLOOD_RECORD)
+            _exit(0)
+        self.parts.append(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+
+def _run_script(code, stdin):
+    """Script mode (stdin tests): sys.stdin reads `stdin` from memory, sys.stdout is a _Capture, the program runs as
+    __main__, and the record's value is (printed text up to CAPTURE_KEEP characters, total printed characters,
+    sha256 hex of the printed text normalised as LiveCodeBench compares it: stripped, split into lines, each line
+    stripped, joined by newlines). SystemExit ends the program normally, as for a real script. Exits the child."""
+    sha256, join = hashlib.sha256, "\n".join   # bound before untrusted code can touch module globals
+    cap = _Capture()
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8", "surrogatepass")), encoding="utf-8")
+    sys.stdout = cap
+    try:
+        try:
+            exec(compile(code, "<program>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+        except SystemExit:
+            pass
+        if cap.total > CAPTURE_MAX or type(cap.parts) is not list:
+            raise _Flood()
+        text = "".join(cap.parts)
+        if type(text) is not str:
+            raise TypeError("printed output is not text")
+        norm = join(line.strip() for line in text.strip().split("\n"))
+        value = (text[:CAPTURE_KEEP], len(text), sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
+        out = bytearray(b"o")
+        _encode(value, out)
+    except _Flood:
+        out = bytearray(_FLOOD_RECORD[4:])
+    except BaseException as e:
+        out = bytearray(_exc_field(e))
+    try:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+    except BaseException:
+        pass
+    try:
+        _write_all(3, _U32.pack(len(out)) + out)
+    finally:
+        os._exit(0)
 
 
 def _run_untrusted(code, args, calls):
@@ -502,6 +586,9 @@ def _exc_field(e):
     except BaseException:
         name, msg = "?", ""
     return b"e" + kind + _str_field(name) + _str_field(msg)
+
+
+_FLOOD_RECORD = _flood_record()   # length-prefixed outcome record, built before any untrusted code runs
 
 
 def _zygote_main(parent_pid, extra_modules):
@@ -686,7 +773,7 @@ def _verdict(facts, rec, out, err, cpu_s):
                 kind = body[pos + 1:pos + 2]
                 name, pos = _decode_str(body, pos + 2)
                 msg, pos = _decode_str(body, pos)
-                status = {b"m": "memory", b"f": "forbidden"}.get(kind, "exception")
+                status = {b"m": "memory", b"f": "forbidden", b"l": "output_limit"}.get(kind, "exception")
                 outcomes.append((status, f"{name}: {msg}" if msg else name))
             else:
                 raise ValueError("bad outcome tag")
@@ -848,11 +935,15 @@ class Sandbox:
             self._idle[seed].put(w)
 
     # -- one execution ----------------------------------------------------------------------------------------
-    def _execute(self, code, args, seed=HASH_SEEDS[0], limits=None, arg_limit=MAX_ARGS):
-        """-> (Result, outcomes, facts). Static caps first; a lost zygote or failed child setup is retried once."""
+    def _execute(self, code, args, seed=HASH_SEEDS[0], limits=None, arg_limit=MAX_ARGS, stdin=None):
+        """-> (Result, outcomes, facts). Static caps first; a lost zygote or failed child setup is retried once.
+        stdin: text -> script mode (see _run_script): `code` runs as __main__ reading it, args must be ""."""
         if type(code) is not str or len(code) > MAX_CODE:
             why = f"over the {MAX_CODE}-character cap" if type(code) is str else f"a {type(code).__name__}"
             return Result("rejected", error=f"program must be a str of at most {MAX_CODE} characters, got {why}"), \
+                [], {}
+        if stdin is not None and (type(stdin) is not str or len(stdin) > MAX_STDIN or args != ""):
+            return Result("rejected", error=f"stdin must be a str of at most {MAX_STDIN} characters, with args \"\""), \
                 [], {}
         try:
             _call_args(args, arg_limit)
@@ -860,6 +951,8 @@ class Sandbox:
             return Result("rejected", error=str(e)), [], {}
         req = {"code": code, "args": args, "calls": self.repeat, "cpu_s": self.cpu_s, "wall_s": self.wall_s,
                "mem_mb": self.mem_mb, **(limits or {})}
+        if stdin is not None:
+            req["stdin"] = stdin
         res = None
         for _ in range(2):
             try:
@@ -884,18 +977,26 @@ class Sandbox:
         return item
 
     # -- public API -------------------------------------------------------------------------------------------
-    def run(self, code, args):
-        """Execute `code` (defines f) and call f(<args>); args is AZR argument text, evaluated only in the child."""
-        return self._execute(code, args)[0]
+    def run(self, code, args, stdin=None):
+        """Execute `code` (defines f) and call f(<args>); args is AZR argument text, evaluated only in the child.
+        stdin=text runs `code` as a script instead (args ""): it reads the text from sys.stdin and its printed
+        output comes back as value = repr((text up to CAPTURE_KEEP chars, total chars, normalised sha256 hex))."""
+        return self._execute(code, args, stdin=stdin)[0]
 
-    def run_many(self, items):
-        """[(code, args), ...] -> [Result], in parallel across zygotes, in order."""
-        def one(item):
+    def run_many(self, items, stdin=None):
+        """[(code, args), ...] -> [Result], in parallel across zygotes, in order. stdin: optional list of texts,
+        one per item (script mode, as in run)."""
+        items = list(items)
+        stdins = [None] * len(items) if stdin is None else list(stdin)
+        if len(stdins) != len(items):
+            raise ValueError(f"run_many: {len(stdins)} stdin texts for {len(items)} items")
+
+        def one(k):
             try:
-                return self._execute(*self._pair(item))[0]
+                return self._execute(*self._pair(items[k]), stdin=stdins[k])[0]
             except ValueError as e:
                 return Result("rejected", error=str(e))
-        return self._map(one, items)
+        return self._map(one, range(len(items)))
 
     def validate(self, code, args):
         """AZR proposal validation: static checks, then determinism. value = gold output (full repr)."""

@@ -1,6 +1,7 @@
-"""nanoAZR evaluation suite: CRUXEval-I/O, HumanEval+, MBPP+ and six math benchmarks, scored as AZR's paper does.
+"""nanoAZR evaluation suite: CRUXEval-I/O, HumanEval+, MBPP+, LiveCodeBench and six math benchmarks, scored as AZR's
+paper does.
 
 Run `python -m eval --help`. Modules: data (files -> items), templates (prompts), generation (our engine),
-cruxeval / code / mathscore (scoring), report (pass@k, CAvg/MAvg/AVG, the table beside the paper's numbers).
+cruxeval / code / lcb / mathscore (scoring), report (pass@k, CAvg/MAvg/AVG, the table beside the paper's numbers).
 azr.py's in-loop validation calls `eval.cruxeval.evaluate_cruxeval`.
 """

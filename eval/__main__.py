@@ -5,9 +5,10 @@
     python -m eval --model qwen2.5-7b --samples 8 --temperature 0.6    # pass@1 and pass@k for k in 1,2,4,8
     torchrun --nproc_per_node 8 -m eval --model qwen2.5-7b             # problems split across ranks
     python -m eval --check-gold                                        # reference answers through the scorers
+    python -m eval --model azr-coder-7b --benchmarks lcb --lcb-gen-file lcb_v5.jsonl   # LiveCodeBench generation
 
 Per benchmark: build prompts (eval.templates / eval.cruxeval), generate through our engine (eval.generation), score
-(eval.cruxeval, eval.code, eval.mathscore), then pass@k, CAvg/MAvg/AVG and the Markdown table (eval.report).
+(eval.cruxeval, eval.code, eval.lcb, eval.mathscore), then pass@k, CAvg/MAvg/AVG and the Markdown table (eval.report).
 Outputs in --out: samples.jsonl (every prompt, completion, extracted answer and verdict), results.json, results.md.
 """
 import argparse
@@ -18,12 +19,12 @@ import time
 from pathlib import Path
 
 from eval import code as codeeval
-from eval import cruxeval, data, mathscore, report, templates
+from eval import cruxeval, data, lcb, mathscore, report, templates
 from model import write_atomic
 
 # Maximum new tokens per benchmark family (azr-spec.md 9.1): math 16000; code generation 8096 (AZR's LCB setting;
 # EvalPlus runs used vLLM without a tighter cap); CRUXEval 8096 (the training/validation response cap).
-MAX_NEW_TOKENS = {"math": 16000, "code": 8096, "cruxeval": 8096}
+MAX_NEW_TOKENS = {"math": 16000, "code": 8096, "cruxeval": 8096, "lcb": 8096}
 
 
 class ModelError(Exception):
@@ -35,6 +36,8 @@ def family(benchmark: str) -> str:
         return "cruxeval"
     if benchmark in data.CODE_GEN:
         return "code"
+    if benchmark in data.LCB_GEN:
+        return "lcb"
     return "math"
 
 
@@ -47,17 +50,23 @@ def build_prompts(benchmark: str, items: list[dict], template: str) -> tuple[lis
     fam = family(benchmark)
     if fam == "cruxeval":
         return [cruxeval.cruxeval_prompt(benchmark, it) for it in items], False
+    if fam == "lcb":  # AZR's LCB runs always use the "AZR" prompt style (azr-spec.md 9.1), whatever the template
+        return [lcb.lcb_prompt(it) for it in items], False
     if fam == "code":
         pairs = [templates.code_prompt(template, codeeval.task_text(benchmark, it)) for it in items]
         return [p for p, _ in pairs], bool(pairs and pairs[0][1])
     return [templates.math_prompt(template, it["problem"]) for it in items], False
 
 
-def score(benchmark: str, items: list[dict], completions: list[str], sandbox, code_runner, prefilled: bool) -> list:
-    """One {"extracted", "verdict", ...} dict per (item, completion) pair."""
+def score(benchmark: str, items: list[dict], completions: list[str], sandbox, code_runner, prefilled: bool,
+          lcb_sandbox=None, lcb_workers=None) -> list:
+    """One {"extracted", "verdict", ...} dict per (item, completion) pair. lcb_sandbox: eval.lcb.lcb_sandbox(n)
+    and lcb_workers its n (default: CPU count, as Sandbox's), so no problem's clock runs while it waits for a zygote."""
     fam = family(benchmark)
     if fam == "cruxeval":
         return cruxeval.score_cruxeval(benchmark, items, completions, sandbox)
+    if fam == "lcb":
+        return lcb.score_lcb(items, completions, lcb_sandbox, workers=lcb_workers or len(os.sched_getaffinity(0)))
     if fam == "code":
         return codeeval.score_code(benchmark, items, completions, code_runner, prefilled)
     out = []
@@ -74,6 +83,12 @@ def gold_completions(benchmark: str, items: list[dict], prefilled: bool) -> list
         return [cruxeval.gold_completion(benchmark, it) for it in items]
     if fam == "code":
         return [codeeval.gold_completion(benchmark, it, prefilled) for it in items]
+    if fam == "lcb":
+        missing = [it["id"] for it in items if not it.get("solution")]
+        if missing:  # the LiveCodeBench release ships no solutions
+            raise data.DataError(f"lcb: --check-gold needs a `solution` field in every record, {len(missing)} "
+                                 f"lack one (e.g. {missing[0]}); the official release has none")
+        return [lcb.gold_completion(it, it["solution"]) for it in items]
     return [f"The answer follows from the computation above.\nThe final answer is $\\boxed{{{it['answer']}}}$."
             for it in items]
 
@@ -112,7 +127,8 @@ def gather(obj, rank: int, world: int):
 
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
              limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
-             lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True) -> dict:
+             lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True,
+             lcb_gen_file=None) -> dict:
     """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere)."""
     import torch
 
@@ -123,7 +139,8 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     # every rank runs its own sandboxes: share the CPU cores between ranks
     sandbox_workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) // world)
     template = template or templates.default_template(model_path)
-    all_items = {b: data.load_benchmark(b, data_dir, limit, lcb_file) for b in benchmarks}  # fail early on bad data
+    all_items = {b: data.load_benchmark(b, data_dir, limit, lcb_file, lcb_gen_file)
+                 for b in benchmarks}  # fail early on bad data
     try:
         path = resolve_checkpoint(model_path)
     except (FileNotFoundError, ValueError) as e:  # resolve_checkpoint's one-line errors
@@ -139,6 +156,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     records = []
     with Sandbox(workers=sandbox_workers) as sandbox:
         code_runner = codeeval.CodeRunner(workers=sandbox_workers)
+        lcb_box = lcb.lcb_sandbox(sandbox_workers) if any(b in data.LCB_GEN for b in benchmarks) else None
         try:
             for b in benchmarks:
                 items = all_items[b][rank::world]  # this rank's share
@@ -150,7 +168,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
                 outs = [[o] for o in outs] if samples == 1 else outs
                 flat_items = [it for it in items for _ in range(samples)]
                 flat_outs = [o for group in outs for o in group]
-                scored = score(b, flat_items, flat_outs, sandbox, code_runner, prefilled)
+                scored = score(b, flat_items, flat_outs, sandbox, code_runner, prefilled, lcb_box, sandbox_workers)
                 for j, s in enumerate(scored):
                     records.append({"benchmark": b, "id": flat_items[j]["id"], "sample": j % samples,
                                     "prompt": texts[j // samples], "completion": flat_outs[j], **s})
@@ -159,6 +177,8 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
                           file=sys.stderr)
         finally:
             code_runner.close()
+            if lcb_box is not None:
+                lcb_box.close()
     gathered = gather(records, rank, world)
     if world > 1:
         import torch.distributed as dist
@@ -188,19 +208,22 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     return results
 
 
-def check_gold(benchmarks: list[str], data_dir, limit=None, lcb_file=None, sandbox_workers=None) -> dict:
+def check_gold(benchmarks: list[str], data_dir, limit=None, lcb_file=None, sandbox_workers=None,
+               lcb_gen_file=None) -> dict:
     """Feed every benchmark's reference answers through its scorer; print and return {benchmark: (passed, total)}."""
     from sandbox import Sandbox
     out = {}
     with Sandbox(workers=sandbox_workers) as sandbox:
         code_runner = codeeval.CodeRunner(workers=sandbox_workers)
+        lcb_box = lcb.lcb_sandbox(sandbox_workers) if any(b in data.LCB_GEN for b in benchmarks) else None
         try:
             for b in benchmarks:
-                items = data.load_benchmark(b, data_dir, limit, lcb_file)
+                items = data.load_benchmark(b, data_dir, limit, lcb_file, lcb_gen_file)
                 # the qwen-boxed code prompt is pre-filled; azr is not: check the prefilled path for humaneval+
                 # and the fenced-answer path for the others, so both extraction paths are exercised
                 prefilled = b == "humaneval+"
-                scored = score(b, items, gold_completions(b, items, prefilled), sandbox, code_runner, prefilled)
+                scored = score(b, items, gold_completions(b, items, prefilled), sandbox, code_runner, prefilled,
+                               lcb_box, sandbox_workers)
                 passed = sum(s["verdict"] for s in scored)
                 out[b] = (passed, len(items))
                 failed = [it["id"] for it, s in zip(items, scored) if not s["verdict"]]
@@ -211,6 +234,8 @@ def check_gold(benchmarks: list[str], data_dir, limit=None, lcb_file=None, sandb
                       + (f"  notes: {'; '.join(notes)}" if notes else ""), flush=True)
         finally:
             code_runner.close()
+            if lcb_box is not None:
+                lcb_box.close()
     return out
 
 
@@ -218,11 +243,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="local checkpoint folder, short name (qwen2.5-7b) or hub id")
     p.add_argument("--benchmarks", default=",".join(data.DEFAULT_BENCHMARKS),
-                   help=f"comma-separated, from {','.join(data.ALL_BENCHMARKS)} (lcb-e needs --lcb-file)")
+                   help=f"comma-separated, from {','.join(data.ALL_BENCHMARKS)} (lcb-e needs --lcb-file; lcb "
+                        "needs --lcb-gen-file or the hub)")
     p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $NANOAZR_DATA or "
                                                     "../shared/data beside the repo; hub download when missing)")
     p.add_argument("--lcb-file", default=None, help="LiveCodeBench-Execution file (jsonl/json/parquet "
                                                      "export of livecodebench/execution-v2) for lcb-e")
+    p.add_argument("--lcb-gen-file", default=None, help="LiveCodeBench code generation file (jsonl/json of "
+                   "livecodebench/code_generation_lite records) for lcb; default: release_v5 from the hub")
     p.add_argument("--template", choices=templates.TEMPLATES, default=None,
                    help="prompt template (default per model: azr for AZR checkpoints, qwen-boxed for base models)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark (quick runs)")
@@ -245,13 +273,14 @@ def main(argv=None):
         p.error("--samples N > 1 needs --temperature > 0 (greedy samples are identical)")
     try:
         if a.check_gold:
-            check_gold(benchmarks, a.data_dir, a.limit, a.lcb_file, a.sandbox_workers)
+            check_gold(benchmarks, a.data_dir, a.limit, a.lcb_file, a.sandbox_workers, a.lcb_gen_file)
             return 0
         if not a.model:
             p.error("--model is required (or use --check-gold)")
         out = a.out or Path("runs/eval") / f"{Path(str(a.model).rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_eval(a.model, benchmarks, a.data_dir, Path(out), a.template, a.limit, a.samples, a.temperature,
-                 a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress)
+                 a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress,
+                 lcb_gen_file=a.lcb_gen_file)
     except (data.DataError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ Items (one dict per problem, always with "id"):
   math benchmarks:         problem, answer                   (reference answer string, see mathscore.GOLD_FIELD)
   lcb-e:                   code, input (argument text), output, function_name (LiveCodeBench execution,
                            user-supplied file; its `input` is the whole call `name(args)`, reduced to `args`)
+  lcb:                     question, starter_code, kind (stdin/functional), func_name, tests [{input, output}],
+                           solution (optional; only files that carry one can be --check-gold'ed), see eval/lcb.py
 """
 import gzip
 import json
@@ -27,7 +29,8 @@ CODE_GEN = ["humaneval+", "mbpp+"]
 MATH = ["aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench"]
 DEFAULT_BENCHMARKS = CODE_REASONING + CODE_GEN + MATH
 LCB = ["lcb-e"]  # only with --lcb-file (not in the shared data, see data/README.md)
-ALL_BENCHMARKS = DEFAULT_BENCHMARKS + LCB
+LCB_GEN = ["lcb"]  # code generation: --lcb-gen-file, else the hub (release_v5) when online
+ALL_BENCHMARKS = DEFAULT_BENCHMARKS + LCB + LCB_GEN
 
 # File of each benchmark inside the data folder (data/README.md).
 LOCAL_FILE = {
@@ -142,8 +145,27 @@ def _check_fields(records: list[dict], fields: list[str], where: str):
                             "is this the right file for the benchmark?")
 
 
-def raw_records(benchmark: str, data_dir: Path | None = None, lcb_file: Path | None = None) -> tuple[list[dict], str]:
+def _lcb_gen_records(lcb_gen_file) -> tuple[list[dict], str]:
+    """LiveCodeBench code generation records: the user's file, else release_v5 from the hub (one line when offline)."""
+    from eval import lcb
+    if lcb_gen_file is not None:
+        path = Path(lcb_gen_file)
+        return (_read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)), str(path)
+    try:
+        from huggingface_hub import hf_hub_download
+        paths = [hf_hub_download(lcb.HUB_REPO, f, repo_type="dataset") for f in lcb.RELEASE_V5_FILES]
+    except Exception as e:  # offline, no such repo/file, hub library missing
+        raise DataError(f"lcb: no --lcb-gen-file given and the Hugging Face hub is unreachable for {lcb.HUB_REPO} "
+                        f"({type(e).__name__}); pass --lcb-gen-file PATH (jsonl/json of its release_v5 records)") \
+            from None
+    return [r for p in paths for r in read_jsonl(Path(p))], f"{lcb.HUB_REPO} release_v5 (hub)"
+
+
+def raw_records(benchmark: str, data_dir: Path | None = None, lcb_file: Path | None = None,
+                lcb_gen_file: Path | None = None) -> tuple[list[dict], str]:
     """(records, where) for one benchmark: local file, user-supplied LCB file, or hub download."""
+    if benchmark in LCB_GEN:
+        return _lcb_gen_records(lcb_gen_file)
     if benchmark in LCB:
         if lcb_file is None:
             raise DataError(f"{benchmark}: LiveCodeBench is not in the shared data; pass --lcb-file PATH "
@@ -242,13 +264,22 @@ def _call_arguments(call: str, name: str) -> str:
 
 
 def load_benchmark(benchmark: str, data_dir: Path | None = None, limit: int | None = None,
-                   lcb_file: Path | None = None) -> list[dict]:
+                   lcb_file: Path | None = None, lcb_gen_file: Path | None = None) -> list[dict]:
     """Uniform items of one benchmark (first `limit` only when given). Raises DataError with one line."""
-    records, where = raw_records(benchmark, data_dir, lcb_file)
+    records, where = raw_records(benchmark, data_dir, lcb_file, lcb_gen_file)
     if benchmark in REQUIRED:
         _check_fields(records, REQUIRED[benchmark], where)
     try:
-        if benchmark in CODE_REASONING:
+        if benchmark in LCB_GEN:
+            from eval import lcb
+            _check_fields(records, lcb.REQUIRED, where)
+            items = []
+            for n, r in enumerate(records):
+                try:
+                    items.append({**lcb.make_item(n, r), "solution": r.get("solution")})
+                except lcb.LCBError as e:
+                    raise DataError(f"{where}: record {n + 1}: {e}") from None
+        elif benchmark in CODE_REASONING:
             items = [{"id": r["id"], "code": r["code"], "input": r["input"], "output": r["output"]} for r in records]
         elif benchmark in CODE_GEN:
             items = _code_items(benchmark, records, where)

@@ -1,0 +1,182 @@
+"""LiveCodeBench code generation (eval/lcb.py) and the sandbox's script mode it runs on: gold solutions pass and
+wrong ones fail on a made-up 3-problem file (stdin, functional, float output), script-mode confinement and output
+caps, --check-gold through the CLI, and one-line errors for missing or malformed files."""
+import ast
+import base64
+import json
+import pickle
+import zlib
+
+import pytest
+
+from eval import data, lcb, report
+from eval.__main__ import main, score
+from sandbox import CAPTURE_KEEP, Sandbox
+
+
+def _compressed(tests):  # the official release's private-test encoding: base64(zlib(pickle(json text)))
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(tests)))).decode()
+
+
+def _tests(pairs, kind):
+    return [{"input": i, "output": o, "testtype": kind} for i, o in pairs]
+
+
+STDIN_GOLD = "import sys\nfor line in sys.stdin.read().split('\\n'):\n    if line.strip():\n" \
+             "        a, b = map(int, line.split())\n        print(a + b)\n"
+FUNC_GOLD = "class Solution:\n    def addAll(self, nums: List[int], k: int) -> List[int]:\n" \
+            "        print('debug output is ignored')\n        return [x + k for x in nums]\n"
+FLOAT_GOLD = "n = int(input())\nprint(n / 2, '  ')\nprint()\n"   # 1.5 vs expected 1.50; trailing blanks
+
+RECORDS = [
+    {"question_title": "sum", "question_content": "Print a+b for each line.", "platform": "atcoder",
+     "question_id": "p1", "contest_id": "c1", "contest_date": "2024-01-01T00:00:00", "starter_code": "",
+     "difficulty": "easy", "public_test_cases": json.dumps(_tests([("1 2\n", "3\n")], "stdin")),
+     "private_test_cases": _compressed(_tests([("5 5\n10 -3\n", "10\n7\n")], "stdin")),
+     "metadata": "{}", "solution": STDIN_GOLD},
+    {"question_title": "add all", "question_content": "Add k to every element.", "platform": "leetcode",
+     "question_id": "p2", "contest_id": "c2", "contest_date": "2024-02-01T00:00:00",
+     "starter_code": "class Solution:\n    def addAll(self, nums: List[int], k: int) -> List[int]:\n        ",
+     "difficulty": "easy", "public_test_cases": json.dumps(_tests([("[1, 2]\n3", "[4, 5]")], "functional")),
+     "private_test_cases": json.dumps(_tests([("[]\n1", "[]"), ("[-1]\n1", "[0]")], "functional")),
+     "metadata": json.dumps({"func_name": "addAll"}), "solution": FUNC_GOLD},
+    {"question_title": "half", "question_content": "Print n/2.", "platform": "codeforces", "question_id": "p3",
+     "contest_id": "c3", "contest_date": "2024-03-01T00:00:00", "starter_code": "", "difficulty": "easy",
+     "public_test_cases": json.dumps(_tests([("3\n", "1.50\n")], "stdin")),
+     "private_test_cases": json.dumps(_tests([("8\n", "4.0")], "stdin")), "metadata": "{}",
+     "solution": FLOAT_GOLD},
+]
+WRONG = ["import sys\nfor line in sys.stdin:\n    a, b = map(int, line.split())\n    print(a - b)\n",
+         "class Solution:\n    def addAll(self, nums, k):\n        return nums\n",
+         "n = int(input())\nprint(n / 2 + 0.01)\n"]
+
+
+@pytest.fixture
+def lcb_file(tmp_path):
+    path = tmp_path / "lcb.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lcb_box():
+    with lcb.lcb_sandbox(workers=2) as sb:
+        yield sb
+
+
+def _completion(code):
+    return lcb.gold_completion(None, code)
+
+
+def test_items_and_prompt(lcb_file):
+    items = data.load_benchmark("lcb", lcb_gen_file=lcb_file)
+    assert [it["kind"] for it in items] == ["stdin", "functional", "stdin"]
+    assert items[0]["tests"][1] == {"input": "5 5\n10 -3\n", "output": "10\n7\n"}   # decompressed private test
+    assert items[1]["func_name"] == "addAll" and len(items[1]["tests"]) == 3
+    p = lcb.lcb_prompt(items[1])
+    assert p.endswith("Assistant: <think>") and "def addAll" in p and "### Question:\nAdd k" in p
+    assert "Read the inputs from stdin" in lcb.lcb_prompt(items[0])
+
+
+def test_gold_passes_wrong_fails(lcb_file, lcb_box):
+    items = data.load_benchmark("lcb", lcb_gen_file=lcb_file)
+    gold = score("lcb", items, [_completion(it["solution"]) for it in items], None, None, False, lcb_box)
+    assert [s["verdict"] for s in gold] == [True, True, True], [s["detail"] for s in gold]
+    wrong = score("lcb", items, [_completion(w) for w in WRONG], None, None, False, lcb_box)
+    assert [s["verdict"] for s in wrong] == [False, False, False]
+    assert all(s["detail"].startswith("test 0: wrong output") for s in wrong)
+    # a program that crashes, loops past nothing, or prints the right answer only on the public test fails
+    sneaky = "x = input()\nprint(3 if x.strip() == '1 2' else 0)\n"
+    bad = score("lcb", items[:1] * 2, [_completion("raise ValueError('no')"), _completion(sneaky)], None, None,
+                False, lcb_box)
+    assert bad[0]["detail"].startswith("test 0: exception: ValueError") and bad[1]["detail"].startswith("test 1")
+
+
+def test_stdout_comparison_follows_lcb():
+    assert lcb.stdout_ok("3 \n\n", 4, "", "3")                 # stripped lines
+    assert lcb.stdout_ok("0.5 2\n", 6, "", "0.50 2.0")         # Decimal equality per token
+    assert not lcb.stdout_ok("0.5\n", 4, "", "0.51")
+    assert not lcb.stdout_ok("1\n2\n", 4, "", "1 2")           # line structure matters
+    assert lcb.functional_ok("[1, 2]\n", "[1,2]") and not lcb.functional_ok("[1, 2]", "[2, 1]")
+
+
+def test_script_mode_confinement_and_caps():
+    with Sandbox(workers=1, cpu_s=5, wall_s=5) as sb:
+        ok = sb.run("import sys\nprint(input()[::-1])\nprint(sys.stdin.read().upper(), end='')", "", stdin="abc\nxy")
+        assert ok.status == "ok" and ok.value.startswith("('cba\\nXY', 6, ")
+        # printing to the real stdout escapes nothing: it is captured like any output and not part of the value
+        esc = sb.run("import sys\nsys.stdout = sys.__stdout__\nprint('hi')", "", stdin="")
+        assert esc.status == "ok" and esc.value.startswith("('', 0, ") and esc.stdout == "hi\n"
+        assert sb.run("print(open('/etc/hostname').read())", "", stdin="").status == "forbidden"
+        assert sb.run("import os\nos.fork()", "", stdin="").status == "forbidden"
+        assert sb.run("import socket\nsocket.socket()", "", stdin="").status == "forbidden"
+        assert sb.run("while True:\n    pass", "", stdin="").status == "timeout"
+        # floods: into the capture (ends as output_limit even if the program swallows the error) and the real pipe
+        flood = sb.run("while True:\n    try:\n        print('x' * 100000)\n    except BaseException:\n        pass",
+                       "", stdin="")
+        assert flood.status == "output_limit"
+        assert sb.run("print('x' * 10 ** 8)", "", stdin="").status == "output_limit"
+        assert sb.run("import sys\nwhile True:\n    sys.__stdout__.write('y' * 65536)", "", stdin="").status == \
+            "output_limit"
+        # long output: capped text + total + normalised digest, which the grader compares
+        big = sb.run("for i in range(20000):\n    print(i, ' ')", "", stdin="")
+        text, total, digest = ast.literal_eval(big.value)
+        assert len(text) == CAPTURE_KEEP and total > CAPTURE_KEEP
+        expected = "".join(f"{i}\n" for i in range(20000))
+        assert lcb.stdout_ok(text, total, digest, expected) and not lcb.stdout_ok(text, total, digest, expected + "1")
+        # the ordinary call path is unchanged, and stdin needs empty args
+        assert tuple(sb.run("def f(x):\n    return x + 1", "1")) == ("ok", "2", None)
+        assert sb.run("print(1)", "1", stdin="").status == "rejected"
+        assert [r.value[:6] for r in sb.run_many([("print(input())", "")] * 2, stdin=["a", "b"])] == \
+            ["('a\\n'", "('b\\n'"]
+
+
+def test_check_gold_cli(lcb_file, capsys):
+    assert main(["--check-gold", "--benchmarks", "lcb", "--lcb-gen-file", str(lcb_file),
+                 "--sandbox-workers", "2"]) == 0
+    assert "lcb: 3/3 (100.0%)" in capsys.readouterr().out
+
+
+def test_missing_and_malformed_files(tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    def offline(*a, **k):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(data.DataError, match=r"hub is unreachable for livecodebench/code_generation_lite .*"
+                                             r"--lcb-gen-file") as e:
+        data.load_benchmark("lcb")
+    assert "\n" not in str(e.value)
+    with pytest.raises(data.DataError, match=r"no-such.jsonl: file not found"):
+        data.load_benchmark("lcb", lcb_gen_file=tmp_path / "no-such.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question_content": "q"}\n')
+    with pytest.raises(data.DataError, match=r"record 1 lacks field\(s\) starter_code"):
+        data.load_benchmark("lcb", lcb_gen_file=bad)
+    bad.write_text(json.dumps({**RECORDS[0], "private_test_cases": "bm90IHpsaWI="}) + "\n")
+    with pytest.raises(data.DataError, match=r"record 1: test cases are neither JSON nor base64\+zlib"):
+        data.load_benchmark("lcb", lcb_gen_file=bad)
+    bad.write_text(json.dumps({**RECORDS[1], "metadata": "{}"}) + "\n")
+    with pytest.raises(data.DataError, match=r"functional problem p2 has no metadata func_name"):
+        data.load_benchmark("lcb", lcb_gen_file=bad)
+    assert main(["--check-gold", "--benchmarks", "lcb", "--lcb-gen-file", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "x.json: file not found" in err and "\n" not in err
+
+
+def test_cavg_includes_lcb():
+    agg = report.aggregates({"humaneval+": 0.9, "mbpp+": 0.6, "lcb": 0.3})
+    assert agg["CAvg"][1:] == (3, 3) and agg["CAvg"][0] == pytest.approx(0.6)
+    assert report.PAPER_COLUMNS.index("lcb") == 2 and report.PAPER["azr-coder-7b"][2] == 31.7
+
+
+def test_test_case_pickle_cannot_call_anything():
+    """The official private tests are base64(zlib(pickle(json))); a tampered file must not run code on load."""
+    import base64
+    import os
+    import pickle
+    import zlib
+    from eval import lcb
+    evil = base64.b64encode(zlib.compress(pickle.dumps(os.getpid))).decode()
+    with pytest.raises(lcb.LCBError, match="do not decode"):
+        lcb.decode_tests(evil)
