@@ -527,15 +527,7 @@ def _run_script(code, stdin):
         out = bytearray(_FLOOD_RECORD[4:])
     except BaseException as e:
         out = bytearray(_exc_field(e))
-    try:
-        sys.__stdout__.flush()
-        sys.__stderr__.flush()
-    except BaseException:
-        pass
-    try:
-        _write_all(3, _U32.pack(len(out)) + out)
-    finally:
-        os._exit(0)
+    _send_record(out)
 
 
 def _run_untrusted(code, args, calls):
@@ -561,9 +553,14 @@ def _run_untrusted(code, args, calls):
                 break
     except BaseException as e:
         out = bytearray(_exc_field(e))
+    _send_record(out)
+
+
+def _send_record(out):
+    """Child side, last act: flush the real stdout/stderr pipes, send the one length-prefixed record, exit."""
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
     except BaseException:
         pass
     try:
