@@ -158,7 +158,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         n = len(row_req)
         tokens = torch.tensor(row_last, device=device)[:, None]  # [n, 1]
         positions = torch.tensor(row_pos, device=device)  # [n]
-        new_ids, new_lps = sample(model(tokens, cache=cache, positions=positions, last=zero[:n]))  # [n, V]
+        new_ids, new_lps = sample(model(tokens, cache=cache, positions=positions, last=zero[:n],
+                                        max_position=max(row_pos)))  # [n, V]; no host sync for the mask length
         for row in range(n):
             row_pos[row] += 1
         release(record(new_ids, new_lps))

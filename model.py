@@ -301,7 +301,7 @@ class Qwen2(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, input_ids, attention_mask=None, return_hidden=False, cache=None, slots=None,
-                positions=None, last=None):
+                positions=None, last=None, max_position=None):
         """input_ids [B, T] long. Returns logits [B, T, V], or hidden [B, T, D] (after the final norm) when
         return_hidden.
 
@@ -309,14 +309,15 @@ class Qwen2(nn.Module):
         have without the padding. cache + slots [B]: prefill of right-padded prompts into those cache rows.
         cache + positions [B]: decode one token (T == 1) per cache row 0..B-1 at those positions.
         last [B] long: return only the logits at position last[b] of each row, [B, V] (the engine's next-token
-        logits; computing them inside forward keeps lm_head within the call, as FSDP's unsharding expects)."""
+        logits; computing them inside forward keeps lm_head within the call, as FSDP's unsharding expects).
+        max_position: max(positions) as a Python int when the caller knows it (saves a host sync per decode step)."""
         B, T = input_ids.shape
         device = input_ids.device
         x = self.model.embed_tokens(input_ids)  # [B, T, D]
         mask = None  # None = plain causal
         if positions is not None:
             assert cache is not None and T == 1, "positions= is the decode path: pass cache= and one token per row"
-            L = int(positions.max()) + 1
+            L = (int(positions.max()) if max_position is None else max_position) + 1
             # Additive mask [B, 1, 1, L]: row b sees cache positions 0..positions[b].
             visible = cache.positions[None, :L] <= positions[:, None]  # [B, L]
             mask = torch.full((B, 1, 1, L), float("-inf"), dtype=x.dtype, device=device)
