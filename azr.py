@@ -543,7 +543,8 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
     check = {"deduction": sandbox.check_deduction, "abduction": sandbox.check_abduction,
              "induction": sandbox.check_induction}[task]
     verdict = dict(zip(unique, check(jobs) if jobs else []))
-    correct = [bool(verdict.get((id(e), p), False)) for e, p in zip(entries, predictions)]
+    # None = the check was lost to a sandbox_error: dropped from a learnability mean, wrong for a trained answer
+    correct = [verdict.get((id(e), p), False) for e, p in zip(entries, predictions)]
     return [ok for ok, _ in parsed], correct, len(jobs)
 
 
@@ -1091,7 +1092,7 @@ def main(argv=None):
             t0 = time.time()
             items, (completions, texts) = batches[(task, "solve")][rank::world], solved[task]
             format_ok, correct, n_exec = check_answers(task, [it["entry"] for it in items], texts, sandbox)
-            local = [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": f, "correct": ok,
+            local = [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": f, "correct": bool(ok),
                       "reward": solver_reward(f, ok), "text": t}
                      for it, c, f, ok, t in zip(items, completions, format_ok, correct, texts)]
             results[(task, "solve")] = gather_strided(local, rank, world)

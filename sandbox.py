@@ -1032,34 +1032,45 @@ class Sandbox:
                           f"{truncate_output(b.value or b.error or '', 200)!r}", **meta)
         return Result("ok", value=text, **meta)
 
+    # The check_* methods return one verdict per item: True / False, or None when the check itself was lost to a
+    # sandbox_error after the retry (a zygote died for reasons of ours, not the program's). AZR drops such crashed
+    # checks from the learnability mean (azr-spec.md 4.1) instead of counting them as wrong answers.
+
     def _values(self, texts):
-        """Output texts -> [(ok, value)]: literals parsed here; anything else evaluated in a child."""
+        """Output texts -> [(ok, value)], or None where the evaluation was lost to a sandbox_error: literals are
+        parsed here; anything else is evaluated in a child."""
         parsed = [parse_literal(t) for t in texts]
 
         def one(i):
             if parsed[i][0] or type(texts[i]) is not str:
                 return parsed[i]
             res, outs, _ = self._execute(_IDENTITY, "(" + texts[i] + "\n)", arg_limit=MAX_VALUE_TEXT + 4)
+            if res.status == "sandbox_error":
+                return None
             return (True, outs[0][1]) if res.status == "ok" else (False, None)
         return self._map(one, range(len(texts)))
 
     def check_deduction(self, pairs):
-        """[(gold_output, predicted_output)] -> [bool]: Python == on parsed values (1 == 1.0, sets unordered)."""
+        """[(gold_output, predicted_output)] -> [bool | None]: Python == on parsed values (1 == 1.0, sets
+        unordered); None when evaluating either side was lost to a sandbox_error."""
         pairs = list(pairs)
         vals = self._values([t for pair in pairs for t in pair])
-        return [g[0] and p[0] and _same(g[1], p[1]) for g, p in zip(vals[0::2], vals[1::2])]
+        return [None if g is None or p is None else bool(g[0] and p[0] and _same(g[1], p[1]))
+                for g, p in zip(vals[0::2], vals[1::2])]
 
     def check_abduction(self, triples):
-        """[(program, gold_output, predicted_input)] -> [bool]: f(predicted_input) == gold, computed in a child."""
+        """[(program, gold_output, predicted_input)] -> [bool | None]: f(predicted_input) == gold, computed in a
+        child; None when the gold's evaluation or the run was lost to a sandbox_error."""
         triples = list(triples)
         golds = self._values([g for _, g, _ in triples])
         runs = self._map(lambda t: self._execute(t[0], t[2]), triples)
-        return [g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1]) for g, r in zip(golds, runs)]
+        return [None if g is None or r[0].status == "sandbox_error" else
+                bool(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])) for g, r in zip(golds, runs)]
 
     def check_induction(self, items):
-        """[(candidate_code, imports, inputs, outputs)] -> [bool]: binary, every (input, output) pair must pass.
-        The gold program's import lines are prepended to the candidate (AZR). Pairs lost to sandbox_error are
-        dropped like AZR's crashed checks; a candidate needs at least one counted pair."""
+        """[(candidate_code, imports, inputs, outputs)] -> [bool | None]: binary, every (input, output) pair must
+        pass. The gold program's import lines are prepended to the candidate (AZR). Pairs lost to sandbox_error are
+        dropped like AZR's crashed checks; None when no pair was counted."""
         items = list(items)
         jobs, golds = [], []
         for code, imports, inputs, outputs in items:
@@ -1071,9 +1082,9 @@ class Sandbox:
         verdicts, k = [], 0
         for _, _, inputs, _ in items:
             counted = [(r, g) for r, g in zip(runs[k:k + len(inputs)], gold_vals[k:k + len(inputs)])
-                       if r[0].status != "sandbox_error"]
-            verdicts.append(bool(counted) and all(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])
-                                                  for r, g in counted))
+                       if r[0].status != "sandbox_error" and g is not None]
+            verdicts.append(all(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1]) for r, g in counted)
+                            if counted else None)
             k += len(inputs)
         return verdicts
 

@@ -76,6 +76,25 @@ def test_learnability_accuracy_edge_cases():
 
 # ----------------------------------------------------------------------------- advantages
 
+def test_check_answers_keeps_lost_checks_out_of_learnability():
+    """A check lost to a sandbox_error (None from the sandbox) is dropped from the learnability mean and scores as
+    wrong for a trained answer; unformatted answers are never sent to the sandbox."""
+    class Lossy:  # verdicts by predicted output: "1" right, "2" wrong, "3" lost
+        sent = []
+
+        def check_deduction(self, pairs):
+            self.sent += pairs
+            return [{"1": True, "2": False}.get(p) for _, p in pairs]
+        check_abduction = check_induction = None
+    entry = {"output": "1"}
+    answers = ["1", "2", "3", "3"]
+    texts = [f"<think>t</think> <answer>\n```output\n{a}\n```\n</answer>" for a in answers] + ["no tags"]
+    fmt, correct, n = azr.check_answers("deduction", [entry] * 5, texts, Lossy())
+    assert fmt == [True, True, True, True, False] and correct == [True, False, None, None, False] and n == 3
+    assert azr.learnability_accuracy(correct[:4]) == 0.5
+    assert [azr.solver_reward(f, c) for f, c in zip(fmt, correct)] == [1.0, -0.5, -0.5, -0.5, -1.0]
+
+
 def test_trr_token_weighted_whitening_by_hand():
     # One batch, rewards [1, -0.5, -1] with 2, 1, 1 response tokens -> token returns [1, 1, -0.5, -1].
     # mean = 0.5 / 4 = 0.125; squared deviations 0.765625 * 2 + 0.390625 + 1.265625 = 3.1875;

@@ -321,6 +321,18 @@ def test_check_induction(sb):                                      # D3
     assert sb.check_induction(items) == [True, False, False, True, False, False]
 
 
+def test_checks_lost_to_sandbox_error_are_none(sb, monkeypatch):
+    """A check whose child was lost (after the retry) is None, not wrong: AZR drops crashed checks from the mean."""
+    def lost(req, seed):
+        raise sandbox._WorkerLost("zygote exited")
+    monkeypatch.setattr(sb, "_call", lost)
+    prog = "def f(x):\n    return x * 2"
+    assert sb.check_deduction([("4", "4"), ("4", "5"), ("4", "2 + 2")]) == [True, False, None]  # literals: no child
+    assert sb.check_abduction([(prog, "4", "2")]) == [None]
+    assert sb.check_induction([(prog, [], ["1", "2"], ["2", "4"])]) == [None]
+    assert sb.run(prog, "2").status == "sandbox_error"
+
+
 def test_malformed_requests(sb):                                   # G4
     assert sb.run(123, "1").status == "rejected"
     assert sb.run("def f(x):\n    return x", None).status == "rejected"
