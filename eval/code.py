@@ -38,6 +38,7 @@ TIME_FACTOR = 8.0  # `--gt-time-limit-factor 8.0`
 TASK_LIMIT_S = 60.0  # EvalPlus's EVALPLUS_TIMEOUT_PER_TASK default
 CHUNK = 64  # most inputs per sandbox call
 CALL_BUDGET_S = 2.0  # the driver starts no new input after this many seconds; the rest go to the next call
+MAX_INPUT_TEXT = 1 << 20  # argument text per sandbox call; the largest MBPP+ input (Mbpp/301) is 102k characters
 LIMIT_TIERS = (10.0, 30.0, 60.0, 120.0)  # per-input limits rounded up to one of these (one sandbox per tier)
 BIG = 2000  # containers longer than this are fingerprinted element by element instead of repr'd whole
 CACHE_DIR = Path(os.environ.get("NANOAZR_CACHE", Path.home() / ".cache" / "nanoazr")) / "eval"
@@ -333,9 +334,9 @@ class CodeRunner:
         with self._lock:
             if limit not in self._sandboxes:
                 from sandbox import Sandbox
+                # repeat=1: one call of f (benchmark tests need no determinism probe, and it halves the cost)
                 self._sandboxes[limit] = Sandbox(workers=self.workers, cpu_s=limit, wall_s=2 * limit + 5,
-                                                 mem_mb=4096, repeat=1)  # one call of f: benchmark tests need no
-                                                                         # determinism probe, and it halves the cost
+                                                 mem_mb=4096, repeat=1, max_args=MAX_INPUT_TEXT)
             return self._sandboxes[limit]
 
     def close(self):
@@ -358,9 +359,8 @@ class CodeRunner:
         The job stops at its first failing input (the rest get ("skipped", ...)); a killed call (CPU/wall limit,
         memory) fails it at that point. A result over the sandbox's record cap halves `size` and retries. An input
         whose source text is longer than the sandbox's argument cap cannot be sent: ("excluded", ...)."""
-        import sandbox as sandbox_module
         program, entry, inputs, input_limit = job
-        cap = sandbox_module.MAX_ARGS - 16
+        cap = MAX_INPUT_TEXT - 16
         limit = call_limit(input_limit)
         sb = self.sandbox(limit)
         code = program + "\n" + DRIVER.replace("ENTRY", entry)
@@ -418,8 +418,9 @@ def reference_outputs(benchmark: str, items: list[dict], runner: CodeRunner) -> 
     reference solutions, computed once in the sandbox and cached under $NANOAZR_CACHE (default ~/.cache/nanoazr)."""
     todo, out = [], {}
     for it in items:
-        key = hashlib.sha256(json.dumps([benchmark, it["prompt"], it["canonical_solution"], py_source(it["inputs"])],
-                                        sort_keys=True).encode()).hexdigest()[:32]
+        key = json.dumps([benchmark, it["prompt"], it["canonical_solution"], py_source(it["inputs"]), MAX_INPUT_TEXT],
+                         sort_keys=True)
+        key = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = CACHE_DIR / f"{benchmark.rstrip('+')}plus-{key}.json"
         if path.is_file():
             out[it["id"]] = json.loads(path.read_text())

@@ -342,6 +342,17 @@ def test_malformed_requests(sb):                                   # G4
     assert sb.run("def g():\n    return 1", "").status == "exception"   # no f: NameError
 
 
+def test_argument_cap(sb):
+    """AZR's 4 KiB cap on model-written arguments; evaluation raises it per Sandbox for large reference inputs."""
+    big = repr(list(range(2000)))                                   # ~10k characters
+    res = sb.run("def f(x):\n    return len(x)", big)
+    assert res.status == "rejected" and "cap" in res.error
+    with Sandbox(workers=1, max_args=1 << 20, selftest=False) as wide:
+        assert tuple(wide.run("def f(x):\n    return len(x)", big)) == ("ok", "2000", None)
+    with pytest.raises(ValueError, match="max_args"):
+        Sandbox(max_args=0)
+
+
 def test_result_unpacks(sb):
     status, value, error = sb.run("def f():\n    return 1", "")
     assert (status, value, error) == ("ok", "1", None)
