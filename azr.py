@@ -725,6 +725,21 @@ def setup_policy(path, cfg, device, compute_dtype, world):
     return qwen, master, False
 
 
+def setup_reference(path, device, compute_dtype, sharded):
+    """The frozen initial policy of the k3 KL ablation, in the compute dtype. Under FSDP it is sharded like the
+    policy (each rank keeps 1/world of it; every forward all-gathers one layer at a time), so the KL term does not
+    bring back the replicated copy that FSDP removed."""
+    from model import Qwen2
+    ref = Qwen2.from_pretrained(path, device=device, dtype=compute_dtype).eval()
+    ref.requires_grad_(False)
+    if sharded:
+        from torch.distributed.fsdp import fully_shard
+        for layer in ref.model.layers:
+            fully_shard(layer)
+        fully_shard(ref)
+    return ref
+
+
 def with_gathered_weights(qwen, sharded, on):
     """Generation with FSDP2: gather every layer's weights once (bf16) and keep them gathered for the whole
     generation phase, instead of an all-gather per decode step (ranks decode different numbers of steps, so
@@ -1024,10 +1039,7 @@ def main(argv=None):
             print0(f"warning: resuming with changed flags: {', '.join(f'{k}={saved.get(k)}->{getattr(cfg, k)}' for k in changed)}", rank=rank)
     tokenizer = model_lib.load_tokenizer(source)
     qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
-    ref_model = None
-    if cfg.kl_coef > 0:  # frozen initial policy for the k3 KL ablation (replicated, compute dtype)
-        ref_model = model_lib.Qwen2.from_pretrained(source, device=device, dtype=compute_dtype).eval()
-        ref_model.requires_grad_(False)
+    ref_model = setup_reference(source, device, compute_dtype, sharded) if cfg.kl_coef > 0 else None
     master = optimizer_params(qwen, master, sharded, cfg)
     optimizer = make_optimizer(master if master is not None else list(qwen.parameters()), cfg)
     print0(f"config: {json.dumps(dataclasses.asdict(cfg))}", rank=rank)
