@@ -1,23 +1,41 @@
 """LiveCodeBench code generation ("lcb"): prompts, program extraction, test execution in our sandbox, verdicts.
 
-Data: `livecodebench/code_generation_lite` records (release_v5 as AZR: test.jsonl .. test5.jsonl), from
---lcb-gen-file or the hub. Each record has question_content, starter_code, public_test_cases and
-private_test_cases (JSON text of [{"input", "output", "testtype"}]; the official release stores the private ones as
-base64(zlib(pickle(json text)))), and metadata (JSON text with func_name for LeetCode problems).
+Sources read (LiveCodeBench/LiveCodeBench is "LCB"; AZR's fork of it lives in LeapLabTHU/Absolute-Zero-Reasoner
+evaluation/code_eval/coding/LiveCodeBench, read in its forks FFishy-git/Absolute-Zero-Reasoner and
+ulab-uiuc/multi-agent-evolve-clean): lcb_runner/benchmarks/code_generation.py (record layout, decoding),
+lcb_runner/prompts/code_generation.py (AZR prompt), lcb_runner/evaluation/testing_util.py and
+compute_code_generation_metrics.py (grading, time limits), evaluation/code_eval/scripts/run_lcb_gen.sh (settings).
 
-Prompt (AZR's "AZR" style of its LCB fork, azr-spec.md 9.1): LiveCodeBench's generation instruction, the question,
-the starter-code (functional) or stdin/stdout (stdin) format instruction, inside the R1 template ending in
-`Assistant: <think>`. The program is the last ```python block of the answer (eval.code.extract_code).
+Data: `livecodebench/code_generation_lite` records, release_v5 (test.jsonl .. test5.jsonl), from --lcb-gen-file or
+the hub. AZR's run passes `--release_version release_v5` with no start/end date, so every release_v5 problem counts
+(contests May 2023 to early 2025). Each record has question_content, starter_code, public_test_cases and
+private_test_cases (JSON text of [{"input", "output", "testtype"}]; when the private ones are not JSON they are
+base64(zlib(pickle(JSON text))), which LCB decodes in that order), and metadata (JSON text). As in LCB's
+get_evaluation_sample, metadata's func_name decides the problem kind: present -> functional (call-based), absent ->
+stdin; the tests run public first, then private.
 
-Scoring as LiveCodeBench's grader: a problem passes when every public and private test passes, run in order and
-stopping at the first failure, each test under TEST_LIMIT_S and the problem under PROBLEM_LIMIT_S in total.
+Prompt (the "AZR" LMStyle of AZR's LCB fork, sent as raw text): SYSTEM_MESSAGE_AZR (the R1 preamble + " User: "),
+a new line with "# Task: ...", "Question: {question}", the starter-code (functional) or stdin format instruction
+with its ```python block, and "Assistant: <think>". We use prompts.R1_PREAMBLE, our wording of the preamble the model
+is trained with; AZR's text differs (see eval/templates.py). The program is the last ```python block of the answer
+(eval.code.extract_code); AZR's fork (lcb_runner/utils/extraction_utils.py, seen only in part) also reads the code
+from the text inside the last <answer>.
+
+Scoring as LCB's grader: a problem passes when every test passes, run in order and stopping at the first failure,
+each test under TEST_LIMIT_S (AZR: --timeout 60) and the problem under LCB's global limit
+(TEST_LIMIT_S + 1) * n_tests + 5 s.
 - stdin tests: the program runs as a script (sandbox script mode: sys.stdin is the test input, prints are captured);
   both outputs are stripped, split into lines and each line stripped; the line counts must match, and each line pair
   must be equal as text or, failing that, as lists of whitespace-separated Decimal numbers (LCB's float handling:
   "0.50" == "0.5", no tolerance beyond that).
-- functional tests: LCB's import header + the candidate + a driver that reads one JSON argument per stdin line,
-  calls Solution().<func_name>(*args) with the candidate's own prints discarded, and prints json.dumps of the
-  result; it passes when that JSON value equals json.loads(expected) (LCB: tuples compared as lists).
+- functional tests: LCB's import header + the candidate + a driver that reads one JSON argument per stdin line (every
+  line, as LCB), calls getattr(Solution(), func_name) when the code contains "class Solution" and the top-level
+  function otherwise, with the candidate's own prints discarded, and prints json.dumps of the result; it passes when
+  that value == json.loads(expected) after a top-level tuple becomes a list (LCB's rule). A result that is not plain
+  JSON data (a nested tuple, a set, a dict with non-str keys) never equals LCB's JSON expected value, so the driver
+  reports it as unequal instead of letting json.dumps coerce it.
+Outputs longer than the sandbox returns as text are compared by digest of the normalised text (stdin: exact line
+text, no Decimal step; functional: canonical JSON text, so 2 and 2.0 differ there).
 """
 import ast
 import base64
@@ -33,20 +51,21 @@ from hashlib import sha256
 from eval.code import extract_code
 from prompts import R1_PREAMBLE
 
-TEST_LIMIT_S = 60.0  # AZR's LCB run: --timeout 60
-PROBLEM_LIMIT_S = 60.0  # and at most this much wall time per problem over all its tests
+TEST_LIMIT_S = 60.0  # AZR's LCB run: --timeout 60 (LCB's per-test alarm)
 HUB_REPO = "livecodebench/code_generation_lite"
 RELEASE_V5_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl"]
 REQUIRED = ["question_content", "starter_code", "public_test_cases", "private_test_cases", "metadata"]
 
-# LiveCodeBench's generation prompt pieces (lcb_runner/prompts/code_generation.py).
-SYSTEM = ("You will be given a question (problem specification) and will generate a correct Python program that "
-          "matches the specification and passes all tests.")
-FORMAT_STARTER = ("### Format: You will use the following starter code to write the solution to the problem and "
-                  "enclose your code within delimiters.")
-FORMAT_STDIN = ("### Format: Read the inputs from stdin solve the problem and write the answer to stdout (do not "
-                "directly test on the sample inputs). Enclose your code within delimiters as follows. Ensure that "
-                "when the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.")
+# AZR's LCB prompt pieces (AZR's fork, lcb_runner/prompts/code_generation.py: get_azr_question_template_answer and
+# LCB's PromptConstants formatting messages).
+TASK = ("\n# Task: You will be given a question (problem specification) and will generate a correct Python program "
+        "that matches the specification and passes all tests. Your final answer should be wrapped in ```python``` "
+        "tags.\n\n")
+FORMAT_STARTER = ("You will use the following starter code to write the solution to the problem and enclose your code "
+                  "within delimiters.")
+FORMAT_STDIN = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
+                "the sample inputs). Enclose your code within delimiters as follows. Ensure that when the python "
+                "program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.")
 # LCB prepends these imports to every program it tests (lcb_runner/evaluation/testing_util.py); all are modules
 # the sandbox preloads.
 IMPORTS = ("from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
@@ -56,14 +75,28 @@ IMPORTS = ("from string import *\nfrom re import *\nfrom datetime import *\nfrom
            "import string\nimport re\nimport datetime\nimport collections\nimport heapq\nimport bisect\n"
            "import copy\nimport math\nimport random\nimport statistics\nimport itertools\nimport functools\n"
            "import operator\nimport io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n")
-# Functional driver: the candidate's own prints go to a scratch buffer; only the JSON result reaches the capture.
-DRIVER_HEAD = "import io as _nanoazr_io, sys as _nanoazr_sys\n_nanoazr_out = _nanoazr_sys.stdout\n" \
-              "_nanoazr_sys.stdout = _nanoazr_io.StringIO()\n"
+# Functional driver. The candidate's own prints go to a scratch buffer; only the JSON result reaches the capture.
+# Everything the driver uses goes through _nanoazr_* names bound before the candidate runs, so the candidate's
+# globals (a `json` or `print` of its own) cannot change the grading; LCB grades outside the candidate's namespace.
+# TARGET is the method of Solution() or the top-level function, chosen as LCB does (`"class Solution" in code`).
+DRIVER_HEAD = "import builtins as _nanoazr_b, io as _nanoazr_io, json as _nanoazr_json, sys as _nanoazr_sys\n" \
+              "_nanoazr_out = _nanoazr_sys.stdout\n_nanoazr_sys.stdout = _nanoazr_io.StringIO()\n"
 DRIVER_TAIL = '''
-_nanoazr_args = [json.loads(_l) for _l in _nanoazr_sys.stdin.read().split("\\n") if _l.strip()]
-_nanoazr_result = Solution().FUNC(*_nanoazr_args)
+def _nanoazr_plain(v, b=_nanoazr_b):  # JSON data only: anything else cannot equal LCB's json.loads(expected)
+    if v is None or b.isinstance(v, (b.bool, b.int, b.float, b.str)):
+        return True
+    if b.isinstance(v, b.list):
+        return b.all(_nanoazr_plain(x) for x in v)
+    if b.isinstance(v, b.dict):
+        return b.all(b.isinstance(k, b.str) and _nanoazr_plain(x) for k, x in v.items())
+    return False
+_nanoazr_args = [_nanoazr_json.loads(_l) for _l in _nanoazr_sys.stdin.read().split("\\n")]
+_nanoazr_result = TARGET(*_nanoazr_args)
 _nanoazr_sys.stdout = _nanoazr_out
-print(json.dumps(_nanoazr_result))
+if _nanoazr_b.isinstance(_nanoazr_result, _nanoazr_b.tuple):
+    _nanoazr_result = _nanoazr_b.list(_nanoazr_result)
+_nanoazr_b.print(_nanoazr_json.dumps(_nanoazr_result, sort_keys=True) if _nanoazr_plain(_nanoazr_result) else
+                 "unequal")
 '''
 
 
@@ -113,16 +146,17 @@ def make_item(n: int, r: dict) -> dict:
     if not tests:
         raise LCBError(f"problem {r.get('question_id', n)} has no test cases")
     kinds = {t["testtype"] for t in tests}
-    if not kinds <= {"stdin", "functional"} or len(kinds) != 1:
+    if not kinds <= {"stdin", "functional"}:  # LCB's TestType enum rejects anything else
         raise LCBError(f"problem {r.get('question_id', n)} has test types {sorted(kinds)}, expected stdin or "
                        "functional")
-    kind = kinds.pop()
     func = meta.get("func_name") or ""
-    if kind == "functional" and not func.isidentifier():
-        raise LCBError(f"functional problem {r.get('question_id', n)} has no metadata func_name")
+    if not isinstance(func, str):
+        raise LCBError(f"problem {r.get('question_id', n)} has a metadata func_name that is not text")
+    # LCB grades call-based exactly when metadata names a function (testing_util.run_test: fn_name), whatever the
+    # tests' testtype says.
     return {"id": str(r.get("question_id", n)), "question": r["question_content"],
-            "starter_code": r.get("starter_code") or "", "kind": kind, "func_name": func,
-            "tests": [{"input": t["input"], "output": t["output"]} for t in tests],
+            "starter_code": r.get("starter_code") or "", "kind": "functional" if func else "stdin",
+            "func_name": func, "tests": [{"input": t["input"], "output": t["output"]} for t in tests],
             "platform": r.get("platform", ""), "contest_date": str(r.get("contest_date", ""))}
 
 
@@ -131,21 +165,25 @@ def make_item(n: int, r: dict) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 def lcb_prompt(item: dict) -> str:
-    """AZR-style LCB prompt: R1 template around LCB's instruction, ending with `Assistant: <think>`."""
-    user = f"{SYSTEM}\n\n### Question:\n{item['question']}\n\n"
+    """AZR's LCB prompt (LMStyle.AZR): preamble + " User: ", the task, the question, the format block, and
+    "Assistant: <think>" right after the blank line that ends the format block."""
+    prompt = f"{R1_PREAMBLE} User: {TASK}Question: {item['question']}\n\n"
     if item["starter_code"]:
-        user += f"{FORMAT_STARTER}\n```python\n{item['starter_code']}\n```\n\n"
+        prompt += f"{FORMAT_STARTER}\n```python\n{item['starter_code']}\n```\n\n"
     else:
-        user += f"{FORMAT_STDIN}\n```python\n# YOUR CODE HERE\n```\n\n"
-    user += "### Answer: (use the provided format with backticks)\n\n"
-    return f"{R1_PREAMBLE} User: {user}\nAssistant: <think>"
+        prompt += f"{FORMAT_STDIN}\n```python\n# YOUR CODE HERE\n```\n\n"
+    return prompt + "Assistant: <think>"
 
 
 def program_for(item: dict, code: str) -> str:
-    """The script the sandbox runs for one problem: import header + candidate (+ the functional driver)."""
+    """The script the sandbox runs for one problem: import header + candidate (+ the functional driver, which calls
+    the method of Solution() when the code has "class Solution" and the top-level function otherwise, as LCB)."""
     if item["kind"] == "stdin":
         return IMPORTS + code
-    return DRIVER_HEAD + IMPORTS + code + "\n" + DRIVER_TAIL.replace("FUNC", item["func_name"])
+    name = repr(item["func_name"])  # a Python string literal: the name is looked up, never spliced in as code
+    target = f"_nanoazr_b.getattr(Solution(), {name})" if "class Solution" in code else \
+        f"_nanoazr_b.globals()[{name}]"
+    return DRIVER_HEAD + IMPORTS + code + "\n" + DRIVER_TAIL.replace("TARGET", target)
 
 
 def gold_completion(item: dict, solution: str) -> str:
@@ -185,10 +223,14 @@ def stdout_ok(printed, total: int, digest: str, expected: str) -> bool:
     return True
 
 
-def functional_ok(printed: str, expected: str) -> bool:
+def functional_ok(printed: str, total: int, digest: str, expected: str) -> bool:
+    """LCB's call-based comparison, prediction == json.loads(expected), on the driver's JSON line. Output longer than
+    the sandbox returns as text is compared by digest against the expected value in the driver's canonical JSON."""
     try:
-        got = json.loads(printed.strip())
         want = json.loads(expected)
+        if total > len(printed):
+            return sha256(json.dumps(want, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest() == digest
+        got = json.loads(printed.strip())
     except (json.JSONDecodeError, ValueError):
         return False
     return got == want
@@ -202,7 +244,7 @@ def test_ok(item: dict, result, test: dict) -> tuple[bool, str]:
     if item["kind"] == "stdin":
         ok = stdout_ok(printed, total, digest, test["output"])
     else:
-        ok = total == len(printed) and functional_ok(printed, test["output"])
+        ok = functional_ok(printed, total, digest, test["output"])
     return ok, "" if ok else "wrong output"
 
 
@@ -210,17 +252,23 @@ def test_ok(item: dict, result, test: dict) -> tuple[bool, str]:
 # Scoring
 # ----------------------------------------------------------------------------------------------------------------
 
+def problem_limit_s(n_tests: int) -> float:
+    """LCB's global limit for one problem (compute_code_generation_metrics.check_correctness)."""
+    return (TEST_LIMIT_S + 1) * n_tests + 5
+
+
 def run_tests(item: dict, program: str, sandbox) -> tuple[bool, str]:
     """Tests in order, stopping at the first failure or when the problem's time budget is spent."""
+    limit = problem_limit_s(len(item["tests"]))
     start = time.monotonic()
     for k, test in enumerate(item["tests"]):
-        if time.monotonic() - start > PROBLEM_LIMIT_S:
-            return False, f"test {k}: over the {PROBLEM_LIMIT_S:.0f} s problem limit"
+        if time.monotonic() - start > limit:
+            return False, f"test {k}: over the {limit:.0f} s problem limit"
         ok, why = test_ok(item, sandbox.run(program, "", stdin=test["input"]), test)
         if not ok:
             return False, f"test {k}: {why}"
-    if time.monotonic() - start > PROBLEM_LIMIT_S:
-        return False, f"over the {PROBLEM_LIMIT_S:.0f} s problem limit"
+    if time.monotonic() - start > limit:
+        return False, f"over the {limit:.0f} s problem limit"
     return True, ""
 
 

@@ -1,16 +1,32 @@
 """Prompt templates for evaluation (azr-spec.md 9.1) and the per-model default.
 
-- `azr`: the R1 "zero" template of training (prompts.R1_PREAMBLE), `User: {problem}` then `Assistant:`. AZR's math
-  harness ends this template at `Assistant:` (spec 9.1); the model opens `<think>` itself.
-- `azr_boxed`: the same, with the instruction that the final answer is read from \\boxed{} (AZR-Coder-7B's template).
-- `qwen-boxed`: the Qwen chat format with "Please reason step by step, and put your final answer within \\boxed{}."
-  (the math harness's template for base Qwen models, maintainer reply in AZR issue #27).
+Where each template comes from (checked against the public sources; LeapLabTHU/Absolute-Zero-Reasoner is "AZR"):
+- `qwen-boxed`: PROMPT_TEMPLATES["qwen-boxed"] of the simpleRL-reason math harness that AZR's evaluation/math_eval
+  is built on (read in hkust-nlp/RL-Verifier-Pitfalls examples/simplelr_math_eval/utils.py): the Qwen chat format
+  with system "You are a helpful assistant." and the user turn "{problem}\nPlease reason step by step, and put your
+  final answer within \\boxed{}.", ending at "<|im_start|>assistant\n". AZR uses it for the base Qwen models
+  (maintainer reply in AZR issue #27). Matches the official text word for word.
+- `azr` and `azr_boxed`: the template names come from AZR's evaluation/math_eval/run.sh and README (`--template azr`
+  for most AZR checkpoints, `--template azr_boxed` for AZR-Coder-7B). The file that defines their text (AZR's
+  evaluation/math_eval utils) is not in the public index we could read, so these follow azr-spec.md 9.1: the R1
+  "zero" template of training (prompts.R1_PREAMBLE), `User: {problem}` then `Assistant:` (the model opens `<think>`
+  itself); azr_boxed adds a line saying the final answer is read from \\boxed{}. Unverified word for word.
+  Note: prompts.R1_PREAMBLE is our wording of the R1 preamble; AZR's own text (its README "Usage" and its LCB fork's
+  SYSTEM_MESSAGE_AZR, "A conversation between User and Assistant. The user asks a question, and the Assistant solves
+  it. ...") differs. We keep the preamble our model is trained with.
 
-Code generation (HumanEval+, MBPP+) uses EvalPlus's instruction prompt: under `qwen-boxed` (chat)
-the assistant turn is pre-filled with EvalPlus's response prefix ending in an open ```python fence, as EvalPlus does
-for tokenizers that ship a chat template (Qwen2.5 base models do); under `azr`/`azr_boxed` the same instruction goes
-through the R1 template and the code is read from the answer. CRUXEval always uses AZR's solver prompts inside the
-R1 training template (`prompts.r1_wrap`), as AZR's in-loop validation does.
+Code generation (HumanEval+, MBPP+): AZR runs `evalplus.codegen --backend vllm --greedy` (AZR
+evaluation/code_eval/scripts/run_evalplus.sh). For a tokenizer with a chat template, EvalPlus (evalplus/evalplus
+evalplus/codegen.py and evalplus/provider/utility.py `make_raw_chat_prompt`) renders the user turn
+"{instruction prefix}\n```\n{task.strip()}\n```\n" and pre-fills the assistant turn with
+"{response prefix}\n```python\n"; `code_prompt("qwen-boxed", ...)` is that text in the Qwen chat format, so the
+completion is code up to the closing fence. The system turn is whatever the evaluated tokenizer's template adds by
+default; we use the math template's "You are a helpful assistant." (our reading of the Qwen2.5 base tokenizers, not
+checked against them). Whether AZR's pinned EvalPlus fork prompts AZR checkpoints differently is not visible in the
+public index; under `azr`/`azr_boxed` we put the same instruction through the R1 template and read the code from the
+answer (our choice, unverified).
+LiveCodeBench uses its own AZR prompt (eval/lcb.py). CRUXEval always uses AZR's solver prompts inside the R1
+training template (`prompts.r1_wrap`), as AZR's in-loop validation does.
 """
 from prompts import R1_PREAMBLE
 
@@ -18,7 +34,7 @@ TEMPLATES = ("azr", "azr_boxed", "qwen-boxed")
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
-# EvalPlus's instruction-model prompt pieces (codegen for chat tokenizers).
+# EvalPlus's instruction-model prompt pieces (evalplus/codegen.py, run_codegen's defaults).
 CODE_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a markdown "
                     "code block:")
 CODE_RESPONSE_PREFIX = ("Below is a Python script with a self-contained function that solves the problem and passes "
@@ -56,8 +72,8 @@ def code_prompt(template: str, task: str) -> tuple[str, bool]:
     """(prompt text, prefilled) for one code-generation task; prefilled=True when the prompt ends inside an open
     ```python fence, so the completion is code up to the closing fence."""
     user = f"{CODE_INSTRUCTION}\n```\n{task.strip()}\n```"
-    if template == "qwen-boxed":
-        return _qwen_chat(user, f"{CODE_RESPONSE_PREFIX}\n```python\n"), True
+    if template == "qwen-boxed":  # make_raw_chat_prompt: the user turn ends with a newline after the fence
+        return _qwen_chat(user + "\n", f"{CODE_RESPONSE_PREFIX}\n```python\n"), True
     if template in ("azr", "azr_boxed"):
         return _r1(user), False
     raise ValueError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")

@@ -106,6 +106,27 @@ def test_templates():
     assert prefilled and text.endswith("```python\n")
 
 
+def test_template_texts_are_the_official_ones():
+    """Word for word: qwen-boxed as the simpleRL-reason harness's PROMPT_TEMPLATES entry, the code prompt as EvalPlus's
+    make_raw_chat_prompt renders it with a Qwen chat template (see eval/templates.py for the sources)."""
+    from prompts import R1_PREAMBLE
+    assert templates.math_prompt("qwen-boxed", "What is $1+1$?") == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nWhat is $1+1$?\nPlease reason step by step, and put your final answer within "
+        "\\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+    text, prefilled = templates.code_prompt("qwen-boxed", "\ndef add(a, b):\n    \"\"\"Sum.\"\"\"\n")
+    assert prefilled and text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "Please provide a self-contained Python script that solves the following problem in a markdown code block:\n"
+        "```\ndef add(a, b):\n    \"\"\"Sum.\"\"\"\n```\n<|im_end|>\n<|im_start|>assistant\n"
+        "Below is a Python script with a self-contained function that solves the problem and passes corresponding "
+        "tests:\n```python\n")
+    # azr / azr_boxed: our reading of azr-spec 9.1 (AZR's own template file is not public in the index we read)
+    assert templates.math_prompt("azr", "Q?") == f"{R1_PREAMBLE} User: Q?\nAssistant:"
+    assert templates.math_prompt("azr_boxed", "Q?") == \
+        f"{R1_PREAMBLE} User: Q?\nThe final answer will be extracted from \\boxed{{}}.\nAssistant:"
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Data files: clear one-line errors
 

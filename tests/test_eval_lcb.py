@@ -74,7 +74,7 @@ def test_items_and_prompt(lcb_file):
     assert items[0]["tests"][1] == {"input": "5 5\n10 -3\n", "output": "10\n7\n"}   # decompressed private test
     assert items[1]["func_name"] == "addAll" and len(items[1]["tests"]) == 3
     p = lcb.lcb_prompt(items[1])
-    assert p.endswith("Assistant: <think>") and "def addAll" in p and "### Question:\nAdd k" in p
+    assert p.endswith("```\n\nAssistant: <think>") and "def addAll" in p and "\n\nQuestion: Add k" in p
     assert "Read the inputs from stdin" in lcb.lcb_prompt(items[0])
 
 
@@ -97,7 +97,9 @@ def test_stdout_comparison_follows_lcb():
     assert lcb.stdout_ok("0.5 2\n", 6, "", "0.50 2.0")         # Decimal equality per token
     assert not lcb.stdout_ok("0.5\n", 4, "", "0.51")
     assert not lcb.stdout_ok("1\n2\n", 4, "", "1 2")           # line structure matters
-    assert lcb.functional_ok("[1, 2]\n", "[1,2]") and not lcb.functional_ok("[1, 2]", "[2, 1]")
+    assert lcb.functional_ok("[1, 2]\n", 7, "", "[1,2]") and not lcb.functional_ok("[1, 2]", 6, "", "[2, 1]")
+    assert lcb.functional_ok("2\n", 2, "", "2.0") and lcb.functional_ok("true\n", 5, "", "1")  # Python ==, as LCB
+    assert not lcb.functional_ok("unequal\n", 8, "", "[]")
 
 
 def test_script_mode_confinement_and_caps():
@@ -156,8 +158,8 @@ def test_missing_and_malformed_files(tmp_path, capsys, monkeypatch):
     bad.write_text(json.dumps({**RECORDS[0], "private_test_cases": "bm90IHpsaWI="}) + "\n")
     with pytest.raises(data.DataError, match=r"record 1: test cases are neither JSON nor base64\+zlib"):
         data.load_benchmark("lcb", lcb_gen_file=bad)
-    bad.write_text(json.dumps({**RECORDS[1], "metadata": "{}"}) + "\n")
-    with pytest.raises(data.DataError, match=r"functional problem p2 has no metadata func_name"):
+    bad.write_text(json.dumps({**RECORDS[0], "public_test_cases": json.dumps(_tests([("1", "1")], "file"))}) + "\n")
+    with pytest.raises(data.DataError, match=r"problem p1 has test types \['file', 'stdin'\]"):
         data.load_benchmark("lcb", lcb_gen_file=bad)
     assert main(["--check-gold", "--benchmarks", "lcb", "--lcb-gen-file", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
@@ -180,3 +182,81 @@ def test_test_case_pickle_cannot_call_anything():
     evil = base64.b64encode(zlib.compress(pickle.dumps(os.getpid))).decode()
     with pytest.raises(lcb.LCBError, match="do not decode"):
         lcb.decode_tests(evil)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One problem exactly in the layout of livecodebench/code_generation_lite (release_v5), as LiveCodeBench's
+# CodeGenerationProblem reads it: every field a string; public tests JSON text; private tests JSON text or
+# base64(zlib(pickle(JSON text))); metadata JSON text whose func_name makes the problem call-based.
+
+OFFICIAL_FUNCTIONAL = {
+    "question_title": "count-pairs-whose-sum-is-less-than-target",
+    "question_content": "Given a 0-indexed integer array nums of length n and an integer target, return the number "
+                        "of pairs (i, j) where 0 <= i < j < n and nums[i] + nums[j] < target.",
+    "platform": "leetcode", "question_id": "2917", "contest_id": "biweekly-contest-111",
+    "contest_date": "2023-08-19T00:00:00", "difficulty": "easy",
+    "starter_code": "class Solution:\n    def countPairs(self, nums: List[int], target: int) -> int:\n        ",
+    "public_test_cases": json.dumps(_tests([("[-1, 1, 2, 3, 1]\n2", "3"), ("[-6, 2, 5, -2, -7, -1, 3]\n-2", "10")],
+                                           "functional")),
+    "private_test_cases": _compressed(_tests([("[1]\n5", "0"), ("[5, 5, 5]\n11", "3")], "functional")),
+    "metadata": json.dumps({"func_name": "countPairs"}),
+}
+COUNT_PAIRS = "class Solution:\n    def countPairs(self, nums: List[int], target: int) -> int:\n" \
+              "        n = len(nums)\n" \
+              "        return sum(nums[i] + nums[j] < target for i in range(n) for j in range(i + 1, n))\n"
+
+
+def test_official_record_layout_prompt_and_grading(tmp_path, lcb_box):
+    from prompts import R1_PREAMBLE
+    path = tmp_path / "official.jsonl"
+    path.write_text(json.dumps(OFFICIAL_FUNCTIONAL) + "\n")
+    [item] = data.load_benchmark("lcb", lcb_gen_file=path)
+    assert item["kind"] == "functional" and item["func_name"] == "countPairs"
+    assert [t["input"] for t in item["tests"]] == ["[-1, 1, 2, 3, 1]\n2", "[-6, 2, 5, -2, -7, -1, 3]\n-2", "[1]\n5",
+                                                    "[5, 5, 5]\n11"]   # public first, then the decoded private
+    # AZR's LCB prompt (LMStyle.AZR of its LiveCodeBench fork), word for word
+    assert lcb.lcb_prompt(item) == (
+        f"{R1_PREAMBLE} User: \n# Task: You will be given a question (problem specification) and will generate a "
+        "correct Python program that matches the specification and passes all tests. Your final answer should be "
+        "wrapped in ```python``` tags.\n\nQuestion: " + OFFICIAL_FUNCTIONAL["question_content"] + "\n\n"
+        "You will use the following starter code to write the solution to the problem and enclose your code within "
+        "delimiters.\n```python\n" + OFFICIAL_FUNCTIONAL["starter_code"] + "\n```\n\nAssistant: <think>")
+    stdin_item = {**item, "starter_code": ""}
+    assert lcb.lcb_prompt(stdin_item).endswith(
+        "Question: " + OFFICIAL_FUNCTIONAL["question_content"] + "\n\nRead the inputs from stdin solve the problem and "
+        "write the answer to stdout (do not directly test on the sample inputs). Enclose your code within delimiters "
+        "as follows. Ensure that when the python program runs, it reads the inputs, runs the algorithm and writes "
+        "output to STDOUT.\n```python\n# YOUR CODE HERE\n```\n\nAssistant: <think>")
+
+    top_level = "def countPairs(nums, target):\n    return sum(a + b < target for a, b in combinations(nums, 2))\n"
+    shadowing = "json = None\nprint = None\n" + COUNT_PAIRS      # the driver's own names are not the candidate's
+    # a 1-tuple becomes [count], which is not the expected count
+    as_tuple = COUNT_PAIRS.replace("return sum(", "return (sum(").replace("n))\n", "n)),)\n")
+    candidates = [COUNT_PAIRS, top_level, shadowing, as_tuple]
+    got = score("lcb", [item] * 4, [_completion(c) for c in candidates], None, None, False, lcb_box)
+    assert [g["verdict"] for g in got] == [True, True, True, False], [g["detail"] for g in got]
+    assert got[3]["detail"] == "test 0: wrong output"
+
+
+def test_functional_results_compare_as_lcb(tmp_path, lcb_box):
+    """LCB: prediction == json.loads(expected) after a top-level tuple becomes a list; nothing else is coerced."""
+    def item(expected):
+        return {"id": "x", "kind": "functional", "func_name": "f", "tests": [{"input": "3", "output": expected}]}
+    cases = [("def f(n):\n    return (n, n)\n", "[3, 3]", True),           # top-level tuple -> list
+             ("def f(n):\n    return [(n, n)]\n", "[[3, 3]]", False),      # nested tuple stays a tuple in LCB
+             ("def f(n):\n    return {n: 1}\n", '{"3": 1}', False),        # int key != str key
+             ("def f(n):\n    return {'a': n, 'b': [n]}\n", '{"b": [3], "a": 3}', True),
+             ("def f(n):\n    return {n}\n", "[3]", False),                # a set is not a list
+             ("def f(n):\n    return n / 1\n", "3", True),                 # 3.0 == 3
+             ("def f(n):\n    return list(range(n * 10000))\n",            # longer than the sandbox returns as text
+              json.dumps(list(range(30000))), True),
+             ("def f(n):\n    return list(range(n * 10000))\n", json.dumps(list(range(29999)) + [0]), False)]
+    for code, expected, want in cases:
+        it = item(expected)
+        ok, why = lcb.run_tests(it, lcb.program_for(it, code), lcb_box)
+        assert ok is want, (code, expected, why)
+
+
+def test_problem_time_limit_is_lcbs_global_timeout():
+    assert lcb.TEST_LIMIT_S == 60
+    assert lcb.problem_limit_s(1) == 66 and lcb.problem_limit_s(10) == 615   # (timeout + 1) * tests + 5
