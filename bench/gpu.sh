@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Everything a GPU session checks, in one device call of about 9 minutes on one H200 with no network:
+#
+#     bash bench/gpu.sh          # logs in $OUT/<stage>.log ($OUT defaults to ./gpu-out), summary at the end
+#
+# Stages, most important first: env (nvidia-smi, versions, commit), tests (tests/test_cuda.py and the CUDA test of
+# tests/test_kernels.py, compiled kernels), kernels (bench/kernels.py), generate (bench/generate.py at Qwen2.5-7B's
+# shape, random weights), step (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape). Models are random
+# weights at real shapes (no hub on the device); the tests make their own data. Each stage runs under its own
+# timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the script ends in time even when a
+# stage hangs; a failing stage never stops the next. The summary lists each stage's exit code (124 = timed out).
+# Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
+# safetensors, tqdm and pytest but no network, so carry the rest as wheels (see /work/.library/device/README.md):
+#     here:  echo /.whl/ >> .git/info/exclude
+#            python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#                --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+#                -d .whl math-verify==0.9.0 latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2 \
+#                bitsandbytes==0.50.2         # 42 MB in all, under the 64 MiB a call may carry
+#     there (carry .whl): python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
+#            && PYTHONPATH=/tmp/site bash bench/gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PY=${PYTHON:-python3}  # the lent H200's image has python3 (with torch) and maybe no `python`
+OUT=${OUT:-./gpu-out}
+mkdir -p "$OUT"
+unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
+deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
+names=() codes=() secs=()
+
+stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, tee to $OUT/NAME.log, record the exit code
+    local name=$1 limit=$2 left=$((deadline - SECONDS)) t0=$SECONDS rc
+    shift 2
+    ((limit > left)) && limit=$left
+    if ((limit < 20)); then
+        echo "=== $name: skipped, ${left}s of the budget left" | tee "$OUT/$name.log"
+        names+=("$name") codes+=("skipped") secs+=(0)
+        return
+    fi
+    echo "=== $name (timeout ${limit}s): $*" | tee "$OUT/$name.log"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$OUT/$name.log"
+    rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $((SECONDS - t0))s" | tee -a "$OUT/$name.log"
+    names+=("$name") codes+=("$rc") secs+=($((SECONDS - t0)))
+}
+
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+# the HBM roofline of bench/generate.py: its default is the H100 SXM's 3.35 TB/s; an H200 has 4.8 TB/s
+hbm=()
+[[ $gpu_name == *H200* ]] && hbm=(--hbm-tb-s 4.8)
+
+stage env 30 bash -c 'nvidia-smi; echo "commit: $(git rev-parse HEAD 2>/dev/null || echo "unknown (no .git here)")";
+    git status --short 2>/dev/null | head -n 20; date -u
+    "$PY" -c "
+import torch, triton, transformers
+print(\"python\", __import__(\"sys\").version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda,
+      \"triton\", triton.__version__, \"transformers\", transformers.__version__)
+print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_device_capability(),
+      \"flash SDPA\", torch.backends.cuda.is_flash_attention_available())
+"'
+
+# correctness first: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
+stage tests 240 "$PY" -m pytest -q tests/test_cuda.py tests/test_kernels.py -k cuda
+
+# sampling (B = 1..256, fp32 and bf16) and fused logprobs (N=16384, D=3584, V=151936) against the torch baselines
+stage kernels 90 "$PY" bench/kernels.py
+
+# Qwen2.5-7B shape, random bf16 weights, batches 64 and 128, 256 new tokens, with the transformers comparison: the
+# two 15.2 GB copies of the weights plus both KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode
+# steps per batch take seconds, so it fits; the stage timeout still bounds it.
+stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
+    ${hbm[@]+"${hbm[@]}"}
+
+# one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
+# cap is lowered to 512 tokens to fit the budget), the GPU run only
+stage step 150 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
+
+echo
+echo "=== summary (${gpu_name:-no GPU found}; logs in $OUT)" | tee "$OUT/summary.log"
+failed=0
+for i in "${!names[@]}"; do
+    printf '%-10s exit %-8s %5ss\n' "${names[$i]}" "${codes[$i]}" "${secs[$i]}" | tee -a "$OUT/summary.log"
+    [[ ${codes[$i]} == 0 ]] || failed=1
+done
+exit $failed
