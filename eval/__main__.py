@@ -97,15 +97,21 @@ def gold_completions(benchmark: str, items: list[dict], prefilled: bool) -> list
 # Distributed helpers (torchrun): rank r takes problems r, r+W, r+2W, ...; rank 0 gathers
 # ----------------------------------------------------------------------------------------------------------------
 
-def dist_setup():
-    """(rank, world, device) from torchrun's environment; single process otherwise."""
+def dist_setup(device: str = "auto"):
+    """(rank, world, device) from torchrun's environment; single process otherwise. device: auto (CUDA when
+    present), cuda or cpu."""
     import torch
+    if device not in ("auto", "cuda", "cpu"):
+        raise ModelError(f"--device {device}: unknown; use auto, cuda or cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda: no CUDA device is visible; use --device cpu (or auto)")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, "cuda" if torch.cuda.is_available() else "cpu"
+        return 0, 1, "cuda" if cuda else "cpu"
     import torch.distributed as dist
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if cuda:
         torch.cuda.set_device(local)
         dist.init_process_group("nccl")
         device = f"cuda:{local}"
@@ -128,14 +134,16 @@ def gather(obj, rank: int, world: int):
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
              limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
              lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True,
-             lcb_gen_file=None) -> dict:
+             lcb_gen_file=None, device: str = "auto", dtype: str = "auto") -> dict:
     """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere)."""
     import torch
 
     from model import Qwen2, load_tokenizer, resolve_checkpoint
     from sandbox import Sandbox
 
-    rank, world, device = dist_setup()
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ModelError(f"--dtype {dtype}: unknown; use auto, float32 or bfloat16")
+    rank, world, device = dist_setup(device)
     # every rank runs its own sandboxes: share the CPU cores between ranks
     sandbox_workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) // world)
     template = template or templates.default_template(model_path)
@@ -145,12 +153,13 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
         path = resolve_checkpoint(model_path)
     except (FileNotFoundError, ValueError) as e:  # resolve_checkpoint's one-line errors
         raise ModelError(f"--model {model_path}: {e}") from None
-    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    model = Qwen2.from_pretrained(path, device=device, dtype=dtype)
+    if dtype == "auto":  # bf16 on GPUs (how the paper's harnesses run), fp32 on CPU
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    model = Qwen2.from_pretrained(path, device=device, dtype=getattr(torch, dtype))
     tokenizer = load_tokenizer(path)
     if rank == 0:
         print(f"model {model_path} ({path}) on {device} x{world}, template {template}, samples {samples}, "
-              f"temperature {temperature}", file=sys.stderr)
+              f"temperature {temperature}, {dtype}", file=sys.stderr)
 
     from eval.generation import complete
     records = []
@@ -259,6 +268,9 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=None, help="override the per-benchmark caps (math 16000, "
                                                                    "code and CRUXEval 8096)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="auto: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
     p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
     p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")
@@ -280,7 +292,7 @@ def main(argv=None):
         out = a.out or Path("runs/eval") / f"{Path(str(a.model).rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_eval(a.model, benchmarks, a.data_dir, Path(out), a.template, a.limit, a.samples, a.temperature,
                  a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress,
-                 lcb_gen_file=a.lcb_gen_file)
+                 lcb_gen_file=a.lcb_gen_file, device=a.device, dtype=a.dtype)
     except (data.DataError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

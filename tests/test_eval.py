@@ -168,6 +168,18 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
     assert main(["--model", str(tmp_path / "no-such-ckpt"), "--benchmarks", "aime24", "--limit", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --model") and "not found" in err and "\n" not in err
+    if not torch.cuda.is_available():
+        assert main(["--model", "unused", "--benchmarks", "aime24", "--device", "cuda"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --device cuda: no CUDA device") and "\n" not in err
+
+
+def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_path_one_thread):
+    results = run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "bf16", limit=1, max_new_tokens=4,
+                       progress=False, device="cpu", dtype="bfloat16")
+    assert results["aime24"]["n"] == 1
+    log = capsys.readouterr().err
+    assert "on cpu x1" in log and "bfloat16" in log
 
 
 def test_mbpp_inputs_get_evalplus_types(data_dir):
