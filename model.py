@@ -213,8 +213,17 @@ class Attention(nn.Module):
             K, V = kc[:B, :, :L], vc[:B, :, :L]  # [B, KVH, L, hd] views, no copy
             # Grouped-query attention without repeating K/V: the G = H/KVH query heads that share a KV head
             # become the row dimension of one matmul per (sequence, KV head).
-            qg = q.view(B, KVH, H // KVH, hd)  # [B, KVH, G, hd]  (T == 1)
-            scores = (qg @ K.transpose(-1, -2)) * (1.0 / math.sqrt(hd)) + mask  # [B, KVH, G, L]
+            G = H // KVH
+            qg = q.view(B, KVH, G, hd)  # [B, KVH, G, hd]  (T == 1)
+            if qg.is_cuda and qg.dtype != torch.float32:
+                # bf16 in, fp32 scores out (cuBLAS accumulates in fp32 anyway): rounding the scores to bf16 would
+                # shift the sampling distribution away from the one training computes (SDPA keeps fp32 scores).
+                # K [B, KVH, L, hd] -> [B*KVH, L, hd] is still a view (the slots and heads dims merge).
+                scores = torch.bmm(qg.reshape(B * KVH, G, hd), K.reshape(B * KVH, L, hd).transpose(1, 2),
+                                   out_dtype=torch.float32).view(B, KVH, G, L)
+            else:
+                scores = qg @ K.transpose(-1, -2)  # [B, KVH, G, L]
+            scores = scores * (1.0 / math.sqrt(hd)) + mask
             p = torch.softmax(scores.float(), dim=-1).to(q.dtype)
             y = (p @ V).view(B, H, 1, hd)  # [B, H, 1, hd]
         y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]

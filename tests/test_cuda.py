@@ -105,14 +105,18 @@ def test_fp32_logits_cuda_equal_cpu(which, tiny_ckpt, sharp_ckpt):
         assert torch.equal(gpu.lm_head(hidden), gpu(plain.to(DEVICE)))
 
 
-def test_cache_prefill_and_decode_equal_full_forward_cuda(sharp_ckpt):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cache_prefill_and_decode_equal_full_forward_cuda(sharp_ckpt, dtype):
     """The engine's two cached paths (right-padded prefill into cache rows, one-token decode at per-row positions)
-    against the plain causal forward, all on CUDA in fp32."""
-    qwen = Qwen2.from_pretrained(sharp_ckpt, device=DEVICE)
+    against the plain causal forward in fp32, all on CUDA. bf16 (the decode step's bf16-in, fp32-scores bmm) only
+    within bf16's error (see test_bf16_cuda_close_to_fp32)."""
+    qwen = Qwen2.from_pretrained(sharp_ckpt, device=DEVICE, dtype=dtype)
+    ref = qwen if dtype == torch.float32 else Qwen2.from_pretrained(sharp_ckpt, device=DEVICE)
+    tol = 1e-4 if dtype == torch.float32 else 0.02
     V = qwen.config.vocab_size
     prompts = random_prompts(3, V, seed=2, lo=3, hi=12)
     conts = random_prompts(3, V, seed=3, lo=5, hi=5)  # fed one token per decode step
-    cache = KVCache(qwen.config, slots=3, max_len=32, device=DEVICE, dtype=torch.float32, model=qwen)
+    cache = KVCache(qwen.config, slots=3, max_len=32, device=DEVICE, dtype=dtype, model=qwen)
     T = max(map(len, prompts))
     ids = torch.tensor([p + [0] * (T - len(p)) for p in prompts], device=DEVICE)
     last = torch.tensor([len(p) - 1 for p in prompts], device=DEVICE)
@@ -122,11 +126,11 @@ def test_cache_prefill_and_decode_equal_full_forward_cuda(sharp_ckpt):
         steps = [qwen(torch.tensor([[c[t]] for c in conts], device=DEVICE), cache=cache, positions=pos + t)[:, 0]
                  for t in range(5)]  # 5 x [3, V]
         for b in range(3):
-            full = qwen(torch.tensor([prompts[b] + conts[b]], device=DEVICE))[0]  # [len, V]
+            full = ref(torch.tensor([prompts[b] + conts[b]], device=DEVICE))[0]  # [len, V] fp32
             scale = max(1.0, full.abs().max().item())
-            assert (first[b] - full[len(prompts[b]) - 1]).abs().max().item() < 1e-4 * scale
+            assert (first[b].float() - full[len(prompts[b]) - 1]).abs().max().item() < tol * scale
             for t in range(5):
-                assert (steps[t][b] - full[len(prompts[b]) + t]).abs().max().item() < 1e-4 * scale
+                assert (steps[t][b].float() - full[len(prompts[b]) + t]).abs().max().item() < tol * scale
 
 
 def test_bf16_cuda_close_to_fp32(tiny_ckpt):
