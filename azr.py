@@ -126,6 +126,7 @@ class Config:
     optim: str = "adamw"            # adamw | adamw8bit (bitsandbytes)
     grad_checkpointing: bool = False
     fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
+    deterministic: bool = False     # deterministic CUDA kernels (bit-exact resume on GPUs; slower backward)
     # sandbox, logging, checkpoints
     sandbox_workers: int = 0        # 0 = this machine's cores / ranks
     exec_timeout: float = 10.0      # seconds per execution
@@ -990,6 +991,9 @@ def main(argv=None):
         die("--device=cuda but no CUDA device is visible; use --device=cpu (or --device=auto)")
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if cfg.deterministic:  # CPU kernels already are; CUDA's atomics-based backward kernels and cuBLAS are not
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read at cuBLAS's first use, i.e. after this
+        torch.use_deterministic_algorithms(True)
     if use_cuda:
         torch.cuda.set_device(device)
     else:

@@ -359,9 +359,8 @@ def test_azr_tiny_preset_two_steps_on_cuda(tmp_path, capsys):
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), final.state_dict().values()))
 
 
-_DETERMINISTIC_RUNS = r'''
-import json, sys, torch
-torch.use_deterministic_algorithms(True)  # flash attention's backward, index_put, ... take their deterministic paths
+_RUNS = r'''
+import json, sys
 import azr
 for argv in json.loads(sys.argv[1]):
     azr.main(argv)
@@ -370,12 +369,12 @@ for argv in json.loads(sys.argv[1]):
 
 def test_azr_resume_identity_on_cuda(tmp_path):
     """2 steps straight == 1 step + --resume + 1 step. Bit-identical only with PyTorch's deterministic algorithms
-    (CUDA's default backward kernels accumulate with atomics), so the three runs go through one child process."""
-    flags = ["--preset=tiny", "--device=cuda", "--save_every=1", "--max_response_tokens=16"]
+    (CUDA's default backward kernels accumulate with atomics): --deterministic=true, which sets process-wide state,
+    so the three runs go through one child process."""
+    flags = ["--preset=tiny", "--device=cuda", "--deterministic=true", "--save_every=1", "--max_response_tokens=16"]
     runs = [flags + ["--steps=2", f"--out={tmp_path / 'a'}"], flags + ["--steps=1", f"--out={tmp_path / 'b'}"],
             flags + ["--steps=2", f"--out={tmp_path / 'b'}", "--resume"]]
-    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # deterministic cuBLAS (required by the mode)
-    proc = subprocess.run([sys.executable, "-c", _DETERMINISTIC_RUNS, json.dumps(runs)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-c", _RUNS, json.dumps(runs)], cwd=REPO, env=dict(os.environ),
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 and "does not have a deterministic implementation" in proc.stderr:
         pytest.skip("an op on the training path has no deterministic CUDA kernel, so bit-identical resume cannot "
