@@ -648,6 +648,8 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
         if ref_model is not None:
             with torch.no_grad():
                 ref, _ = sequence_logprobs(ref_model, pairs, device)
+            if sharded:  # FSDP keeps the root's weights (embeddings, lm_head) gathered after forward; no backward
+                ref_model.reshard()  # follows to free them, so drop them now
         # old logprobs = current ones (same weights, one step per iteration): the ratio is exactly 1 (deviation 1)
         loss, m = policy_loss(logprobs, logprobs.detach(), adv, w, cfg.clip_low, cfg.clip_high, entropy,
                               cfg.entropy_coef, ref, cfg.kl_coef)
