@@ -84,6 +84,19 @@ class Qwen2Config:
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
+def _bmm_has_out_dtype() -> bool:
+    """Whether torch.bmm takes out_dtype (fp32 out of bf16/fp16 inputs, a CUDA kernel): checked on meta tensors, so a
+    PyTorch without it falls back to bf16 decode scores instead of failing."""
+    try:
+        a = torch.empty(1, 1, 1, dtype=torch.bfloat16, device="meta")
+        return torch.bmm(a, a, out_dtype=torch.float32).dtype == torch.float32
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+
+
+BMM_OUT_DTYPE = _bmm_has_out_dtype()
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -215,7 +228,7 @@ class Attention(nn.Module):
             # become the row dimension of one matmul per (sequence, KV head).
             G = H // KVH
             qg = q.view(B, KVH, G, hd)  # [B, KVH, G, hd]  (T == 1)
-            if qg.is_cuda and qg.dtype != torch.float32:
+            if qg.is_cuda and qg.dtype != torch.float32 and BMM_OUT_DTYPE:
                 # bf16 in, fp32 scores out (cuBLAS accumulates in fp32 anyway): rounding the scores to bf16 would
                 # shift the sampling distribution away from the one training computes (SDPA keeps fp32 scores).
                 # K [B, KVH, L, hd] -> [B*KVH, L, hd] is still a view (the slots and heads dims merge).
