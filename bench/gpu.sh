@@ -10,7 +10,8 @@
 # timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the script ends in time even when a
 # stage hangs; a failing stage never stops the next. The summary lists each stage's exit code (124 = timed out).
 # Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
-# safetensors, tqdm and pytest but no network, so carry the rest as wheels (see /work/.library/device/README.md):
+# safetensors, tqdm and pytest (seen 2026-11: torch 2.11, triton 3.6, transformers 5.17, older than our pins; the
+# env stage prints what ran) but no network, so carry the rest as wheels (see /work/.library/device/README.md):
 #     here:  echo /.whl/ >> .git/info/exclude
 #            python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #                --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
