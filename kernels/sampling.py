@@ -9,14 +9,17 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    (split-vocab: B x splits programs fill the GPU even at B=1), keeps its best (score, id) plus an online
    log-sum-exp of z for the logprob, and a tiny combine kernel reduces the [B, splits] partials.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
-   sorting by radix select on the 32-bit order-preserving integer key of each float: 8 passes of 4 bits each, every
+   sorting by radix select on the 32-bit order-preserving integer key of each float: passes of 4 bits each, every
    pass histograms the 16 next digits of the elements that still match the prefix found so far (counts for top-k,
    softmax mass for top-p) and descends into the bucket that holds the k-th element / the top_p mass boundary.
-   Exact in a fixed number of passes, O(B) extra memory. Then step 1 runs with the threshold as a mask.
+   fp32 logits take 8 passes; bf16 logits (what the engine passes on GPUs) only 4, and fp16 5, because their keys
+   have 16 / 19 significant bits and the rest follows from the sign bit. Exact in a fixed number of passes, O(B)
+   extra memory. Then step 1 runs with the threshold as a mask.
 
-Memory traffic per call, logits [B, V] of e bytes: plain = 1 read (B*V*e) + O(B * splits); top-k or top-p = 9-10
-reads; top-k and top-p = 18 reads (the threshold kernel cannot keep a 152k row in registers, so each radix pass
-re-reads it; rows that fit in L2 make these re-reads cheaper than HBM reads).
+Memory traffic per call, logits [B, V] of e bytes: plain = 1 read (B*V*e) + O(B * splits); top-k or top-p = 1 + P
+reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
+the threshold kernel cannot keep a 152k row in registers, so each radix pass re-reads it; rows that fit in L2 make
+these re-reads cheaper than HBM reads.
 
 Randomness: per-row seeds drawn from the caller's torch.Generator as a device tensor (no host sync, CUDA-graph
 friendly), Philox keyed by (row seed, vocab column), so the token does not depend on the split layout.
@@ -148,11 +151,13 @@ if triton is not None:
 
     @triton.jit
     def _threshold_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, thr_ptr, B, V,
-                          HAS_TOPK: tl.constexpr, HAS_TOPP: tl.constexpr,
+                          HAS_TOPK: tl.constexpr, HAS_TOPP: tl.constexpr, PASSES: tl.constexpr,
                           BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
         # logits [B, V] (row stride stride_b, unit column stride); temp/topk/topp [B]; thr [B] fp32 out.
         # Program pid handles rows pid*BLOCK_B ..+BLOCK_B and walks the whole vocabulary in BLOCK_V columns, once
         # per radix pass. Output: the smallest kept logit (unscaled) per row, -inf when nothing is filtered.
+        # PASSES 4-bit digits from the top: 8 for fp32 logits; 4 for bf16 and 5 for fp16, whose upcast keys hold
+        # only 16 / 19 significant bits (the rest is a function of the sign bit, already in the prefix).
         pid = tl.program_id(0)
         rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)                             # [BB]
         row_ok = rows < B
@@ -166,7 +171,7 @@ if triton is not None:
             k = tl.load(topk_ptr + rows, mask=row_ok, other=0).to(tl.int64)
             prefix = tl.zeros((BLOCK_B,), tl.int64)                              # key bits found so far
             need = k                                                             # rank still to find in prefix
-            for i in tl.static_range(8):
+            for i in tl.static_range(PASSES):
                 shift = 28 - 4 * i
                 hist = tl.zeros((BLOCK_B, 16), tl.int32)                          # [BB, 16] counts per digit
                 for start in range(0, V, BLOCK_V):
@@ -184,7 +189,8 @@ if triton is not None:
                 b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
                 need -= tl.sum(tl.where(buckets[None, :] > b[:, None], hist, 0), axis=1)
                 prefix = prefix * 16 + b
-            thr_key = tl.where((k > 0) & (k < V), prefix, thr_key)
+            # the found digits are the key's top bits; low bits 0 map back to a float in (next lower value, it]
+            thr_key = tl.where((k > 0) & (k < V), prefix << (32 - 4 * PASSES), thr_key)
         if HAS_TOPP:
             p = tl.load(topp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
             mx = tl.full((BLOCK_B,), float("-inf"), tl.float32)                  # row max, for a stable exp
@@ -196,7 +202,7 @@ if triton is not None:
             mx_s = tl.where(mx > float("-inf"), mx * scale, 0.0)
             prefix = tl.zeros((BLOCK_B,), tl.int64)
             need = tl.zeros((BLOCK_B,), tl.float32)                              # mass still to cover in prefix
-            for i in tl.static_range(8):
+            for i in tl.static_range(PASSES):
                 shift = 28 - 4 * i
                 mass = tl.zeros((BLOCK_B, 16), tl.float32)                        # [BB, 16] softmax mass per digit
                 count = tl.zeros((BLOCK_B, 16), tl.int32)
@@ -221,7 +227,7 @@ if triton is not None:
                 b = tl.where(b >= 0, b, lowest)
                 need -= tl.sum(tl.where(buckets[None, :] > b[:, None], mass, 0.0), axis=1)
                 prefix = prefix * 16 + b
-            thr_key = tl.where(p < 1.0, tl.maximum(thr_key, prefix), thr_key)
+            thr_key = tl.where(p < 1.0, tl.maximum(thr_key, prefix << (32 - 4 * PASSES)), thr_key)
         # key -> float (the key map is an involution on the signed bits)
         key_s = (thr_key - 2147483648).to(tl.int32)
         thr = (key_s ^ ((key_s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
@@ -323,9 +329,10 @@ def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
     tile = _tile() // 2                      # the radix passes hold a [BLOCK_B, BLOCK_V, 16] one-hot
     BV = min(max(triton.next_power_of_2(V), 16), tile)
     BB = max(1, min(triton.next_power_of_2(B), tile // BV))
+    passes = {torch.bfloat16: 4, torch.float16: 5}.get(logits.dtype, 8)  # significant key bits / 4, rounded up
     _threshold_kernel[(triton.cdiv(B, BB),)](logits, logits.stride(0), T, k, p, thr, B, V,
-                                             HAS_TOPK=has_topk, HAS_TOPP=has_topp, BLOCK_B=BB, BLOCK_V=BV,
-                                             num_warps=8)  # 8 warps: no register spills on sm_90 (ptxas -v)
+                                             HAS_TOPK=has_topk, HAS_TOPP=has_topp, PASSES=passes, BLOCK_B=BB,
+                                             BLOCK_V=BV, num_warps=8)  # 8 warps: no register spills on sm_90
     return thr
 
 

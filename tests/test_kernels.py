@@ -122,10 +122,11 @@ CASES = [  # (name, logits, temperature, top_k, top_p)
 ]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])    # bf16: the 4-pass radix select
 @pytest.mark.parametrize("name,row,T,k,p", CASES, ids=[c[0] for c in CASES])
-def test_sample_distribution_scalar_params(backend, name, row, T, k, p):
-    x = torch.tensor(row)
-    probs = exact_distribution(x, T, k, p)
+def test_sample_distribution_scalar_params(backend, name, row, T, k, p, dtype):
+    x = torch.tensor(row).to(dtype)
+    probs = exact_distribution(x.float(), T, k, p)                # the oracle sees the same (rounded) logits
     g = torch.Generator().manual_seed(1234)
     ids, logp = kernels.sample(x.repeat(DRAWS, 1), temperature=T, top_k=k, top_p=p, generator=g)
     assert ids.dtype == torch.int64 and logp.dtype == torch.float32 and ids.shape == logp.shape == (DRAWS,)
@@ -225,17 +226,26 @@ def test_real_vocabulary_bf16(backend):
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-@pytest.mark.parametrize("V", [7, 1000, 151936])
-def test_threshold_kernel_matches_reference(V):
+@pytest.mark.parametrize("V,dtype", [(7, torch.float32), (1000, torch.float32), (151936, torch.float32),
+                                     (1000, torch.bfloat16), (1000, torch.float16), (151936, torch.bfloat16)])
+def test_threshold_kernel_matches_reference(V, dtype):
     g = torch.Generator().manual_seed(V)
     B = 6
     x = torch.randn(B, V, generator=g) * 2
     x[:, 1::3] = x[:, ::3][:, :x[:, 1::3].shape[1]]              # plenty of exact ties
     x[0, V // 2:] = -math.inf
+    x[3:] -= 8                                                   # negative boundaries too (their keys' low bits are 1s)
+    x = x.to(dtype)                                              # bf16/fp16: 4 and 5 radix passes instead of 8
     k = torch.tensor([0, 1, 3, V // 2, V, 0])
     p = torch.tensor([0.9, 1.0, 0.5, 0.95, 0.3, 1e-6])
     thr = ks.filter_threshold_triton(x, torch.ones(B), k, p)
-    torch.testing.assert_close(thr, ks.filter_threshold_reference(x, k, p), atol=0, rtol=0)
+    ref = ks.filter_threshold_reference(x.float(), k, p)
+    if dtype == torch.float32:
+        torch.testing.assert_close(thr, ref, atol=0, rtol=0)
+    else:  # the threshold may sit just below a negative boundary value: the kept sets must be identical
+        assert (ref < 0).any() and (ref > 0).any()                   # both signs of boundary are exercised
+        assert torch.equal(x.float() >= thr[:, None], x.float() >= ref[:, None])
+        assert ((thr <= ref) & ((thr == ref) | (ref < 0))).all()
 
 
 def test_sample_rejects_bad_arguments():
@@ -405,8 +415,9 @@ def build(fn, sig, const, **opts):
 for dt in ("*fp32", "*bf16"):
     build(ks._threshold_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64",
           topp_ptr="*fp32", thr_ptr="*fp32", B="i32", V="i32", HAS_TOPK="constexpr", HAS_TOPP="constexpr",
-          BLOCK_B="constexpr", BLOCK_V="constexpr"),
-          dict(HAS_TOPK=True, HAS_TOPP=True, BLOCK_B=1, BLOCK_V=1024), num_warps=8)
+          PASSES="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
+          dict(HAS_TOPK=True, HAS_TOPP=True, PASSES=8 if dt == "*fp32" else 4, BLOCK_B=1, BLOCK_V=1024),
+          num_warps=8)
     build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
           seed_ptr="*i64", best_score_ptr="*fp32", best_id_ptr="*i32", best_z_ptr="*fp32", lse_max_ptr="*fp32",
           lse_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
