@@ -128,7 +128,11 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
     if greedy_only:
         ids = argmax
     else:
-        E = torch.empty_like(z).exponential_(generator=generator).clamp_(min=1e-30)
+        # E ~ Exp(1) as -log(1 - U) with U uniform in float64 (multiples of 2^-53, so E reaches 1e-16: a 36.7-nat
+        # cap on the noise; see "Randomness" above). 3x faster on CPU than Tensor.exponential_
+        # (measured, [32, 8192], 1 thread: 1.7 vs 5.0 ms), which dominated a CPU decode step.
+        U = torch.rand(z.shape, generator=generator, dtype=torch.float64, device=z.device)
+        E = torch.log1p(U.neg_()).neg_().float().clamp_(min=1e-30)
         ids = ez.div_(E).argmax(-1)
         if isinstance(temperature, torch.Tensor):
             ids = torch.where(greedy, argmax, ids)
