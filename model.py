@@ -21,6 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from safetensors import safe_open
+
+import kernels
+from kernels.attention import decode_mask
 from safetensors.torch import save_file
 
 
@@ -84,18 +87,6 @@ class Qwen2Config:
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
-def _bmm_has_out_dtype() -> bool:
-    """Whether torch.bmm takes out_dtype (fp32 out of bf16/fp16 inputs, a CUDA kernel): checked on meta tensors, so a
-    PyTorch without it falls back to bf16 decode scores instead of failing."""
-    try:
-        a = torch.empty(1, 1, 1, dtype=torch.bfloat16, device="meta")
-        return torch.bmm(a, a, out_dtype=torch.float32).dtype == torch.float32
-    except (TypeError, RuntimeError, NotImplementedError):
-        return False
-
-
-BMM_OUT_DTYPE = _bmm_has_out_dtype()
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
@@ -149,6 +140,7 @@ class KVCache:
         self.row_base = ((torch.arange(slots, device=device)[:, None] * KVH
                           + torch.arange(KVH, device=device)) * max_len).reshape(-1)  # [slots*KVH]
         self.write_index = None  # [B*KVH] rows the current decode step writes (set by Qwen2.forward)
+        self.lengths = None  # [B] visible positions of each row in the current decode step (set by Qwen2.forward)
         # CPU only: for the few rows of a decode step, the CPU GEMM runs 25-40% faster with the weight stored
         # [in, out] than with nn.Linear's [out, in] (measured, 1 thread: [32, 256] x [256, 704] 69 vs 92 us). So
         # for this call we keep a transposed copy of every projection, if the copies fit in 2 GB. On CUDA
@@ -222,23 +214,9 @@ class Attention(nn.Module):
             # index_copy_ with the index the model computed once for all layers (cache.write_index [B*KVH]).
             kc.view(-1, hd).index_copy_(0, cache.write_index, k.reshape(B * KVH, hd))
             vc.view(-1, hd).index_copy_(0, cache.write_index, v.reshape(B * KVH, hd))
-            L = mask.shape[-1]
-            K, V = kc[:B, :, :L], vc[:B, :, :L]  # [B, KVH, L, hd] views, no copy
-            # Grouped-query attention without repeating K/V: the G = H/KVH query heads that share a KV head
-            # become the row dimension of one matmul per (sequence, KV head).
-            G = H // KVH
-            qg = q.view(B, KVH, G, hd)  # [B, KVH, G, hd]  (T == 1)
-            if qg.is_cuda and qg.dtype != torch.float32 and BMM_OUT_DTYPE:
-                # bf16 in, fp32 scores out (cuBLAS accumulates in fp32 anyway): rounding the scores to bf16 would
-                # shift the sampling distribution away from the one training computes (SDPA keeps fp32 scores).
-                # K [B, KVH, L, hd] -> [B*KVH, L, hd] is still a view (the slots and heads dims merge).
-                scores = torch.bmm(qg.reshape(B * KVH, G, hd), K.reshape(B * KVH, L, hd).transpose(1, 2),
-                                   out_dtype=torch.float32).view(B, KVH, G, L)
-            else:
-                scores = qg @ K.transpose(-1, -2)  # [B, KVH, G, L]
-            scores = scores * (1.0 / math.sqrt(hd)) + mask
-            p = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-            y = (p @ V).view(B, H, 1, hd)  # [B, H, 1, hd]
+            # fp32 scores and softmax whatever the cache dtype, as training's SDPA computes them; on CUDA a Triton
+            # kernel that reads only each row's own length, elsewhere dense matmuls under `mask` (kernels/attention.py)
+            y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, mask).view(B, H, 1, hd)
         y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]
         return proj(self.o_proj, y)
 
@@ -341,9 +319,8 @@ class Qwen2(nn.Module):
             assert cache is not None and T == 1, "positions= is the decode path: pass cache= and one token per row"
             L = (int(positions.max()) if max_position is None else max_position) + 1
             # Additive mask [B, 1, 1, L]: row b sees cache positions 0..positions[b].
-            visible = cache.positions[None, :L] <= positions[:, None]  # [B, L]
-            mask = torch.full((B, 1, 1, L), float("-inf"), dtype=x.dtype, device=device)
-            mask.masked_fill_(visible[:, None, None], 0.0)
+            cache.lengths = positions + 1  # [B] visible positions of each row, its new token included
+            mask = decode_mask(cache.lengths, L, x.dtype)  # [B, 1, 1, L] additive, shared by all layers
             KVH = cache.k.shape[2]
             cache.write_index = cache.row_base[: B * KVH] + positions.repeat_interleave(KVH)  # [B*KVH]
             cos, sin = cache.cos[positions][:, None, None], cache.sin[positions][:, None, None]  # [B, 1, 1, hd]

@@ -7,6 +7,8 @@ Baselines:
 - sampling: softmax -> sort -> cumsum top-p mask -> renormalise -> torch.multinomial (what HF/vLLM did before
   sorting-free samplers); plain temperature sampling: softmax -> torch.multinomial.
 - logprobs: log_softmax(hidden @ W.T / T).gather(targets) (+ entropy from the same log_softmax), autograd backward.
+- decode attention (GPU only; the CPU path is the baseline itself): dense grouped-query matmuls over every row up to
+  the longest row, under a mask.
 GB/s for sampling counts one read of the logits (the single-pass floor); top-k/top-p paths read them more often.
 Peak memory: torch.cuda.max_memory_allocated above the inputs on GPU; on CPU the growth of the process's peak RSS
 (VmHWM) during one forward+backward, measured in a fresh child process per variant, inputs already built.
@@ -139,6 +141,31 @@ def bench_sampling(device, dtype, batches, V):
     return rows
 
 
+def bench_decode_attention(device, dtype):
+    """One layer of a Qwen2.5-7B decode step (28 query heads, 4 KV heads, head_dim 128) over a cache whose rows have
+    mixed lengths, as in AZR's batches: the dense baseline (kernels' torch path: every row read up to the longest)
+    against the Triton kernel (each row read to its own length). GB/s counts the K/V bytes the rows need."""
+    from kernels import attention
+    rows = []
+    H, KVH, hd = 28, 4, 128
+    for name, lens in (("64 rows of 1k", [1024] * 64), ("63 rows of 1k + 1 of 8k", [1024] * 63 + [8192]),
+                       ("4 rows of 8k", [8192] * 4)):
+        B, max_len = len(lens), max(lens)
+        lengths = torch.tensor(lens, device=device)
+        q = torch.randn(B, H, hd, device=device, dtype=dtype)
+        k = torch.randn(B, KVH, max_len, hd, device=device, dtype=dtype)
+        v = torch.randn_like(k)
+        mask = attention.decode_mask(lengths, max_len, dtype)
+        base = lambda: attention.decode_attention_reference(q, k, v, lengths, mask)
+        ours = lambda: kernels.decode_attention(q, k, v, lengths, mask)
+        torch.testing.assert_close(ours().float(), base().float(), atol=2e-2, rtol=2e-2)
+        t_base, t_ours = time_gpu(base), time_gpu(ours)
+        need = 2 * sum(lens) * KVH * hd * k.element_size()
+        rows.append((f"decode attention, {name}", f"H={H} KVH={KVH} hd={hd}", t_base, t_ours,
+                     need / (t_ours * 1e-3) / 1e9, float("nan"), float("nan")))
+    return rows
+
+
 def bench_logprobs(device, dtype, N, D, V):
     rows = []
     h, w, t = logprob_inputs(N, D, V, dtype, device)
@@ -189,6 +216,7 @@ def main():
         for dtype in (torch.float32, torch.bfloat16):
             rows += bench_sampling(device, dtype, (1, 8, 64, 256), args.vocab)
         rows += bench_logprobs(device, torch.bfloat16, args.tokens or 16384, args.dim or 3584, args.vocab)
+        rows += bench_decode_attention(device, torch.bfloat16)
     else:
         rows += bench_sampling(device, torch.float32, (1, 8), args.vocab)
         rows += bench_logprobs(device, torch.float32, args.tokens or 512, args.dim or 64, args.vocab)

@@ -1,9 +1,10 @@
-"""nanoAZR's two hot-path kernels: fused sampling and fused token logprobs.
+"""nanoAZR's hot-path kernels: fused sampling, fused token logprobs, and the engine's decode attention.
 
-    from kernels import sample, token_logprobs
+    from kernels import sample, token_logprobs, decode_attention
     ids, logprobs = sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=g)   # [B], [B]
     logp = token_logprobs(hidden, lm_head_weight, targets)                             # [N], differentiable
     logp, entropy = token_logprobs(hidden, lm_head_weight, targets, with_entropy=True)
+    out = decode_attention(q, k_cache, v_cache, lengths)                               # [B, H, hd]
 
 Each call picks a backend from the tensor's device:
 - CUDA tensors run the Triton kernels;
@@ -22,7 +23,7 @@ import os
 
 import torch
 
-__all__ = ["sample", "token_logprobs", "backend"]
+__all__ = ["sample", "token_logprobs", "decode_attention", "backend"]
 
 
 @functools.cache
@@ -87,3 +88,18 @@ def token_logprobs(hidden, weight, targets, temperature=1.0, with_entropy=False)
     from . import logprobs
     return logprobs.token_logprobs(hidden, weight, targets, temperature, with_entropy,
                                    backend=backend(hidden.device))
+
+
+def decode_attention(q, k_cache, v_cache, lengths, mask=None):
+    """One decode step of attention over the KV cache, each row at its own length.
+
+    q [B, H, hd]; k_cache, v_cache [slots, KVH, max_len, hd] (one layer; rows 0..B-1 in use, H a multiple of KVH);
+    lengths [B] int64, the visible positions of each row (its new token's K/V already written). mask: the additive
+    [B, 1, 1, L] mask of kernels.attention.decode_mask, which the torch path uses when given. Returns [B, H, hd] in
+    q's dtype. The Triton kernel runs on CUDA only (it reads each row's own length); CPU tensors, the interpreter
+    included, take the dense torch reference (see kernels/attention.py).
+    """
+    from . import attention
+    if q.is_cuda and backend(q.device) == "triton":
+        return attention.decode_attention_triton(q, k_cache, v_cache, lengths)
+    return attention.decode_attention_reference(q, k_cache, v_cache, lengths, mask)

@@ -1,4 +1,4 @@
-"""Tests for kernels/: fused sampling and fused token logprobs, against exact float64 references.
+"""Tests for kernels/: fused sampling, fused token logprobs and decode attention, against exact float64 references.
 
 Every test that goes through the public API runs once per available backend: "torch" always, "triton" when
 TRITON_INTERPRET=1 (CI) or on a GPU. A fixture forces the backend with NANOAZR_KERNELS and replaces the OTHER
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import kernels
+from kernels import attention as ka
 from kernels import logprobs as klp
 from kernels import sampling as ks
 
@@ -261,6 +262,47 @@ def test_sample_rejects_bad_arguments():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# decode attention
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("H,KVH,hd,dtype", [(4, 2, 16, torch.float32), (7, 1, 32, torch.float32),
+                                            (2, 2, 16, torch.float32), (4, 2, 16, torch.bfloat16)])
+def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, dtype):
+    """Rows of lengths 1 to 130 (across the 64-position blocks) in a cache with unused slots; every position past a
+    row's length holds NaN, so a kernel that read one would return NaN. Against float64 on the same values."""
+    g = torch.Generator().manual_seed(H * hd)
+    lengths = torch.tensor([1, 63, 64, 65, 130])
+    B, slots, max_len = len(lengths), 7, 136
+    q = torch.randn(B, H, hd, generator=g).to(dtype)
+    k = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
+    v = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
+    k_nan, v_nan = k.clone(), v.clone()
+    for b, n in enumerate(lengths.tolist()):
+        k_nan[b, :, n:], v_nan[b, :, n:] = math.nan, math.nan
+    k_nan[B:], v_nan[B:] = math.nan, math.nan
+    got = ka.decode_attention_triton(q, k_nan, v_nan, lengths)
+    assert got.dtype == dtype and got.shape == (B, H, hd) and torch.isfinite(got).all()
+    want = ka.decode_attention_reference(q.double(), k.double(), v.double(), lengths)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output's own rounding (2^-9) over values of |x| < 2
+    torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
+
+
+def test_decode_attention_reference_matches_plain_softmax_attention():
+    """The oracle itself (grouped heads, dense under the mask) against per-head attention written out."""
+    g = torch.Generator().manual_seed(0)
+    H, KVH, hd, lengths = 6, 2, 8, torch.tensor([3, 1, 5])
+    q = torch.randn(3, H, hd, generator=g, dtype=torch.float64)
+    k = torch.randn(4, KVH, 6, hd, generator=g, dtype=torch.float64)
+    v = torch.randn(4, KVH, 6, hd, generator=g, dtype=torch.float64)
+    got = ka.decode_attention_reference(q, k, v, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        for h in range(H):
+            kv = h // (H // KVH)
+            w = torch.softmax(k[b, kv, :n] @ q[b, h] / math.sqrt(hd), dim=0)
+            torch.testing.assert_close(got[b, h], w @ v[b, kv, :n])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # token logprobs
 
 def _check_logprobs(hidden, weight, targets, temperature, dtype, atol, grad_rtol):
@@ -406,7 +448,7 @@ _COMPILE_SCRIPT = r'''
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from kernels import logprobs as kl, sampling as ks
+from kernels import attention as ka, logprobs as kl, sampling as ks
 
 def build(fn, sig, const, **opts):
     k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options=opts)
@@ -434,6 +476,11 @@ for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee"))
 build(kl._logits_grad_kernel, dict(z_ptr="*fp32", tgt_ptr="*i64", lse_ptr="*fp32", ent_ptr="*fp32",
       dlogp_ptr="*fp32", dH_ptr="*fp32", N="i32", C="i32", c0="i32", inv_T="fp32", WITH_ENTROPY="constexpr",
       BLOCK_N="constexpr", BLOCK_C="constexpr"), dict(WITH_ENTROPY=True, BLOCK_N=16, BLOCK_C=256))
+for dt, ieee in (("*bf16", False), ("*fp32", True)):
+    build(ka._decode_attention_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, len_ptr="*i64", out_ptr=dt, scale="fp32",
+          stride_qb="i32", stride_qh="i32", stride_kb="i32", stride_kh="i32", stride_kt="i32", G="constexpr",
+          HD="constexpr", BLOCK_G="constexpr", BLOCK_T="constexpr", IEEE="constexpr"),
+          dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=64, IEEE=ieee))
 print("compiled")
 '''
 
