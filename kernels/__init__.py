@@ -96,10 +96,11 @@ def decode_attention(q, k_cache, v_cache, lengths, mask=None):
     q [B, H, hd]; k_cache, v_cache [slots, KVH, max_len, hd] (one layer; rows 0..B-1 in use, H a multiple of KVH);
     lengths [B] int64, the visible positions of each row (its new token's K/V already written). mask: the additive
     [B, 1, 1, L] mask of kernels.attention.decode_mask, which the torch path uses when given. Returns [B, H, hd] in
-    q's dtype. The Triton kernel runs on CUDA only (it reads each row's own length); CPU tensors, the interpreter
-    included, take the dense torch reference (see kernels/attention.py).
+    q's dtype. The Triton kernel runs on CUDA only (it reads each row's own length; head_dim a power of two >= 16, as
+    in every Qwen2.5); CPU tensors, the interpreter included, take the dense torch reference (kernels/attention.py).
     """
     from . import attention
-    if q.is_cuda and backend(q.device) == "triton":
+    hd = q.shape[-1]
+    if q.is_cuda and backend(q.device) == "triton" and hd >= 16 and hd & (hd - 1) == 0:  # tl.dot's shapes
         return attention.decode_attention_triton(q, k_cache, v_cache, lengths)
     return attention.decode_attention_reference(q, k_cache, v_cache, lengths, mask)
