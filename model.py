@@ -23,7 +23,6 @@ import torch.utils.checkpoint
 from safetensors import safe_open
 
 import kernels
-from kernels.attention import decode_mask
 from safetensors.torch import save_file
 
 
@@ -320,7 +319,9 @@ class Qwen2(nn.Module):
             L = (int(positions.max()) if max_position is None else max_position) + 1
             # Additive mask [B, 1, 1, L]: row b sees cache positions 0..positions[b].
             cache.lengths = positions + 1  # [B] visible positions of each row, its new token included
-            mask = decode_mask(cache.lengths, L, x.dtype)  # [B, 1, 1, L] additive, shared by all layers
+            visible = cache.positions[None, :L] < cache.lengths[:, None]  # [B, L]
+            mask = torch.full((B, 1, 1, L), float("-inf"), dtype=x.dtype, device=device)  # shared by all layers
+            mask.masked_fill_(visible[:, None, None], 0.0)  # (what kernels.attention.decode_mask builds)
             KVH = cache.k.shape[2]
             cache.write_index = cache.row_base[: B * KVH] + positions.repeat_interleave(KVH)  # [B*KVH]
             cos, sin = cache.cos[positions][:, None, None], cache.sin[positions][:, None, None]  # [B, 1, 1, hd]
