@@ -803,7 +803,8 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
             torch.save(optim_sd, tmp / "optim.pt")
         (tmp / "buffers.json").write_text(json.dumps(buffers))
         state = {"step": step, "config": dataclasses.asdict(cfg), "python_rng": list_state(random.getstate()),
-                 "torch_rng": torch.get_rng_state().tolist()}
+                 "torch_rng": torch.get_rng_state().tolist(),
+                 "world": dist.get_world_size() if dist.is_initialized() else 1}
         (tmp / "state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -831,17 +832,19 @@ def check_same_model(ckpt, source):
             f"use the same --model or a fresh --out")
 
 
-def load_training_state(ckpt, optimizer, sharded, qwen, rank, per_rank):
+def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, per_rank):
+    state = json.loads((Path(ckpt) / "state.json").read_text())
     name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
-    if not (Path(ckpt) / name).is_file():
-        die(f"{ckpt} has no {name}: resume with the same --fsdp, --optim and number of processes")
+    # per-rank files hold 8-bit AdamW's local shards, quantised per block of each shard: they only fit the same split
+    if not (Path(ckpt) / name).is_file() or (per_rank and state.get("world", world) != world):
+        die(f"{ckpt} cannot resume here ({name}, saved by {state.get('world', '?')} processes, {world} now): resume "
+            "with the same --fsdp, --optim and number of processes")
     optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
     if sharded and not per_rank:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
         set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
     else:
         optimizer.load_state_dict(optim_sd)
-    state = json.loads((Path(ckpt) / "state.json").read_text())
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
@@ -1060,7 +1063,8 @@ def main(argv=None):
         die(str(e))
     start_step = 0
     if ckpt is not None:
-        buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, sharded and master is not None)
+        buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, world,
+                                                  sharded and master is not None)
         print0(f"resumed from {ckpt} at step {start_step}", rank=rank)
         if rank == 0:
             truncate_metrics(out / "metrics.jsonl", start_step)
