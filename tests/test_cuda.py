@@ -6,7 +6,7 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
 - model.py: CUDA fp32 logits equal CPU fp32 logits (plain and left-padded batches), the KV-cache prefill/decode
   paths equal the full forward, bf16 stays close to fp32, and SDPA's FlashAttention kernel (what the unpadded causal
   path gets on CUDA in bf16) equals SDPA's math kernel, forward and backward. model.py has no path through the
-  separate flash-attn package (README: "not used yet"), so there is nothing of it to compare;
+  separate flash-attn package (README: "not needed and not used"), so there is nothing of it to compare;
 - engine.py: greedy generation on CUDA (fp32) token-identical to transformers' generate() on CUDA, with variable
   prompt lengths, stop ids and more prompts than cache rows (continuous batching refills); bf16 generation returns
   the right number of completions of the right lengths, seeded sampling repeats;
