@@ -10,9 +10,9 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
 - engine.py: greedy generation on CUDA (fp32) token-identical to transformers' generate() on CUDA, with variable
   prompt lengths, stop ids and more prompts than cache rows (continuous batching refills); bf16 generation returns
   the right number of completions of the right lengths, seeded sampling repeats;
-- kernels/: sample() greedy == argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real
-  vocabulary row with -inf padding, token_logprobs forward/backward against float64 at the real vocabulary, for
-  both backends (test_kernels.py's test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
+- kernels/: decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
+  argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
+  token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
 - azr.py: the tiny preset runs 2 steps on CUDA, and 2 steps == 1 step + --resume + 1 step (deterministic mode);
 - eval/: `python -m eval` end to end on a tiny model (it picks CUDA by itself when a device is visible).
 """
@@ -307,6 +307,27 @@ def test_top_k_top_p_stay_in_kept_set_real_vocab(dtype):
             assert (zi >= thr).all(), (case, torch.nonzero(zi < thr).flatten().tolist())
             # and the logprob is that of the renormalised kept distribution
             torch.testing.assert_close(logp.double(), zi - kept_lse, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
+    """Qwen2.5-7B head layout (28 query heads on 4 KV heads, head_dim 128), rows from 1 to 1,100 positions, NaN in
+    every position past a row's length: the compiled kernel against float64 on the same values."""
+    from kernels import attention as ka
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([1, 63, 64, 65, 700, 1100])
+    B, slots, max_len, H, KVH, hd = len(lengths), 8, 1152, 28, 4, 128
+    q = torch.randn(B, H, hd, generator=g).to(dtype)
+    k = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
+    v = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
+    k_nan, v_nan = k.clone(), v.clone()
+    for b, n in enumerate(lengths.tolist()):
+        k_nan[b, :, n:], v_nan[b, :, n:] = math.nan, math.nan
+    got = kernels.decode_attention(q.to(DEVICE), k_nan.to(DEVICE), v_nan.to(DEVICE), lengths.to(DEVICE)).cpu()
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    want = ka.decode_attention_reference(q.double(), k.double(), v.double(), lengths)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output's own rounding; fp32: IEEE dots
+    torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
