@@ -12,7 +12,8 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
   the right number of completions of the right lengths, seeded sampling repeats;
 - kernels/: decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
   argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
-  token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
+  token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's
+  test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
 - azr.py: the tiny preset runs 2 steps on CUDA, and 2 steps == 1 step + --resume + 1 step (deterministic mode);
 - eval/: `python -m eval` end to end on a tiny model (it picks CUDA by itself when a device is visible).
 """
