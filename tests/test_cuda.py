@@ -34,6 +34,7 @@ from kernels import sampling as ks
 from model import KVCache, Qwen2, generate
 from test_azr_e2e import assert_same_run, read_metrics
 from test_engine import random_prompts
+from test_kernels import check_decode_attention_reads_only_each_rows_length
 from tiny import make_tiny_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -314,21 +315,10 @@ def test_top_k_top_p_stay_in_kept_set_real_vocab(dtype):
 def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
     """Qwen2.5-7B head layout (28 query heads on 4 KV heads, head_dim 128), rows from 1 to 1,100 positions, NaN in
     every position past a row's length: the compiled kernel against float64 on the same values."""
-    from kernels import attention as ka
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.tensor([1, 63, 64, 65, 700, 1100])
-    B, slots, max_len, H, KVH, hd = len(lengths), 8, 1152, 28, 4, 128
-    q = torch.randn(B, H, hd, generator=g).to(dtype)
-    k = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
-    v = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
-    k_nan, v_nan = k.clone(), v.clone()
-    for b, n in enumerate(lengths.tolist()):
-        k_nan[b, :, n:], v_nan[b, :, n:] = math.nan, math.nan
-    got = kernels.decode_attention(q.to(DEVICE), k_nan.to(DEVICE), v_nan.to(DEVICE), lengths.to(DEVICE)).cpu()
-    assert got.dtype == dtype and torch.isfinite(got).all()
-    want = ka.decode_attention_reference(q.double(), k.double(), v.double(), lengths)
-    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output's own rounding; fp32: IEEE dots
-    torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
+    def on_cuda(q, k, v, lengths):
+        return kernels.decode_attention(q.to(DEVICE), k.to(DEVICE), v.to(DEVICE), lengths.to(DEVICE)).cpu()
+    check_decode_attention_reads_only_each_rows_length(on_cuda, torch.tensor([1, 63, 64, 65, 700, 1100]), 8, 1152,
+                                                       28, 4, 128, dtype)
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])

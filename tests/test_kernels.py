@@ -264,15 +264,12 @@ def test_sample_rejects_bad_arguments():
 # ----------------------------------------------------------------------------------------------------------------
 # decode attention
 
-@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-@pytest.mark.parametrize("H,KVH,hd,dtype", [(4, 2, 16, torch.float32), (7, 1, 32, torch.float32),
-                                            (2, 2, 16, torch.float32), (4, 2, 16, torch.bfloat16)])
-def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, dtype):
-    """Rows of lengths 1 to 130 (across the 64-position blocks) in a cache with unused slots; every position past a
-    row's length holds NaN, so a kernel that read one would return NaN. Against float64 on the same values."""
-    g = torch.Generator().manual_seed(H * hd)
-    lengths = torch.tensor([1, 63, 64, 65, 130])
-    B, slots, max_len = len(lengths), 7, 136
+def check_decode_attention_reads_only_each_rows_length(attend, lengths, slots, max_len, H, KVH, hd, dtype, seed=0):
+    """attend(q, k, v, lengths) on a cache whose every position past a row's length (and every unused slot) holds
+    NaN, so an implementation that read one would return NaN; against float64 on the same values. Shared by the
+    interpreter test here and the compiled one in test_cuda.py."""
+    g = torch.Generator().manual_seed(seed)
+    B = len(lengths)
     q = torch.randn(B, H, hd, generator=g).to(dtype)
     k = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
     v = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
@@ -280,11 +277,20 @@ def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, dtype):
     for b, n in enumerate(lengths.tolist()):
         k_nan[b, :, n:], v_nan[b, :, n:] = math.nan, math.nan
     k_nan[B:], v_nan[B:] = math.nan, math.nan
-    got = ka.decode_attention_triton(q, k_nan, v_nan, lengths)
+    got = attend(q, k_nan, v_nan, lengths)
     assert got.dtype == dtype and got.shape == (B, H, hd) and torch.isfinite(got).all()
     want = ka.decode_attention_reference(q.double(), k.double(), v.double(), lengths)
     tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output's own rounding (2^-9) over values of |x| < 2
     torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("H,KVH,hd,dtype", [(4, 2, 16, torch.float32), (7, 1, 32, torch.float32),
+                                            (2, 2, 16, torch.float32), (4, 2, 16, torch.bfloat16)])
+def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, dtype):
+    """Rows of lengths 1 to 130 (across the 64-position blocks) in a cache with unused slots."""
+    check_decode_attention_reads_only_each_rows_length(ka.decode_attention_triton, torch.tensor([1, 63, 64, 65, 130]),
+                                                       7, 136, H, KVH, hd, dtype, seed=H * hd)
 
 
 def test_decode_attention_reference_matches_plain_softmax_attention():
