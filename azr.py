@@ -127,6 +127,7 @@ class Config:
     grad_checkpointing: bool = False
     fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
     deterministic: bool = False     # deterministic CUDA kernels (bit-exact resume on GPUs; slower backward)
+    cuda_graphs: bool = False       # replay the decode step as CUDA graphs (engine.make_decode_step); CUDA only
     # sandbox, logging, checkpoints
     sandbox_workers: int = 0        # 0 = this machine's cores / ranks
     exec_timeout: float = 10.0      # seconds per execution
@@ -426,7 +427,8 @@ def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
     if not prompt_ids:
         return []
     return generate(qwen, prompt_ids, cfg.max_response_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-                    top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress)
+                    top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress,
+                    cuda_graphs=cfg.cuda_graphs)
 
 
 def response_record(item, completion, max_tokens, eos_id):

@@ -14,10 +14,11 @@ into the hole (a copy of its cached positions), so the active rows stay a prefix
 views of the cache. Freed rows are refilled with waiting prompts, so short sequences never wait for long ones.
 All sampling goes through `kernels.sample` (Triton on CUDA, torch reference on CPU).
 
-Run `python engine.py` to check on a tiny random model that cached decoding equals naive full-context decoding
-token for token.
+Run `python engine.py` to check on a tiny random model that cached decoding (eager and static-shape steps) equals
+naive full-context decoding token for token.
 """
 import collections
+import contextlib
 
 import torch
 
@@ -38,7 +39,8 @@ def _default_kv_cache_tokens(model, device) -> int | None:
 
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, stop_token_ids=(), seed=None,
-             return_logprobs=False, progress=False, max_batch=256, kv_cache_tokens=None, prefill_tokens=16384):
+             return_logprobs=False, progress=False, max_batch=256, kv_cache_tokens=None, prefill_tokens=16384,
+             cuda_graphs=False):
     """Generate one completion per prompt.
 
     Args:
@@ -51,6 +53,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         kv_cache_tokens: KV cache budget in tokens; rows = min(max_batch, budget // (longest prompt +
             max_new_tokens)). Default: 60% of free GPU memory on CUDA, unlimited on CPU.
         prefill_tokens: most padded tokens in one prefill forward (bounds activation memory).
+        cuda_graphs: record the decode step as CUDA graphs and replay them (see make_decode_step). Elsewhere than
+            on CUDA the same static-shape step runs eagerly (how the CPU tests check it).
     Returns:
         completions (list of token-id lists, in prompt order), plus logprobs (one float list per completion,
         the sampled tokens' log-probabilities) when return_logprobs.
@@ -78,6 +82,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
             raise ValueError(f"kv_cache_tokens={kv_cache_tokens} cannot hold one sequence of {max_len} tokens "
                              "(longest prompt + max_new_tokens); raise it or lower max_new_tokens")
         slots = min(slots, kv_cache_tokens // max_len)
+    if cuda_graphs:
+        _check_gathered(model)
     cache = KVCache(config, slots, max_len, device, model.dtype, model=model)
 
     stop = set(stop_token_ids)
@@ -125,7 +131,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         if bar is not None:
             bar.update(len(done))
 
-    zero = torch.zeros(slots, dtype=torch.long, device=device)  # decode rows hold one token: logits at index 0
+    decode = make_decode_step(model, cache, cuda_graphs)
     while waiting or row_req:
         free = slots - len(row_req)
         # Admit when a useful group can be prefilled together: the batch is empty, enough rows are free, or the
@@ -155,18 +161,112 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
             continue
 
         # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
-        n = len(row_req)
-        tokens = torch.tensor(row_last, device=device)[:, None]  # [n, 1]
-        positions = torch.tensor(row_pos, device=device)  # [n]
-        new_ids, new_lps = sample(model(tokens, cache=cache, positions=positions, last=zero[:n],
-                                        max_position=max(row_pos)))  # [n, V]; no host sync for the mask length
-        for row in range(n):
+        new_ids, new_lps = sample(decode(row_last, row_pos))  # logits [n, V]
+        for row in range(len(row_pos)):
             row_pos[row] += 1
         release(record(new_ids, new_lps))
 
     if bar is not None:
         bar.close()
     return (completions, logprobs) if return_logprobs else completions
+
+
+def make_decode_step(model, cache, graphs=False):
+    """Returns decode(tokens, positions) -> next-token logits [n, V] for cache rows 0..n-1, where row b feeds
+    tokens[b] at position positions[b] (python lists of n ints).
+
+    graphs=False: one eager forward over exactly n rows, attending up to max(positions).
+
+    graphs=True: a forward with static shapes, recorded once per batch size as a CUDA graph and replayed. Why: a
+    decode step of Qwen2.5-7B is ~850 small kernels (30 per layer); launched from Python they take longer on the host
+    than the GPU needs to read the 15 GB of weights, so the GPU would idle. A replay launches them all at once.
+    What makes the step recordable: the inputs live in fixed buffers (`inputs`); n is rounded up to the next
+    recorded size (powers of two up to the cache's slots) and the padding rows feed token 0 at position 0 of free
+    rows (rows >= n are free, and a prefill overwrites them before they are read); attention covers the whole
+    cache length with per-row lengths (on CUDA the Triton kernel reads only each row's own length, so the static
+    length costs nothing); the forward has no host sync. Sampling stays outside the graph (it owns the RNG). The
+    graphs are recorded inside each generate call, for the sizes it meets: they hold the addresses of this call's
+    cache and of the weights FSDP gathered for it. Off CUDA the same static-shape step runs eagerly.
+    """
+    device = cache.k.device
+    slots = cache.k.shape[1]
+    zero = torch.zeros(slots, dtype=torch.long, device=device)  # decode rows hold one token: logits at index 0
+    if not graphs:
+        def decode(tokens, positions):
+            n = len(tokens)
+            return model(torch.tensor(tokens, device=device)[:, None], cache=cache,
+                         positions=torch.tensor(positions, device=device), last=zero[:n],
+                         max_position=max(positions))  # a Python int: no host sync for the mask length
+        return decode
+
+    sizes = sorted({1 << i for i in range(slots.bit_length()) if 1 << i < slots} | {slots})
+    inputs = torch.zeros(2, slots, dtype=torch.long, device=device)  # static [tokens; positions] of rows 0..slots-1
+    max_position = cache.k.shape[3] - 1
+    recorded = {}  # size -> (CUDA graph, its logits [size, V])
+    pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None  # one memory pool for all sizes
+
+    def forward(size):
+        with _without_fsdp_hooks(model):
+            return model(inputs[0, :size, None], cache=cache, positions=inputs[1, :size], last=zero[:size],
+                         max_position=max_position)
+
+    def decode(tokens, positions):
+        n = len(tokens)
+        size = next(s for s in sizes if s >= n)
+        pad = [0] * (size - n)
+        inputs[:, :size].copy_(torch.tensor([tokens + pad, positions + pad]))
+        if device.type != "cuda":
+            return forward(size)[:n]
+        if size not in recorded:
+            # Warm up on a side stream first (compiles the Triton kernels, sizes cuBLAS workspaces), as recording
+            # requires. It writes the same K/V the replay below writes again, so running it twice changes nothing.
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                forward(size)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                logits = forward(size)
+            recorded[size] = (graph, logits)
+        graph, logits = recorded[size]
+        graph.replay()
+        return logits[:n]
+
+    return decode
+
+
+def _fsdp_modules(model):
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed
+        return []
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+def _check_gathered(model):
+    """A static decode step runs without FSDP's hooks, so every weight must already be gathered."""
+    from torch.distributed.tensor import DTensor
+    if _fsdp_modules(model) and any(isinstance(p, DTensor) for p in model.parameters()):
+        raise ValueError("cuda_graphs=True on an FSDP-sharded model needs its weights gathered first "
+                         "(azr.with_gathered_weights(qwen, True, True) around generation)")
+
+
+@contextlib.contextmanager
+def _without_fsdp_hooks(model):
+    """Run FSDP2-wrapped modules as plain modules. FSDP2's forward hooks make its communication streams wait on the
+    current stream, which a CUDA graph cannot record ("unjoined" streams), and a replay would skip them anyway.
+    During generation they have nothing to do: azr.with_gathered_weights gathered every layer beforehand and keeps
+    it gathered (reshard_after_forward off), so the modules' parameters are the full, plain tensors."""
+    modules = _fsdp_modules(model)
+    saved = [(m._forward_pre_hooks, m._forward_hooks) for m in modules]
+    try:
+        for m in modules:
+            m._forward_pre_hooks, m._forward_hooks = collections.OrderedDict(), collections.OrderedDict()
+        yield
+    finally:
+        for m, (pre, post) in zip(modules, saved):
+            m._forward_pre_hooks, m._forward_hooks = pre, post
 
 
 if __name__ == "__main__":
@@ -180,6 +280,7 @@ if __name__ == "__main__":
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(1, qwen.config.vocab_size, (n,), generator=g).tolist() for n in (3, 17, 8, 30, 1)]
     fast = generate(qwen, prompts, max_new_tokens=20, temperature=0, max_batch=2)
+    assert generate(qwen, prompts, max_new_tokens=20, temperature=0, max_batch=3, cuda_graphs=True) == fast
     for p, out in zip(prompts, fast):
         seq = list(p)
         with torch.no_grad():

@@ -323,7 +323,8 @@ class Qwen2(nn.Module):
             mask = torch.full((B, 1, 1, L), float("-inf"), dtype=x.dtype, device=device)  # shared by all layers
             mask.masked_fill_(visible[:, None, None], 0.0)  # (what kernels.attention.decode_mask builds)
             KVH = cache.k.shape[2]
-            cache.write_index = cache.row_base[: B * KVH] + positions.repeat_interleave(KVH)  # [B*KVH]
+            # [B*KVH]; expand, not repeat_interleave, which may sync the host (no CUDA graph could record it)
+            cache.write_index = cache.row_base[: B * KVH] + positions[:, None].expand(B, KVH).reshape(-1)
             cos, sin = cache.cos[positions][:, None, None], cache.sin[positions][:, None, None]  # [B, 1, 1, hd]
         elif cache is not None:
             # Prefill: every row starts at position 0.

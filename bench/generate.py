@@ -3,6 +3,7 @@
     python bench/generate.py                                   # CPU: tiny and small shapes, batch 8, 32, 128
     python bench/generate.py --shapes tiny --batches 8,32 --new-tokens 64
     python bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256   # random weights
+    python bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 --cuda-graphs
 
 Both sides get the same random weights, the same prompts (lengths drawn between --prompt-min and --prompt-max;
 transformers gets them left-padded, as its batched generate() needs) and greedy decoding with no stop token, so
@@ -116,14 +117,15 @@ def main():
     ap.add_argument("--skip-hf", action="store_true", help="time only our engine (e.g. when HF would not fit)")
     ap.add_argument("--stop-token", default=None, help="'auto' or an id: rows stop there (variable lengths)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--cuda-graphs", action="store_true", help="our decode step as CUDA graphs (cuda_graphs=True)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per side, alternating; the best is kept")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     print(f"device={args.device} dtype={str(dtype)[6:]} threads={torch.get_num_threads()} "
-          f"new_tokens={args.new_tokens} prompt_len={args.prompt_min}-{args.prompt_max} stop={args.stop_token} "
-          f"kernels={os.environ.get('NANOAZR_KERNELS', 'auto')} torch={torch.__version__}")
+          f"cuda_graphs={args.cuda_graphs} new_tokens={args.new_tokens} prompt_len={args.prompt_min}-{args.prompt_max} "
+          f"stop={args.stop_token} kernels={os.environ.get('NANOAZR_KERNELS', 'auto')} torch={torch.__version__}")
     cols = "| shape | batch | transformers tok/s | ours tok/s | ratio | identical rows |"
     if args.stop_token is not None:
         cols = cols.replace(" identical rows |", " identical rows | mean length |")
@@ -149,7 +151,7 @@ def main():
             t_ours = t_hf = float("inf")
             for _ in range(args.repeats):
                 mine, t = timed(lambda: generate(ours, prompts, args.new_tokens, temperature=0, max_batch=batch,
-                                                 stop_token_ids=stops), args.device)
+                                                 stop_token_ids=stops, cuda_graphs=args.cuda_graphs), args.device)
                 t_ours = min(t_ours, t)
                 if not args.skip_hf:
                     with torch.inference_mode():

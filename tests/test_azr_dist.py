@@ -1,6 +1,7 @@
 """Distributed update == single-process update: 2 gloo processes (replicated weights with summed gradients, and
 FSDP2-sharded weights, also with 8-bit AdamW or activation checkpointing) must produce the same weights as one
 process training on all sequences."""
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,45 @@ def test_two_process_update_equals_single_process(mode, tiny_ckpt, tmp_path, mon
         torch.testing.assert_close(got[k], reference[k], atol=lr, rtol=0)
         n_moved, n_all = n_moved + int(moved.sum()), n_all + moved.numel()
     assert n_moved > 0.9 * n_all  # the close comparison covers almost every weight
+
+
+GENERATE_WORKER = r'''
+import json, sys, torch, torch.distributed as dist
+sys.path.insert(0, sys.argv[2])
+import azr, test_azr_dist as t
+from model import generate
+dist.init_process_group("gloo")
+cfg = t.config("fsdp")
+qwen, _, sharded = azr.setup_policy(sys.argv[1], cfg, torch.device("cpu"), torch.float32, dist.get_world_size())
+prompts = [[5, 6, 7, 8, 9], [11, 12], [13, 14, 15]]
+try:  # the static step runs without FSDP's hooks: sharded weights are refused with one line
+    generate(qwen, prompts, 6, temperature=0, cuda_graphs=True)
+    refused = ""
+except ValueError as e:
+    refused = str(e)
+azr.with_gathered_weights(qwen, sharded, True)
+out = {"refused": refused, "eager": generate(qwen, prompts, 6, temperature=0),
+       "static": generate(qwen, prompts, 6, temperature=0, cuda_graphs=True)}
+azr.with_gathered_weights(qwen, sharded, False)
+if dist.get_rank() == 0:
+    open(sys.argv[3], "w").write(json.dumps(out))
+dist.destroy_process_group()
+'''
+
+
+def test_fsdp_generation_static_decode_step(tiny_ckpt, tmp_path):
+    """Generation from FSDP2-gathered weights, eager and with the static (CUDA-graph) decode step, which runs the FSDP
+    modules without their hooks: both equal the unsharded model's greedy completions."""
+    from model import Qwen2, generate
+    prompts = [[5, 6, 7, 8, 9], [11, 12], [13, 14, 15]]
+    reference = generate(Qwen2.from_pretrained(str(tiny_ckpt)), prompts, 6, temperature=0)
+    script, out = tmp_path / "generate_worker.py", tmp_path / "out.json"
+    script.write_text(GENERATE_WORKER)
+    env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(tiny_ckpt), str(Path(__file__).parent), str(out)],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert "needs its weights gathered first" in got["refused"]
+    assert got["eager"] == reference and got["static"] == reference

@@ -9,7 +9,8 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
   separate flash-attn package (README: "not needed and not used"), so there is nothing of it to compare;
 - engine.py: greedy generation on CUDA (fp32) token-identical to transformers' generate() on CUDA, with variable
   prompt lengths, stop ids and more prompts than cache rows (continuous batching refills); bf16 generation returns
-  the right number of completions of the right lengths, seeded sampling repeats;
+  the right number of completions of the right lengths, seeded sampling repeats; the CUDA-graph decode step
+  (cuda_graphs=True) gives the eager step's tokens and logprobs;
 - kernels/: decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
   argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
   token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's
@@ -240,6 +241,35 @@ def test_bf16_generation_counts_lengths_and_seeds(tiny_ckpt):
     stopped = generate(qwen, prompts, 16, temperature=1.0, seed=5, stop_token_ids=stop, max_batch=6)
     assert len(stopped) == 20 and all(len(o) <= 16 and all(t < V // 2 for t in o) for o in stopped)
     assert sum(len(o) < 16 for o in stopped) >= 18 and len({len(o) for o in stopped}) > 1
+
+
+def test_cuda_graph_decode_equals_eager(sharp_ckpt, monkeypatch):
+    """generate(cuda_graphs=True) records the decode step once per batch size and replays it: in fp32 the same tokens
+    and logprobs as the eager step while rows stop and get refilled (the batch passes through several sizes); in
+    bf16 seeded sampling repeats from graph to graph."""
+    replays = []
+    graph_type = torch.cuda.CUDAGraph
+
+    class CountingGraph(graph_type):
+        def replay(self):
+            replays.append(1)
+            return super().replay()
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", CountingGraph)
+    ours = Qwen2.from_pretrained(sharp_ckpt, device=DEVICE)
+    prompts = random_prompts(20, ours.config.vocab_size, seed=13, lo=1, hi=40)
+    free = generate(ours, prompts, max_new_tokens=20, temperature=0)
+    stop = max({t for out in free for t in out}, key=lambda t: sum(t in out for out in free))
+    kw = dict(max_new_tokens=20, stop_token_ids=[stop], max_batch=6, return_logprobs=True)
+    eager, lp_eager = generate(ours, prompts, temperature=0, **kw)
+    graphs, lp_graphs = generate(ours, prompts, temperature=0, cuda_graphs=True, **kw)
+    assert len({len(o) for o in eager}) > 1, "no row stopped early: the batch size never changed"
+    assert graphs == eager and len(replays) > 20
+    assert max(abs(a - b) for x, y in zip(lp_eager, lp_graphs) for a, b in zip(x, y)) < 1e-4
+    bf16 = Qwen2.from_pretrained(sharp_ckpt, device=DEVICE, dtype=torch.bfloat16)
+    a = generate(bf16, prompts, 16, seed=3, max_batch=6, cuda_graphs=True)
+    assert a == generate(bf16, prompts, 16, seed=3, max_batch=6, cuda_graphs=True)
+    assert all(len(o) == 16 and all(0 <= t < ours.config.vocab_size for t in o) for o in a)
 
 
 # ----------------------------------------------------------------------------------------------------------------

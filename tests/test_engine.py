@@ -84,6 +84,25 @@ def test_continuous_batching_invariance(gqa_ckpt):
     assert shuffled == [ref[i] for i in order]
 
 
+@pytest.mark.parametrize("which", ["tiny", "gqa7"])
+def test_static_decode_step_equals_eager(which, tiny_ckpt, gqa_ckpt):
+    # cuda_graphs=True: the static-shape step that CUDA graphs record (fixed input buffers, batch padded to a power of
+    # two, attention over the whole cache length). Off CUDA it runs eagerly: same tokens, same logprobs as the
+    # eager step, while sequences stop at different times so the batch passes through several recorded sizes.
+    qwen = Qwen2.from_pretrained(str(tiny_ckpt) if which == "tiny" else gqa_ckpt)
+    prompts = random_prompts(11, qwen.config.vocab_size, seed=8, hi=30)
+    probe = generate(qwen, prompts, max_new_tokens=16, temperature=0)
+    stop = max({t for out in probe for t in out}, key=lambda t: sum(out.count(t) > 0 for out in probe))
+    for kwargs in (dict(max_batch=7), dict(max_batch=64), dict(max_batch=4, prefill_tokens=20)):
+        eager = generate(qwen, prompts, 16, temperature=0, stop_token_ids=[stop], **kwargs)
+        assert len({len(o) for o in eager}) > 1  # rows finish at different steps: the batch size moves
+        assert generate(qwen, prompts, 16, temperature=0, stop_token_ids=[stop], cuda_graphs=True, **kwargs) == eager
+    a, lp_a = generate(qwen, prompts, 12, seed=3, return_logprobs=True, max_batch=5)
+    b, lp_b = generate(qwen, prompts, 12, seed=3, return_logprobs=True, max_batch=5, cuda_graphs=True)
+    assert a == b
+    assert max(abs(x - y) for la, lb in zip(lp_a, lp_b) for x, y in zip(la, lb)) < 1e-4
+
+
 def test_stop_ids_and_max_new_tokens(gqa_ckpt):
     qwen = Qwen2.from_pretrained(gqa_ckpt)
     prompts = random_prompts(6, qwen.config.vocab_size, seed=5)
