@@ -834,19 +834,71 @@ def check_same_model(ckpt, source):
             f"use the same --model or a fresh --out")
 
 
-def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, per_rank):
+def reshard_adamw8bit(ckpt, saved_world, optimizer, rank, world):
+    """Load 8-bit AdamW state that `saved_world` FSDP ranks wrote (optim_rank{r}.pt, each holding its dim-0 shard of
+    every parameter) into `optimizer` over another split: this rank's dim-0 chunk out of `world` (FSDP2 splits like
+    torch.chunk: ceil(rows / world) rows per rank, the last ones smaller or empty), or whole parameters for world 1.
+
+    bitsandbytes keeps state1/state2 (exp_avg, exp_avg_sq) of a tensor of >= min_8bit_size (4096) values as uint8
+    indices into its signed/unsigned dynamic map (qmap1/qmap2), scaled by one absmax per block of 256 values of the
+    flattened tensor; smaller tensors keep fp32 state. Per parameter: dequantise the saved shards to fp32,
+    concatenate them in rank order ([rows, ...]), take this rank's rows and quantise them again with bnb's own rule.
+    The new blocks group other values than the saved ones, so each value moves by up to half a step of the map
+    (< 1% of its new block's absmax): close to the saved state, not bit-exact (same-size resumes load it as saved)."""
+    import bitsandbytes.functional as F
+    wrapped = type(optimizer)._FSDP_WRAPPED_QUANT_STATE_KEY  # bnb's state_dict nests the quantisation tensors here
+    saved = [torch.load(Path(ckpt) / f"optim_rank{r}.pt", map_location="cpu", weights_only=True, mmap=True)
+             for r in range(saved_world)]
+
+    def fp32(entry, i, device):  # one saved shard's state{i} as fp32, [shard rows, ...]
+        q = {**entry, **entry.get(wrapped, {})}
+        x = q[f"state{i}"].to(device)
+        if x.dtype != torch.uint8:
+            return x.float()
+        return F.dequantize_blockwise(x, absmax=q[f"absmax{i}"].to(device), code=q[f"qmap{i}"].to(device),
+                                      blocksize=256)
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # local shards or whole parameters
+    state = {}
+    for j, p in enumerate(params):
+        if j not in saved[0]["state"]:
+            continue  # never stepped: bnb creates its state at the next step
+        new = {"step": saved[0]["state"][j]["step"]}
+        for i, qmap in ((1, "dynamic"), (2, "udynamic")):  # exp_avg is signed, exp_avg_sq non-negative
+            full = torch.cat([fp32(sd["state"][j], i, p.device) for sd in saved])  # [rows, ...] in rank order
+            rows = -(-full.shape[0] // world)
+            mine = full[rank * rows:(rank + 1) * rows].contiguous()
+            if mine.shape != p.shape:
+                die(f"{ckpt}: optimizer state of parameter {j} has {tuple(full.shape)} in all, rows {rank * rows}.. "
+                    f"of it do not fit this rank's {tuple(p.shape)}: resume with the checkpoint's --model")
+            if p.numel() < optimizer.args.min_8bit_size:  # bnb's init_state rule: small tensors keep fp32 state
+                new[f"state{i}"] = mine
+            else:
+                code = optimizer.name2qmap[qmap].to(p.device)
+                new[f"state{i}"], quant = F.quantize_blockwise(mine, code=code, blocksize=256)
+                new[f"absmax{i}"], new[f"qmap{i}"] = quant.absmax, code
+        state[j] = new
+    optimizer.load_state_dict({"state": state, "param_groups": saved[0]["param_groups"]})  # saved lr, betas, ...
+
+
+def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
     state = json.loads((Path(ckpt) / "state.json").read_text())
+    saved_world = state.get("world", 1)
+    per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
     name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
-    # per-rank files hold 8-bit AdamW's local shards, quantised per block of each shard: they only fit the same split
-    if not (Path(ckpt) / name).is_file() or (per_rank and state.get("world", world) != world):
-        die(f"{ckpt} cannot resume here ({name}, saved by {state.get('world', '?')} processes, {world} now): resume "
-            "with the same --fsdp, --optim and number of processes")
-    optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
-    if sharded and not per_rank:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-        set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+    if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
+        optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
+        if sharded and not per_rank:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+            set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+        else:
+            optimizer.load_state_dict(optim_sd)
+    elif optim == "adamw8bit" and (Path(ckpt) / "optim_rank0.pt").is_file():  # per-rank 8-bit state, another split
+        reshard_adamw8bit(ckpt, saved_world, optimizer, rank if sharded else 0, world if sharded else 1)
     else:
-        optimizer.load_state_dict(optim_sd)
+        saved = state.get("config", {})
+        die(f"{ckpt} cannot resume here (no {name}; saved by {saved_world} processes with --optim="
+            f"{saved.get('optim', '?')} --fsdp={saved.get('fsdp', '?')}): resume with the same --optim and --fsdp")
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
@@ -1065,8 +1117,7 @@ def main(argv=None):
         die(str(e))
     start_step = 0
     if ckpt is not None:
-        buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, world,
-                                                  sharded and master is not None)
+        buffers, start_step = load_training_state(ckpt, optimizer, sharded, qwen, rank, world, cfg.optim)
         print0(f"resumed from {ckpt} at step {start_step}", rank=rank)
         if rank == 0:
             truncate_metrics(out / "metrics.jsonl", start_step)

@@ -278,18 +278,25 @@ def test_bf16_training_keeps_fp32_masters_at_lr_1e6(tiny_ckpt, monkeypatch):
     assert torch.equal(sd["model.embed_tokens.weight"], master[0].detach())
 
 
-def test_resume_with_another_world_size_is_one_line(tmp_path, capsys):
-    """8-bit AdamW under FSDP keeps per-rank optimizer shards; they only fit the number of processes that wrote them."""
-    json_state = '{"step": 3, "world": 4, "python_rng": [], "torch_rng": []}'
-    (tmp_path / "state.json").write_text(json_state)
-    (tmp_path / "optim_rank0.pt").write_bytes(b"")
-    for rank, world, per_rank, why in ((0, 2, True, "optim_rank0.pt, saved by 4 processes, 2 now"),
-                                       (0, 1, False, "optim.pt, saved by 4 processes, 1 now")):
-        with pytest.raises(SystemExit):  # fewer processes than wrote the shards; a replicated run finds no optim.pt
-            azr.load_training_state(tmp_path, None, True, None, rank, world, per_rank)
+def test_resume_with_another_optimizer_layout_is_one_line(tmp_path, capsys):
+    """8-bit AdamW under FSDP keeps per-rank optimizer shards: they resume on any number of processes with
+    --optim=adamw8bit (tests/test_azr_reshard.py), but not into plain AdamW; and an FSDP 8-bit run cannot start
+    from a full optim.pt. Both get one line naming the flags the checkpoint was saved with."""
+    for optim, saved_file, sharded, world, why in (
+            ("adamw", "optim.pt", True, 2, "no optim_rank0.pt; saved by 4 processes with --optim=adamw --fsdp=on"),
+            ("adamw8bit", "optim_rank0.pt", False, 1,
+             "no optim.pt; saved by 4 processes with --optim=adamw8bit --fsdp=on")):
+        ckpt = tmp_path / optim
+        ckpt.mkdir()
+        (ckpt / "state.json").write_text(json.dumps({"step": 3, "world": 4, "python_rng": [], "torch_rng": [],
+                                                     "config": {"optim": optim, "fsdp": "on"}}))
+        (ckpt / saved_file).write_bytes(b"")
+        now = "adamw" if optim == "adamw8bit" else "adamw8bit"  # the other optimizer
+        with pytest.raises(SystemExit):
+            azr.load_training_state(ckpt, None, sharded, None, 0, world, now)
         err = capsys.readouterr().err.strip()
         assert err.startswith("azr.py: error:") and why in err and "\n" not in err
-        assert "same --fsdp, --optim and number of processes" in err
+        assert "same --optim and --fsdp" in err
 
 
 def test_full_disk_is_one_line(monkeypatch, capsys):
