@@ -1,21 +1,29 @@
-"""Batched generation for our Qwen2: static KV cache, per-sequence stopping, continuous batching.
+"""Batched generation for our Qwen2: paged KV cache, per-sequence stopping, continuous batching, CUDA graphs.
 
     from model import Qwen2, generate
     qwen = Qwen2.from_pretrained("qwen2.5-7b", device="cuda", dtype=torch.bfloat16)
     completions = generate(qwen, prompts, max_new_tokens=4096, temperature=1.0, stop_token_ids=[eos], seed=0)
 
-How it works. A KVCache with `slots` rows of `max_len` positions is allocated once (slots comes from a budget in
-tokens). The active sequences always occupy rows 0..n-1. Each iteration either
+How it works. One paged KVCache (model.py) is allocated per call: `slots` rows of a block table, and a pool of
+blocks of `block_size` positions sized from a budget in tokens. The active sequences always occupy rows 0..n-1.
+Each iteration either
   - admits waiting prompts into the free rows n.. with one batched, right-padded prefill forward (prompts of
-    similar length together, so padding stays under 1/8 of the forward's tokens), or
-  - runs one decode step for all n active rows (one new token each, each at its own position).
-A sequence that samples a stop id or reaches max_new_tokens frees its row at once; the last active row is moved
-into the hole (a copy of its cached positions), so the active rows stay a prefix and the decode step reads plain
-views of the cache. Freed rows are refilled with waiting prompts, so short sequences never wait for long ones.
+    similar length together, so padding stays under 1/8 of the forward's tokens), giving each the blocks its
+    prompt fills, or
+  - runs one decode step for all n active rows (one new token each, each at its own position); a row whose new
+    token starts a block gets a free one first.
+A sequence that samples a stop id or reaches max_new_tokens returns its blocks and frees its row at once; the last
+active row's table entry is moved into the hole, so the active rows stay a prefix. Freed rows are refilled with
+waiting prompts, so short sequences never wait for long ones.
+
+Blocks are handed out as sequences grow, so the budget holds as many sequences as their actual lengths allow, not
+budget / (longest prompt + max_new_tokens). Prompts are admitted only while every active row keeps one spare block;
+if a decode step still runs out, the most recently admitted rows are preempted: their blocks return to the pool and
+they wait at the head of the queue, to be prefilled again from prompt + tokens so far (recomputation, as vLLM does).
 All sampling goes through `kernels.sample` (Triton on CUDA, torch reference on CPU).
 
-Run `python engine.py` to check on a tiny random model that cached decoding (eager and static-shape steps) equals
-naive full-context decoding token for token.
+Run `python engine.py` to check on a tiny random model that cached decoding (eager and static-shape steps, with and
+without preemption) equals naive full-context decoding token for token.
 """
 import collections
 import contextlib
@@ -38,9 +46,10 @@ def _default_kv_cache_tokens(model, device) -> int | None:
 
 
 @torch.inference_mode()
+@torch.inference_mode()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, stop_token_ids=(), seed=None,
              return_logprobs=False, progress=False, max_batch=256, kv_cache_tokens=None, prefill_tokens=16384,
-             cuda_graphs=False):
+             cuda_graphs=False, block_size=None):
     """Generate one completion per prompt.
 
     Args:
@@ -49,12 +58,14 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         temperature, top_k, top_p: passed to kernels.sample; temperature=0 is greedy.
         stop_token_ids: a completion ends at the first of these; the stop id is not included.
         seed: makes sampling reproducible (same arguments -> same completions).
-        max_batch: most sequences decoded together (rows of the KV cache).
-        kv_cache_tokens: KV cache budget in tokens; rows = min(max_batch, budget // (longest prompt +
-            max_new_tokens)). Default: 60% of free GPU memory on CUDA, unlimited on CPU.
+        max_batch: most sequences decoded together (rows of the block table).
+        kv_cache_tokens: KV cache budget in tokens (at least one longest prompt + max_new_tokens). Default: 60% of
+            free GPU memory on CUDA; elsewhere every row gets room for the longest sequence (no preemption).
         prefill_tokens: most padded tokens in one prefill forward (bounds activation memory).
         cuda_graphs: record the decode step as CUDA graphs and replay them (see make_decode_step). Elsewhere than
             on CUDA the same static-shape step runs eagerly (how the CPU tests check it).
+        block_size: positions per KV cache block. Default: 16 when the budget cannot give every row room for the
+            longest sequence; otherwise one block per row (pages would buy nothing, and whole rows are cheapest).
     Returns:
         completions (list of token-id lists, in prompt order), plus logprobs (one float list per completion,
         the sampled tokens' log-probabilities) when return_logprobs.
@@ -77,26 +88,43 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
     if kv_cache_tokens is None:
         kv_cache_tokens = _default_kv_cache_tokens(model, device)
     slots = min(len(prompts), max_batch)
+    if block_size is None:
+        block_size = max_len if kv_cache_tokens is None or kv_cache_tokens >= slots * max_len else 16
+    per_seq = -(-max_len // block_size)  # blocks of the longest possible sequence
+    n_blocks = slots * per_seq  # enough that nothing is ever preempted
     if kv_cache_tokens is not None:
         if kv_cache_tokens < max_len:
             raise ValueError(f"kv_cache_tokens={kv_cache_tokens} cannot hold one sequence of {max_len} tokens "
                              "(longest prompt + max_new_tokens); raise it or lower max_new_tokens")
-        slots = min(slots, kv_cache_tokens // max_len)
+        n_blocks = min(n_blocks, max(per_seq, kv_cache_tokens // block_size))
+    tight = n_blocks < slots * per_seq  # else every row can always have room for the longest sequence
+    # Whole-row blocks on the dense attention path (CPU): keep row b's cache in block b + 1, moving K/V rather than
+    # table entries when rows are compacted, so the dense path reads the rows in place instead of gathering them
+    # every layer of every step (tiny shape on CPU: 10-15% faster decoding).
+    in_place = per_seq == 1 and not kernels.fused_decode_attention(device, config.head_dim)
     if cuda_graphs:
         _check_gathered(model)
-    cache = KVCache(config, slots, max_len, device, model.dtype, model=model)
+    cache = KVCache(config, slots, max_len, device, model.dtype, model=model, blocks=1 + n_blocks,
+                    block_size=block_size)
+    cache.in_place = in_place
+    free_blocks = list(range(n_blocks, 0, -1))  # block 0 is the padding sink (model.KVCache); pop() gives 1, 2, ...
 
     stop = set(stop_token_ids)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     # Longest prompts first: they tend to be the slowest to finish, and neighbours in the queue have similar
     # lengths, so a prefill group wastes little on padding.
     waiting = collections.deque(sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
-    # Host-side state of the active rows 0..n-1 (python lists: the scheduler never syncs the device for them).
-    row_req, row_pos, row_last = [], [], []  # request index; tokens already in the cache; token to feed next
+    # Host-side state of the active rows 0..n-1 (python lists: the scheduler never syncs the device for them):
+    # request index; tokens already in the cache; token to feed next; cache blocks; admission order
+    row_req, row_pos, row_last, row_blocks, row_admitted = [], [], [], [], []
+    admitted = 0
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(prompts), desc="generate", unit="seq")
+
+    def sequence(req):  # what a prefill feeds: the prompt, plus the tokens sampled before a preemption
+        return prompts[req] + completions[req]
 
     def sample(logits):  # logits [n, V] (model dtype; the sampler computes in fp32) -> python lists
         ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
@@ -119,48 +147,109 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                 done.append(row)
         return done
 
-    def release(done):
-        # Highest row first: every row above the one being freed is then still active, so the last row is a
-        # live sequence and moving it down keeps rows 0..n-1 dense.
-        for row in sorted(done, reverse=True):
+    def remove(rows):
+        """Free these rows and their blocks. Highest row first: every row above the one being freed is then still
+        active, so the last row is a live sequence, and moving it down keeps rows 0..n-1 dense."""
+        for row in sorted(rows, reverse=True):
             last = len(row_req) - 1
-            if row != last:
-                cache.move(last, row, row_pos[last])
-                row_req[row], row_pos[row], row_last[row] = row_req[last], row_pos[last], row_last[last]
-            row_req.pop(), row_pos.pop(), row_last.pop()
+            if in_place:  # block row + 1 takes the last row's cached positions; blocks stay with their rows
+                n = row_pos[last]
+                cache.k[:, row + 1, :, :n] = cache.k[:, last + 1, :, :n]
+                cache.v[:, row + 1, :, :n] = cache.v[:, last + 1, :, :n]
+                row_blocks[last] = row_blocks[row]
+            else:
+                free_blocks.extend(row_blocks[row])
+                cache.block_table[row] = cache.block_table[last]
+            for state in (row_req, row_pos, row_last, row_blocks, row_admitted):
+                state[row] = state[last]
+            cache.block_table[last] = 0  # a free row points at the padding sink (CUDA-graph padding rows write there)
+            for state in (row_req, row_pos, row_last, row_blocks, row_admitted):
+                state.pop()
+
+    def release(done):
+        remove(done)
         if bar is not None:
             bar.update(len(done))
 
-    decode = make_decode_step(model, cache, cuda_graphs)
-    while waiting or row_req:
-        free = slots - len(row_req)
+    def admit():
+        """Pop a prefill group from the queue: up to the free rows, prefill_tokens padded tokens, 1/8 padding, and
+        the free blocks (keeping one spare block per active row). [] when it is better to decode first."""
+        free_rows = slots - len(row_req)
         # Admit when a useful group can be prefilled together: the batch is empty, enough rows are free, or the
         # queue fits. Admitting one prompt per decode step would pay a whole forward for a single row.
-        if waiting and free and (not row_req or free >= max(1, slots // 8) or len(waiting) <= free):
-            group = [waiting.popleft()]  # the queue is sorted by length: group[0] is the longest, T tokens
-            T, pad = len(prompts[group[0]]), 0
-            while waiting and len(group) < free and (len(group) + 1) * T <= prefill_tokens:
-                # Length buckets: stop the group once padding would exceed 1/8 of its [len(group), T] tokens;
-                # the shorter prompts left in the queue form the next group(s), admitted before the next
-                # decode step. (CPU, 1 thread, 32 prompts of 16-64 tokens, small shape: prefill 169 -> 99 ms.)
-                pad += T - len(prompts[waiting[0]])
-                if 8 * pad > (len(group) + 1) * T:
-                    break
-                group.append(waiting.popleft())
-            lens = [len(prompts[r]) for r in group]
-            # Right padding: the causal mask alone is then right for every real token (see Attention).
-            ids = torch.tensor([prompts[r] + [0] * (T - len(prompts[r])) for r in group], device=device)
+        useful = 1 if not row_req else min(max(1, slots // 8), len(waiting))
+        if not waiting or free_rows < useful:
+            return []
+        group, T, total, need = [], 0, 0, 0
+        while waiting and len(group) < free_rows:
+            n = len(sequence(waiting[0]))
+            t, size = max(T, n), len(group) + 1
+            # Length buckets: stop the group once padding would exceed 1/8 of its [size, t] tokens; the shorter
+            # prompts left in the queue form the next group(s), admitted before the next decode step. (CPU, 1
+            # thread, 32 prompts of 16-64 tokens, small shape: prefill 169 -> 99 ms.)
+            if group and (size * t > prefill_tokens or 8 * (size * t - total - n) > size * t):
+                break
+            blocks = -(-n // block_size)
+            if tight and (row_req or group) and need + blocks > len(free_blocks) - (len(row_req) + size):
+                # Out of blocks (keeping a spare one for every row, this one included, or the next steps would
+                # preempt). Too few fit to be worth a forward: decode until rows finish and return theirs.
+                if len(group) < useful:
+                    waiting.extendleft(reversed(group))
+                    return []
+                break
+            group.append(waiting.popleft())
+            T, total, need = t, total + n, need + blocks
+        return group
+
+    def preempt_until_blocks_suffice():
+        """Before a decode step: the rows whose new token starts a block need one each. While the pool cannot serve
+        them all, preempt the most recently admitted row (its blocks return; it waits at the head of the queue).
+        It ends with at least one row: a lone row holds under per_seq blocks while it still grows, and the pool has
+        per_seq. The oldest rows always progress, so a preempted row gets its blocks once they finish."""
+        while True:
+            needy = [r for r in range(len(row_req)) if row_pos[r] == len(row_blocks[r]) * block_size]
+            if len(needy) <= len(free_blocks):
+                return needy
+            victim = max(range(len(row_req)), key=row_admitted.__getitem__)
+            waiting.appendleft(row_req[victim])
+            remove([victim])
+
+    decode = make_decode_step(model, cache, cuda_graphs)
+    while waiting or row_req:
+        group = admit()
+        if group:
+            seqs = [sequence(r) for r in group]
+            lens = [len(s) for s in seqs]
+            T = max(lens)
             first = len(row_req)
+            if in_place:
+                blocks = [[row + 1] for row in range(first, first + len(group))]
+            else:
+                blocks = [[free_blocks.pop() for _ in range(-(-n // block_size))] for n in lens]
+            table = [b + [0] * (-(-T // block_size) - len(b)) for b in blocks]  # [group, T / bs]; pad -> sink
+            cache.block_table[first:first + len(group), :len(table[0])] = torch.tensor(table, device=device)
+            # Right padding: the causal mask alone is then right for every real token (see Attention).
+            ids = torch.tensor([s + [0] * (T - len(s)) for s in seqs], device=device)
             rows = torch.arange(first, first + len(group), device=device)
-            last = torch.tensor(lens, device=device) - 1  # each prompt's final token predicts the first new one
+            last = torch.tensor(lens, device=device) - 1  # each sequence's final token predicts the next one
             new_ids, new_lps = sample(model(ids, cache=cache, slots=rows, last=last))  # logits [N, V]
             row_req += group
             row_pos += lens
             row_last += [0] * len(group)
+            row_blocks += blocks
+            row_admitted += range(admitted, admitted + len(group))
+            admitted += len(group)
             release(record(new_ids, new_lps, first))
             continue
 
         # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
+        needy = preempt_until_blocks_suffice() if per_seq > 1 else []  # one whole-row block: nothing to hand out
+        if needy:
+            new = [free_blocks.pop() for _ in needy]
+            for r, b in zip(needy, new):
+                row_blocks[r].append(b)
+            where = torch.tensor([needy, [len(row_blocks[r]) - 1 for r in needy], new], device=device)  # [3, k]
+            cache.block_table[where[0], where[1]] = where[2]
         new_ids, new_lps = sample(decode(row_last, row_pos))  # logits [n, V]
         for row in range(len(row_pos)):
             row_pos[row] += 1
@@ -189,7 +278,7 @@ def make_decode_step(model, cache, graphs=False):
     cache and of the weights FSDP gathered for it. Off CUDA the same static-shape step runs eagerly.
     """
     device = cache.k.device
-    slots = cache.k.shape[1]
+    slots = cache.block_table.shape[0]
     zero = torch.zeros(slots, dtype=torch.long, device=device)  # decode rows hold one token: logits at index 0
     if not graphs:
         def decode(tokens, positions):
@@ -201,7 +290,7 @@ def make_decode_step(model, cache, graphs=False):
 
     sizes = sorted({1 << i for i in range(slots.bit_length()) if 1 << i < slots} | {slots})
     inputs = torch.zeros(2, slots, dtype=torch.long, device=device)  # static [tokens; positions] of rows 0..slots-1
-    max_position = cache.k.shape[3] - 1
+    max_position = cache.positions.shape[0] - 1
     recorded = {}  # size -> (CUDA graph, its logits [size, V])
     pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None  # one memory pool for all sizes
 
@@ -281,6 +370,7 @@ if __name__ == "__main__":
     prompts = [torch.randint(1, qwen.config.vocab_size, (n,), generator=g).tolist() for n in (3, 17, 8, 30, 1)]
     fast = generate(qwen, prompts, max_new_tokens=20, temperature=0, max_batch=2)
     assert generate(qwen, prompts, max_new_tokens=20, temperature=0, max_batch=3, cuda_graphs=True) == fast
+    assert generate(qwen, prompts, max_new_tokens=20, temperature=0, kv_cache_tokens=60, block_size=4) == fast
     for p, out in zip(prompts, fast):
         seq = list(p)
         with torch.no_grad():

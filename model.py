@@ -122,24 +122,42 @@ def apply_rotary(x, cos, sin):
 
 
 class KVCache:
-    """Pre-allocated static KV cache: k, v [layers, slots, KVH, max_len, hd], plus per-call constants.
+    """Paged KV cache: k, v [layers, blocks, KVH, block_size, hd] and a block table [slots, max_len / block_size].
 
-    Each slot holds one sequence from position 0. The engine keeps the active sequences in rows 0..n-1 so that
-    a decode step reads the plain view k[l, :n, :, :L] (no gather). The rotary table and the flat row index
-    are built once here, so a decode step only indexes them (decode is op-count bound on small models)."""
+    Position t of the sequence in row b lives in block block_table[b, t // block_size], at offset t % block_size.
+    Why pages: a row of max_len positions per sequence sizes every row for the longest prompt plus max_new_tokens
+    (up to 14k tokens in AZR), while most rollouts end far earlier; with blocks handed out as sequences grow, the
+    same memory holds several times more sequences at once (engine.py). Block 0 is never handed out: table entries
+    that hold no sequence point at it, so the K/V that padding writes (prefill padding, the padding rows of a CUDA
+    graph step) land there and are never read.
 
-    def __init__(self, config: Qwen2Config, slots: int, max_len: int, device, dtype, model=None):
+    Without `blocks`, every row gets max_len positions of its own up front (a static cache, blocks = 1 + slots x
+    max_len / block_size); the engine passes `blocks` and fills the table itself. The rotary table and the per-head
+    offsets are built once here, so a decode step only indexes them (decode is op-count bound on small models)."""
+
+    def __init__(self, config: Qwen2Config, slots: int, max_len: int, device, dtype, model=None, blocks=None,
+                 block_size=16):
         L, KVH, hd = config.num_hidden_layers, config.num_key_value_heads, config.head_dim
-        self.k = torch.zeros(L, slots, KVH, max_len, hd, device=device, dtype=dtype)
-        self.v = torch.zeros(L, slots, KVH, max_len, hd, device=device, dtype=dtype)
-        self.positions = torch.arange(max_len, device=device)  # [max_len]
+        per_row = -(-max_len // block_size)
+        static = blocks is None
+        if static:
+            blocks = 1 + slots * per_row
+        self.block_size = block_size
+        self.k = torch.zeros(L, blocks, KVH, block_size, hd, device=device, dtype=dtype)
+        self.v = torch.zeros(L, blocks, KVH, block_size, hd, device=device, dtype=dtype)
+        self.block_table = torch.zeros(slots, per_row, dtype=torch.long, device=device)  # 0 = no block
+        if static:
+            self.block_table += 1 + torch.arange(slots * per_row, device=device).view(slots, per_row)
+        self.positions = torch.arange(per_row * block_size, device=device)  # [>= max_len]
         cos, sin = rotary_cos_sin(self.positions[None], hd, config.rope_theta, dtype)  # [1, 1, max_len, hd]
         self.cos, self.sin = cos[0, 0], sin[0, 0]  # [max_len, hd]: the same values the forward would compute
-        # Row of (slot b, kv head h, position 0) in the flat [slots*KVH*max_len, hd] view of one layer's cache.
-        self.row_base = ((torch.arange(slots, device=device)[:, None] * KVH
-                          + torch.arange(KVH, device=device)) * max_len).reshape(-1)  # [slots*KVH]
-        self.write_index = None  # [B*KVH] rows the current decode step writes (set by Qwen2.forward)
-        self.lengths = None  # [B] visible positions of each row in the current decode step (set by Qwen2.forward)
+        self.heads = torch.arange(KVH, device=device)[:, None]  # [KVH, 1]
+        # Set by Qwen2.forward for the current call, shared by all layers:
+        self.write_index = None  # [rows*KVH*T]: rows of the flat [blocks*KVH*block_size, hd] view each K/V goes to
+        self.lengths = None  # [B] visible positions of each row in the current decode step
+        self.plan = None  # the dense decode attention's (mask, gather rows) for the current step, or None
+        self.in_place = False  # set by the engine when row b's K/V are whole-row block b + 1 (read in place)
+
         # CPU only: for the few rows of a decode step, the CPU GEMM runs 25-40% faster with the weight stored
         # [in, out] than with nn.Linear's [out, in] (measured, 1 thread: [32, 256] x [256, 704] 69 vs 92 us). So
         # for this call we keep a transposed copy of every projection, if the copies fit in 2 GB. On CUDA
@@ -155,6 +173,11 @@ class KVCache:
                                      None if getattr(m, "bias", None) is None else m.bias.detach())
                                  for m in layers}
 
+    def flat_index(self, blocks, offsets):
+        """Rows of the flat [blocks*KVH*block_size, hd] view of one layer's cache: blocks, offsets [N, T] (block id and
+        offset of each position) -> [N*KVH*T], ordered like K reshaped from [N, KVH, T, hd]."""
+        return ((blocks[:, None] * self.heads.shape[0] + self.heads) * self.block_size + offsets[:, None]).reshape(-1)
+
     def linear(self, layer, x):
         """layer(x) for x [..., in], through the transposed copy when there is one."""
         w = self.weight_t.get(layer)
@@ -162,11 +185,6 @@ class KVCache:
             return layer(x)
         y = x @ w[0]  # [..., out]; matmul then add beats addmm for a few rows (measured)
         return y if w[1] is None else y + w[1]
-
-    def move(self, src: int, dst: int, length: int):
-        """Copy the first `length` cached positions of slot src into slot dst (compaction after a finish)."""
-        self.k[:, dst, :, :length] = self.k[:, src, :, :length]
-        self.v[:, dst, :, :length] = self.v[:, src, :, :length]
 
 
 class Attention(nn.Module):
@@ -191,13 +209,15 @@ class Attention(nn.Module):
         v = proj(self.v_proj, x).view(B, T, KVH, hd).transpose(1, 2)  # [B, KVH, T, hd]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
+        if cache is not None:
+            # Write the new K/V into their cache blocks: one index_copy_ through the flat [blocks*KVH*bs, hd] view,
+            # with the index Qwen2.forward computed once for all layers (prefill padding goes to block 0).
+            kc, vc = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [blocks, KVH, block_size, hd]
+            kc.view(-1, hd).index_copy_(0, cache.write_index, k.reshape(-1, hd))  # k [B, KVH, T, hd]
+            vc.view(-1, hd).index_copy_(0, cache.write_index, v.reshape(-1, hd))
         if cache is None or slots is not None:
-            if slots is not None:
-                # Prefill: rows are fresh prompts starting at position 0, right-padded, so the plain causal mask
-                # is already right for every real token; padding K/V lands past each prompt's end and is
-                # overwritten by the decode steps that follow.
-                cache.k[self.layer_idx, slots, :, :T] = k
-                cache.v[self.layer_idx, slots, :, :T] = v
+            # Training, scoring, or prefill: prefill rows are fresh prompts starting at position 0, right-padded, so
+            # the plain causal mask over this call's own K/V is already right for every real token.
             gqa = H != KVH
             if mask is not None and gqa and x.is_cuda:
                 # With a mask only the memory-efficient CUDA kernel avoids building [B, H, T, T] scores, and it
@@ -207,15 +227,11 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                enable_gqa=gqa)  # [B, H, T, hd]
         else:
-            # Decode: row b is cache slot b and gets its one new token at positions[b].
-            kc, vc = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [slots, KVH, max_len, hd]
-            # Scatter the new K/V rows (b, h, positions[b]) through a flat [slots*KVH*max_len, hd] view: one
-            # index_copy_ with the index the model computed once for all layers (cache.write_index [B*KVH]).
-            kc.view(-1, hd).index_copy_(0, cache.write_index, k.reshape(B * KVH, hd))
-            vc.view(-1, hd).index_copy_(0, cache.write_index, v.reshape(B * KVH, hd))
-            # fp32 scores and softmax whatever the cache dtype, as training's SDPA computes them; on CUDA a Triton
-            # kernel that reads only each row's own length, elsewhere dense matmuls under `mask` (kernels/attention.py)
-            y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, mask).view(B, H, 1, hd)
+            # Decode: row b holds one new token at positions[b]. fp32 scores and softmax whatever the cache dtype, as
+            # training's SDPA computes them; on CUDA a Triton kernel that reads only each row's own length through
+            # the block table, elsewhere dense matmuls over the gathered blocks (kernels/attention.py)
+            y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, cache.block_table,
+                                         cache.plan).view(B, H, 1, hd)
         y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]
         return proj(self.o_proj, y)
 
@@ -317,17 +333,21 @@ class Qwen2(nn.Module):
         if positions is not None:
             assert cache is not None and T == 1, "positions= is the decode path: pass cache= and one token per row"
             L = (int(positions.max()) if max_position is None else max_position) + 1
-            # Additive mask [B, 1, 1, L]: row b sees cache positions 0..positions[b].
             cache.lengths = positions + 1  # [B] visible positions of each row, its new token included
-            visible = cache.positions[None, :L] < cache.lengths[:, None]  # [B, L]
-            mask = torch.full((B, 1, 1, L), float("-inf"), dtype=x.dtype, device=device)  # shared by all layers
-            mask.masked_fill_(visible[:, None, None], 0.0)  # (what kernels.attention.decode_mask builds)
-            KVH = cache.k.shape[2]
-            # [B*KVH]; expand, not repeat_interleave, which may sync the host (no CUDA graph could record it)
-            cache.write_index = cache.row_base[: B * KVH] + positions[:, None].expand(B, KVH).reshape(-1)
+            bs, KVH = cache.block_size, cache.heads.shape[0]
+            # The dense attention path's mask and gather rows over positions 0..L-1, once for all layers (the Triton
+            # kernel reads the block table itself and needs neither)
+            cache.plan = (None if kernels.fused_decode_attention(device, self.config.head_dim)
+                          else kernels.decode_plan(cache.lengths, cache.block_table, L, KVH, bs, x.dtype,
+                                                   cache.in_place))
+            blocks = cache.block_table[:B].gather(1, (positions // bs)[:, None])  # [B, 1]
+            cache.write_index = cache.flat_index(blocks, (positions % bs)[:, None])  # [B*KVH]
             cos, sin = cache.cos[positions][:, None, None], cache.sin[positions][:, None, None]  # [B, 1, 1, hd]
         elif cache is not None:
-            # Prefill: every row starts at position 0.
+            # Prefill: every row starts at position 0; position t of row slots[i] goes to its block t // bs.
+            t = cache.positions[:T]
+            cache.write_index = cache.flat_index(cache.block_table[slots][:, t // cache.block_size],
+                                                 (t % cache.block_size)[None])  # [N*KVH*T]
             cos, sin = cache.cos[None, None, :T], cache.sin[None, None, :T]  # [1, 1, T, hd]
         else:
             if attention_mask is not None and not bool(attention_mask.all()):

@@ -142,22 +142,30 @@ def bench_sampling(device, dtype, batches, V):
 
 
 def bench_decode_attention(device, dtype):
-    """One layer of a Qwen2.5-7B decode step (28 query heads, 4 KV heads, head_dim 128) over a cache whose rows have
-    mixed lengths, as in AZR's batches: the dense baseline (kernels' torch path: every row read up to the longest)
-    against the Triton kernel (each row read to its own length). GB/s counts the K/V bytes the rows need."""
+    """One layer of a Qwen2.5-7B decode step (28 query heads, 4 KV heads, head_dim 128) over a paged cache (16-position
+    blocks, shuffled as a busy pool leaves them) whose rows have mixed lengths, as in AZR's batches: the dense
+    baseline (kernels' torch path: gathers every row up to the longest) against the Triton kernel (each row read to
+    its own length through the block table). GB/s counts the K/V bytes the rows need."""
     from kernels import attention
     rows = []
-    H, KVH, hd = 28, 4, 128
+    H, KVH, hd, bs = 28, 4, 128, 16
     for name, lens in (("64 rows of 1k", [1024] * 64), ("63 rows of 1k + 1 of 8k", [1024] * 63 + [8192]),
                        ("4 rows of 8k", [8192] * 4)):
         B, max_len = len(lens), max(lens)
         lengths = torch.tensor(lens, device=device)
+        per_row = -(-max_len // bs)
+        n_blocks = 1 + sum(-(-n // bs) for n in lens)
+        order = (1 + torch.randperm(n_blocks - 1)).tolist()
+        table = torch.zeros(B, per_row, dtype=torch.long)
+        for b, n in enumerate(lens):
+            table[b, : -(-n // bs)] = torch.tensor([order.pop() for _ in range(-(-n // bs))])
+        table = table.to(device)
         q = torch.randn(B, H, hd, device=device, dtype=dtype)
-        k = torch.randn(B, KVH, max_len, hd, device=device, dtype=dtype)
+        k = torch.randn(n_blocks, KVH, bs, hd, device=device, dtype=dtype)
         v = torch.randn_like(k)
-        mask = attention.decode_mask(lengths, max_len, dtype)
-        base = lambda: attention.decode_attention_reference(q, k, v, lengths, mask)
-        ours = lambda: kernels.decode_attention(q, k, v, lengths, mask)
+        plan = attention.decode_plan(lengths, table, max_len, KVH, bs, dtype)  # built once per step by the model
+        base = lambda: attention.decode_attention_reference(q, k, v, lengths, table, plan)
+        ours = lambda: kernels.decode_attention(q, k, v, lengths, table, plan)
         torch.testing.assert_close(ours().float(), base().float(), atol=2e-2, rtol=2e-2)
         t_base, t_ours = time_gpu(base), time_gpu(ours)
         need = 2 * sum(lens) * KVH * hd * k.element_size()

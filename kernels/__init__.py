@@ -4,7 +4,7 @@
     ids, logprobs = sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=g)   # [B], [B]
     logp = token_logprobs(hidden, lm_head_weight, targets)                             # [N], differentiable
     logp, entropy = token_logprobs(hidden, lm_head_weight, targets, with_entropy=True)
-    out = decode_attention(q, k_cache, v_cache, lengths)                               # [B, H, hd]
+    out = decode_attention(q, k_cache, v_cache, lengths, block_table)                  # [B, H, hd]
 
 Each call picks a backend from the tensor's device:
 - CUDA tensors run the Triton kernels;
@@ -23,7 +23,7 @@ import os
 
 import torch
 
-__all__ = ["sample", "token_logprobs", "decode_attention", "backend"]
+__all__ = ["sample", "token_logprobs", "decode_attention", "fused_decode_attention", "decode_plan", "backend"]
 
 
 @functools.cache
@@ -90,17 +90,30 @@ def token_logprobs(hidden, weight, targets, temperature=1.0, with_entropy=False)
                                    backend=backend(hidden.device))
 
 
-def decode_attention(q, k_cache, v_cache, lengths, mask=None):
-    """One decode step of attention over the KV cache, each row at its own length.
+def decode_attention(q, k_cache, v_cache, lengths, block_table, plan=None):
+    """One decode step of attention over the paged KV cache, each row at its own length.
 
-    q [B, H, hd]; k_cache, v_cache [slots, KVH, max_len, hd] (one layer; rows 0..B-1 in use, H a multiple of KVH);
-    lengths [B] int64, the visible positions of each row (its new token's K/V already written). mask: the additive
-    [B, 1, 1, L] mask of kernels.attention.decode_mask, which the torch path uses when given. Returns [B, H, hd] in
-    q's dtype. The Triton kernel runs on CUDA only (it reads each row's own length; head_dim a power of two >= 16, as
-    in every Qwen2.5); CPU tensors, the interpreter included, take the dense torch reference (kernels/attention.py).
+    q [B, H, hd]; k_cache, v_cache [blocks, KVH, block_size, hd] (one layer; H a multiple of KVH); lengths [B] int64,
+    the visible positions of each row (its new token's K/V already written); block_table [>= B, max_blocks] int64:
+    position t of row b is at k_cache[block_table[b, t // block_size], :, t % block_size]. plan: decode_plan(...) of
+    this step, which the torch path uses when given. Returns [B, H, hd] in q's dtype. The Triton kernel runs on CUDA
+    only (it reads each row's own length; head_dim a power of two >= 16, as in every Qwen2.5); CPU tensors, the
+    interpreter included, take the dense torch reference (kernels/attention.py).
     """
     from . import attention
-    hd = q.shape[-1]
-    if q.is_cuda and backend(q.device) == "triton" and hd >= 16 and hd & (hd - 1) == 0:  # tl.dot's shapes
-        return attention.decode_attention_triton(q, k_cache, v_cache, lengths)
-    return attention.decode_attention_reference(q, k_cache, v_cache, lengths, mask)
+    if fused_decode_attention(q.device, q.shape[-1]):
+        return attention.decode_attention_triton(q, k_cache, v_cache, lengths, block_table)
+    return attention.decode_attention_reference(q, k_cache, v_cache, lengths, block_table, plan)
+
+
+def fused_decode_attention(device, head_dim) -> bool:
+    """Whether decode_attention runs the Triton kernel on this device (then it needs no plan)."""
+    device = torch.device(device)
+    return (device.type == "cuda" and backend(device) == "triton"
+            and head_dim >= 16 and head_dim & (head_dim - 1) == 0)  # tl.dot's shapes
+
+
+def decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place=False):
+    """The dense path's per-step mask and gather rows (kernels.attention.decode_plan), built once for all layers."""
+    from . import attention
+    return attention.decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place)

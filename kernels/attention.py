@@ -1,18 +1,21 @@
-"""Decode attention over the engine's KV cache: one new query token per sequence, each sequence at its own length.
+"""Decode attention over the engine's paged KV cache: one new query token per sequence, each at its own length.
 
-What it fixes. The engine keeps sequence b in cache slot b, positions 0..lengths[b]-1. A dense decode step (the torch
-reference below, and what SDPA would do with a mask) reads K and V up to the LONGEST row for every row. AZR's batches
+What it fixes. The engine keeps sequence b's K/V in the cache blocks its row of the block table lists (model.KVCache:
+position t in block block_table[b, t // block_size] at offset t % block_size). A dense decode step (the torch
+reference below, and what SDPA would do with a mask) gathers and reads every row up to the LONGEST row. AZR's batches
 mix 50-token answers with 8k-token ones, so most of those reads are padding: with 64 rows at a mean of 1k tokens and
 one at 8k, the dense step reads 8x the cache it needs (for Qwen2.5-7B, ~29 GB per step instead of ~3.7 GB, more
-than the 15 GB of weights). The Triton kernel reads exactly lengths[b] positions of row b.
+than the 15 GB of weights). The Triton kernel reads exactly lengths[b] positions of row b, block by block.
 
-    q [B, H, hd], k_cache / v_cache [slots, KVH, max_len, hd] (one layer; rows 0..B-1 in use), lengths [B] int64
-    -> out [B, H, hd] = softmax(q . K[:len] / sqrt(hd)) @ V[:len], per query head, GQA (H = G * KVH)
+    q [B, H, hd], k_cache / v_cache [blocks, KVH, block_size, hd] (one layer), lengths [B] int64,
+    block_table [>= B, max_blocks] int64 -> out [B, H, hd] = softmax(q . K[:len] / sqrt(hd)) @ V[:len], per query
+    head, GQA (H = G * KVH)
 
-One program per (row, KV head) streams that row's K/V in BLOCK_T positions with an online softmax (running max,
-sum, and accumulator, all fp32) for the G query heads sharing the KV head, so K/V are read once per KV head, not
-once per query head. Scores and softmax stay in fp32 whatever the cache dtype (training's SDPA keeps them in fp32
-too). No split over the length (flash-decoding): B x KVH programs already fill the GPU at AZR's batch sizes.
+One program per (row, KV head) streams that row's K/V in BLOCK_T positions (looking up each position's block) with
+an online softmax (running max, sum, and accumulator, all fp32) for the G query heads sharing the KV head, so K/V are
+read once per KV head, not once per query head. Scores and softmax stay in fp32 whatever the cache dtype (training's
+SDPA keeps them in fp32 too). No split over the length (flash-decoding): B x KVH programs already fill the GPU at
+AZR's batch sizes.
 
 Dispatch: the Triton kernel on CUDA tensors (unless NANOAZR_KERNELS=torch); everywhere else the reference, which
 is also the test oracle. Under TRITON_INTERPRET=1 the engine still uses the reference on CPU (the interpreter
@@ -42,25 +45,44 @@ def _bmm_has_out_dtype() -> bool:
 BMM_OUT_DTYPE = _bmm_has_out_dtype()
 
 
-def decode_mask(lengths, L, dtype):
-    """lengths [B] -> additive mask [B, 1, 1, L]: 0 where position < lengths[b], -inf after."""
-    visible = torch.arange(L, device=lengths.device)[None, :] < lengths[:, None]  # [B, L]
-    mask = torch.full((lengths.shape[0], 1, 1, L), float("-inf"), dtype=dtype, device=lengths.device)
-    return mask.masked_fill_(visible[:, None, None], 0.0)
+def decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place=False):
+    """What the dense reference needs for one decode step, built once and shared by all layers: the additive mask
+    [B, 1, 1, L] (0 where position < lengths[b], -inf after) and the rows [B*KVH*L] of the flat [blocks*KVH*bs, hd]
+    view of a layer's cache holding positions 0..L-1 of each row, in [B, KVH, L] order: row (b, h, t) is
+    (block_table[b, t // bs] * KVH + h) * bs + t % bs. in_place: row b's K/V are the single block b + 1 (the
+    engine's whole-row layout on CPU), read as a view with no gather; rows is then None."""
+    B, device = lengths.shape[0], lengths.device
+    t = torch.arange(L, device=device)
+    mask = torch.full((B, 1, 1, L), float("-inf"), dtype=dtype, device=device)
+    mask.masked_fill_((t[None, :] < lengths[:, None])[:, None, None], 0.0)
+    if in_place:
+        return mask, None
+    blocks = block_table[:B, t // block_size]  # [B, L]
+    rows = (blocks[:, None] * KVH + torch.arange(KVH, device=device)[:, None]) * block_size + t % block_size
+    return mask, rows.view(-1)
 
 
-def decode_attention_reference(q, k_cache, v_cache, lengths, mask=None):
-    """Dense decode attention in torch (the CPU path and the oracle). q [B, H, hd]; mask: decode_mask(lengths, L) when
-    the caller already built it (the model builds it once per step for all layers); L = its last dimension, else
-    max(lengths) (a host sync). Grouped-query attention without repeating K/V: the G = H/KVH query heads sharing a
-    KV head are the rows of one matmul per (sequence, KV head)."""
+def decode_attention_reference(q, k_cache, v_cache, lengths, block_table, plan=None):
+    """Dense decode attention in torch (the CPU path and the oracle). q [B, H, hd]; plan: decode_plan(...) for this
+    step when the caller built it (the model builds it once per step for all layers); else built here for
+    L = max(lengths) (a host sync). Each row's first L positions are gathered from its blocks into [B, KVH, L, hd]
+    (the cache must hold finite values there: positions past a row's length get weight 0, and 0 x NaN is NaN).
+    Grouped-query attention without repeating K/V: the G = H/KVH query heads sharing a KV head are the rows of one
+    matmul per (sequence, KV head)."""
     B, H, hd = q.shape
-    KVH = k_cache.shape[1]
+    KVH, bs = k_cache.shape[1], k_cache.shape[2]
     G = H // KVH
-    if mask is None:
-        mask = decode_mask(lengths, int(lengths.max()), q.dtype)
+    if plan is None:
+        plan = decode_plan(lengths, block_table, int(lengths.max()), KVH, bs, q.dtype)
+    mask, rows = plan
     L = mask.shape[-1]
-    K, V = k_cache[:B, :, :L], v_cache[:B, :, :L]  # [B, KVH, L, hd] views, no copy
+    # one gather per tensor, straight into [B, KVH, L, hd] (index_select: several times faster than advanced
+    # indexing on CPU)
+    if rows is None:  # in place: row b is block b + 1, [B, KVH, L, hd] views, no copy
+        K, V = k_cache[1:B + 1, :, :L], v_cache[1:B + 1, :, :L]
+    else:
+        K = k_cache.view(-1, hd).index_select(0, rows).view(B, KVH, L, hd)
+        V = v_cache.view(-1, hd).index_select(0, rows).view(B, KVH, L, hd)
     qg = q.view(B, KVH, G, hd)
     if qg.is_cuda and qg.dtype != torch.float32 and BMM_OUT_DTYPE:
         # bf16 in, fp32 scores out (cuBLAS accumulates in fp32 anyway); [B, KVH, L, hd] -> [B*KVH, L, hd] stays a view
@@ -76,12 +98,13 @@ def decode_attention_reference(q, k_cache, v_cache, lengths, mask=None):
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, len_ptr, out_ptr, scale,
-                                 stride_qb, stride_qh, stride_kb, stride_kh, stride_kt,
+    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, len_ptr, table_ptr, out_ptr, scale, block_size,
+                                 stride_qb, stride_qh, stride_tb, stride_kblk, stride_kh, stride_kt,
                                  G: tl.constexpr, HD: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_T: tl.constexpr,
                                  IEEE: tl.constexpr):
         # Program (b, h): row b, KV head h, query heads h*G .. h*G+G-1 (padded to BLOCK_G >= 16 rows for tl.dot).
-        # q/out [B, H, HD] share strides; k/v [slots, KVH, max_len, HD] share strides (unit stride along HD).
+        # q/out [B, H, HD] share strides; k/v [blocks, KVH, block_size, HD] share strides (unit stride along HD);
+        # table [slots, max_blocks] (unit stride along the blocks).
         b = tl.program_id(0)
         h = tl.program_id(1)
         n = tl.load(len_ptr + b)
@@ -89,14 +112,15 @@ if triton is not None:
         d = tl.arange(0, HD)
         q_offs = b * stride_qb + (h * G + g)[:, None] * stride_qh + d[None, :]
         q = tl.load(q_ptr + q_offs, mask=(g < G)[:, None], other=0.0).to(tl.float32)      # [BG, HD]
-        kv_base = b.to(tl.int64) * stride_kb + h * stride_kh
+        row_table = table_ptr + b.to(tl.int64) * stride_tb
         m = tl.full((BLOCK_G,), float("-inf"), tl.float32)   # running max of the scores
         s = tl.zeros((BLOCK_G,), tl.float32)                 # running sum of exp(score - m)
         acc = tl.zeros((BLOCK_G, HD), tl.float32)            # running sum of exp(score - m) * v
         for start in range(0, n, BLOCK_T):
             t = start + tl.arange(0, BLOCK_T)
             ok = t < n
-            offs = kv_base + t[:, None] * stride_kt + d[None, :]
+            blk = tl.load(row_table + t // block_size, mask=ok, other=0).to(tl.int64)          # [BT] block ids
+            offs = (blk * stride_kblk + h * stride_kh + (t % block_size) * stride_kt)[:, None] + d[None, :]
             k = tl.load(k_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)           # [BT, HD]
             v = tl.load(v_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)
             if IEEE:
@@ -117,18 +141,19 @@ if triton is not None:
         tl.store(out_ptr + q_offs, out.to(out_ptr.dtype.element_ty), mask=(g < G)[:, None])
 
 
-def decode_attention_triton(q, k_cache, v_cache, lengths):
-    """Launcher: same contract as decode_attention_reference (no mask needed: each row reads lengths[b] positions).
+def decode_attention_triton(q, k_cache, v_cache, lengths, block_table):
+    """Launcher: same contract as decode_attention_reference (no plan needed: each row reads lengths[b] positions).
     fp32 caches use IEEE fp32 dots (exact to the reference's rounding); bf16/fp16 use tensor cores, fp32 accumulation.
     """
     B, H, hd = q.shape
-    KVH = k_cache.shape[1]
+    KVH, bs = k_cache.shape[1], k_cache.shape[2]
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and k_cache.stride() == v_cache.stride()
+    assert block_table.stride(-1) == 1
     assert hd >= 16 and hd & (hd - 1) == 0, f"head_dim {hd}: the kernel needs a power of two >= 16"
     out = torch.empty_like(q)
     G = H // KVH
     _decode_attention_kernel[(B, KVH)](
-        q, k_cache, v_cache, lengths, out, 1.0 / math.sqrt(hd), q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), G=G, HD=hd,
+        q, k_cache, v_cache, lengths, block_table, out, 1.0 / math.sqrt(hd), bs, q.stride(0), q.stride(1),
+        block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), G=G, HD=hd,
         BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32)
     return out

@@ -343,11 +343,12 @@ def test_top_k_top_p_stay_in_kept_set_real_vocab(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
-    """Qwen2.5-7B head layout (28 query heads on 4 KV heads, head_dim 128), rows from 1 to 1,100 positions, NaN in
-    every position past a row's length: the compiled kernel against float64 on the same values."""
-    def on_cuda(q, k, v, lengths):
-        return kernels.decode_attention(q.to(DEVICE), k.to(DEVICE), v.to(DEVICE), lengths.to(DEVICE)).cpu()
-    check_decode_attention_reads_only_each_rows_length(on_cuda, torch.tensor([1, 63, 64, 65, 700, 1100]), 8, 1152,
+    """Qwen2.5-7B head layout (28 query heads on 4 KV heads, head_dim 128), rows from 1 to 1,100 positions in shuffled
+    16-position blocks, NaN in every position past a row's length: the compiled kernel against float64."""
+    def on_cuda(q, k, v, lengths, table):
+        return kernels.decode_attention(q.to(DEVICE), k.to(DEVICE), v.to(DEVICE), lengths.to(DEVICE),
+                                        table.to(DEVICE)).cpu()
+    check_decode_attention_reads_only_each_rows_length(on_cuda, torch.tensor([1, 63, 64, 65, 700, 1100]), 16,
                                                        28, 4, 128, dtype)
 
 

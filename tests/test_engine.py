@@ -103,6 +103,49 @@ def test_static_decode_step_equals_eager(which, tiny_ckpt, gqa_ckpt):
     assert max(abs(x - y) for la, lb in zip(lp_a, lp_b) for x, y in zip(la, lb)) < 1e-4
 
 
+@pytest.fixture
+def count_preemptions(monkeypatch):
+    """engine.generate's queue, counting appendleft: the call a preemption makes (and nothing else does)."""
+    import collections
+    import types
+
+    import engine
+    preempted = []
+
+    class CountingDeque(collections.deque):
+        def appendleft(self, x):
+            preempted.append(x)
+            super().appendleft(x)
+
+    monkeypatch.setattr(engine, "collections", types.SimpleNamespace(deque=CountingDeque))
+    return preempted
+
+
+def test_paged_cache_preemption_equals_unlimited_cache(gqa_ckpt, count_preemptions):
+    # Budgets that hold one longest sequence but not all rows at once: blocks run out while rows grow, the newest rows
+    # are preempted and later prefilled again from prompt + tokens so far. Greedy completions and their logprobs must
+    # equal those of a cache with room for everything; the static (CUDA-graph) step must agree too.
+    qwen = Qwen2.from_pretrained(gqa_ckpt)
+    prompts = random_prompts(9, qwen.config.vocab_size, seed=9, lo=2, hi=30)
+    ref, lp_ref = generate(qwen, prompts, 24, temperature=0, return_logprobs=True, block_size=4)
+    for budget, block_size, graphs in ((54, 4, False), (80, 4, True), (120, 8, False), (64, 16, False)):
+        count_preemptions.clear()
+        got, lp = generate(qwen, prompts, 24, temperature=0, return_logprobs=True, kv_cache_tokens=budget,
+                           block_size=block_size, cuda_graphs=graphs)
+        assert count_preemptions, (budget, block_size)  # the budget really forced preemptions
+        assert got == ref, (budget, block_size)
+        assert max(abs(a - b) for x, y in zip(lp, lp_ref) for a, b in zip(x, y)) < 1e-4
+    # sampled: each logprob is still that of the full context, across preemptions and re-prefills
+    count_preemptions.clear()
+    out, lps = generate(qwen, prompts, 24, seed=1, return_logprobs=True, kv_cache_tokens=54, block_size=4)
+    assert count_preemptions
+    with torch.no_grad():
+        for p, o, lp in zip(prompts, out, lps):
+            logits = qwen(torch.tensor([p + o]))[0, len(p) - 1: -1]
+            want = torch.log_softmax(logits, -1).gather(1, torch.tensor(o)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(lp), want, atol=1e-4)
+
+
 def test_stop_ids_and_max_new_tokens(gqa_ckpt):
     qwen = Qwen2.from_pretrained(gqa_ckpt)
     prompts = random_prompts(6, qwen.config.vocab_size, seed=5)

@@ -264,48 +264,81 @@ def test_sample_rejects_bad_arguments():
 # ----------------------------------------------------------------------------------------------------------------
 # decode attention
 
-def check_decode_attention_reads_only_each_rows_length(attend, lengths, slots, max_len, H, KVH, hd, dtype, seed=0):
-    """attend(q, k, v, lengths) on a cache whose every position past a row's length (and every unused slot) holds
-    NaN, so an implementation that read one would return NaN; against float64 on the same values. Shared by the
-    interpreter test here and the compiled one in test_cuda.py."""
+def check_decode_attention_reads_only_each_rows_length(attend, lengths, block_size, H, KVH, hd, dtype, seed=0):
+    """attend(q, k, v, lengths, block_table) on a paged cache whose rows own shuffled blocks (plus spare table entries
+    pointing at block 0), and where every position past a row's length, block 0 and every unowned block hold NaN, so
+    an implementation that read one, or read a block out of order, would return NaN or a wrong value; against float64
+    attention on the same values laid out densely. Shared by the interpreter test here and the compiled one in
+    test_cuda.py."""
     g = torch.Generator().manual_seed(seed)
-    B = len(lengths)
+    B, n_max = len(lengths), int(lengths.max())
+    per_row = -(-n_max // block_size) + 1  # one spare table column (points at block 0)
+    n_blocks = 1 + B * per_row + 3  # block 0, the rows' blocks, 3 unowned
     q = torch.randn(B, H, hd, generator=g).to(dtype)
-    k = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
-    v = torch.randn(slots, KVH, max_len, hd, generator=g).to(dtype)
-    k_nan, v_nan = k.clone(), v.clone()
+    dense_k = torch.randn(B, KVH, per_row * block_size, hd, generator=g).to(dtype)  # [B, KVH, positions, hd]
+    dense_v = torch.randn(B, KVH, per_row * block_size, hd, generator=g).to(dtype)
+    k = torch.full((n_blocks, KVH, block_size, hd), math.nan, dtype=dtype)
+    v = torch.full((n_blocks, KVH, block_size, hd), math.nan, dtype=dtype)
+    table = torch.zeros(B + 2, per_row, dtype=torch.long)  # 2 rows more than the batch, as the engine's free rows
+    order = (1 + torch.randperm(n_blocks - 1, generator=g)).tolist()
     for b, n in enumerate(lengths.tolist()):
-        k_nan[b, :, n:], v_nan[b, :, n:] = math.nan, math.nan
-    k_nan[B:], v_nan[B:] = math.nan, math.nan
-    got = attend(q, k_nan, v_nan, lengths)
+        for j in range(-(-n // block_size)):
+            table[b, j] = blk = order.pop()
+            m = min(block_size, n - j * block_size)  # positions of this block inside the row's length
+            k[blk, :, :m] = dense_k[b, :, j * block_size: j * block_size + m]
+            v[blk, :, :m] = dense_v[b, :, j * block_size: j * block_size + m]
+    got = attend(q, k, v, lengths, table)
     assert got.dtype == dtype and got.shape == (B, H, hd) and torch.isfinite(got).all()
-    want = ka.decode_attention_reference(q.double(), k.double(), v.double(), lengths)
+    dense_table = torch.arange(B * per_row).view(B, per_row)  # the dense copy as blocks in order
+    dk = dense_k.double().view(B, KVH, per_row, block_size, hd).transpose(1, 2).reshape(-1, KVH, block_size, hd)
+    dv = dense_v.double().view(B, KVH, per_row, block_size, hd).transpose(1, 2).reshape(-1, KVH, block_size, hd)
+    want = ka.decode_attention_reference(q.double(), dk, dv, lengths, dense_table)
     tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the output's own rounding (2^-9) over values of |x| < 2
     torch.testing.assert_close(got.double(), want, atol=tol, rtol=tol)
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-@pytest.mark.parametrize("H,KVH,hd,dtype", [(4, 2, 16, torch.float32), (7, 1, 32, torch.float32),
-                                            (2, 2, 16, torch.float32), (4, 2, 16, torch.bfloat16)])
-def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, dtype):
-    """Rows of lengths 1 to 130 (across the 64-position blocks) in a cache with unused slots."""
+@pytest.mark.parametrize("H,KVH,hd,block_size,dtype", [(4, 2, 16, 16, torch.float32), (7, 1, 32, 4, torch.float32),
+                                                       (2, 2, 16, 64, torch.float32), (4, 2, 16, 16, torch.bfloat16)])
+def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_size, dtype):
+    """Rows of lengths 1 to 130 (across the kernel's 64-position steps and the cache's blocks) in shuffled blocks."""
     check_decode_attention_reads_only_each_rows_length(ka.decode_attention_triton, torch.tensor([1, 63, 64, 65, 130]),
-                                                       7, 136, H, KVH, hd, dtype, seed=H * hd)
+                                                       block_size, H, KVH, hd, dtype, seed=H * hd)
+
+
+def test_decode_attention_reference_reads_blocks_in_table_order():
+    """The torch path (the engine's on CPU) gathers each row's blocks in table order: against per-head attention over
+    the blocks concatenated by hand."""
+    lengths = torch.tensor([3, 8, 5, 1])  # whole blocks of 4 for row 1; the others end inside a block
+    g = torch.Generator().manual_seed(1)
+    H, KVH, hd, bs = 4, 2, 8, 4
+    q = torch.randn(4, H, hd, generator=g, dtype=torch.float64)
+    k = torch.randn(12, KVH, bs, hd, generator=g, dtype=torch.float64)
+    v = torch.randn(12, KVH, bs, hd, generator=g, dtype=torch.float64)
+    table = torch.tensor([[7, 0], [3, 9], [11, 2], [5, 0]])
+    got = ka.decode_attention_reference(q, k, v, lengths, table)
+    for b, n in enumerate(lengths.tolist()):
+        kb = torch.cat([k[blk] for blk in table[b].tolist()], dim=1)[:, :n]  # [KVH, n, hd]
+        vb = torch.cat([v[blk] for blk in table[b].tolist()], dim=1)[:, :n]
+        for h in range(H):
+            w = torch.softmax(kb[h // 2] @ q[b, h] / math.sqrt(hd), dim=0)
+            torch.testing.assert_close(got[b, h], w @ vb[h // 2])
 
 
 def test_decode_attention_reference_matches_plain_softmax_attention():
-    """The oracle itself (grouped heads, dense under the mask) against per-head attention written out."""
+    """The oracle itself (grouped heads, dense under the mask) against per-head attention written out, on a static
+    layout (row b in blocks 1 + b of one block each, as model.KVCache lays out a static cache)."""
     g = torch.Generator().manual_seed(0)
     H, KVH, hd, lengths = 6, 2, 8, torch.tensor([3, 1, 5])
     q = torch.randn(3, H, hd, generator=g, dtype=torch.float64)
     k = torch.randn(4, KVH, 6, hd, generator=g, dtype=torch.float64)
     v = torch.randn(4, KVH, 6, hd, generator=g, dtype=torch.float64)
-    got = ka.decode_attention_reference(q, k, v, lengths)
+    got = ka.decode_attention_reference(q, k, v, lengths, torch.tensor([[1], [2], [3]]))
     for b, n in enumerate(lengths.tolist()):
         for h in range(H):
             kv = h // (H // KVH)
-            w = torch.softmax(k[b, kv, :n] @ q[b, h] / math.sqrt(hd), dim=0)
-            torch.testing.assert_close(got[b, h], w @ v[b, kv, :n])
+            w = torch.softmax(k[1 + b, kv, :n] @ q[b, h] / math.sqrt(hd), dim=0)
+            torch.testing.assert_close(got[b, h], w @ v[1 + b, kv, :n])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -483,9 +516,10 @@ build(kl._logits_grad_kernel, dict(z_ptr="*fp32", tgt_ptr="*i64", lse_ptr="*fp32
       dlogp_ptr="*fp32", dH_ptr="*fp32", N="i32", C="i32", c0="i32", inv_T="fp32", WITH_ENTROPY="constexpr",
       BLOCK_N="constexpr", BLOCK_C="constexpr"), dict(WITH_ENTROPY=True, BLOCK_N=16, BLOCK_C=256))
 for dt, ieee in (("*bf16", False), ("*fp32", True)):
-    build(ka._decode_attention_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, len_ptr="*i64", out_ptr=dt, scale="fp32",
-          stride_qb="i32", stride_qh="i32", stride_kb="i32", stride_kh="i32", stride_kt="i32", G="constexpr",
-          HD="constexpr", BLOCK_G="constexpr", BLOCK_T="constexpr", IEEE="constexpr"),
+    build(ka._decode_attention_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, len_ptr="*i64", table_ptr="*i64",
+          out_ptr=dt, scale="fp32", block_size="i32", stride_qb="i32", stride_qh="i32", stride_tb="i32",
+          stride_kblk="i32", stride_kh="i32", stride_kt="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr",
+          BLOCK_T="constexpr", IEEE="constexpr"),
           dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=64, IEEE=ieee))
 print("compiled")
 '''
