@@ -5,10 +5,11 @@
 #
 # Stages, most important first: env (nvidia-smi, versions, commit), tests (tests/test_cuda.py and the CUDA test of
 # tests/test_kernels.py, compiled kernels), kernels (bench/kernels.py), generate (bench/generate.py at Qwen2.5-7B's
-# shape, random weights), graphs (the same with CUDA graphs, ours only), step (bench/step.py on a random checkpoint
-# at Qwen2.5-0.5B's shape). Models are random weights at real shapes (no hub on the device); the tests make their
-# own data. Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s),
-# so the script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's exit code (124 = timed out).
+# shape, random weights), graphs and paged (the same with CUDA graphs, ours only, whole-row and 16-position KV
+# blocks), step (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape). Models are random weights at real
+# shapes (no hub on the device); the tests make their own data. Each stage runs under its own timeout, also capped
+# by what is left of GPU_SH_BUDGET_S (default 540 s), so the script ends in time even when a stage hangs; a failing
+# stage never stops the next. The summary lists each stage's exit code (124 = timed out).
 # Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
 # safetensors, tqdm and pytest (seen 2026-11: torch 2.11, triton 3.6, transformers 5.17, older than our pins; the
 # env stage prints what ran) but no network, so carry the rest as wheels (see /work/.library/device/README.md):
@@ -71,10 +72,13 @@ stage kernels 90 "$PY" bench/kernels.py
 stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
     ${hbm[@]+"${hbm[@]}"}
 
-# the same, our engine alone with the decode step replayed as CUDA graphs (engine.make_decode_step): the eager step
-# launches ~850 kernels from Python per token, which may take longer than the GPU's 3-5 ms read of the weights
+# the same, our engine alone: the decode step replayed as CUDA graphs (engine.make_decode_step; the eager step
+# launches ~850 kernels from Python per token, which may take longer than the GPU's 3-5 ms read of the weights),
+# with whole-row blocks (memory to spare, as above) and with AZR's 16-position pages (a tight budget's layout)
 stage graphs 90 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
     --skip-hf --cuda-graphs ${hbm[@]+"${hbm[@]}"}
+stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
+    --skip-hf --cuda-graphs --block-size 16 ${hbm[@]+"${hbm[@]}"}
 
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only

@@ -10,7 +10,8 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
 - engine.py: greedy generation on CUDA (fp32) token-identical to transformers' generate() on CUDA, with variable
   prompt lengths, stop ids and more prompts than cache rows (continuous batching refills); bf16 generation returns
   the right number of completions of the right lengths, seeded sampling repeats; the CUDA-graph decode step
-  (cuda_graphs=True) gives the eager step's tokens and logprobs;
+  (cuda_graphs=True) gives the eager step's tokens and logprobs; the paged cache under a budget that forces
+  preemptions gives the unlimited cache's completions, eager and with graphs;
 - kernels/: decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
   argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
   token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's
@@ -34,7 +35,7 @@ from kernels import logprobs as klp
 from kernels import sampling as ks
 from model import KVCache, Qwen2, generate
 from test_azr_e2e import assert_same_run, read_metrics
-from test_engine import random_prompts
+from test_engine import count_preemptions, random_prompts  # noqa: F401 (a fixture)
 from test_kernels import check_decode_attention_reads_only_each_rows_length
 from tiny import make_tiny_checkpoint
 
@@ -270,6 +271,22 @@ def test_cuda_graph_decode_equals_eager(sharp_ckpt, monkeypatch):
     a = generate(bf16, prompts, 16, seed=3, max_batch=6, cuda_graphs=True)
     assert a == generate(bf16, prompts, 16, seed=3, max_batch=6, cuda_graphs=True)
     assert all(len(o) == 16 and all(0 <= t < ours.config.vocab_size for t in o) for o in a)
+
+
+def test_paged_cache_preemption_on_cuda(sharp_ckpt, count_preemptions):
+    """The paged cache under a budget that forces preemptions, through the Triton decode kernel (16-position blocks
+    read through the block table), eager and as CUDA graphs: fp32 greedy completions and logprobs equal those of a
+    cache with room for everything (whole-row blocks)."""
+    ours = Qwen2.from_pretrained(sharp_ckpt, device=DEVICE)
+    prompts = random_prompts(12, ours.config.vocab_size, seed=14, lo=2, hi=40)
+    kw = dict(max_new_tokens=40, temperature=0, return_logprobs=True)
+    ref, lp_ref = generate(ours, prompts, **kw)
+    for graphs in (False, True):
+        count_preemptions.clear()
+        got, lp = generate(ours, prompts, kv_cache_tokens=160, block_size=16, cuda_graphs=graphs, **kw)
+        assert count_preemptions, "the budget did not force a preemption"
+        assert got == ref
+        assert max(abs(a - b) for x, y in zip(lp, lp_ref) for a, b in zip(x, y)) < 1e-4
 
 
 # ----------------------------------------------------------------------------------------------------------------
