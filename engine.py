@@ -101,7 +101,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
     # Whole-row blocks on the dense attention path (CPU): keep row b's cache in block b + 1, moving K/V rather than
     # table entries when rows are compacted, so the dense path reads the rows in place instead of gathering them
     # every layer of every step (tiny shape on CPU: 10-15% faster decoding).
-    in_place = per_seq == 1 and not kernels.fused_decode_attention(device, config.head_dim)
+    in_place = per_seq == 1 and not tight and not kernels.fused_decode_attention(device, config.head_dim)
     if cuda_graphs:
         _check_gathered(model)
     cache = KVCache(config, slots, max_len, device, model.dtype, model=model, blocks=1 + n_blocks,
@@ -190,7 +190,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
             if group and (size * t > prefill_tokens or 8 * (size * t - total - n) > size * t):
                 break
             blocks = -(-n // block_size)
-            if tight and (row_req or group) and need + blocks > len(free_blocks) - (len(row_req) + size):
+            spare = len(row_req) + size if per_seq > 1 else 0  # rows of one whole-row block never need another
+            if tight and (row_req or group) and need + blocks > len(free_blocks) - spare:
                 # Out of blocks (keeping a spare one for every row, this one included, or the next steps would
                 # preempt). Too few fit to be worth a forward: decode until rows finish and return theirs.
                 if len(group) < useful:

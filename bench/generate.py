@@ -118,6 +118,7 @@ def main():
     ap.add_argument("--stop-token", default=None, help="'auto' or an id: rows stop there (variable lengths)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--cuda-graphs", action="store_true", help="our decode step as CUDA graphs (cuda_graphs=True)")
+    ap.add_argument("--kv-cache-tokens", type=int, default=None, help="KV cache budget (default: engine's)")
     ap.add_argument("--block-size", type=int, default=None,
                     help="KV cache block size (default: whole rows when memory allows; 16 = AZR's paged case)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per side, alternating; the best is kept")
@@ -126,7 +127,8 @@ def main():
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     print(f"device={args.device} dtype={str(dtype)[6:]} threads={torch.get_num_threads()} "
-          f"cuda_graphs={args.cuda_graphs} block_size={args.block_size} new_tokens={args.new_tokens} "
+          f"cuda_graphs={args.cuda_graphs} block_size={args.block_size} kv_cache_tokens={args.kv_cache_tokens} "
+          f"new_tokens={args.new_tokens} "
           f"prompt_len={args.prompt_min}-{args.prompt_max} stop={args.stop_token} "
           f"kernels={os.environ.get('NANOAZR_KERNELS', 'auto')} torch={torch.__version__}")
     cols = "| shape | batch | transformers tok/s | ours tok/s | ratio | identical rows |"
@@ -155,7 +157,8 @@ def main():
             for _ in range(args.repeats):
                 mine, t = timed(lambda: generate(ours, prompts, args.new_tokens, temperature=0, max_batch=batch,
                                                  stop_token_ids=stops, cuda_graphs=args.cuda_graphs,
-                                                 block_size=args.block_size), args.device)
+                                                 block_size=args.block_size, kv_cache_tokens=args.kv_cache_tokens),
+                                args.device)
                 t_ours = min(t_ours, t)
                 if not args.skip_hf:
                     with torch.inference_mode():

@@ -135,6 +135,9 @@ def test_paged_cache_preemption_equals_unlimited_cache(gqa_ckpt, count_preemptio
         assert count_preemptions, (budget, block_size)  # the budget really forced preemptions
         assert got == ref, (budget, block_size)
         assert max(abs(a - b) for x, y in zip(lp, lp_ref) for a, b in zip(x, y)) < 1e-4
+    # whole-row blocks (block_size >= the longest sequence) under a budget of 2 rows: rows wait for blocks, never
+    # grow, never preempt
+    assert generate(qwen, prompts, 24, temperature=0, kv_cache_tokens=2 * 56, block_size=56) == ref
     # sampled: each logprob is still that of the full context, across preemptions and re-prefills
     count_preemptions.clear()
     out, lps = generate(qwen, prompts, 24, seed=1, return_logprobs=True, kv_cache_tokens=54, block_size=4)
