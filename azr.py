@@ -46,6 +46,10 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
 12. Optional knobs the paper branch lacks, all off by default: clip-higher, k3 KL to the initial policy,
     group-relative advantages over several samples per prompt, filtering of all-equal groups, overlong masking,
     sequence-mean aggregation, per-sequence whitening, 8-bit AdamW.
+13. Each generation phase of a step (proposals, learnability rollouts, solver answers) is one engine call for all
+    three task types, not one per batch: a call lasts as long as its longest rollout (up to 8,096 tokens), so this
+    waits for three tails per step instead of nine. Nothing else changes: batches and references are drawn at the
+    start of the step either way, and rewards, advantages and buffer appends stay per (task, role) batch.
 """
 import dataclasses
 import datetime
@@ -551,20 +555,28 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
     return [ok for ok, _ in parsed], correct, len(jobs)
 
 
-def learnability(task, entries, qwen, tokenizer, sandbox, cfg, seed, clock):
-    """acc per valid proposal: n solver rollouts each with the current policy (scored with answer extraction only,
-    never trained on). A prompt over max_prompt_tokens gives acc 0 (official). clock accumulates counters."""
+def learnability(jobs, qwen, tokenizer, sandbox, cfg, seed, clock):
+    """acc per valid proposal, jobs [(task, entry)] of any task types: n solver rollouts each with the current policy
+    (all in one engine call; scored with answer extraction only, never trained on). A prompt over max_prompt_tokens
+    gives acc 0 (official). clock accumulates counters."""
     n = cfg.learnability_samples
-    prompt_ids = [encode(tokenizer, solver_text(task, e)) for e in entries]
+    prompt_ids = [encode(tokenizer, solver_text(task, e)) for task, e in jobs]
     run = [i for i, p in enumerate(prompt_ids) if len(p) <= cfg.max_prompt_tokens]
     t0 = time.time()
     completions = rollout(qwen, [prompt_ids[i] for i in run for _ in range(n)], cfg, tokenizer.eos_token_id, seed)
     t1 = time.time()
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
-    _, correct, n_exec = check_answers(task, [entries[i] for i in run for _ in range(n)], texts, sandbox,
-                                       format_required=False)
+    correct, n_exec = [False] * len(texts), 0  # rollout k * n + s is sample s of proposal run[k]
+    for task in TASKS:
+        rows = [k * n + s for k, i in enumerate(run) if jobs[i][0] == task for s in range(n)]
+        if rows:
+            _, ok, m = check_answers(task, [jobs[run[r // n]][1] for r in rows], [texts[r] for r in rows], sandbox,
+                                     format_required=False)
+            for r, v in zip(rows, ok):
+                correct[r] = v
+            n_exec += m
     tick(clock, tokens=sum(map(len, completions)), gen_s=t1 - t0, executions=n_exec, exec_s=time.time() - t1)
-    acc = [0.0] * len(entries)
+    acc = [0.0] * len(jobs)
     for k, i in enumerate(run):
         acc[i] = learnability_accuracy(correct[k * n:(k + 1) * n])
     return acc
@@ -576,31 +588,40 @@ def tick(clock, **amounts):
         clock[key] = clock.get(key, 0.0) + value
 
 
-def propose_batch(task, items, qwen, tokenizer, sandbox, cfg, seeds, clock, sharded, progress=False):
-    """PROPOSE for this rank's share of one proposer batch: rollouts -> parse + validate in the sandbox ->
-    learnability rollouts for the valid, well-formatted proposals -> rewards. Returns one record per item."""
+def propose_phase(items, qwen, tokenizer, sandbox, cfg, seeds, clock, sharded, progress=False):
+    """PROPOSE for this rank's share of every proposer batch, items {task: [item]}: rollouts -> parse + validate in
+    the sandbox -> learnability rollouts for the valid, well-formatted proposals -> rewards. Returns {task: one record
+    per item}. Each of the two generations is one engine call for all task types: a call lasts as long as its
+    longest rollout (up to max_response_tokens), so one call per task type would wait for three such tails."""
     eos = tokenizer.eos_token_id
+    flat = [(task, it) for task, its in items.items() for it in its]  # task-major, batch order within a task
     t0 = time.time()
     with_gathered_weights(qwen, sharded, True)
-    completions = rollout(qwen, [it["prompt_ids"] for it in items], cfg, eos, seeds[0], progress)
+    completions = rollout(qwen, [it["prompt_ids"] for _, it in flat], cfg, eos, seeds[0], progress)
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
     t1 = time.time()
-    records, n_exec = validate_proposals(task, items, texts, sandbox, cfg)
+    records, n_exec = [], 0
+    for task, its in items.items():
+        recs, n = validate_proposals(task, its, texts[len(records):len(records) + len(its)], sandbox, cfg)
+        records, n_exec = records + recs, n_exec + n
     t2 = time.time()
     tick(clock, propose=t1 - t0, tokens=sum(map(len, completions)), gen_s=t1 - t0, validate=t2 - t1,
          executions=n_exec, exec_s=t2 - t1)
     scored = [i for i, r in enumerate(records) if r["entry"] is not None and r["format_ok"]]
     acc = [None] * len(records)
     if cfg.train_proposer and scored:  # learnability only feeds the proposer's reward
-        for i, a in zip(scored, learnability(task, [records[i]["entry"] for i in scored], qwen, tokenizer, sandbox,
-                                             cfg, seeds[1], clock)):
+        jobs = [(flat[i][0], records[i]["entry"]) for i in scored]
+        for i, a in zip(scored, learnability(jobs, qwen, tokenizer, sandbox, cfg, seeds[1], clock)):
             acc[i] = a
     with_gathered_weights(qwen, sharded, False)
     tick(clock, learnability=time.time() - t2)
-    return [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": r["format_ok"],
-             "valid": r["entry"] is not None, "acc": a, "entry": r["entry"], "status": r.get("status", "unparsed"),
-             "reward": proposer_reward(r["format_ok"], r["entry"] is not None, a or 0.0), "text": t}
-            for it, c, r, a, t in zip(items, completions, records, acc, texts)]
+    out = {task: [] for task in items}
+    for (task, it), c, r, a, t in zip(flat, completions, records, acc, texts):
+        out[task].append({**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": r["format_ok"],
+                          "valid": r["entry"] is not None, "acc": a, "entry": r["entry"],
+                          "status": r.get("status", "unparsed"),
+                          "reward": proposer_reward(r["format_ok"], r["entry"] is not None, a or 0.0), "text": t})
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -1139,27 +1160,30 @@ def main(argv=None):
 
         # ============================== PROPOSE ==============================
         # proposer rollouts -> validation in the sandbox -> learnability rollouts -> rewards -> buffers
+        seeds = (derived_seed(cfg.seed, step, "propose", rank), derived_seed(cfg.seed, step, "learn", rank))
+        local = propose_phase({task: batches[(task, "propose")][rank::world] for task in tasks}, qwen, tokenizer,
+                              sandbox, cfg, seeds, clock, sharded, show_bars)
         for task in tasks:
-            seeds = (derived_seed(cfg.seed, step, "propose", task, rank), derived_seed(cfg.seed, step, "learn", task, rank))
-            local = propose_batch(task, batches[(task, "propose")][rank::world], qwen, tokenizer, sandbox, cfg, seeds,
-                                  clock, sharded, show_bars)
-            results[(task, "propose")] = gather_strided(local, rank, world)
+            results[(task, "propose")] = gather_strided(local[task], rank, world)
             # every valid proposal joins its own buffer now, stamped with this step (no dedup, no filter); this
             # step's solver batches were drawn already, so solvers see these tasks at step + 1 (official lag)
             add_to_buffer(buffers[task], [r["entry"] for r in results[(task, "propose")] if r["valid"]], step,
                           cfg.buffer_cap)
 
         # ============================== SOLVE ================================
-        # solver rollouts on the tasks drawn at the start of the step
-        solved = {}
+        # solver rollouts on the tasks drawn at the start of the step, all task types in one engine call
+        t0 = time.time()
+        mine = {task: batches[(task, "solve")][rank::world] for task in tasks}
+        with_gathered_weights(qwen, sharded, True)
+        completions = rollout(qwen, [it["prompt_ids"] for task in tasks for it in mine[task]], cfg, eos,
+                              derived_seed(cfg.seed, step, "solve", rank), show_bars)
+        with_gathered_weights(qwen, sharded, False)
+        solved, start = {}, 0
         for task in tasks:
-            t0 = time.time()
-            with_gathered_weights(qwen, sharded, True)
-            completions = rollout(qwen, [it["prompt_ids"] for it in batches[(task, "solve")][rank::world]], cfg, eos,
-                                  derived_seed(cfg.seed, step, "solve", task, rank), show_bars)
-            with_gathered_weights(qwen, sharded, False)
-            solved[task] = (completions, [tokenizer.decode(c, skip_special_tokens=True) for c in completions])
-            tick(clock, solve=time.time() - t0, gen_s=time.time() - t0, tokens=sum(map(len, completions)))
+            own = completions[start:start + len(mine[task])]
+            solved[task] = (own, [tokenizer.decode(c, skip_special_tokens=True) for c in own])
+            start += len(mine[task])
+        tick(clock, solve=time.time() - t0, gen_s=time.time() - t0, tokens=sum(map(len, completions)))
 
         # ============================== VERIFY ===============================
         # well-formatted answers are checked in the sandbox: -1 bad format, -0.5 wrong, +1 right
