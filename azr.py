@@ -132,6 +132,8 @@ class Config:
     fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
     deterministic: bool = False     # deterministic CUDA kernels (bit-exact resume on GPUs; slower backward)
     cuda_graphs: bool = False       # replay the decode step as CUDA graphs (engine.make_decode_step); CUDA only
+    max_batch: int = 256            # most sequences one rank decodes together (engine rows)
+    kv_cache_tokens: int = 0        # KV cache budget per rank in tokens; 0 = 60% of free GPU memory (engine default)
     # sandbox, logging, checkpoints
     sandbox_workers: int = 0        # 0 = this machine's cores / ranks
     exec_timeout: float = 10.0      # seconds per execution
@@ -227,6 +229,11 @@ def check_config(cfg):
         die("--num_references must be >= 0, --learnability_samples >= 1, --induction_inputs >= 2")
     if cfg.clip_low < 0 or cfg.clip_high < 0 or cfg.kl_coef < 0 or cfg.lr <= 0:
         die("--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0")
+    if cfg.max_batch < 1 or cfg.kv_cache_tokens < 0:
+        die("--max_batch must be >= 1 and --kv_cache_tokens >= 0 (0 = 60% of free GPU memory)")
+    if 0 < cfg.kv_cache_tokens < cfg.max_prompt_tokens + cfg.max_response_tokens:
+        die(f"--kv_cache_tokens={cfg.kv_cache_tokens} cannot hold one rollout of --max_prompt_tokens + "
+            f"--max_response_tokens = {cfg.max_prompt_tokens + cfg.max_response_tokens} tokens; raise it (or 0)")
 
 
 def task_list(cfg):
@@ -432,7 +439,7 @@ def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
         return []
     return generate(qwen, prompt_ids, cfg.max_response_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                     top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress,
-                    cuda_graphs=cfg.cuda_graphs)
+                    cuda_graphs=cfg.cuda_graphs, max_batch=cfg.max_batch, kv_cache_tokens=cfg.kv_cache_tokens or None)
 
 
 def response_record(item, completion, max_tokens, eos_id):

@@ -170,6 +170,8 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     if not torch.cuda.is_available():
         assert "no CUDA device" in one_line_error(capsys, ["--device=cuda", out])
     assert "torchrun" in one_line_error(capsys, ["--fsdp=on", out])
+    assert "cannot hold one rollout" in one_line_error(capsys, ["--kv_cache_tokens=1000", out])
+    assert "--max_batch must be" in one_line_error(capsys, ["--max_batch=0", out])
     assert "no checkpoint" in one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--resume"])
     blocker = tmp_path / "file"
     blocker.write_text("")
