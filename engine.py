@@ -20,6 +20,9 @@ Blocks are handed out as sequences grow, so the budget holds as many sequences a
 budget / (longest prompt + max_new_tokens). Prompts are admitted only while every active row keeps one spare block;
 if a decode step still runs out, the most recently admitted rows are preempted: their blocks return to the pool and
 they wait at the head of the queue, to be prefilled again from prompt + tokens so far (recomputation, as vLLM does).
+When the budget holds every row at full length anyway (on CPU it is unlimited), each row gets one whole-row block;
+on the dense attention path (CPU) row b then keeps block b + 1 and compaction moves K/V instead of table entries, so
+attention reads the rows in place.
 All sampling goes through `kernels.sample` (Triton on CUDA, torch reference on CPU).
 
 Run `python engine.py` to check on a tiny random model that cached decoding (eager and static-shape steps, with and
@@ -45,7 +48,6 @@ def _default_kv_cache_tokens(model, device) -> int | None:
     return int(0.6 * free) // bytes_per_token
 
 
-@torch.inference_mode()
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, stop_token_ids=(), seed=None,
              return_logprobs=False, progress=False, max_batch=256, kv_cache_tokens=None, prefill_tokens=16384,
