@@ -95,13 +95,13 @@ def decode_attention(q, k_cache, v_cache, lengths, block_table, plan=None):
 
     q [B, H, hd]; k_cache, v_cache [blocks, KVH, block_size, hd] (one layer; H a multiple of KVH); lengths [B] int64,
     the visible positions of each row (its new token's K/V already written); block_table [>= B, max_blocks] int64:
-    position t of row b is at k_cache[block_table[b, t // block_size], :, t % block_size]. plan: decode_plan(...) of
-    this step, which the torch path uses when given. Returns [B, H, hd] in q's dtype. The Triton kernel runs on CUDA
-    only (it reads each row's own length; head_dim a power of two >= 16, as in every Qwen2.5); CPU tensors, the
-    interpreter included, take the dense torch reference (kernels/attention.py).
+    position t of row b is at k_cache[block_table[b, t // block_size], :, t % block_size]. Returns [B, H, hd] in q's
+    dtype. The Triton kernel runs on CUDA only (it reads each row's own length; head_dim a power of two >= 16, as in
+    every Qwen2.5); CPU tensors, the interpreter included, take the dense torch reference (kernels/attention.py),
+    which uses `plan` (decode_plan(...) of this step) when given: a plan selects the dense path.
     """
     from . import attention
-    if fused_decode_attention(q.device, q.shape[-1]):
+    if plan is None and fused_decode_attention(q.device, q.shape[-1]):  # a plan is only built for the dense path
         return attention.decode_attention_triton(q, k_cache, v_cache, lengths, block_table)
     return attention.decode_attention_reference(q, k_cache, v_cache, lengths, block_table, plan)
 
