@@ -20,6 +20,9 @@ Blocks are handed out as sequences grow, so the budget holds as many sequences a
 budget / (longest prompt + max_new_tokens). Prompts are admitted only while every active row keeps one spare block;
 if a decode step still runs out, the most recently admitted rows are preempted: their blocks return to the pool and
 they wait at the head of the queue, to be prefilled again from prompt + tokens so far (recomputation, as vLLM does).
+Equal sequences admitted together (AZR's 8 learnability rollouts of a proposal, a prompt's GRPO samples) are
+prefilled once: the copies share the prompt's full blocks (reference-counted, only ever read) and get their own
+copy of its last, partial block, which their first decode step writes into.
 When the budget holds every row at full length anyway (on CPU it is unlimited), each row gets one whole-row block;
 on the dense attention path (CPU) row b then keeps block b + 1 and compaction moves K/V instead of table entries, so
 attention reads the rows in place.
@@ -110,6 +113,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                     block_size=block_size)
     cache.in_place = in_place
     free_blocks = list(range(n_blocks, 0, -1))  # block 0 is the padding sink (model.KVCache); pop() gives 1, 2, ...
+    refs = [0] * (1 + n_blocks)  # rows holding each block: copies of one prompt share its full blocks
 
     stop = set(stop_token_ids)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -160,7 +164,10 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                 cache.v[:, row + 1, :, :n] = cache.v[:, last + 1, :, :n]
                 row_blocks[last] = row_blocks[row]
             else:
-                free_blocks.extend(row_blocks[row])
+                for b in row_blocks[row]:
+                    refs[b] -= 1
+                    if not refs[b]:
+                        free_blocks.append(b)
                 cache.block_table[row] = cache.block_table[last]
             for state in (row_req, row_pos, row_last, row_blocks, row_admitted):
                 state[row] = state[last]
@@ -173,26 +180,34 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         if bar is not None:
             bar.update(len(done))
 
+    def take():  # a free block for one row
+        b = free_blocks.pop()
+        refs[b] = 1
+        return b
+
     def admit():
         """Pop a prefill group from the queue: up to the free rows, prefill_tokens padded tokens, 1/8 padding, and
-        the free blocks (keeping one spare block per active row). [] when it is better to decode first."""
+        the free blocks (keeping one spare block per active row). A sequence equal to one already in the group (the
+        8 learnability rollouts of a proposal, a prompt's GRPO samples) is a copy: it costs no prefill and shares the
+        other's full blocks. [] when it is better to decode first."""
         free_rows = slots - len(row_req)
         # Admit when a useful group can be prefilled together: the batch is empty, enough rows are free, or the
         # queue fits. Admitting one prompt per decode step would pay a whole forward for a single row.
         useful = 1 if not row_req else min(max(1, slots // 8), len(waiting))
         if not waiting or free_rows < useful:
             return []
-        group, T, total, need = [], 0, 0, 0
+        group, seen, T, total, need = [], set(), 0, 0, 0  # seen: the distinct sequences prefilled
         while waiting and len(group) < free_rows:
-            n = len(sequence(waiting[0]))
-            t, size = max(T, n), len(group) + 1
+            seq = tuple(sequence(waiting[0]))
+            n, copy = len(seq), seq in seen
+            t, size = max(T, n), len(seen) + 1  # size: prefilled rows with this one
             # Length buckets: stop the group once padding would exceed 1/8 of its [size, t] tokens; the shorter
             # prompts left in the queue form the next group(s), admitted before the next decode step. (CPU, 1
             # thread, 32 prompts of 16-64 tokens, small shape: prefill 169 -> 99 ms.)
-            if group and (size * t > prefill_tokens or 8 * (size * t - total - n) > size * t):
+            if group and not copy and (size * t > prefill_tokens or 8 * (size * t - total - n) > size * t):
                 break
-            blocks = -(-n // block_size)
-            spare = len(row_req) + size if per_seq > 1 else 0  # rows of one whole-row block never need another
+            blocks = int(n % block_size > 0) if copy else -(-n // block_size)  # a copy owns only its partial block
+            spare = len(row_req) + len(group) + 1 if per_seq > 1 else 0  # whole-row blocks never need another
             if tight and (row_req or group) and need + blocks > len(free_blocks) - spare:
                 # Out of blocks (keeping a spare one for every row, this one included, or the next steps would
                 # preempt). Too few fit to be worth a forward: decode until rows finish and return theirs.
@@ -201,7 +216,10 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                     return []
                 break
             group.append(waiting.popleft())
-            T, total, need = t, total + n, need + blocks
+            need += blocks
+            if not copy:
+                seen.add(seq)
+                T, total = t, total + n
         return group
 
     def preempt_until_blocks_suffice():
@@ -222,20 +240,37 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         group = admit()
         if group:
             seqs = [sequence(r) for r in group]
-            lens = [len(s) for s in seqs]
+            lens = [len(q) for q in seqs]
+            source = {}
+            src = [source.setdefault(tuple(q), j) for j, q in enumerate(seqs)]  # src[j] == j: prefilled; else a copy
+            prefilled = [j for j in range(len(group)) if src[j] == j]
             T = max(lens)
             first = len(row_req)
-            if in_place:
-                blocks = [[row + 1] for row in range(first, first + len(group))]
-            else:
-                blocks = [[free_blocks.pop() for _ in range(-(-n // block_size))] for n in lens]
+            blocks = []
+            for j, n in enumerate(lens):
+                if in_place:  # whole-row blocks, row b in block b + 1
+                    blocks.append([first + j + 1])
+                elif src[j] == j:
+                    blocks.append([take() for _ in range(-(-n // block_size))])
+                else:  # the full blocks of the copied prompt are only ever read: share them
+                    shared = blocks[src[j]][:n // block_size]
+                    for b in shared:
+                        refs[b] += 1
+                    blocks.append(shared + ([take()] if n % block_size else []))
             table = [b + [0] * (-(-T // block_size) - len(b)) for b in blocks]  # [group, T / bs]; pad -> sink
             cache.block_table[first:first + len(group), :len(table[0])] = torch.tensor(table, device=device)
             # Right padding: the causal mask alone is then right for every real token (see Attention).
-            ids = torch.tensor([s + [0] * (T - len(s)) for s in seqs], device=device)
-            rows = torch.arange(first, first + len(group), device=device)
-            last = torch.tensor(lens, device=device) - 1  # each sequence's final token predicts the next one
-            new_ids, new_lps = sample(model(ids, cache=cache, slots=rows, last=last))  # logits [N, V]
+            ids = torch.tensor([seqs[j] + [0] * (T - lens[j]) for j in prefilled], device=device)
+            rows = torch.tensor([first + j for j in prefilled], device=device)
+            last = torch.tensor([lens[j] - 1 for j in prefilled], device=device)  # the final token predicts the next
+            logits = model(ids, cache=cache, slots=rows, last=last)  # [prefilled, V]
+            for j in range(len(group)):
+                if src[j] != j and lens[j] % block_size:  # a copy's own partial block: the prompt's last positions
+                    c, m = lens[j] // block_size, lens[j] % block_size
+                    a, b = blocks[src[j]][c], blocks[j][c]
+                    cache.k[:, b, :, :m], cache.v[:, b, :, :m] = cache.k[:, a, :, :m], cache.v[:, a, :, :m]
+            at = {j: i for i, j in enumerate(prefilled)}
+            new_ids, new_lps = sample(logits[torch.tensor([at[src[j]] for j in range(len(group))], device=device)])
             row_req += group
             row_pos += lens
             row_last += [0] * len(group)
@@ -248,7 +283,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
         needy = preempt_until_blocks_suffice() if per_seq > 1 else []  # one whole-row block: nothing to hand out
         if needy:
-            new = [free_blocks.pop() for _ in needy]
+            new = [take() for _ in needy]
             for r, b in zip(needy, new):
                 row_blocks[r].append(b)
             where = torch.tensor([needy, [len(row_blocks[r]) - 1 for r in needy], new], device=device)  # [3, k]

@@ -118,6 +118,9 @@ def main():
     ap.add_argument("--stop-token", default=None, help="'auto' or an id: rows stop there (variable lengths)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--cuda-graphs", action="store_true", help="our decode step as CUDA graphs (cuda_graphs=True)")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="each prompt this many times in a row, as AZR's 8 learnability rollouts (batch / copies "
+                         "distinct prompts)")
     ap.add_argument("--kv-cache-tokens", type=int, default=None, help="KV cache budget (default: engine's)")
     ap.add_argument("--block-size", type=int, default=None,
                     help="KV cache block size (default: whole rows when memory allows; 16 = AZR's paged case)")
@@ -128,7 +131,7 @@ def main():
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     print(f"device={args.device} dtype={str(dtype)[6:]} threads={torch.get_num_threads()} "
           f"cuda_graphs={args.cuda_graphs} block_size={args.block_size} kv_cache_tokens={args.kv_cache_tokens} "
-          f"new_tokens={args.new_tokens} "
+          f"copies={args.copies} new_tokens={args.new_tokens} "
           f"prompt_len={args.prompt_min}-{args.prompt_max} stop={args.stop_token} "
           f"kernels={os.environ.get('NANOAZR_KERNELS', 'auto')} torch={torch.__version__}")
     cols = "| shape | batch | transformers tok/s | ours tok/s | ratio | identical rows |"
@@ -144,7 +147,8 @@ def main():
         for batch in map(int, args.batches.split(",")):
             prompts = [[rng.randrange(1, SHAPES[shape][5]) for _ in range(rng.randint(args.prompt_min,
                                                                                        args.prompt_max))]
-                       for _ in range(batch)]
+                       for _ in range(batch // args.copies)]
+            prompts = [p for p in prompts for _ in range(args.copies)]  # each prompt `copies` times in a row
             stop = None
             if args.stop_token is not None:
                 stop = frequent_token(ours, prompts) if args.stop_token == "auto" else int(args.stop_token)

@@ -149,6 +149,42 @@ def test_paged_cache_preemption_equals_unlimited_cache(gqa_ckpt, count_preemptio
             assert torch.allclose(torch.tensor(lp), want, atol=1e-4)
 
 
+def test_copies_of_a_prompt_share_its_prefill_and_blocks(gqa_ckpt, count_preemptions):
+    # AZR decodes each proposal 8 times (learnability) and GRPO samples a prompt several times: equal sequences in a
+    # prefill group are prefilled once and share their full KV blocks. Completions must be those of each prompt
+    # decoded alone, in every cache layout, also when preemptions drop and re-admit rows that share blocks.
+    qwen = Qwen2.from_pretrained(gqa_ckpt)
+    distinct = random_prompts(4, qwen.config.vocab_size, seed=10, lo=5, hi=30)
+    prompts = [p for p in distinct for _ in range(3)] + random_prompts(2, qwen.config.vocab_size, seed=11)
+    alone = [generate(qwen, [p], 20, temperature=0)[0] for p in prompts]
+    prefilled = []
+    forward = qwen.forward
+
+    def counting_forward(ids, *args, **kwargs):
+        if kwargs.get("slots") is not None:
+            prefilled.append(ids.shape[0])
+        return forward(ids, *args, **kwargs)
+
+    qwen.forward = counting_forward
+    for kwargs in (dict(), dict(block_size=4), dict(block_size=4, cuda_graphs=True),
+                   dict(kv_cache_tokens=80, block_size=4), dict(kv_cache_tokens=3 * 50, block_size=50)):
+        prefilled.clear()
+        count_preemptions.clear()
+        assert generate(qwen, prompts, 20, temperature=0, **kwargs) == alone, kwargs
+        if "kv_cache_tokens" not in kwargs:  # everything fits at once: one prefill row per distinct prompt
+            assert sum(prefilled) == 6, (kwargs, prefilled)
+        if kwargs.get("kv_cache_tokens") == 80:  # rows were preempted (the blocks they shared outlive them)
+            assert count_preemptions
+    # sampled: copies go their own ways from the shared prompt, each logprob that of its own full context
+    out, lps = generate(qwen, prompts, 12, seed=2, return_logprobs=True, block_size=4)
+    assert len({tuple(o) for o in out[:3]}) > 1
+    with torch.no_grad():
+        for p, o, lp in zip(prompts, out, lps):
+            logits = forward(torch.tensor([p + o]))[0, len(p) - 1: -1]
+            want = torch.log_softmax(logits, -1).gather(1, torch.tensor(o)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(lp), want, atol=1e-4)
+
+
 def test_stop_ids_and_max_new_tokens(gqa_ckpt):
     qwen = Qwen2.from_pretrained(gqa_ckpt)
     prompts = random_prompts(6, qwen.config.vocab_size, seed=5)
