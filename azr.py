@@ -1088,8 +1088,9 @@ def main(argv=None):
     if cfg.fsdp == "on" and world == 1:
         die("--fsdp=on shards over ranks: launch with torchrun --nproc_per_node N (N >= 2) or use --fsdp=off")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo",  # long timeout: rank 0 alone may run
-                                timeout=datetime.timedelta(hours=2))     # CRUXEval or write a checkpoint
+        # On GPUs NCCL carries CUDA tensors (FSDP, gradients) and gloo the few CPU ones (counts, the loss
+        # statistics): NCCL alone rejects CPU tensors. Long timeout: rank 0 alone may run CRUXEval or save.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
     out = Path(cfg.out)
