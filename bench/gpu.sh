@@ -6,10 +6,11 @@
 # Stages, most important first: env (nvidia-smi, versions, commit), tests (tests/test_cuda.py and the CUDA test of
 # tests/test_kernels.py, compiled kernels), kernels (bench/kernels.py), generate (bench/generate.py at Qwen2.5-7B's
 # shape, random weights), graphs and paged (the same with CUDA graphs, ours only, whole-row and 16-position KV
-# blocks), step (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape). Models are random weights at real
-# shapes (no hub on the device); the tests make their own data. Each stage runs under its own timeout, also capped
-# by what is left of GPU_SH_BUDGET_S (default 540 s), so the script ends in time even when a stage hangs; a failing
-# stage never stops the next. The summary lists each stage's exit code (124 = timed out).
+# blocks), step and step-graphs (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape, without and with
+# CUDA graphs). Models are random weights at real shapes (no hub on the device); the tests make their own data.
+# Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
+# script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's
+# exit code (124 = timed out).
 # Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
 # safetensors, tqdm and pytest (seen 2026-11: torch 2.11, triton 3.6, transformers 5.17, older than our pins; the
 # env stage prints what ran) but no network, so carry the rest as wheels (see /work/.library/device/README.md):
@@ -83,6 +84,9 @@ stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batch
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only
 stage step 150 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
+# the same step with the decode step as CUDA graphs (last: it runs only if the budget has room left)
+stage step-graphs 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
+    --max_response_tokens=512 --cuda_graphs=true
 
 echo
 echo "=== summary (${gpu_name:-no GPU found}; logs in $OUT)" | tee "$OUT/summary.log"
