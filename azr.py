@@ -1248,7 +1248,7 @@ def main(argv=None):
             t0 = time.time()
             with_gathered_weights(qwen, sharded, True)
             scores = evaluate_cruxeval(qwen, tokenizer, sandbox, default_data_dir(), limit=cfg.eval_limit or None,
-                                       max_new_tokens=cfg.eval_max_tokens)
+                                       max_new_tokens=cfg.eval_max_tokens, cuda_graphs=cfg.cuda_graphs)
             with_gathered_weights(qwen, sharded, False)
             metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})
         if rank == 0:

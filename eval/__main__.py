@@ -134,7 +134,7 @@ def gather(obj, rank: int, world: int):
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
              limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
              lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True,
-             lcb_gen_file=None, device: str = "auto", dtype: str = "auto") -> dict:
+             lcb_gen_file=None, device: str = "auto", dtype: str = "auto", cuda_graphs: bool = False) -> dict:
     """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere)."""
     import torch
 
@@ -173,7 +173,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
                 cap = max_new_tokens or MAX_NEW_TOKENS[family(b)]
                 t0 = time.time()
                 outs = complete(model, tokenizer, texts, cap, temperature=temperature, samples=samples, seed=seed,
-                                progress=progress and rank == 0)
+                                progress=progress and rank == 0, cuda_graphs=cuda_graphs)
                 outs = [[o] for o in outs] if samples == 1 else outs
                 flat_items = [it for it in items for _ in range(samples)]
                 flat_outs = [o for group in outs for o in group]
@@ -271,6 +271,7 @@ def main(argv=None):
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="auto: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--cuda-graphs", action="store_true", help="decode steps as CUDA graphs (engine.py)")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
     p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
     p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")
@@ -292,7 +293,7 @@ def main(argv=None):
         out = a.out or Path("runs/eval") / f"{Path(str(a.model).rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_eval(a.model, benchmarks, a.data_dir, Path(out), a.template, a.limit, a.samples, a.temperature,
                  a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress,
-                 lcb_gen_file=a.lcb_gen_file, device=a.device, dtype=a.dtype)
+                 lcb_gen_file=a.lcb_gen_file, device=a.device, dtype=a.dtype, cuda_graphs=a.cuda_graphs)
     except (data.DataError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

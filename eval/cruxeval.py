@@ -43,7 +43,8 @@ def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sa
             for (fmt, _), p, v in zip(parsed, preds, verdicts)]
 
 
-def evaluate_cruxeval(model, tokenizer, sandbox, data_dir, limit=None, max_new_tokens=8096, progress=False) -> dict:
+def evaluate_cruxeval(model, tokenizer, sandbox, data_dir, limit=None, max_new_tokens=8096, progress=False,
+                      cuda_graphs=False) -> dict:
     """Greedy CRUXEval-I/O accuracy of `model`: {"cruxeval-i": acc, "cruxeval-o": acc}, each in [0, 1].
 
     limit: first N problems of each (None = all 800). max_new_tokens is capped so that prompt + completion fits the
@@ -56,7 +57,8 @@ def evaluate_cruxeval(model, tokenizer, sandbox, data_dir, limit=None, max_new_t
     for benchmark in ("cruxeval-i", "cruxeval-o"):
         items = load_benchmark(benchmark, data_dir, limit)
         texts = [cruxeval_prompt(benchmark, it) for it in items]
-        completions = complete(model, tokenizer, texts, max_new_tokens, temperature=0.0, progress=progress)
+        completions = complete(model, tokenizer, texts, max_new_tokens, temperature=0.0, progress=progress,
+                               cuda_graphs=cuda_graphs)
         scored = score_cruxeval(benchmark, items, completions, sandbox)
         out[benchmark] = sum(s["verdict"] for s in scored) / len(scored)
     return out

@@ -15,10 +15,10 @@ def stop_ids(tokenizer) -> list[int]:
 
 
 def complete(model, tokenizer, texts: list[str], max_new_tokens: int, temperature: float = 0.0, samples: int = 1,
-             seed: int | None = 0, progress: bool = False) -> list:
+             seed: int | None = 0, progress: bool = False, cuda_graphs: bool = False) -> list:
     """Completions for prompt texts, in order: one string per prompt, or (samples > 1) a list of `samples` strings.
 
-    temperature 0 is greedy. max_new_tokens is lowered, with a note on stderr, when the longest prompt plus it would
+    temperature 0 is greedy. cuda_graphs: the engine's CUDA-graph decode step. max_new_tokens is lowered, with a note on stderr, when the longest prompt plus it would
     exceed the model's context (max_position_embeddings).
     """
     prompts = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
@@ -34,7 +34,7 @@ def complete(model, tokenizer, texts: list[str], max_new_tokens: int, temperatur
     # Each prompt repeated `samples` times, adjacent, so completions regroup by slicing.
     flat = [p for p in prompts for _ in range(samples)]
     out = generate(model, flat, max_new_tokens, temperature=temperature, stop_token_ids=stop_ids(tokenizer),
-                   seed=seed, progress=progress)
+                   seed=seed, progress=progress, cuda_graphs=cuda_graphs)
     decoded = [tokenizer.decode(c, skip_special_tokens=False) for c in out]
     if samples == 1:
         return decoded

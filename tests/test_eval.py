@@ -333,3 +333,6 @@ def test_evaluate_cruxeval_for_the_training_loop(tiny_ckpt, data_dir, sandbox, t
     acc = cruxeval.evaluate_cruxeval(model, load_tokenizer(str(tiny_ckpt)), sandbox, data_dir, limit=2,
                                      max_new_tokens=8)
     assert set(acc) == {"cruxeval-i", "cruxeval-o"} and all(0.0 <= v <= 1.0 for v in acc.values())
+    # the engine's static (CUDA-graph) decode step, eager on the CPU: the same greedy completions, the same scores
+    assert cruxeval.evaluate_cruxeval(model, load_tokenizer(str(tiny_ckpt)), sandbox, data_dir, limit=2,
+                                      max_new_tokens=8, cuda_graphs=True) == acc
