@@ -185,6 +185,31 @@ def test_copies_of_a_prompt_share_its_prefill_and_blocks(gqa_ckpt, count_preempt
             assert torch.allclose(torch.tensor(lp), want, atol=1e-4)
 
 
+def test_randomized_schedules_match_decoding_each_prompt_alone(gqa_ckpt):
+    # Many schedules at once: copies, stop ids, KV budgets (preemption), block sizes from 1 to more than a row, batch
+    # limits, prefill-token limits, CUDA-graph steps. Whatever the schedule, greedy completions are those of each
+    # prompt decoded alone.
+    qwen = Qwen2.from_pretrained(gqa_ckpt)
+    V, rng, alone = qwen.config.vocab_size, random.Random(12), {}
+    for case in range(20):
+        distinct = random_prompts(rng.randint(1, 5), V, seed=100 + case, hi=30)
+        prompts = [p for p in distinct for _ in range(rng.choice([1, 2, 3, 8]))]
+        n, stops = rng.randint(1, 20), rng.sample(range(V), rng.choice([0, 1, 20]))
+        max_len = max(map(len, prompts)) + n
+        kw = dict(max_batch=rng.choice([1, 3, 64]), cuda_graphs=rng.random() < 0.3,
+                  prefill_tokens=rng.choice([40, 16384]))
+        if rng.random() < 0.5:
+            kw["kv_cache_tokens"] = rng.randint(max_len, 3 * max_len)
+        if rng.random() < 0.6:
+            kw["block_size"] = rng.choice([1, 4, 16, max_len + 3])
+        for p in distinct:
+            key = (tuple(p), n, tuple(stops))
+            if key not in alone:
+                alone[key] = generate(qwen, [p], n, temperature=0, stop_token_ids=stops)[0]
+        got = generate(qwen, prompts, n, temperature=0, stop_token_ids=stops, **kw)
+        assert got == [alone[(tuple(p), n, tuple(stops))] for p in prompts], (case, kw)
+
+
 def test_stop_ids_and_max_new_tokens(gqa_ckpt):
     qwen = Qwen2.from_pretrained(gqa_ckpt)
     prompts = random_prompts(6, qwen.config.vocab_size, seed=5)
