@@ -157,6 +157,8 @@ class KVCache:
         self.lengths = None  # [B] visible positions of each row in the current decode step
         self.plan = None  # the dense decode attention's (mask, gather rows) for the current step, or None
         self.in_place = False  # set by the engine when row b's K/V are whole-row block b + 1 (read in place)
+        self.row_base = self.flat_index(1 + torch.arange(slots, device=device)[:, None],
+                                        torch.zeros(1, 1, dtype=torch.long, device=device))  # [slots*KVH]: (b+1, h, 0)
 
         # CPU only: for the few rows of a decode step, the CPU GEMM runs 25-40% faster with the weight stored
         # [in, out] than with nn.Linear's [out, in] (measured, 1 thread: [32, 256] x [256, 704] 69 vs 92 us). So
@@ -340,8 +342,11 @@ class Qwen2(nn.Module):
             cache.plan = (None if kernels.fused_decode_attention(device, self.config.head_dim)
                           else kernels.decode_plan(cache.lengths, cache.block_table, L, KVH, bs, x.dtype,
                                                    cache.in_place))
-            blocks = cache.block_table[:B].gather(1, (positions // bs)[:, None])  # [B, 1]
-            cache.write_index = cache.flat_index(blocks, (positions % bs)[:, None])  # [B*KVH]
+            if cache.in_place:  # row b is block b + 1: its rows of the flat view start at cache.row_base
+                cache.write_index = cache.row_base[:B * KVH] + positions[:, None].expand(B, KVH).reshape(-1)
+            else:
+                blocks = cache.block_table[:B].gather(1, (positions // bs)[:, None])  # [B, 1]
+                cache.write_index = cache.flat_index(blocks, (positions % bs)[:, None])  # [B*KVH]
             cos, sin = cache.cos[positions][:, None, None], cache.sin[positions][:, None, None]  # [B, 1, 1, hd]
         elif cache is not None:
             # Prefill: every row starts at position 0; position t of row slots[i] goes to its block t // bs.
