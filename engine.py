@@ -310,9 +310,10 @@ def make_decode_step(model, cache, graphs=False):
     than the GPU needs to read the 15 GB of weights, so the GPU would idle. A replay launches them all at once.
     What makes the step recordable: the inputs live in fixed buffers (`inputs`); n is rounded up to the next
     recorded size (powers of two up to the cache's slots) and the padding rows feed token 0 at position 0 of free
-    rows (rows >= n are free, and a prefill overwrites them before they are read); attention covers the whole
-    cache length with per-row lengths (on CUDA the Triton kernel reads only each row's own length, so the static
-    length costs nothing); the forward has no host sync. Sampling stays outside the graph (it owns the RNG). The
+    rows (rows >= n are free: their block-table rows point at the padding block 0, or, in place, at their own
+    unused block, which a prefill overwrites before it is read); attention covers the whole cache length with
+    per-row lengths (on CUDA the Triton kernel reads only each row's own length, so the static length costs
+    nothing); the forward has no host sync. Sampling stays outside the graph (it owns the RNG). The
     graphs are recorded inside each generate call, for the sizes it meets: they hold the addresses of this call's
     cache and of the weights FSDP gathered for it. Off CUDA the same static-shape step runs eagerly.
     """
