@@ -1227,7 +1227,11 @@ def main(argv=None):
                      for (key, j, r), a, w, keep in zip(flat, advantages, weights, included)
                      if keep and j % world == rank]  # each rank trains the sequences it generated
         qwen.train()
+        if device.type == "cuda":  # the update's peak (weights, grads, optimizer, activations) for the memory plan
+            torch.cuda.reset_peak_memory_stats(device)
         stats = update(qwen, optimizer, sequences, cfg, rank, world, master, ref_model, sharded)
+        if device.type == "cuda":
+            stats["gpu_peak_gb/update"] = torch.cuda.max_memory_allocated(device) / 2**30
         qwen.eval()
         tick(clock, update=time.time() - t0)
 

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Everything a GPU session checks, in one device call of about 9 minutes on one H200 with no network:
 #
-#     bash bench/gpu.sh          # logs in $OUT/<stage>.log ($OUT defaults to ./gpu-out), summary at the end
+#     bash bench/gpu.sh          # one log, $OUT/gpu.log ($OUT defaults to ./gpu-out), summary at the end
 #
-# Stages, most important first: env (nvidia-smi, versions, commit), tests (tests/test_cuda.py and the CUDA test of
-# tests/test_kernels.py, compiled kernels), kernels (bench/kernels.py), generate (bench/generate.py at Qwen2.5-7B's
-# shape, random weights), graphs and paged (the same with CUDA graphs, ours only, whole-row and 16-position KV
-# blocks), step and step-graphs (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape, without and with
-# CUDA graphs). Models are random weights at real shapes (no hub on the device); the tests make their own data.
+# Stages, the issues' measurements first: env (nvidia-smi, versions, commit), kernels (bench/kernels.py), generate
+# (bench/generate.py at Qwen2.5-7B's shape, random weights), graphs (the same with CUDA graphs, ours only), tests
+# (tests/test_cuda.py and the CUDA test of tests/test_kernels.py, compiled kernels), step (bench/step.py on a random
+# checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-graphs (the step with CUDA graphs).
+# Every benchmark checks its own outputs (token-identical rows against transformers, the kernels against torch), so
+# the numbers come first and the tests explain any failure. Models are random weights at real shapes (no hub on the device); the tests make their own data.
 # Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
 # script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's
-# exit code (124 = timed out).
+# exit code (124 = timed out). One log file, since the device tool brings back at most 8 files.
 # Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
 # safetensors, tqdm and pytest (seen 2026-11: torch 2.11, triton 3.6, transformers 5.17, older than our pins; the
 # env stage prints what ran) but no network, so carry the rest as wheels (see /work/.library/device/README.md):
@@ -26,23 +27,26 @@ cd "$(dirname "$0")/.."
 export PY=${PYTHON:-python3}  # the lent H200's image has python3 (with torch) and maybe no `python`
 OUT=${OUT:-./gpu-out}
 mkdir -p "$OUT"
+LOG=$OUT/gpu.log
+: > "$LOG"
+export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
 names=() codes=() secs=()
 
-stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, tee to $OUT/NAME.log, record the exit code
+stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
     local name=$1 limit=$2 left=$((deadline - SECONDS)) t0=$SECONDS rc
     shift 2
     ((limit > left)) && limit=$left
     if ((limit < 20)); then
-        echo "=== $name: skipped, ${left}s of the budget left" | tee "$OUT/$name.log"
+        echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
         names+=("$name") codes+=("skipped") secs+=(0)
         return
     fi
-    echo "=== $name (timeout ${limit}s): $*" | tee "$OUT/$name.log"
-    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$OUT/$name.log"
+    echo "=== $name (timeout ${limit}s): $*" | tee -a "$LOG"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
-    echo "=== $name: exit $rc after $((SECONDS - t0))s" | tee -a "$OUT/$name.log"
+    echo "=== $name: exit $rc after $((SECONDS - t0))s" | tee -a "$LOG"
     names+=("$name") codes+=("$rc") secs+=($((SECONDS - t0)))
 }
 
@@ -61,9 +65,6 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
       \"flash SDPA\", torch.backends.cuda.is_flash_attention_available())
 "'
 
-# correctness first: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
-stage tests 240 "$PY" -m pytest -q tests/test_cuda.py tests/test_kernels.py -k cuda
-
 # sampling (B = 1..256, fp32 and bf16) and fused logprobs (N=16384, D=3584, V=151936) against the torch baselines
 stage kernels 90 "$PY" bench/kernels.py
 
@@ -75,24 +76,27 @@ stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --b
 
 # the same, our engine alone: the decode step replayed as CUDA graphs (engine.make_decode_step; the eager step
 # launches ~850 kernels from Python per token, which may take longer than the GPU's 3-5 ms read of the weights),
-# with whole-row blocks (memory to spare, as above) and with AZR's 16-position pages (a tight budget's layout)
+# with whole-row blocks (memory to spare, as above)
 stage graphs 90 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
     --skip-hf --cuda-graphs ${hbm[@]+"${hbm[@]}"}
-stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
-    --skip-hf --cuda-graphs --block-size 16 ${hbm[@]+"${hbm[@]}"}
 
+# correctness: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
+stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only
-stage step 150 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
+stage step 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
+# AZR's 16-position pages (a tight budget's layout), CUDA graphs
+stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
+    --skip-hf --cuda-graphs --block-size 16 ${hbm[@]+"${hbm[@]}"}
 # the same step with the decode step as CUDA graphs (last: it runs only if the budget has room left)
 stage step-graphs 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
     --max_response_tokens=512 --cuda_graphs=true
 
 echo
-echo "=== summary (${gpu_name:-no GPU found}; logs in $OUT)" | tee "$OUT/summary.log"
+echo "=== summary (${gpu_name:-no GPU found}; log $LOG)" | tee -a "$LOG"
 failed=0
 for i in "${!names[@]}"; do
-    printf '%-10s exit %-8s %5ss\n' "${names[$i]}" "${codes[$i]}" "${secs[$i]}" | tee -a "$OUT/summary.log"
+    printf '%-10s exit %-8s %5ss\n' "${names[$i]}" "${codes[$i]}" "${secs[$i]}" | tee -a "$LOG"
     [[ ${codes[$i]} == 0 ]] || failed=1
 done
 exit $failed

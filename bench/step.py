@@ -96,6 +96,8 @@ def table(name, rows, wall):
     print(f"{'step':<14}{step:>10.2f}{1:>15.1%}")
     print(f"generated tokens/s {mean['tokens_per_s']:.0f}   sandbox executions/s {mean['exec_per_s']:.0f}   "
           f"sequences trained/step {mean['sequences_trained']:.0f}")
+    if "gpu_peak_gb/update" in mean:  # this rank's torch.cuda.max_memory_allocated during the update
+        print(f"GPU memory peak during the update: {mean['gpu_peak_gb/update']:.1f} GiB")
 
 
 def main():
