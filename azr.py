@@ -131,7 +131,8 @@ class Config:
     grad_checkpointing: bool = False
     fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
     deterministic: bool = False     # deterministic CUDA kernels (bit-exact resume on GPUs; slower backward)
-    cuda_graphs: bool = False       # replay the decode step as CUDA graphs (engine.make_decode_step); CUDA only
+    cuda_graphs: bool = True        # on CUDA, replay the decode step as CUDA graphs (engine.make_decode_step; 2.6x
+                                    # tokens/s at 7B on an H200); the CPU always decodes eagerly
     max_batch: int = 256            # most sequences one rank decodes together (engine rows)
     kv_cache_tokens: int = 0        # KV cache budget per rank in tokens; 0 = 60% of free GPU memory (engine default)
     # sandbox, logging, checkpoints
@@ -439,7 +440,8 @@ def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
         return []
     return generate(qwen, prompt_ids, cfg.max_response_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                     top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress,
-                    cuda_graphs=cfg.cuda_graphs, max_batch=cfg.max_batch, kv_cache_tokens=cfg.kv_cache_tokens or None)
+                    cuda_graphs=cfg.cuda_graphs and qwen.device.type == "cuda", max_batch=cfg.max_batch,
+                    kv_cache_tokens=cfg.kv_cache_tokens or None)
 
 
 def response_record(item, completion, max_tokens, eos_id):
@@ -1252,7 +1254,8 @@ def main(argv=None):
             t0 = time.time()
             with_gathered_weights(qwen, sharded, True)
             scores = evaluate_cruxeval(qwen, tokenizer, sandbox, default_data_dir(), limit=cfg.eval_limit or None,
-                                       max_new_tokens=cfg.eval_max_tokens, cuda_graphs=cfg.cuda_graphs)
+                                       max_new_tokens=cfg.eval_max_tokens,
+                                       cuda_graphs=cfg.cuda_graphs and device.type == "cuda")
             with_gathered_weights(qwen, sharded, False)
             metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})
         if rank == 0:

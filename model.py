@@ -157,6 +157,12 @@ class KVCache:
         self.lengths = None  # [B] visible positions of each row in the current decode step
         self.plan = None  # the dense decode attention's (mask, gather rows) for the current step, or None
         self.in_place = False  # set by the engine when row b's K/V are whole-row block b + 1 (read in place)
+        # CUDA: norms, rotary + cache write and SwiGLU as fused Triton kernels (kernels/fused.py: ~30 -> 4 small
+        # launches per layer, what a decode step of a large model spends beyond reading its weights)
+        self.fused = None  # or the module kernels.fused (imported only then: it imports triton)
+        if kernels.fused_layers(device):
+            from kernels import fused
+            self.fused = fused
         self.row_base = self.flat_index(1 + torch.arange(slots, device=device)[:, None],
                                         torch.zeros(1, 1, dtype=torch.long, device=device))  # [slots*KVH]: (b+1, h, 0)
 
@@ -206,6 +212,14 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         H, KVH, hd = self.n_head, self.n_kv_head, self.head_dim
         proj = cache.linear if cache is not None else (lambda layer, h: layer(h))
+        if cache is not None and cache.fused and positions is not None:
+            # Decode on CUDA: rotary for q and k and the K/V cache write in one kernel, q comes back [B, H, hd]
+            kc, vc = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [blocks, KVH, block_size, hd]
+            q, k, v = proj(self.q_proj, x), proj(self.k_proj, x), proj(self.v_proj, x)  # [B, 1, (H|KVH)*hd]
+            q = cache.fused.rotary_cache_write_triton(q, k, v, cos.view(B, hd), sin.view(B, hd), kc, vc,
+                                                      cache.write_index)
+            y = kernels.decode_attention(q, kc, vc, cache.lengths, cache.block_table, cache.plan)  # [B, H, hd]
+            return proj(self.o_proj, y.view(B, T, H * hd))
         q = proj(self.q_proj, x).view(B, T, H, hd).transpose(1, 2)    # [B, H, T, hd]
         k = proj(self.k_proj, x).view(B, T, KVH, hd).transpose(1, 2)  # [B, KVH, T, hd]
         v = proj(self.v_proj, x).view(B, T, KVH, hd).transpose(1, 2)  # [B, KVH, T, hd]
@@ -249,7 +263,9 @@ class MLP(nn.Module):
 
     def forward(self, x, cache=None):
         if cache is not None:
-            return cache.linear(self.down_proj, F.silu(cache.linear(self.gate_proj, x)) * cache.linear(self.up_proj, x))
+            gate, up = cache.linear(self.gate_proj, x), cache.linear(self.up_proj, x)
+            act = cache.fused.silu_mul_triton(gate, up) if cache.fused else F.silu(gate) * up
+            return cache.linear(self.down_proj, act)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -264,6 +280,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, x, cos, sin, mask, cache=None, slots=None, positions=None):
+        if cache is not None and cache.fused:  # CUDA inference: the residual add fused into the second norm
+            norm1, norm2 = self.input_layernorm, self.post_attention_layernorm
+            h = cache.fused.rms_norm_triton(x, norm1.weight, norm1.variance_epsilon)
+            h, x = cache.fused.add_rms_norm_triton(self.self_attn(h, cos, sin, mask, cache, slots, positions), x,
+                                             norm2.weight, norm2.variance_epsilon)
+            return x + self.mlp(h, cache)
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, slots, positions)
         return x + self.mlp(self.post_attention_layernorm(x), cache)
 

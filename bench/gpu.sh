@@ -3,12 +3,14 @@
 #
 #     bash bench/gpu.sh          # one log, $OUT/gpu.log ($OUT defaults to ./gpu-out), summary at the end
 #
-# Stages, the issues' measurements first: env (nvidia-smi, versions, commit), kernels (bench/kernels.py), generate
-# (bench/generate.py at Qwen2.5-7B's shape, random weights), graphs (the same with CUDA graphs, ours only), tests
-# (tests/test_cuda.py and the CUDA test of tests/test_kernels.py, compiled kernels), step (bench/step.py on a random
-# checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-graphs (the step with CUDA graphs).
-# Every benchmark checks its own outputs (token-identical rows against transformers, the kernels against torch), so
-# the numbers come first and the tests explain any failure. Models are random weights at real shapes (no hub on the device); the tests make their own data.
+# Stages, the issues' measurements first: env (nvidia-smi, versions, commit), kernels (bench/kernels.py), decode
+# (bench/decode_step.py: one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), generate
+# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, against transformers), tests (tests/test_cuda.py and
+# the CUDA test of tests/test_kernels.py, compiled kernels), step (bench/step.py on a random checkpoint at
+# Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-eager (the step without CUDA graphs).
+# GPU_SH_STAGES=decode,tests (say) runs only those. Every benchmark checks its own outputs (token-identical rows
+# against transformers, the kernels against torch), so the numbers come first and the tests explain any failure.
+# Models are random weights at real shapes (no hub on the device); the tests make their own data.
 # Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
 # script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's
 # exit code (124 = timed out). One log file, since the device tool brings back at most 8 files.
@@ -32,11 +34,13 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
+STAGES=${GPU_SH_STAGES:-env,kernels,decode,generate,tests,step,paged,step-eager}  # GPU_SH_STAGES picks some
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
     local name=$1 limit=$2 left=$((deadline - SECONDS)) t0=$SECONDS rc
     shift 2
+    [[ ",$STAGES," == *",$name,"* ]] || return 0
     ((limit > left)) && limit=$left
     if ((limit < 20)); then
         echo "=== $name: skipped, ${left}s of the budget left" | tee -a "$LOG"
@@ -68,29 +72,31 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
 # sampling (B = 1..256, fp32 and bf16) and fused logprobs (N=16384, D=3584, V=151936) against the torch baselines
 stage kernels 90 "$PY" bench/kernels.py
 
-# Qwen2.5-7B shape, random bf16 weights, batches 64 and 128, 256 new tokens, with the transformers comparison: the
-# two 15.2 GB copies of the weights plus both KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode
-# steps per batch take seconds, so it fits; the stage timeout still bounds it.
-stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
-    ${hbm[@]+"${hbm[@]}"}
+# one decode step at Qwen2.5-7B's shape (random bf16 weights, 64 rows x 512 cached positions; then 128 x 2048):
+# eager and CUDA-graph steps, with model.py's torch elementwise ops and with kernels/fused.py, against the HBM floor,
+# and the top CUDA kernels of an eager step (--profile)
+stage decode 90 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
 
-# the same, our engine alone: the decode step replayed as CUDA graphs (engine.make_decode_step; the eager step
-# launches ~850 kernels from Python per token, which may take longer than the GPU's 3-5 ms read of the weights),
-# with whole-row blocks (memory to spare, as above)
-stage graphs 90 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
-    --skip-hf --cuda-graphs ${hbm[@]+"${hbm[@]}"}
+# Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine with CUDA graphs (the
+# CUDA default of azr.py and eval) against transformers' generate(): the two 15.2 GB copies of the weights plus both
+# KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode steps per batch take seconds
+stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
+    --cuda-graphs ${hbm[@]+"${hbm[@]}"}
 
 # correctness: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
 stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
+
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
-# cap is lowered to 512 tokens to fit the budget), the GPU run only
+# cap is lowered to 512 tokens to fit the budget), the GPU run only, CUDA graphs on (azr.py's CUDA default)
 stage step 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
-# AZR's 16-position pages (a tight budget's layout), CUDA graphs
+
+# AZR's 16-position pages (a tight budget's layout), CUDA graphs, our engine alone
 stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
     --skip-hf --cuda-graphs --block-size 16 ${hbm[@]+"${hbm[@]}"}
-# the same step with the decode step as CUDA graphs (last: it runs only if the budget has room left)
-stage step-graphs 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
-    --max_response_tokens=512 --cuda_graphs=true
+
+# the same step with eager decode steps, the baseline of the graphs (last: it runs only if the budget has room left)
+stage step-eager 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
+    --max_response_tokens=512 --cuda_graphs=false
 
 echo
 echo "=== summary (${gpu_name:-no GPU found}; log $LOG)" | tee -a "$LOG"

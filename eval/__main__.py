@@ -134,8 +134,9 @@ def gather(obj, rank: int, world: int):
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
              limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
              lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True,
-             lcb_gen_file=None, device: str = "auto", dtype: str = "auto", cuda_graphs: bool = False) -> dict:
-    """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere)."""
+             lcb_gen_file=None, device: str = "auto", dtype: str = "auto", cuda_graphs: bool = True) -> dict:
+    """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere).
+    cuda_graphs: the engine's CUDA-graph decode step, on CUDA only (the CPU decodes eagerly)."""
     import torch
 
     from model import Qwen2, load_tokenizer, resolve_checkpoint
@@ -173,7 +174,8 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
                 cap = max_new_tokens or MAX_NEW_TOKENS[family(b)]
                 t0 = time.time()
                 outs = complete(model, tokenizer, texts, cap, temperature=temperature, samples=samples, seed=seed,
-                                progress=progress and rank == 0, cuda_graphs=cuda_graphs)
+                                progress=progress and rank == 0,
+                                cuda_graphs=cuda_graphs and str(device).startswith("cuda"))
                 outs = [[o] for o in outs] if samples == 1 else outs
                 flat_items = [it for it in items for _ in range(samples)]
                 flat_outs = [o for group in outs for o in group]
@@ -271,7 +273,8 @@ def main(argv=None):
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="auto: bfloat16 on CUDA, float32 on CPU")
-    p.add_argument("--cuda-graphs", action="store_true", help="decode steps as CUDA graphs (engine.py)")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, decode steps as CUDA graphs (engine.py; default on; the CPU decodes eagerly)")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
     p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
     p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")

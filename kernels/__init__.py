@@ -5,6 +5,7 @@
     logp = token_logprobs(hidden, lm_head_weight, targets)                             # [N], differentiable
     logp, entropy = token_logprobs(hidden, lm_head_weight, targets, with_entropy=True)
     out = decode_attention(q, k_cache, v_cache, lengths, block_table)                  # [B, H, hd]
+    fused_layers(device)  # whether the engine's forwards fuse norm / rotary / SwiGLU (kernels/fused.py)
 
 Each call picks a backend from the tensor's device:
 - CUDA tensors run the Triton kernels;
@@ -23,7 +24,8 @@ import os
 
 import torch
 
-__all__ = ["sample", "token_logprobs", "decode_attention", "fused_decode_attention", "decode_plan", "backend"]
+__all__ = ["sample", "token_logprobs", "decode_attention", "fused_decode_attention", "decode_plan", "fused_layers",
+           "backend"]
 
 
 @functools.cache
@@ -117,3 +119,10 @@ def decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place=False)
     """The dense path's per-step mask and gather rows (kernels.attention.decode_plan), built once for all layers."""
     from . import attention
     return attention.decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place)
+
+
+def fused_layers(device) -> bool:
+    """Whether the engine's forwards (model.KVCache) run kernels/fused.py's Triton kernels for RMSNorm, rotary + KV
+    write and SwiGLU: on CUDA with the Triton backend. Training and CPU forwards run model.py's torch code."""
+    device = torch.device(device)
+    return device.type == "cuda" and backend(device) == "triton"

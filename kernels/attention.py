@@ -11,11 +11,12 @@ than the 15 GB of weights). The Triton kernel reads exactly lengths[b] positions
     block_table [>= B, max_blocks] int64 -> out [B, H, hd] = softmax(q . K[:len] / sqrt(hd)) @ V[:len], per query
     head, GQA (H = G * KVH)
 
-One program per (row, KV head) streams that row's K/V in BLOCK_T positions (looking up each position's block) with
-an online softmax (running max, sum, and accumulator, all fp32) for the G query heads sharing the KV head, so K/V are
-read once per KV head, not once per query head. Scores and softmax stay in fp32 whatever the cache dtype (training's
-SDPA keeps them in fp32 too). No split over the length (flash-decoding): B x KVH programs already fill the GPU at
-AZR's batch sizes.
+One program per (row, KV head, chunk of SPLIT_T positions) streams that chunk's K/V in BLOCK_T positions (looking up
+each position's block) with an online softmax (running max, sum, and accumulator, all fp32) for the G query heads
+sharing the KV head, so K/V are read once per KV head, not once per query head. Scores and softmax stay in fp32
+whatever the cache dtype (training's SDPA keeps them in fp32 too). When the cache's rows can be longer than one
+chunk, a second kernel combines the chunks' partial softmaxes (flash-decoding), so a few long rows still spread
+over the whole GPU; chunks past a row's length return at once.
 
 Dispatch: the Triton kernel on CUDA tensors (unless NANOAZR_KERNELS=torch); everywhere else the reference, which
 is also the test oracle. Under TRITON_INTERPRET=1 the engine still uses the reference on CPU (the interpreter
@@ -98,16 +99,21 @@ def decode_attention_reference(q, k_cache, v_cache, lengths, block_table, plan=N
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, len_ptr, table_ptr, out_ptr, scale, block_size,
-                                 stride_qb, stride_qh, stride_tb, stride_kblk, stride_kh, stride_kt,
+    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, len_ptr, table_ptr, out_ptr, acc_ptr, m_ptr, s_ptr, scale,
+                                 block_size, chunk, stride_qb, stride_qh, stride_tb, stride_kblk, stride_kh, stride_kt,
                                  G: tl.constexpr, HD: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_T: tl.constexpr,
-                                 IEEE: tl.constexpr):
-        # Program (b, h): row b, KV head h, query heads h*G .. h*G+G-1 (padded to BLOCK_G >= 16 rows for tl.dot).
-        # q/out [B, H, HD] share strides; k/v [blocks, KVH, block_size, HD] share strides (unit stride along HD);
-        # table [slots, max_blocks] (unit stride along the blocks).
+                                 IEEE: tl.constexpr, SPLIT: tl.constexpr):
+        # Program (b, h, c): row b, KV head h, query heads h*G .. h*G+G-1 (padded to BLOCK_G >= 16 rows for tl.dot),
+        # positions c*chunk .. c*chunk+chunk-1 of the row (those below its length). q/out [B, H, HD] share strides;
+        # k/v [blocks, KVH, block_size, HD] share strides (unit stride along HD); table [slots, max_blocks] (unit
+        # stride along the blocks). SPLIT: store the unnormalised partials acc [B, H, S, HD], m, s [B, H, S] (fp32)
+        # for the combine kernel; else write out = acc / s (then the grid has one chunk per row).
         b = tl.program_id(0)
         h = tl.program_id(1)
+        c = tl.program_id(2)
         n = tl.load(len_ptr + b)
+        lo = c * chunk
+        hi = tl.minimum(lo + chunk, n)
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HD)
         q_offs = b * stride_qb + (h * G + g)[:, None] * stride_qh + d[None, :]
@@ -116,9 +122,9 @@ if triton is not None:
         m = tl.full((BLOCK_G,), float("-inf"), tl.float32)   # running max of the scores
         s = tl.zeros((BLOCK_G,), tl.float32)                 # running sum of exp(score - m)
         acc = tl.zeros((BLOCK_G, HD), tl.float32)            # running sum of exp(score - m) * v
-        for start in range(0, n, BLOCK_T):
+        for start in range(lo, hi, BLOCK_T):
             t = start + tl.arange(0, BLOCK_T)
-            ok = t < n
+            ok = t < hi
             blk = tl.load(row_table + t // block_size, mask=ok, other=0).to(tl.int64)          # [BT] block ids
             offs = (blk * stride_kblk + h * stride_kh + (t % block_size) * stride_kt)[:, None] + d[None, :]
             k = tl.load(k_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)           # [BT, HD]
@@ -137,23 +143,62 @@ if triton is not None:
             else:
                 acc = acc * alpha[:, None] + tl.dot(p, v)
             m = m_new
-        out = acc / s[:, None]
-        tl.store(out_ptr + q_offs, out.to(out_ptr.dtype.element_ty), mask=(g < G)[:, None])
+        if SPLIT:  # a chunk past the row's length stores m = -inf, s = 0, acc = 0: the combine gives it weight 0
+            part = (b * (G * tl.num_programs(1)) + h * G + g) * tl.num_programs(2) + c     # [BG] into [B, H, S]
+            tl.store(m_ptr + part, m, mask=g < G)
+            tl.store(s_ptr + part, s, mask=g < G)
+            tl.store(acc_ptr + part.to(tl.int64)[:, None] * HD + d[None, :], acc, mask=(g < G)[:, None])
+        else:
+            out = acc / s[:, None]
+            tl.store(out_ptr + q_offs, out.to(out_ptr.dtype.element_ty), mask=(g < G)[:, None])
+
+    @triton.jit
+    def _decode_attention_combine_kernel(acc_ptr, m_ptr, s_ptr, out_ptr, stride_ob, stride_oh, S,
+                                         HD: tl.constexpr, BLOCK_S: tl.constexpr):
+        # Program (b, head): out[b, head] = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) s_c over the row's S chunks
+        # (M = max_c m_c; chunk 0 always holds positions, so M is finite).
+        b = tl.program_id(0)
+        head = tl.program_id(1)
+        c = tl.arange(0, BLOCK_S)
+        d = tl.arange(0, HD)
+        ok = c < S
+        base = (b * tl.num_programs(1) + head) * S
+        m = tl.load(m_ptr + base + c, mask=ok, other=float("-inf"))
+        s = tl.load(s_ptr + base + c, mask=ok, other=0.0)
+        w = tl.where(m > float("-inf"), tl.exp(m - tl.max(m, axis=0)), 0.0)               # [BS]
+        acc = tl.load(acc_ptr + (base + c).to(tl.int64)[:, None] * HD + d[None, :], mask=ok[:, None], other=0.0)
+        out = tl.sum(w[:, None] * acc, axis=0) / tl.sum(w * s, axis=0)
+        tl.store(out_ptr + b * stride_ob + head * stride_oh + d, out.to(out_ptr.dtype.element_ty))
 
 
-def decode_attention_triton(q, k_cache, v_cache, lengths, block_table):
+# Positions of a row per program: rows the cache can hold longer than this are split over several programs and
+# combined (flash-decoding). AZR's tails are a few rows of up to 8k positions: one program per (row, KV head) would
+# leave most of the GPU idle (4 rows x 4 KV heads = 16 programs for 132 SMs) and walk 8k positions serially.
+SPLIT_T = 1024
+
+
+def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T):
     """Launcher: same contract as decode_attention_reference (no plan needed: each row reads lengths[b] positions).
     fp32 caches use IEEE fp32 dots (exact to the reference's rounding); bf16/fp16 use tensor cores, fp32 accumulation.
-    """
+    split: positions per program (a multiple of 64); when the table can hold longer rows, each row's positions are
+    split into S = capacity / split chunks, the chunks past its length return at once, and a second kernel combines
+    the chunks' partial softmaxes. S comes from the table's shape, not the lengths: no host sync (CUDA graphs)."""
     B, H, hd = q.shape
     KVH, bs = k_cache.shape[1], k_cache.shape[2]
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and k_cache.stride() == v_cache.stride()
-    assert block_table.stride(-1) == 1
+    assert block_table.stride(-1) == 1 and split % 64 == 0
     assert hd >= 16 and hd & (hd - 1) == 0, f"head_dim {hd}: the kernel needs a power of two >= 16"
     out = torch.empty_like(q)
     G = H // KVH
-    _decode_attention_kernel[(B, KVH)](
-        q, k_cache, v_cache, lengths, block_table, out, 1.0 / math.sqrt(hd), bs, q.stride(0), q.stride(1),
-        block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), G=G, HD=hd,
-        BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32)
+    S = triton.cdiv(block_table.shape[1] * bs, split)
+    part = [torch.empty(B, H, S, *shape, dtype=torch.float32, device=q.device) for shape in ((hd,), (), ())] \
+        if S > 1 else [out] * 3  # acc [B, H, S, hd], m and s [B, H, S]; unused with one chunk
+    _decode_attention_kernel[(B, KVH, S)](
+        q, k_cache, v_cache, lengths, block_table, out, *part, 1.0 / math.sqrt(hd), bs, split if S > 1 else 2**30,
+        q.stride(0), q.stride(1), block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        G=G, HD=hd, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32,
+        SPLIT=S > 1)
+    if S > 1:
+        _decode_attention_combine_kernel[(B, H)](*part, out, out.stride(0), out.stride(1), S, HD=hd,
+                                                 BLOCK_S=max(2, triton.next_power_of_2(S)))
     return out

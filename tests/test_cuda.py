@@ -12,7 +12,8 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
   the right number of completions of the right lengths, seeded sampling repeats; the CUDA-graph decode step
   (cuda_graphs=True) gives the eager step's tokens and logprobs; the paged cache under a budget that forces
   preemptions gives the unlimited cache's completions, eager and with graphs;
-- kernels/: decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
+- kernels/: the fused norm / rotary + KV write / SwiGLU kernels against the torch code they replace, at 7B sizes;
+  decode_attention reads only each row's length (NaN past it) and matches float64; sample() greedy ==
   argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
   token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's
   test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
@@ -33,7 +34,7 @@ import azr
 import kernels
 from kernels import logprobs as klp
 from kernels import sampling as ks
-from model import KVCache, Qwen2, generate
+from model import KVCache, Qwen2, Qwen2Config, generate
 from test_azr_e2e import assert_same_run, read_metrics
 from test_engine import count_preemptions, random_prompts  # noqa: F401 (a fixture)
 from test_kernels import check_decode_attention_reads_only_each_rows_length
@@ -367,6 +368,45 @@ def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
                                         table.to(DEVICE)).cpu()
     check_decode_attention_reads_only_each_rows_length(on_cuda, torch.tensor([1, 63, 64, 65, 700, 1100]), 16,
                                                        28, 4, 128, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_layer_kernels_on_cuda(dtype):
+    """kernels/fused.py compiled, at Qwen2.5-7B's sizes, against the torch code it replaces (run on the GPU too):
+    norms and SwiGLU within one bf16 unit in the last place on at most 1% of the values, rotary + cache write
+    exact in bf16; and the engine's CUDA caches select the fused path."""
+    from kernels import fused
+    from test_fused import assert_close_ulp
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    B, D, F, H, KVH, hd = 64, 3584, 18944, 28, 4, 128
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, device=DEVICE) * scale).to(dtype)
+    x, res, w = rand(B, 1, D, scale=3), rand(B, 1, D), 1 + rand(D, scale=0.1)
+    assert_close_ulp(fused.rms_norm_triton(x, w, 1e-6), fused.rms_norm_reference(x, w, 1e-6))
+    out, total = fused.add_rms_norm_triton(x, res, w, 1e-6)
+    ref_out, ref_total = fused.add_rms_norm_reference(x, res, w, 1e-6)
+    assert torch.equal(total, ref_total)
+    assert_close_ulp(out, ref_out)
+    gate, up = rand(B, 1, F, scale=4), rand(B, 1, F)
+    assert_close_ulp(fused.silu_mul_triton(gate, up), fused.silu_mul_reference(gate, up))
+    cfg = Qwen2Config(hidden_size=D, num_attention_heads=H, num_key_value_heads=KVH, num_hidden_layers=1,
+                      intermediate_size=8, vocab_size=8)
+    cache = KVCache(cfg, B, 2048, DEVICE, dtype, blocks=1 + B * 128, block_size=16)
+    assert cache.fused is fused
+    positions = torch.randint(0, 2048, (B,), generator=g, device=DEVICE)
+    q, k, v = rand(B, 1, H * hd), rand(B, 1, KVH * hd), rand(B, 1, KVH * hd)
+    index = ((1 + torch.randperm(B * 128, generator=g, device=DEVICE)[:B, None]) * KVH
+             + torch.arange(KVH, device=DEVICE)) * 16 + positions[:, None] % 16
+    caches = [torch.full_like(cache.k[0], float("nan")) for _ in range(4)]
+    args = (q, k, v, cache.cos[positions], cache.sin[positions])
+    got = fused.rotary_cache_write_triton(*args, caches[0], caches[1], index.reshape(-1))
+    ref = fused.rotary_cache_write_reference(*args, caches[2], caches[3], index.reshape(-1))
+    # bf16: the same roundings, bit-exact; fp32: the compiler may fuse x*cos + roll(x)*sin into one FMA
+    tol = dict(atol=0, rtol=0) if dtype == torch.bfloat16 else dict(atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got, ref, **tol)
+    torch.testing.assert_close(caches[0], caches[2], equal_nan=True, **tol)
+    torch.testing.assert_close(caches[1], caches[3], equal_nan=True, **tol)
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])

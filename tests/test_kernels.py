@@ -298,12 +298,17 @@ def check_decode_attention_reads_only_each_rows_length(attend, lengths, block_si
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("split", [ka.SPLIT_T, 64])
 @pytest.mark.parametrize("H,KVH,hd,block_size,dtype", [(4, 2, 16, 16, torch.float32), (7, 1, 32, 4, torch.float32),
                                                        (2, 2, 16, 64, torch.float32), (4, 2, 16, 16, torch.bfloat16)])
-def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_size, dtype):
-    """Rows of lengths 1 to 130 (across the kernel's 64-position steps and the cache's blocks) in shuffled blocks."""
-    check_decode_attention_reads_only_each_rows_length(ka.decode_attention_triton, torch.tensor([1, 63, 64, 65, 130]),
-                                                       block_size, H, KVH, hd, dtype, seed=H * hd)
+def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_size, dtype, split):
+    """Rows of lengths 1 to 130 (across the kernel's 64-position steps and the cache's blocks) in shuffled blocks;
+    with split=64 each row's positions are also split over several programs (2 to 4 chunks of 64, the later ones
+    empty for short rows) and combined."""
+    def attend(*args):
+        return ka.decode_attention_triton(*args, split=split)
+    check_decode_attention_reads_only_each_rows_length(attend, torch.tensor([1, 63, 64, 65, 130]), block_size, H,
+                                                       KVH, hd, dtype, seed=H * hd)
 
 
 def test_decode_attention_reference_reads_blocks_in_table_order():
@@ -487,7 +492,7 @@ _COMPILE_SCRIPT = r'''
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from kernels import attention as ka, logprobs as kl, sampling as ks
+from kernels import attention as ka, fused as kf, logprobs as kl, sampling as ks
 
 def build(fn, sig, const, **opts):
     k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options=opts)
@@ -516,11 +521,22 @@ build(kl._logits_grad_kernel, dict(z_ptr="*fp32", tgt_ptr="*i64", lse_ptr="*fp32
       dlogp_ptr="*fp32", dH_ptr="*fp32", N="i32", C="i32", c0="i32", inv_T="fp32", WITH_ENTROPY="constexpr",
       BLOCK_N="constexpr", BLOCK_C="constexpr"), dict(WITH_ENTROPY=True, BLOCK_N=16, BLOCK_C=256))
 for dt, ieee in (("*bf16", False), ("*fp32", True)):
-    build(ka._decode_attention_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, len_ptr="*i64", table_ptr="*i64",
-          out_ptr=dt, scale="fp32", block_size="i32", stride_qb="i32", stride_qh="i32", stride_tb="i32",
-          stride_kblk="i32", stride_kh="i32", stride_kt="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr",
-          BLOCK_T="constexpr", IEEE="constexpr"),
-          dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=64, IEEE=ieee))
+    for split in (False, True):
+        build(ka._decode_attention_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, len_ptr="*i64", table_ptr="*i64",
+              out_ptr=dt, acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", scale="fp32", block_size="i32",
+              chunk="i32", stride_qb="i32", stride_qh="i32", stride_tb="i32", stride_kblk="i32", stride_kh="i32",
+              stride_kt="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr", BLOCK_T="constexpr",
+              IEEE="constexpr", SPLIT="constexpr"),
+              dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=64, IEEE=ieee, SPLIT=split))
+    build(ka._decode_attention_combine_kernel, dict(acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", out_ptr=dt,
+          stride_ob="i32", stride_oh="i32", S="i32", HD="constexpr", BLOCK_S="constexpr"), dict(HD=128, BLOCK_S=8))
+for dt in ("*bf16", "*fp32"):
+    for res in (True, False):
+        build(kf._rms_norm_kernel, dict(x_ptr=dt, res_ptr=dt, w_ptr=dt, out_ptr=dt, sum_ptr=dt, D="i32", eps="fp32",
+              HAS_RES="constexpr", BLOCK_D="constexpr"), dict(HAS_RES=res, BLOCK_D=4096), num_warps=8)
+    build(kf._rotary_cache_write_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, cos_ptr=dt, sin_ptr=dt, kc_ptr=dt,
+          vc_ptr=dt, idx_ptr="*i64", q_out_ptr=dt, H="i32", KVH="i32", HD="constexpr"), dict(HD=128), num_warps=1)
+    build(kf._silu_mul_kernel, dict(g_ptr=dt, u_ptr=dt, out_ptr=dt, n="i32", BLOCK="constexpr"), dict(BLOCK=1024))
 print("compiled")
 '''
 
