@@ -149,7 +149,8 @@ def bench_decode_attention(device, dtype):
     from kernels import attention
     rows = []
     H, KVH, hd, bs = 28, 4, 128, 16
-    for name, lens in (("64 rows of 1k", [1024] * 64), ("63 rows of 1k + 1 of 8k", [1024] * 63 + [8192]),
+    for name, lens in (("64 rows of 512", [512] * 64), ("64 rows of 1k", [1024] * 64),
+                       ("63 rows of 1k + 1 of 8k", [1024] * 63 + [8192]),
                        ("4 rows of 8k", [8192] * 4)):
         B, max_len = len(lens), max(lens)
         lengths = torch.tensor(lens, device=device)
@@ -219,25 +220,25 @@ def main():
     where = torch.cuda.get_device_name() if cuda else f"CPU, {os.cpu_count()} cores"
     print(f"# kernels bench on {where}; backend={kernels.backend(device)}; torch {torch.__version__}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    rows = []
-    if cuda:
-        for dtype in (torch.float32, torch.bfloat16):
-            rows += bench_sampling(device, dtype, (1, 8, 64, 256), args.vocab)
-        rows += bench_logprobs(device, torch.bfloat16, args.tokens or 16384, args.dim or 3584, args.vocab)
-        rows += bench_decode_attention(device, torch.bfloat16)
-    else:
-        rows += bench_sampling(device, torch.float32, (1, 8), args.vocab)
-        rows += bench_logprobs(device, torch.float32, args.tokens or 512, args.dim or 64, args.vocab)
     print("| what | shape | baseline ms | ours ms | speedup | ours GB/s (1 read) | baseline peak MB | ours peak MB "
           "| peak ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for what, shape, tb, to, gbs, mb, mo in rows:
-        ratio = f"{mo / mb:.1%}" if mb == mb and mo == mo and mb > 0 else "-"
-        gb = f"{gbs:.1f}" if gbs == gbs else "-"
-        mbs = f"{mb:.0f}" if mb == mb else "-"
-        mos = f"{mo:.0f}" if mo == mo else "-"
-        print(f"| {what} | {shape} | {tb:.2f} | {to:.2f} | {tb / to:.2f}x | {gb} | {mbs} | {mos} | {ratio} |")
-
+    if cuda:  # rows print as each group finishes (a stage timeout on the GPU box keeps what is done)
+        groups = [lambda: bench_sampling(device, torch.float32, (1, 8, 64, 256), args.vocab),
+                  lambda: bench_sampling(device, torch.bfloat16, (1, 8, 64, 256), args.vocab),
+                  lambda: bench_decode_attention(device, torch.bfloat16),
+                  lambda: bench_logprobs(device, torch.bfloat16, args.tokens or 16384, args.dim or 3584, args.vocab)]
+    else:
+        groups = [lambda: bench_sampling(device, torch.float32, (1, 8), args.vocab),
+                  lambda: bench_logprobs(device, torch.float32, args.tokens or 512, args.dim or 64, args.vocab)]
+    for group in groups:
+        for what, shape, tb, to, gbs, mb, mo in group():
+            ratio = f"{mo / mb:.1%}" if mb == mb and mo == mo and mb > 0 else "-"
+            gb = f"{gbs:.1f}" if gbs == gbs else "-"
+            mbs = f"{mb:.0f}" if mb == mb else "-"
+            mos = f"{mo:.0f}" if mo == mo else "-"
+            print(f"| {what} | {shape} | {tb:.2f} | {to:.2f} | {tb / to:.2f}x | {gb} | {mbs} | {mos} | {ratio} |",
+                  flush=True)
 
 if __name__ == "__main__":
     main()

@@ -177,12 +177,30 @@ if triton is not None:
 SPLIT_T = 1024
 
 
-def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T):
+def decode_chunks(B, KVH, capacity, split=SPLIT_T, programs=0):
+    """(S, chunk): each row's positions 0..capacity-1 in S chunks of `chunk` positions (a multiple of 64), one program
+    each. At most `split` positions per chunk; and while B x KVH x S programs are fewer than `programs` (4 per SM on
+    CUDA), smaller chunks, down to 128 positions. Why the second rule: a program walks its chunk serially, each 64
+    positions waiting on a block-table load, then the K/V loads, then two dots, so a step of 64 rows x 4 KV heads x
+    512 positions ran at a sixth of the HBM bandwidth with one chunk per row (41 us per layer, an H200, 54070e3)."""
+    S = -(-capacity // split)
+    if B * KVH * S < programs:
+        S = max(S, min(-(-programs // (B * KVH)), -(-capacity // 128)))
+    chunk = -(-(-(-capacity // S)) // 64) * 64
+    return -(-capacity // chunk), chunk
+
+
+def _target_programs(device):
+    return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
+
+
+def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T, programs=None):
     """Launcher: same contract as decode_attention_reference (no plan needed: each row reads lengths[b] positions).
     fp32 caches use IEEE fp32 dots (exact to the reference's rounding); bf16/fp16 use tensor cores, fp32 accumulation.
-    split: positions per program (a multiple of 64); when the table can hold longer rows, each row's positions are
-    split into S = capacity / split chunks, the chunks past its length return at once, and a second kernel combines
-    the chunks' partial softmaxes. S comes from the table's shape, not the lengths: no host sync (CUDA graphs)."""
+    Each row's positions are split into chunks (decode_chunks: split = most positions per chunk, programs = how many
+    programs to aim for, default 4 per SM on CUDA); the chunks past a row's length return at once, and with more
+    than one chunk a second kernel combines their partial softmaxes. The chunks come from the table's shape, not the
+    lengths: no host sync (CUDA graphs)."""
     B, H, hd = q.shape
     KVH, bs = k_cache.shape[1], k_cache.shape[2]
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and k_cache.stride() == v_cache.stride()
@@ -190,11 +208,12 @@ def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPL
     assert hd >= 16 and hd & (hd - 1) == 0, f"head_dim {hd}: the kernel needs a power of two >= 16"
     out = torch.empty_like(q)
     G = H // KVH
-    S = triton.cdiv(block_table.shape[1] * bs, split)
+    programs = _target_programs(q.device) if programs is None else programs
+    S, chunk = decode_chunks(B, KVH, block_table.shape[1] * bs, split, programs)
     part = [torch.empty(B, H, S, *shape, dtype=torch.float32, device=q.device) for shape in ((hd,), (), ())] \
         if S > 1 else [out] * 3  # acc [B, H, S, hd], m and s [B, H, S]; unused with one chunk
     _decode_attention_kernel[(B, KVH, S)](
-        q, k_cache, v_cache, lengths, block_table, out, *part, 1.0 / math.sqrt(hd), bs, split if S > 1 else 2**30,
+        q, k_cache, v_cache, lengths, block_table, out, *part, 1.0 / math.sqrt(hd), bs, chunk,
         q.stride(0), q.stride(1), block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         G=G, HD=hd, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32,
         SPLIT=S > 1)

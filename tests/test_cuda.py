@@ -373,8 +373,8 @@ def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_layer_kernels_on_cuda(dtype):
     """kernels/fused.py compiled, at Qwen2.5-7B's sizes, against the torch code it replaces (run on the GPU too):
-    norms and SwiGLU within one bf16 unit in the last place on at most 1% of the values, rotary + cache write
-    exact in bf16; and the engine's CUDA caches select the fused path."""
+    norms and SwiGLU within 2 bf16 units in the last place on at most 1% of the values (test_fused.assert_close_ulp),
+    rotary + cache write exact in bf16; and the engine's CUDA caches select the fused path."""
     from kernels import fused
     from test_fused import assert_close_ulp
     g = torch.Generator(device=DEVICE).manual_seed(0)

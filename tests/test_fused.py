@@ -24,15 +24,18 @@ if INTERPRET:
 
 
 def assert_close_ulp(out, ref):
-    """fp32: within rounding of a different summation order; bf16: at most one unit in the last place, in at most
-    1% of the values (the others equal)."""
+    """fp32: within rounding of a different summation order. bf16: at most 2 units in the last place (an fp32
+    intermediate a hair different rounds to the neighbouring bf16 value, and the weight multiply after it can carry
+    that to 2 units of the output), in at most 1% of the values (the others equal). The compiled kernels' rsqrt/exp
+    differ from torch's in the last fp32 bits (an H200 showed 2-unit differences in the norm)."""
     if out.dtype == torch.float32:
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
         return
     diff = (out.float() - ref.float()).abs()
-    ulp = torch.finfo(out.dtype).eps * ref.float().abs().clamp(min=1e-30)
-    assert (diff <= ulp).all(), diff.max()
-    assert (diff > 0).float().mean() <= 0.01
+    mag = ref.float().abs().clamp(min=torch.finfo(out.dtype).tiny)
+    ulp = torch.exp2(torch.floor(torch.log2(mag))) * torch.finfo(out.dtype).eps  # spacing of values at |ref|
+    assert (diff <= 2 * ulp).all(), (diff / ulp).max()
+    assert (diff > 0).float().mean() <= 0.01, (diff > 0).float().mean()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -298,17 +298,29 @@ def check_decode_attention_reads_only_each_rows_length(attend, lengths, block_si
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-@pytest.mark.parametrize("split", [ka.SPLIT_T, 64])
+@pytest.mark.parametrize("split,programs", [(ka.SPLIT_T, 0), (64, 0), (ka.SPLIT_T, 64)])
 @pytest.mark.parametrize("H,KVH,hd,block_size,dtype", [(4, 2, 16, 16, torch.float32), (7, 1, 32, 4, torch.float32),
                                                        (2, 2, 16, 64, torch.float32), (4, 2, 16, 16, torch.bfloat16)])
-def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_size, dtype, split):
+def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_size, dtype, split, programs):
     """Rows of lengths 1 to 130 (across the kernel's 64-position steps and the cache's blocks) in shuffled blocks;
-    with split=64 each row's positions are also split over several programs (2 to 4 chunks of 64, the later ones
-    empty for short rows) and combined."""
+    with split=64 each row's positions are also split over several programs (3 to 4 chunks of 64, the later ones
+    empty for short rows) and combined; with programs=64 the occupancy rule splits them in 2 chunks of 128."""
     def attend(*args):
-        return ka.decode_attention_triton(*args, split=split)
+        return ka.decode_attention_triton(*args, split=split, programs=programs)
     check_decode_attention_reads_only_each_rows_length(attend, torch.tensor([1, 63, 64, 65, 130]), block_size, H,
                                                        KVH, hd, dtype, seed=H * hd)
+
+
+def test_decode_chunks():
+    """How decode attention splits rows: by length (at most `split` positions), then by occupancy (down to 128)."""
+    assert ka.decode_chunks(64, 4, 320) == (1, 320)                      # no target (CPU): one chunk per row
+    assert ka.decode_chunks(64, 4, 570, programs=528) == (3, 192)        # 256 programs -> 768
+    assert ka.decode_chunks(128, 4, 2106, programs=528) == (3, 704)      # long enough rows: split by length only
+    assert ka.decode_chunks(4, 4, 8192, programs=528) == (32, 256)       # the tail: a few long rows
+    assert ka.decode_chunks(64, 4, 100, programs=528) == (1, 128)        # never below 128 positions
+    for B, cap, programs in ((1, 1, 0), (3, 4097, 528), (256, 8320, 528), (2, 129, 10**6)):
+        S, chunk = ka.decode_chunks(B, 4, cap, programs=programs)
+        assert chunk % 64 == 0 and (S - 1) * chunk < cap <= S * chunk   # every position in one chunk, none empty
 
 
 def test_decode_attention_reference_reads_blocks_in_table_order():
