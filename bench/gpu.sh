@@ -5,9 +5,10 @@
 #
 # Stages, the issues' measurements first: env (nvidia-smi, versions, commit), kernels (bench/kernels.py), decode
 # (bench/decode_step.py: one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), generate
-# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, against transformers), tests (tests/test_cuda.py and
-# the CUDA test of tests/test_kernels.py, compiled kernels), step (bench/step.py on a random checkpoint at
-# Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-eager (the step without CUDA graphs).
+# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, against transformers), graphs (the same, ours alone,
+# best of 2), tests (tests/test_cuda.py and the CUDA test of tests/test_kernels.py, compiled kernels), step
+# (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-eager (the
+# step without CUDA graphs).
 # GPU_SH_STAGES=decode,tests (say) runs only those. Every benchmark checks its own outputs (token-identical rows
 # against transformers, the kernels against torch), so the numbers come first and the tests explain any failure.
 # Models are random weights at real shapes (no hub on the device); the tests make their own data.
@@ -34,7 +35,7 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
-STAGES=${GPU_SH_STAGES:-env,kernels,decode,generate,tests,step,paged,step-eager}  # GPU_SH_STAGES picks some
+STAGES=${GPU_SH_STAGES:-env,kernels,decode,generate,graphs,tests,step,paged,step-eager}  # GPU_SH_STAGES picks some
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
@@ -83,6 +84,11 @@ stage decode 90 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/dec
 # KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode steps per batch take seconds
 stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
     --cuda-graphs ${hbm[@]+"${hbm[@]}"}
+
+# our engine alone, the same batches, best of 2 calls each: a cross-check of the line above (at 54070e3 its batch 64
+# ran at 4,600 tok/s where the decode-step bench implied ~9,000 and e6e1e7f had measured 7,459 here)
+stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
+    --skip-hf --cuda-graphs --repeats 2 ${hbm[@]+"${hbm[@]}"}
 
 # correctness: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
 stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
