@@ -91,7 +91,7 @@ stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batc
     --skip-hf --cuda-graphs --repeats 2 ${hbm[@]+"${hbm[@]}"}
 
 # correctness: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
-stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
+stage tests 180 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
 
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only, CUDA graphs on (azr.py's CUDA default)

@@ -17,7 +17,8 @@ never speed, and the whole module is skipped without a CUDA device, so CPU CI is
   argmax, seeded reproducibility, top-k/top-p never leave the kept set on a real vocabulary row with -inf padding,
   token_logprobs forward/backward against float64 at the real vocabulary, for both backends (test_kernels.py's
   test_cuda_kernels_and_graph_capture covers the distribution and CUDA graphs);
-- azr.py: the tiny preset runs 2 steps on CUDA, and 2 steps == 1 step + --resume + 1 step (deterministic mode);
+- azr.py: the tiny preset runs 2 steps on CUDA, and 2 steps == 1 step + --resume + 1 step (deterministic mode); an
+  8-bit AdamW checkpoint of 2 CPU FSDP processes resumes in one CUDA process (bitsandbytes' CUDA quantiser);
 - eval/: `python -m eval` end to end on a tiny model (it picks CUDA by itself when a device is visible).
 """
 import json
@@ -465,6 +466,32 @@ import azr
 for argv in json.loads(sys.argv[1]):
     azr.main(argv)
 '''
+
+
+def test_adamw8bit_fsdp_checkpoint_resumes_in_one_cuda_process(tiny_ckpt, tmp_path):
+    """The 8-bit AdamW reshard on bitsandbytes' CUDA quantiser: a checkpoint that 2 CPU processes wrote under FSDP
+    (gloo) resumes in one CUDA process without FSDP, steps, and the optimizer state it loaded equals the saved one
+    within one 8-bit requantisation (test_azr_reshard.py checks the same on the CPU)."""
+    pytest.importorskip("bitsandbytes")
+    from test_azr_reshard import WORKER, full_state, launch, requantised
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = [f"--model={tiny_ckpt}", "--batch_size=4", "--max_response_tokens=12", "--seed_rounds=0",
+             "--sandbox_workers=1", "--optim=adamw8bit"]
+    launch(2, REPO / "azr.py", flags + ["--steps=1", f"--out={tmp_path / 'a'}", "--fsdp=on", "--device=cpu"],
+           {**env, "NANOAZR_KERNELS": "torch"})
+    ckpt = tmp_path / "a" / "ckpt" / "step_000001"
+    saved = full_state([ckpt / "optim_rank0.pt", ckpt / "optim_rank1.pt"])
+    script, dumps = tmp_path / "worker.py", tmp_path / "dumps"
+    script.write_text(WORKER)
+    dumps.mkdir()
+    launch(1, script, [str(REPO), str(dumps)] + flags + ["--steps=2", f"--out={tmp_path / 'a'}", "--resume",
+                                                         "--fsdp=off", f"--device={DEVICE}"], env)
+    assert [json.loads(x)["step"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    got = full_state([dumps / "loaded_rank0.pt"])
+    assert got.keys() == saved.keys()
+    for j in saved:
+        for g, want in zip(got[j], saved[j]):
+            assert requantised(g.cpu(), want), j
 
 
 def test_azr_resume_identity_on_cuda(tmp_path):
