@@ -10,7 +10,9 @@ allocates when every row fits whole (one block of max_len positions per row, row
 prefill of `--context` random tokens per row, so every decode step reads real K/V. Each line is the mean over
 --steps calls (CUDA events on CUDA), all rows at positions context, context+1, ... as the engine advances them:
   eager step            make_decode_step(model, cache, graphs=False)(tokens, positions): one forward, ~30 kernels
-                        per layer launched from Python (the inputs built from python lists, as the engine does)
+                        per layer launched from Python (the inputs built from python lists, as the engine does);
+                        on CUDA each line for model.py's torch elementwise ops, for kernels/fused.py with three
+                        q/k/v GEMMs, and with one merged q/k/v GEMM (the engine's default there)
   eager + sample        the engine's iteration without graphs: the step, kernels.sample(temperature=0), ids.tolist()
   graph step            make_decode_step(..., graphs=True): inputs copied into the static buffers, one replay
   graph + sample        the engine's iteration with cuda_graphs=True (the same sample and host sync)
@@ -140,12 +142,14 @@ def main():
                     ids.tolist()  # the host sync of every engine iteration
             return step
 
-        # On CUDA every line twice: with model.py's torch elementwise ops (cache.fused None) and with the fused
-        # Triton norm / rotary + KV write / SwiGLU kernels (kernels/fused.py, the default there)
-        variants = [(" [torch elementwise]", None), (" [fused]", cache.fused)] if cache.fused else [("", None)]
+        # On CUDA every line three times: with model.py's torch elementwise ops (cache.fused None), with the fused
+        # Triton norm / rotary + KV write / SwiGLU kernels (kernels/fused.py) and three q/k/v GEMMs, and fused with
+        # one merged q/k/v GEMM (cache.qkv; the default there)
+        variants = ([(" [torch elementwise]", None, {}), (" [fused, 3 q/k/v GEMMs]", cache.fused, {}),
+                     (" [fused, merged q/k/v]", cache.fused, cache.qkv)] if cache.fused else [("", None, {})])
         lines, record_ms = [], {}
-        for tag, fused in variants:
-            cache.fused = fused
+        for tag, fused, qkv in variants:
+            cache.fused, cache.qkv = fused, qkv
             eager = make_decode_step(model, cache, graphs=False)
             lines += [("eager step" + tag, ms_per_step(engine_step(eager, False), steps, device)),
                       ("eager step + sample + tolist (engine, no graphs)" + tag,

@@ -44,8 +44,9 @@ def add_rms_norm_reference(x, residual, weight, eps):
 
 
 def rotary_cache_write_reference(q, k, v, cos, sin, k_cache, v_cache, write_index):
-    """q [B, H*hd], k, v [B, KVH*hd] (one token per row), cos / sin [B, hd] (sin pre-signed, model.rotary_cos_sin);
-    k_cache, v_cache [blocks, KVH, block_size, hd]; write_index [B*KVH]."""
+    """q [B, 1, H*hd], k, v [B, 1, KVH*hd] (one token per row; may be views into one [B, 1, (H+2*KVH)*hd] projection),
+    cos / sin [B, hd] (sin pre-signed, model.rotary_cos_sin); k_cache, v_cache [blocks, KVH, block_size, hd];
+    write_index [B*KVH]."""
     B, hd = cos.shape
     q, k = q.view(B, -1, hd), k.view(B, -1, hd)
     c, s = cos[:, None], sin[:, None]
@@ -98,9 +99,10 @@ if triton is not None:
 
     @triton.jit
     def _rotary_cache_write_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, kc_ptr, vc_ptr, idx_ptr, q_out_ptr,
-                                   H, KVH, HD: tl.constexpr):
+                                   stride_q, stride_k, stride_v, H, KVH, HD: tl.constexpr):
         # Program (b, j): row b, head j < H rotates query head j into q_out [B, H, HD]; head j >= H takes KV head
         # j - H: rotates k, stores it and v at cache row idx[b*KVH + j - H] of the flat [rows, HD] caches.
+        # q, k, v: row b starts at b * stride_(q|k|v), heads contiguous (views into one merged q/k/v projection).
         # Rounding as model.apply_rotary in the activation dtype: x*cos, roll(x)*sin, their sum, each rounded.
         b = tl.program_id(0).to(tl.int64)
         j = tl.program_id(1)
@@ -110,20 +112,20 @@ if triton is not None:
         s = tl.load(sin_ptr + b * HD + d).to(tl.float32)
         dt = q_out_ptr.dtype.element_ty
         if j < H:
-            base = q_ptr + (b * H + j) * HD
+            base = q_ptr + b * stride_q + j * HD
             x = tl.load(base + d).to(tl.float32)
             xr = tl.load(base + rolled).to(tl.float32)
             y = _round(_round(x * c, dt) + _round(xr * s, dt), dt)
             tl.store(q_out_ptr + (b * H + j) * HD + d, y.to(dt))
         else:
             h = j - H
-            base = k_ptr + (b * KVH + h) * HD
+            base = k_ptr + b * stride_k + h * HD
             x = tl.load(base + d).to(tl.float32)
             xr = tl.load(base + rolled).to(tl.float32)
             y = _round(_round(x * c, dt) + _round(xr * s, dt), dt)
             row = tl.load(idx_ptr + b * KVH + h).to(tl.int64)
             tl.store(kc_ptr + row * HD + d, y.to(dt))
-            tl.store(vc_ptr + row * HD + d, tl.load(v_ptr + (b * KVH + h) * HD + d))
+            tl.store(vc_ptr + row * HD + d, tl.load(v_ptr + b * stride_v + h * HD + d))
 
     @triton.jit
     def _silu_mul_kernel(g_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
@@ -160,16 +162,20 @@ def add_rms_norm_triton(x, residual, weight, eps):
 
 
 def rotary_cache_write_triton(q, k, v, cos, sin, k_cache, v_cache, write_index):
-    """Same contract as rotary_cache_write_reference; every tensor contiguous, one dtype for activations/caches."""
+    """Same contract as rotary_cache_write_reference; q, k, v [B, 1, heads*hd] with unit stride along the last
+    dimension (any row stride), everything else contiguous, one dtype for activations and caches."""
     B, hd = cos.shape
-    H, KVH = q.numel() // (B * hd), k.numel() // (B * hd)
-    for t in (q, k, v, cos, sin, k_cache, v_cache, write_index):
+    H, KVH = q.shape[-1] // hd, k.shape[-1] // hd
+    for t in (q, k, v):
+        assert t.shape[0] == B and t.numel() == B * t.shape[-1] and t.stride(-1) == 1
+    for t in (cos, sin, k_cache, v_cache, write_index):
         assert t.is_contiguous()
     assert q.dtype == k.dtype == v.dtype == cos.dtype == sin.dtype == k_cache.dtype == v_cache.dtype
     assert write_index.numel() == B * KVH and hd & (hd - 1) == 0
     q_out = torch.empty(B, H, hd, dtype=q.dtype, device=q.device)
-    _rotary_cache_write_kernel[(B, H + KVH)](q, k, v, cos, sin, k_cache, v_cache, write_index, q_out, H, KVH,
-                                             HD=hd, num_warps=1 if hd <= 128 else 2)
+    _rotary_cache_write_kernel[(B, H + KVH)](q, k, v, cos, sin, k_cache, v_cache, write_index, q_out, q.stride(0),
+                                             k.stride(0), v.stride(0), H, KVH, HD=hd,
+                                             num_warps=1 if hd <= 128 else 2)
     return q_out
 
 

@@ -34,6 +34,7 @@ Conventions (the same in the Triton kernels and the PyTorch reference below):
 - top-k first, then top-p on the renormalised top-k mass; every token tied with the boundary value is kept.
 - NaN logits count as -inf; -inf tokens are never drawn; an all -inf row returns id 0 with logprob -inf.
 """
+import functools
 import math
 import os
 
@@ -64,6 +65,16 @@ def _rows(value, B, dtype, device, name):
         if tuple(value.shape) != (B,):
             raise ValueError(f"{name} must be a python scalar or a [B]=[{B}] tensor, got shape {tuple(value.shape)}")
         return value.to(device=device, dtype=dtype)
+    if torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return torch.full((B,), value, dtype=dtype, device=device)  # a fill recorded in a graph: not for the cache
+    return _constant_rows(value, B, dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _constant_rows(value, B, dtype, device):
+    """[B] filled with a python scalar, made once: the engine samples every decode step with the same knobs, and three
+    fills per call were three kernel launches of the few that sampling costs. Never written to (the kernels and the
+    reference only read the knobs)."""
     return torch.full((B,), value, dtype=dtype, device=device)
 
 
@@ -85,10 +96,13 @@ def _params(logits, temperature, top_k, top_p):
     if not isinstance(top_p, torch.Tensor) and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
     B, dev = logits.shape[0], logits.device
-    # clamping keeps out-of-range tensor knobs meaningful: top_p <= 0 means "the top token only"
-    return (_rows(temperature, B, torch.float32, dev, "temperature").clamp(min=0.0),
-            _rows(top_k, B, torch.int64, dev, "top_k").clamp(min=0),
-            _rows(top_p, B, torch.float32, dev, "top_p").clamp(min=1e-6, max=1.0))
+    # clamping keeps out-of-range tensor knobs meaningful: top_p <= 0 means "the top token only" (python knobs are
+    # valid already, so they skip the clamp kernels)
+    T, k, p = (_rows(temperature, B, torch.float32, dev, "temperature"), _rows(top_k, B, torch.int64, dev, "top_k"),
+               _rows(top_p if isinstance(top_p, torch.Tensor) else max(top_p, 1e-6), B, torch.float32, dev, "top_p"))
+    return (T.clamp(min=0.0) if isinstance(temperature, torch.Tensor) else T,
+            k.clamp(min=0) if isinstance(top_k, torch.Tensor) else k,
+            p.clamp(min=1e-6, max=1.0) if isinstance(top_p, torch.Tensor) else p)
 
 
 # ----------------------------------------------------------------------------------------------------------------

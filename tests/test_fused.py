@@ -53,14 +53,19 @@ def test_rms_norm_and_add_rms_norm(dtype, shape):
     assert out.shape == total.shape == x.shape and out.dtype == dtype
 
 
+@pytest.mark.parametrize("merged", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("H, KVH, hd", [(4, 2, 16), (7, 1, 64), (28, 4, 128)])
-def test_rotary_cache_write(dtype, H, KVH, hd):
+def test_rotary_cache_write(dtype, H, KVH, hd, merged):
+    """Separate q, k, v tensors, or views into one merged projection [B, 1, (H + 2*KVH) * hd] (model.py's decode)."""
     g = torch.Generator().manual_seed(1)
     B, blocks, bs = 5, 9, 4
-    q = torch.randn(B, 1, H * hd, generator=g).to(dtype)
-    k = torch.randn(B, 1, KVH * hd, generator=g).to(dtype)
-    v = torch.randn(B, 1, KVH * hd, generator=g).to(dtype)
+    if merged:
+        q, k, v = torch.randn(B, 1, (H + 2 * KVH) * hd, generator=g).to(dtype).split([H * hd, KVH * hd, KVH * hd], -1)
+    else:
+        q = torch.randn(B, 1, H * hd, generator=g).to(dtype)
+        k = torch.randn(B, 1, KVH * hd, generator=g).to(dtype)
+        v = torch.randn(B, 1, KVH * hd, generator=g).to(dtype)
     cfg = Qwen2Config(hidden_size=H * hd, num_attention_heads=H, num_key_value_heads=KVH, num_hidden_layers=1,
                       intermediate_size=8, vocab_size=8)
     cache = KVCache(cfg, B, 64, "cpu", dtype)  # its rotary table: the one the model uses
@@ -101,7 +106,7 @@ def test_model_with_fused_layers_generates_the_same(monkeypatch):
         for forced in (False, True):
             monkeypatch.setattr(kernels, "fused_layers", lambda device, forced=forced: forced)
             cache = KVCache(cfg, 2, 32, "cpu", torch.float32, model=qwen)
-            assert (cache.fused is not None) == forced
+            assert (cache.fused is not None) == forced and len(cache.qkv) == (2 if forced else 0)  # merged q/k/v
             ids = torch.tensor([[3, 4, 5, 6], [8, 9, 10, 11]])
             qwen(ids, cache=cache, slots=torch.tensor([0, 1]), last=torch.tensor([3, 3]))
             logits[forced] = qwen(torch.tensor([[12], [13]]), cache=cache, positions=torch.tensor([4, 4]),

@@ -547,7 +547,8 @@ for dt in ("*bf16", "*fp32"):
         build(kf._rms_norm_kernel, dict(x_ptr=dt, res_ptr=dt, w_ptr=dt, out_ptr=dt, sum_ptr=dt, D="i32", eps="fp32",
               HAS_RES="constexpr", BLOCK_D="constexpr"), dict(HAS_RES=res, BLOCK_D=4096), num_warps=8)
     build(kf._rotary_cache_write_kernel, dict(q_ptr=dt, k_ptr=dt, v_ptr=dt, cos_ptr=dt, sin_ptr=dt, kc_ptr=dt,
-          vc_ptr=dt, idx_ptr="*i64", q_out_ptr=dt, H="i32", KVH="i32", HD="constexpr"), dict(HD=128), num_warps=1)
+          vc_ptr=dt, idx_ptr="*i64", q_out_ptr=dt, stride_q="i32", stride_k="i32", stride_v="i32", H="i32",
+          KVH="i32", HD="constexpr"), dict(HD=128), num_warps=1)
     build(kf._silu_mul_kernel, dict(g_ptr=dt, u_ptr=dt, out_ptr=dt, n="i32", BLOCK="constexpr"), dict(BLOCK=1024))
 print("compiled")
 '''
