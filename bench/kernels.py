@@ -201,6 +201,11 @@ def bench_logprobs(device, dtype, N, D, V):
                         json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"] for r in runs)
                 m_base, m_ours = peak["naive"], peak["chunked"]
         rows.append((f"logprobs+entropy {what}", f"N={N} D={D} V={V}", t_base, t_ours, float("nan"), m_base, m_ours))
+        if what == "fwd+bwd" and device == "cuda":
+            # the same peaks less the two gradients both sides must produce (d hidden, d weight): the working memory
+            grads = (h.numel() * h.element_size() + w.numel() * w.element_size()) / 2**20
+            rows.append((f"logprobs+entropy {what}, less the gradients", f"N={N} D={D} V={V}", t_base, t_ours,
+                         float("nan"), m_base - grads, m_ours - grads))
     return rows
 
 
