@@ -21,7 +21,7 @@ BATCH = [([5, 6, 7, 8], [10, 11, 12], 1.0), ([5, 9], [20, 21], -1.0), ([30, 31, 
          ([7, 7, 7, 7, 7], [50, 51, 52, 53], -0.25), ([8], [60, 61], 0.8)]
 
 WORKER = r'''
-import sys, torch, torch.distributed as dist
+import gc, sys, torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[3])
 import azr, test_azr_dist as t
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -41,6 +41,8 @@ if rank == 0:
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in state.items()}, out)
 dist.barrier()
+del qwen, master, opt, ref  # as azr.main: FSDP modules hold the group; freeing it at exit can abort (torch 2.13)
+gc.collect()
 dist.destroy_process_group()
 '''
 
@@ -101,7 +103,7 @@ def test_two_process_update_equals_single_process(mode, tiny_ckpt, tmp_path, mon
 
 
 GENERATE_WORKER = r'''
-import json, sys, torch, torch.distributed as dist
+import gc, json, sys, torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[2])
 import azr, test_azr_dist as t
 from model import generate
@@ -120,6 +122,8 @@ out = {"refused": refused, "eager": generate(qwen, prompts, 6, temperature=0),
 azr.with_gathered_weights(qwen, sharded, False)
 if dist.get_rank() == 0:
     open(sys.argv[3], "w").write(json.dumps(out))
+del qwen  # as azr.main: FSDP modules hold the group; freeing it at exit can abort (torch 2.13)
+gc.collect()
 dist.destroy_process_group()
 '''
 
