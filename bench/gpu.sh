@@ -77,7 +77,7 @@ stage kernels 150 "$PY" bench/kernels.py
 # one decode step at Qwen2.5-7B's shape (random bf16 weights, 64 rows x 512 cached positions; then 128 x 2048):
 # eager and CUDA-graph steps, with model.py's torch elementwise ops and with kernels/fused.py, against the HBM floor,
 # and the top CUDA kernels of an eager step (--profile)
-stage decode 90 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
+stage decode 120 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
 
 # Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine with CUDA graphs (the
 # CUDA default of azr.py and eval) against transformers' generate(): the two 15.2 GB copies of the weights plus both
