@@ -24,7 +24,7 @@
 #                -d .whl math-verify==0.9.0 latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2 \
 #                bitsandbytes==0.50.2         # 42 MB in all, under the 64 MiB a call may carry
 #     there (carry .whl): python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
-#            && PYTHONPATH=/tmp/site bash bench/gpu.sh
+#            && PYTHONPATH=/tmp/site GPU_SH_COMMIT=<git rev-parse --short HEAD, run here> bash bench/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PY=${PYTHON:-python3}  # the lent H200's image has python3 (with torch) and maybe no `python`
@@ -60,7 +60,9 @@ gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head 
 hbm=()
 [[ $gpu_name == *H200* ]] && hbm=(--hbm-tb-s 4.8)
 
-stage env 30 bash -c 'nvidia-smi; echo "commit: $(git rev-parse HEAD 2>/dev/null || echo "unknown (no .git here)")";
+# GPU_SH_COMMIT: the commit being measured, from the caller (the lent machine's copy of .git was seen stale: it
+# showed the session's first commit plus modified files)
+stage env 30 bash -c 'nvidia-smi; echo "commit: ${GPU_SH_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}";
     git status --short 2>/dev/null | head -n 20; date -u
     "$PY" -c "
 import torch, triton, transformers
