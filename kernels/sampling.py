@@ -124,35 +124,79 @@ def filter_threshold_reference(z, top_k, top_p):
     return torch.maximum(thr_k, thr_p)
 
 
+CHUNK = 128  # columns per chunk of the reference's two-level argmax and inversion
+
+
+def _first_argmax(zc, m):
+    """argmax(-1) of zc [B, C, CHUNK] viewed as [B, C*CHUNK], whose row maxima are m [B]: the first index holding the
+    maximum. Two short passes (which chunk, then where in it): on CPU torch's argmax carries an index through its
+    reduction and runs ~15x slower than amax ([32, 8192] fp32, 1 thread: 222 vs 15 us)."""
+    B = zc.shape[0]
+    c = (zc.amax(-1) == m[:, None]).int().argmax(-1)                                  # [B] first chunk with the max
+    j = (zc[torch.arange(B, device=zc.device), c] == m[:, None]).int().argmax(-1)   # [B] first column in it
+    return c * CHUNK + j
+
+
+def _invert(pc, mass, generator):
+    """Draw one column per row of pc [B, C, CHUNK] (unnormalised probabilities; mass [B, C] its chunk sums) by
+    inversion, in two levels: a chunk with probability proportional to its mass, then a column of it in proportion
+    to its own. Two uniforms per row instead of one per column: on CPU drawing V uniforms and their logarithms cost
+    10x the rest of sampling. The cumulative sums are float64, and U <= 1 - 2^-53 (torch.rand's float64 grid) makes
+    U * total round below total, so the chosen chunk and column always have positive mass: a zero-probability
+    (masked) column is never drawn. Rows with no finite mass are the caller's to replace (the indices are clamped
+    only to stay in range)."""
+    B, C, _ = pc.shape
+    U = torch.rand(B, 2, generator=generator, dtype=torch.float64, device=pc.device)
+    cdf = mass.double().cumsum(-1)                                                    # [B, C]
+    c = torch.searchsorted(cdf, U[:, :1] * cdf[:, -1:], right=True).clamp_(max=C - 1)[:, 0]
+    inside = pc[torch.arange(B, device=pc.device), c].double().cumsum(-1)             # [B, CHUNK]
+    j = torch.searchsorted(inside, U[:, 1:] * inside[:, -1:], right=True).clamp_(max=CHUNK - 1)[:, 0]
+    return c * CHUNK + j
+
+
 def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
-    """Same contract as kernels.sample, in plain PyTorch (the CPU sampler of the engine, so kept lean: in-place ops,
-    the sort only when a filter is on). Exponential race: argmax exp(z - max) / E with E ~ Exp(1)."""
+    """Same contract as kernels.sample, in plain PyTorch: the CPU sampler of the engine, so kept lean (one [B, V]
+    buffer worked in place: on CPU a fresh 40 MB tensor costs more in page faults than the arithmetic on it; the sort
+    only when a filter is on). It draws by inversion of the cumulative distribution rather than by the Triton
+    kernel's race: the same distribution, but O(B) random numbers, which on CPU is what matters."""
     _check_logits(logits)
     T, k, p = _params(logits, temperature, top_k, top_p)
     greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
     greedy = T <= 0
-    z = torch.nan_to_num(logits.float(), nan=-math.inf, posinf=math.inf, neginf=-math.inf)   # [B, V], a copy
-    if isinstance(temperature, torch.Tensor) or temperature not in (0, 1):
-        z.div_(torch.where(greedy, 1.0, T)[:, None])                          # scaled logits
+    B, V = logits.shape
+    scaled = isinstance(temperature, torch.Tensor) or temperature not in (0, 1)
+    scale = torch.where(greedy, 1.0, T)[:, None] if scaled else None         # [B, 1]
+
+    def scaled_logits(x):  # x [B, n] float32 (a copy): NaN counts as -inf; divided by the temperature, in place
+        x.nan_to_num_(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        return x.div_(scale) if scaled else x
+
+    # z [B, C*CHUNK]: the float32 copy, -inf columns padding V to whole chunks; zv its first V columns (a view)
+    z = torch.nn.functional.pad(logits.float(), (0, -V % CHUNK), value=-math.inf)
+    zv = scaled_logits(z[:, :V])
     if (has_topk or has_topp) and not greedy_only:
-        thr = torch.where(greedy, -math.inf, filter_threshold_reference(z, k, p))  # greedy rows: no filtering
-        z.masked_fill_(z < thr[:, None], -math.inf)
-    m, argmax = z.max(-1)                      # [B] each; max's indices are the first maximum, like argmax
-    ez = (z - m[:, None]).exp_()                                              # unnormalised probabilities
-    total = ez.sum(-1)
+        thr = torch.where(greedy, -math.inf, filter_threshold_reference(zv, k, p))  # greedy rows: no filtering
+        zv.masked_fill_(zv < thr[:, None], -math.inf)
+    zc = z.view(B, -1, CHUNK)
+    if z.numel() > 1 << 16:
+        m = z.amax(-1)                                                        # [B]
+        argmax = _first_argmax(zc, m)
+    else:  # small: torch's one pass beats the two-level search's extra ops
+        m, argmax = z.max(-1)
+    # z becomes the unnormalised probabilities exp(z - m), as exp2((z - m) * log2(e)) (torch's CPU exp2 is 3x faster
+    # than its exp)
+    pc = zc.sub_(m[:, None, None]).mul_(1 / math.log(2)).exp2_()              # [B, C, CHUNK]
+    mass = pc.sum(-1)                                                         # [B, C]
+    total = mass.sum(-1)
+    # A finite max puts exp2(0) = 1 in the sum; an all -inf row or a +inf logit makes it NaN (-inf - -inf, inf - inf)
+    finite = total > 0
     if greedy_only:
         ids = argmax
-    else:
-        # E ~ Exp(1) as -log(1 - U) with U uniform in float64 (multiples of 2^-53, so E reaches 1e-16: a 36.7-nat
-        # cap on the noise; see "Randomness" above). 3x faster on CPU than Tensor.exponential_
-        # (measured, [32, 8192], 1 thread: 1.7 vs 5.0 ms), which dominated a CPU decode step.
-        U = torch.rand(z.shape, generator=generator, dtype=torch.float64, device=z.device)
-        E = torch.log1p(U.neg_()).neg_().float().clamp_(min=1e-30)
-        ids = ez.div_(E).argmax(-1)
-        if isinstance(temperature, torch.Tensor):
-            ids = torch.where(greedy, argmax, ids)
-    logp = (z.gather(1, ids[:, None]).squeeze(1) - m - torch.log(total)).clamp(max=0.0)
-    return ids, torch.where((total > 0) & torch.isfinite(m), logp, -math.inf)
+    else:  # inversion; greedy rows, and rows with no finite maximum take the argmax
+        ids = torch.where(greedy | ~finite, argmax, _invert(pc, mass, generator))
+    z_id = scaled_logits(logits.gather(1, ids[:, None]).float()).squeeze(1)  # z[ids] (z holds probabilities now)
+    logp = (z_id - m - torch.log(total)).clamp(max=0.0)
+    return ids, torch.where(finite, logp, -math.inf)
 
 
 # ----------------------------------------------------------------------------------------------------------------

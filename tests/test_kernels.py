@@ -199,8 +199,10 @@ def test_masked_rows_never_nan(backend):
     x[1] = -math.inf                                              # nothing left: id 0, logprob -inf
     x[2, ::2] = float("nan")                                      # NaN counts as -inf
     x[3, 5] = 1e30                                                # one huge finite logit
+    x0 = x.clone()
     for kw in (dict(), dict(top_k=3), dict(top_p=0.7), dict(temperature=0.0), dict(temperature=0.3, top_k=5)):
         ids, logp = kernels.sample(x, generator=torch.Generator().manual_seed(0), **kw)
+        torch.testing.assert_close(x, x0, equal_nan=True, rtol=0, atol=0)  # the caller's logits stay untouched
         assert not torch.isnan(logp).any(), kw
         assert ids[0] < 10 and ids[1] == 0 and logp[1] == -math.inf and ids[2] % 2 == 1 and ids[3] == 5, kw
         assert (logp <= 0).all() and torch.isfinite(logp[[0, 2, 3]]).all(), kw
