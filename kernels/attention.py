@@ -92,7 +92,8 @@ def decode_attention_reference(q, k_cache, v_cache, lengths, block_table, plan=N
     else:
         scores = qg @ K.transpose(-1, -2)  # [B, KVH, G, L]
     scores = scores * (1.0 / math.sqrt(hd)) + mask
-    p = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    p = torch.softmax(scores, dim=-1, dtype=torch.float32)  # fp32 softmax whatever the scores' dtype
+    p = p if p.dtype == q.dtype else p.to(q.dtype)
     return (p @ V).view(B, H, hd)
 
 
