@@ -223,7 +223,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_head * hd, D, bias=False)
 
     def forward(self, x, cos, sin, mask, cache=None, slots=None, positions=None):
-        B, T, _ = x.shape
+        B, T = (x.shape[0], 1) if x.dim() == 2 else x.shape[:2]  # decode carries [B, D], one token per row
         H, KVH, hd = self.n_head, self.n_kv_head, self.head_dim
         proj = cache.linear if cache is not None else (lambda layer, h: layer(h))
         if cache is not None and cache.fused and positions is not None:
@@ -237,7 +237,7 @@ class Attention(nn.Module):
             q = cache.fused.rotary_cache_write_triton(q, k, v, cos.view(B, hd), sin.view(B, hd), kc, vc,
                                                       cache.write_index)
             y = kernels.decode_attention(q, kc, vc, cache.lengths, cache.block_table, cache.plan)  # [B, H, hd]
-            return proj(self.o_proj, y.view(B, T, H * hd))
+            return proj(self.o_proj, y.view(B, H * hd))
         q = proj(self.q_proj, x).view(B, T, H, hd).transpose(1, 2)    # [B, H, T, hd]
         k = proj(self.k_proj, x).view(B, T, KVH, hd).transpose(1, 2)  # [B, KVH, T, hd]
         v = proj(self.v_proj, x).view(B, T, KVH, hd).transpose(1, 2)  # [B, KVH, T, hd]
@@ -265,7 +265,8 @@ class Attention(nn.Module):
             # training's SDPA computes them; on CUDA a Triton kernel that reads only each row's own length through
             # the block table, elsewhere dense matmuls over the gathered blocks (kernels/attention.py)
             y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, cache.block_table,
-                                         cache.plan).view(B, H, 1, hd)
+                                         cache.plan)  # [B, H, hd]
+            return proj(self.o_proj, y.view(B, H * hd))
         y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]
         return proj(self.o_proj, y)
 
@@ -370,9 +371,12 @@ class Qwen2(nn.Module):
         max_position: max(positions) as a Python int when the caller knows it (saves a host sync per decode step)."""
         B, T = input_ids.shape
         device = input_ids.device
-        x = self.model.embed_tokens(input_ids)  # [B, T, D]
+        decode = positions is not None
+        # Decode carries the one token of each row as x [B, D]: the layers are token-wise except attention, and on
+        # CPU the reshapes around a 3D matmul cost more than a tiny model's GEMM (a tiny.py decode step: -15%).
+        x = self.model.embed_tokens(input_ids[:, 0] if decode else input_ids)  # [B, D] or [B, T, D]
         mask = None  # None = plain causal
-        if positions is not None:
+        if decode:
             assert cache is not None and T == 1, "positions= is the decode path: pass cache= and one token per row"
             L = (int(positions.max()) if max_position is None else max_position) + 1
             cache.lengths = positions + 1  # [B] visible positions of each row, its new token included
@@ -415,7 +419,9 @@ class Qwen2(nn.Module):
             else:
                 x = layer(x, cos, sin, mask, cache, slots, positions)
         x = self.model.norm(x)
-        if last is not None:
+        if decode:  # x [B, D] holds each row's only position, which is all `last` can select
+            x = x if last is not None else x[:, None]  # [B, 1, D] like any call without `last`
+        elif last is not None:
             x = x[torch.arange(B, device=device), last]  # [B, D]
         if return_hidden:
             return x
