@@ -191,10 +191,10 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
     # A finite max puts exp2(0) = 1 in the sum; an all -inf row or a +inf logit makes it NaN (-inf - -inf, inf - inf)
     finite = total > 0
     if greedy_only:
-        ids = argmax
+        ids, z_id = argmax, m  # the argmax's logit is the max
     else:  # inversion; greedy rows, and rows with no finite maximum take the argmax
         ids = torch.where(greedy | ~finite, argmax, _invert(pc, mass, generator))
-    z_id = scaled_logits(logits.gather(1, ids[:, None]).float()).squeeze(1)  # z[ids] (z holds probabilities now)
+        z_id = scaled_logits(logits.gather(1, ids[:, None]).float()).squeeze(1)  # z[ids] (z holds probabilities)
     logp = (z_id - m - torch.log(total)).clamp(max=0.0)
     return ids, torch.where(finite, logp, -math.inf)
 
