@@ -3,11 +3,14 @@
 What it fuses. The textbook sampler runs softmax -> sort -> cumsum -> mask -> renormalise -> torch.multinomial: about
 ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). Here:
 
-1. Plain temperature sampling (the AZR rollout path) is ONE read of the logits. The exponential race (Gumbel-max)
-   says argmax_i (z_i - log E_i), with z = logits / T and E_i ~ Exp(1) independent (-log E_i is Gumbel noise), is
-   an exact draw from softmax(z). It needs no normalisation, so each program takes a slice of the vocabulary
-   (split-vocab: B x splits programs fill the GPU even at B=1), keeps its best (score, id) plus an online
-   log-sum-exp of z for the logprob, and a tiny combine kernel reduces the [B, splits] partials.
+1. Plain temperature sampling (the AZR rollout path) reads the logits once, plus ~3% of them again. A first kernel
+   splits each row's vocabulary over many programs (split-vocab: B x splits programs fill the GPU even at B=1); each
+   keeps an online log-sum-exp of its slice of z = logits / T: one exp per logit and nothing else. A second kernel
+   draws by inversion of the cumulative distribution: per row, u = U * total mass with ONE uniform U, the split
+   holding u found from the splits' masses, then only that split (<= 4,096 columns) is read again and its exp(z - max)
+   summed until u is passed. Why not the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second
+   read: it draws a random number and takes two logarithms per logit, which made it compute-bound (554 GB/s on an
+   H200 at B=256, commit e6e1e7f), while inversion does the one exp the logprob's normaliser needs anyway.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
    sorting by radix select on the 32-bit order-preserving integer key of each float: passes of 4 bits each, every
    pass histograms the 16 next digits of the elements that still match the prefix found so far (counts for top-k,
@@ -16,18 +19,16 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    have 16 / 19 significant bits and the rest follows from the sign bit. Exact in a fixed number of passes, O(B)
    extra memory. Then step 1 runs with the threshold as a mask.
 
-Memory traffic per call, logits [B, V] of e bytes: plain = 1 read (B*V*e) + O(B * splits); top-k or top-p = 1 + P
+Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits); top-k or top-p = 1 + P
 reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
 the threshold kernel cannot keep a 152k row in registers, so each radix pass re-reads it; rows that fit in L2 make
 these re-reads cheaper than HBM reads.
 
 Randomness: per-row seeds drawn from the caller's torch.Generator as a device tensor (no host sync, CUDA-graph
-friendly), Philox keyed by (row seed, vocab column // 4), one call giving the 4 uniforms of 4 neighbouring columns
-(Philox is most of the per-logit arithmetic), so the token does not depend on the split layout.
-The winners of the race have the smallest E ~ Exp(1), so E is computed from U near 0, where Philox's U are exact
-multiples of 2^-31 (a series replaces -log(1 - U) there; 1 - U in fp32 would round to multiples of 2^-24 and cap
-the noise at 16.6 nats, which can shift ~1% of p_max among tokens 17+ nats below the best in a 152k vocabulary).
-The cap is now 22 nats (E >= 2^-32): at most V * e^-22 = 4e-5 of p_max moves, for V = 152k.
+friendly); U is 53 bits from two Philox outputs of the row's seed, and the cumulative sums are fp64, so a token of
+probability p is drawn with probability p up to fp32 rounding of its own exp, for p down to ~1e-16. The token
+depends only on (row seed, logits), not on the split layout (up to rounding at a token boundary), so every GPU
+draws the same tokens from the same seed. The torch reference uses the same inversion, in two levels (see _invert).
 
 Conventions (the same in the Triton kernels and the PyTorch reference below):
 - temperature 0 = greedy (argmax, first index on ties); its logprob is log_softmax(logits)[id] at T=1, unfiltered.
@@ -157,8 +158,8 @@ def _invert(pc, mass, generator):
 def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     """Same contract as kernels.sample, in plain PyTorch: the CPU sampler of the engine, so kept lean (one [B, V]
     buffer worked in place: on CPU a fresh 40 MB tensor costs more in page faults than the arithmetic on it; the sort
-    only when a filter is on). It draws by inversion of the cumulative distribution rather than by the Triton
-    kernel's race: the same distribution, but O(B) random numbers, which on CPU is what matters."""
+    only when a filter is on). Like the Triton kernels it draws by inversion of the cumulative distribution: O(B)
+    random numbers rather than one per logit, which on CPU is what matters most."""
     _check_logits(logits)
     T, k, p = _params(logits, temperature, top_k, top_p)
     greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
@@ -297,14 +298,14 @@ if triton is not None:
         tl.store(thr_ptr + rows, thr, mask=row_ok)
 
     @triton.jit
-    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr,
-                               best_score_ptr, best_id_ptr, best_z_ptr, lse_max_ptr, lse_sum_ptr,
-                               B, V, CHUNK, n_splits,
-                               HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
-        # logits [B, V]; temp/thr/seed [B]; the five outputs are partials [B, n_splits] (contiguous).
-        # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK.
-        # It keeps the best Gumbel score among kept tokens (id and scaled logit z with it) and an online
-        # log-sum-exp (max, sum) of z over kept tokens. Greedy rows (T=0) use z = logit, no noise, no filter.
+    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, B, V, CHUNK,
+                               n_splits, HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
+        # logits [B, V]; temp/thr [B]; part_max/part_sum [B, n_splits] (contiguous) out.
+        # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK and
+        # keeps an online log-sum-exp (max, sum of exp(z - max)) of the kept scaled logits z: one exp per logit, no
+        # random numbers, so the pass runs at memory speed. Greedy rows (T=0) use z = logit, no filter. NaN and
+        # filtered logits count as -inf; +inf logits count 1 each against a +inf max (the select kernel then takes
+        # the first of them).
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -313,15 +314,11 @@ if triton is not None:
         T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
         greedy = T <= 0
         scale = 1.0 / tl.where(greedy, 1.0, T)
-        seed = tl.load(seed_ptr + rows, mask=row_ok, other=0)
         if HAS_THR:
             thr = tl.load(thr_ptr + rows, mask=row_ok, other=float("-inf"))
             thr = tl.where(greedy, float("-inf"), thr)
         else:
             thr = tl.full((BLOCK_B,), float("-inf"), tl.float32)
-        best = tl.full((BLOCK_B,), float("-inf"), tl.float32)
-        best_id = tl.zeros((BLOCK_B,), tl.int32)
-        best_z = tl.full((BLOCK_B,), float("-inf"), tl.float32)
         run_max = tl.full((BLOCK_B,), float("-inf"), tl.float32)
         run_sum = tl.zeros((BLOCK_B,), tl.float32)
         lo = pid_s * CHUNK
@@ -329,59 +326,81 @@ if triton is not None:
             cols = start + tl.arange(0, BLOCK_V)
             m = row_ok[:, None] & (cols < V)[None, :]
             x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
-            kept = m & (x == x) & (x >= thr[:, None])
-            z = tl.where(kept, x * scale[:, None], float("-inf"))                  # [BB, BV]
-            # exponential race: E ~ Exp(1) per token, winner = argmax z - log E. The winners have tiny E, so E is
-            # built from u near 0 (exact multiples of 2^-31) with a series for -log(1 - u): no fp32 rounding of 1-u.
-            # One Philox call gives 4 uniforms: offset col // 4 feeds columns 4j..4j+3 (a quarter of the integer
-            # work per logit of one call per column; still a function of (row seed, column) alone).
-            q4 = start // 4 + tl.arange(0, BLOCK_V // 4)
-            r0, r1, r2, r3 = tl.rand4x(tl.broadcast_to(seed[:, None], (BLOCK_B, BLOCK_V // 4)),
-                                       tl.broadcast_to(q4[None, :], (BLOCK_B, BLOCK_V // 4)))
-            # join twice -> [BB, BV/4, 2, 2], flattened: column 4j + t takes r0, r2, r1, r3 for t = 0..3
-            u = tl.reshape(tl.join(tl.join(r0, r1), tl.join(r2, r3)), (BLOCK_B, BLOCK_V))
-            E = tl.where(u < 0.01, u * (1.0 + u * (0.5 + u * (0.33333334 + u * 0.25))), -tl.log(1.0 - u))
-            score = tl.where(greedy[:, None], z, z - tl.log(tl.maximum(E, 2.3283064e-10)))   # E >= 2^-32
-            blk_best = tl.max(score, axis=1)
-            blk_arg = tl.argmax(score, axis=1)                                     # first max in the block
-            blk_z = tl.max(tl.where(tl.arange(0, BLOCK_V)[None, :] == blk_arg[:, None], z, float("-inf")), axis=1)
-            upd = blk_best > best                                                  # strict: earlier wins ties
-            best = tl.where(upd, blk_best, best)
-            best_id = tl.where(upd, start + blk_arg, best_id)
-            best_z = tl.where(upd, blk_z, best_z)
+            z = tl.where(m & (x >= thr[:, None]), x * scale[:, None], float("-inf"))  # NaN >= thr is False
             new_max = tl.maximum(run_max, tl.max(z, axis=1))
             safe = tl.where(new_max > float("-inf"), new_max, 0.0)
-            run_sum = run_sum * tl.exp(run_max - safe) + tl.sum(tl.exp(z - safe[:, None]), axis=1)
+            e = tl.where(z == float("inf"), 1.0, tl.exp(z - safe[:, None]))
+            run_sum = run_sum * tl.where(run_max == new_max, 1.0, tl.exp(run_max - safe)) + tl.sum(e, axis=1)
             run_max = new_max
         out = rows * n_splits + pid_s
-        tl.store(best_score_ptr + out, best, mask=row_ok)
-        tl.store(best_id_ptr + out, best_id, mask=row_ok)
-        tl.store(best_z_ptr + out, best_z, mask=row_ok)
-        tl.store(lse_max_ptr + out, run_max, mask=row_ok)
-        tl.store(lse_sum_ptr + out, run_sum, mask=row_ok)
+        tl.store(part_max_ptr + out, run_max, mask=row_ok)
+        tl.store(part_sum_ptr + out, run_sum, mask=row_ok)
 
     @triton.jit
-    def _sample_combine_kernel(best_score_ptr, best_id_ptr, best_z_ptr, lse_max_ptr, lse_sum_ptr,
-                               ids_ptr, logp_ptr, B, n_splits, BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr):
-        # partials [B, n_splits] -> ids [B] int64, logprobs [B] fp32. One program per BLOCK_B rows.
+    def _sample_select_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr, part_max_ptr, part_sum_ptr,
+                              ids_ptr, logp_ptr, B, V, CHUNK, n_splits, HAS_THR: tl.constexpr,
+                              BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_V: tl.constexpr):
+        # Rows pid*BLOCK_B..: combine each row's split partials into its max M and total mass, then draw by
+        # inversion: u = U * total with one 53-bit uniform U from Philox(row seed); the token is the first whose
+        # cumulative mass exceeds u. The split holding u comes from the partials; only that split's <= CHUNK logits
+        # are read again, their exp(z - M) summed in fp64 until u is passed. Greedy rows (T=0), and rows whose max
+        # is not finite, take the first token equal to M instead. ids [B] int64, logp [B] fp32 out.
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        splits = tl.arange(0, BLOCK_S)
-        m = (rows < B)[:, None] & (splits < n_splits)[None, :]
-        offs = rows[:, None] * n_splits + splits[None, :]
-        score = tl.load(best_score_ptr + offs, mask=m, other=float("-inf"))
-        win = tl.argmax(score, axis=1)                                             # first split wins ties
-        pick = splits[None, :] == win[:, None]
-        ids = tl.sum(tl.where(pick, tl.load(best_id_ptr + offs, mask=m, other=0), 0), axis=1)
-        z = tl.max(tl.where(pick, tl.load(best_z_ptr + offs, mask=m, other=float("-inf")), float("-inf")), axis=1)
-        mx = tl.load(lse_max_ptr + offs, mask=m, other=float("-inf"))
-        sm = tl.load(lse_sum_ptr + offs, mask=m, other=0.0)
-        M = tl.max(mx, axis=1)
-        safe = tl.where(M > float("-inf"), M, 0.0)
-        total = tl.sum(sm * tl.exp(mx - safe[:, None]), axis=1)
-        logp = tl.minimum(z - (safe + tl.log(total)), 0.0)                        # clamp the rounding above 0
-        logp = tl.where((total > 0) & (z > float("-inf")), logp, float("-inf"))
-        tl.store(ids_ptr + rows, ids.to(tl.int64), mask=rows < B)
-        tl.store(logp_ptr + rows, logp, mask=rows < B)
+        row_ok = rows < B
+        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b            # [BB, 1]
+        T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+        greedy = T <= 0
+        scale = 1.0 / tl.where(greedy, 1.0, T)
+        if HAS_THR:
+            thr = tl.where(greedy, float("-inf"), tl.load(thr_ptr + rows, mask=row_ok, other=float("-inf")))
+        else:
+            thr = tl.full((BLOCK_B,), float("-inf"), tl.float32)
+        s_idx = tl.arange(0, BLOCK_S)
+        s_ok = row_ok[:, None] & (s_idx < n_splits)[None, :]
+        part = rows[:, None] * n_splits + s_idx[None, :]                         # [BB, BS]
+        mx = tl.load(part_max_ptr + part, mask=s_ok, other=float("-inf"))
+        sm = tl.load(part_sum_ptr + part, mask=s_ok, other=0.0)
+        M = tl.max(mx, axis=1)                                                   # [BB]
+        finite = (M > float("-inf")) & (M < float("inf"))
+        pick_max = greedy | ~finite
+        safe = tl.where(finite, M, 0.0)
+        mass = tl.where(mx == M[:, None], sm, sm * tl.exp(mx - safe[:, None])).to(tl.float64)  # [BB, BS]
+        total = tl.sum(mass, axis=1)
+        # U in [0, 1 - 2^-53] from two 32-bit Philox outputs; U * total rounds below total (see _invert)
+        seed = tl.load(seed_ptr + rows, mask=row_ok, other=0)
+        r_hi = tl.randint(seed, tl.zeros((BLOCK_B,), tl.int32))
+        r_lo = tl.randint(seed, tl.full((BLOCK_B,), 1, tl.int32))
+        U = ((r_hi >> 5).to(tl.float64) * 67108864.0 + (r_lo >> 6).to(tl.float64)) * 1.1102230246251565e-16
+        u = U * total
+        s_draw = tl.min(tl.where(s_ok & (tl.cumsum(mass, axis=1) > u[:, None]), s_idx[None, :], BLOCK_S), axis=1)
+        s_max = tl.min(tl.where(s_ok & (mx == M[:, None]), s_idx[None, :], BLOCK_S), axis=1)
+        s = tl.minimum(tl.where(pick_max, s_max, s_draw), n_splits - 1)          # [BB] the split to read
+        before = tl.sum(tl.where(s_idx[None, :] < s[:, None], mass, 0.0), axis=1)
+        target = tl.where(pick_max, 0.0, u - before)                             # u's place inside split s
+        v_idx = tl.arange(0, BLOCK_V)
+        found = tl.full((BLOCK_B,), V, tl.int32)        # first column whose cumulative mass passes the target
+        last = tl.full((BLOCK_B,), -1, tl.int32)        # last column with mass (fallback for rounding)
+        run = tl.zeros((BLOCK_B,), tl.float64)
+        for start in range(0, CHUNK, BLOCK_V):
+            cols = (s * CHUNK + start)[:, None] + v_idx[None, :]                 # [BB, BV]
+            m = row_ok[:, None] & (cols < V)
+            x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
+            z = tl.where(m & (x >= thr[:, None]), x * scale[:, None], float("-inf"))
+            p = tl.where(pick_max[:, None], (z == M[:, None]).to(tl.float32), tl.exp(z - safe[:, None]))
+            p = tl.where(m, p, 0.0)
+            c = tl.cumsum(p.to(tl.float64), axis=1) + run[:, None]
+            found = tl.minimum(found, tl.min(tl.where(c > target[:, None], cols, V), axis=1))
+            last = tl.maximum(last, tl.max(tl.where(p > 0, cols, -1), axis=1))
+            run += tl.sum(p.to(tl.float64), axis=1)
+        tok = tl.where(found < V, found, tl.maximum(last, 0))
+        x_tok = tl.load(logits_ptr + rows.to(tl.int64) * stride_b + tok, mask=row_ok, other=0.0).to(tl.float32)
+        logp = tl.minimum(x_tok * scale - M - tl.log(total.to(tl.float32)), 0.0)   # clamp the rounding above 0
+        logp = tl.where(finite & (total > 0), logp, float("-inf"))
+        tl.store(ids_ptr + rows, tok.to(tl.int64), mask=row_ok)
+        tl.store(logp_ptr + rows, logp, mask=row_ok)
+
+
+SCAN = 4096  # most columns per split: what the select kernel re-reads of each row (~3% of a 152k row)
 
 
 def _tile():
@@ -425,24 +444,22 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     BB = max(1, min(triton.next_power_of_2(B), tile // BV))
     row_tiles = triton.cdiv(B, BB)
     if num_splits is None:
-        # enough programs to cover every SM a few times; each split is a multiple of BLOCK_V columns
+        # enough programs to cover every SM a few times, and splits of at most SCAN columns (the select kernel
+        # reads one split per row again); each split is a multiple of BLOCK_V columns
         sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 1
-        num_splits = max(1, min(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, BV)))
+        num_splits = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN))
+    num_splits = max(1, min(num_splits, triton.cdiv(V, BV)))
     chunk = triton.cdiv(triton.cdiv(V, num_splits), BV) * BV
     num_splits = triton.cdiv(V, chunk)
-    part = dict(score=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
-                id=torch.empty(B, num_splits, device=dev, dtype=torch.int32),
-                z=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
-                max=torch.empty(B, num_splits, device=dev, dtype=torch.float32),
-                sum=torch.empty(B, num_splits, device=dev, dtype=torch.float32))
-    _sample_partial_kernel[(row_tiles, num_splits)](
-        logits, logits.stride(0), T, thr, seeds, part["score"], part["id"], part["z"], part["max"], part["sum"],
-        B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_V=BV)
-
+    part_max = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
+    part_sum = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
+    _sample_partial_kernel[(row_tiles, num_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V,
+                                                    chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_V=BV)
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
     BS = max(triton.next_power_of_2(num_splits), 2)
-    BBc = max(1, min(triton.next_power_of_2(B), 4096 // BS))
-    _sample_combine_kernel[(triton.cdiv(B, BBc),)](part["score"], part["id"], part["z"], part["max"], part["sum"],
-                                                   ids, logp, B, num_splits, BLOCK_B=BBc, BLOCK_S=BS)
+    BBs = max(1, min(triton.next_power_of_2(B), tile // BV, 4096 // BS))
+    _sample_select_kernel[(triton.cdiv(B, BBs),)](logits, logits.stride(0), T, thr, seeds, part_max, part_sum, ids,
+                                                  logp, B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BBs,
+                                                  BLOCK_S=BS, BLOCK_V=BV)
     return ids, logp

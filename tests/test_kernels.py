@@ -518,13 +518,15 @@ for dt in ("*fp32", "*bf16"):
           PASSES="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
           dict(HAS_TOPK=True, HAS_TOPP=True, PASSES=8 if dt == "*fp32" else 4, BLOCK_B=1, BLOCK_V=1024),
           num_warps=8)
-    build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-          seed_ptr="*i64", best_score_ptr="*fp32", best_id_ptr="*i32", best_z_ptr="*fp32", lse_max_ptr="*fp32",
-          lse_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
-          BLOCK_B="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=True, BLOCK_B=1, BLOCK_V=2048))
-build(ks._sample_combine_kernel, dict(best_score_ptr="*fp32", best_id_ptr="*i32", best_z_ptr="*fp32",
-      lse_max_ptr="*fp32", lse_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32", B="i32", n_splits="i32",
-      BLOCK_B="constexpr", BLOCK_S="constexpr"), dict(BLOCK_B=256, BLOCK_S=16))
+    for thr in (True, False):
+        build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+              part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
+              HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
+              dict(HAS_THR=thr, BLOCK_B=1, BLOCK_V=2048))
+        build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+              seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
+              B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
+              BLOCK_S="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=thr, BLOCK_B=1, BLOCK_S=64, BLOCK_V=2048))
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
