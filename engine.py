@@ -133,7 +133,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         return prompts[req] + completions[req]
 
     def sample(logits):  # logits [n, V] (model dtype; the sampler computes in fp32) -> python lists
-        ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                                  with_logprobs=return_logprobs)
         return ids.tolist(), (lps.tolist() if return_logprobs else None)
 
     def record(ids, lps, first=0):

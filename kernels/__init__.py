@@ -60,7 +60,7 @@ def backend(device) -> str:
     return "torch"
 
 
-def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
+def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, with_logprobs=True):
     """Draw one token per row of `logits` [B, V] (float32/bf16/fp16).
 
     temperature, top_k, top_p: python scalars or per-row tensors [B]. temperature 0 = greedy (argmax, first index
@@ -72,12 +72,14 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     drawn from (temperature applied, top-k/top-p renormalised), always <= 0. Greedy rows return the model's own
     log_softmax(logits)[id] at temperature 1 with no filtering (a point mass would only ever say 0). Tokens whose
     logit is -inf (masked or padded vocabulary) are never drawn; a row that is entirely -inf returns id 0 and
-    logprob -inf.
+    logprob -inf. with_logprobs=False returns (ids, None): the CPU path then skips the normaliser, which is most of
+    a greedy step's sampling (the Triton kernels compute it on the way anyway).
     """
     from . import sampling
     if backend(logits.device) == "triton":
-        return sampling.sample_triton(logits, temperature, top_k, top_p, generator)
-    return sampling.sample_reference(logits, temperature, top_k, top_p, generator)
+        ids, logp = sampling.sample_triton(logits, temperature, top_k, top_p, generator)
+        return ids, (logp if with_logprobs else None)
+    return sampling.sample_reference(logits, temperature, top_k, top_p, generator, with_logprobs)
 
 
 def token_logprobs(hidden, weight, targets, temperature=1.0, with_entropy=False):

@@ -155,7 +155,7 @@ def _invert(pc, mass, generator):
     return c * CHUNK + j
 
 
-def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
+def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, with_logprobs=True):
     """Same contract as kernels.sample, in plain PyTorch: the CPU sampler of the engine, so kept lean (one [B, V]
     buffer worked in place: on CPU a fresh 40 MB tensor costs more in page faults than the arithmetic on it; the sort
     only when a filter is on). Like the Triton kernels it draws by inversion of the cumulative distribution: O(B)
@@ -184,6 +184,8 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
         argmax = _first_argmax(zc, m)
     else:  # small: torch's one pass beats the two-level search's extra ops
         m, argmax = z.max(-1)
+    if greedy_only and not with_logprobs:
+        return argmax, None
     # z becomes the unnormalised probabilities exp(z - m), as exp2((z - m) * log2(e)) (torch's CPU exp2 is 3x faster
     # than its exp)
     pc = zc.sub_(m[:, None, None]).mul_(1 / math.log(2)).exp2_()              # [B, C, CHUNK]
@@ -191,11 +193,12 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
     total = mass.sum(-1)
     # A finite max puts exp2(0) = 1 in the sum; an all -inf row or a +inf logit makes it NaN (-inf - -inf, inf - inf)
     finite = total > 0
-    if greedy_only:
-        ids, z_id = argmax, m  # the argmax's logit is the max
-    else:  # inversion; greedy rows, and rows with no finite maximum take the argmax
-        ids = torch.where(greedy | ~finite, argmax, _invert(pc, mass, generator))
-        z_id = scaled_logits(logits.gather(1, ids[:, None]).float()).squeeze(1)  # z[ids] (z holds probabilities)
+    # inversion; greedy rows, and rows with no finite maximum take the argmax
+    ids = argmax if greedy_only else torch.where(greedy | ~finite, argmax, _invert(pc, mass, generator))
+    if not with_logprobs:
+        return ids, None
+    # z[ids] (z holds probabilities now; the argmax's logit is the max)
+    z_id = m if greedy_only else scaled_logits(logits.gather(1, ids[:, None]).float()).squeeze(1)
     logp = (z_id - m - torch.log(total)).clamp(max=0.0)
     return ids, torch.where(finite, logp, -math.inf)
 

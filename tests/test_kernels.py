@@ -181,6 +181,17 @@ def test_seed_reproducibility(backend):
         assert not torch.equal(a[0], c[0])
 
 
+def test_without_logprobs_same_tokens(backend):
+    # with_logprobs=False (the engine when nobody asked for logprobs) draws exactly the same tokens
+    x = torch.randn(6, 3000, generator=torch.Generator().manual_seed(5))
+    x[2] = -math.inf
+    x[3, ::7] = float("nan")
+    for kw in (dict(temperature=0.0), dict(), dict(top_p=0.9), dict(temperature=torch.tensor([0.0, 1, 0.5, 0, 1, 2]))):
+        ids, logp = kernels.sample(x, generator=torch.Generator().manual_seed(1), **kw)
+        ids2, none = kernels.sample(x, generator=torch.Generator().manual_seed(1), with_logprobs=False, **kw)
+        assert none is None and torch.equal(ids, ids2), kw
+
+
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
 def test_split_vocab_gives_identical_tokens():
     # Philox is keyed by (row seed, column): the split layout must not change the draw
