@@ -17,7 +17,10 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    softmax mass for top-p) and descends into the bucket that holds the k-th element / the top_p mass boundary.
    fp32 logits take 8 passes; bf16 logits (what the engine passes on GPUs) only 4, and fp16 5, because their keys
    have 16 / 19 significant bits and the rest follows from the sign bit. Exact in a fixed number of passes, O(B)
-   extra memory. Then step 1 runs with the threshold as a mask.
+   extra memory. Each pass is split over the vocabulary like step 1 (B x splits programs write partial histograms,
+   then a small kernel per row block sums them and descends), so a pass keeps the whole GPU busy even at B=1,
+   where one program per row walking its 152k logits took milliseconds. Then step 1 runs with the threshold as a
+   mask.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits); top-k or top-p = 1 + P
 reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
@@ -217,88 +220,106 @@ if triton is not None:
         return key.to(tl.int64) + 2147483648
 
     @triton.jit
-    def _threshold_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, thr_ptr, B, V,
-                          HAS_TOPK: tl.constexpr, HAS_TOPP: tl.constexpr, PASSES: tl.constexpr,
-                          BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
-        # logits [B, V] (row stride stride_b, unit column stride); temp/topk/topp [B]; thr [B] fp32 out.
-        # Program pid handles rows pid*BLOCK_B ..+BLOCK_B and walks the whole vocabulary in BLOCK_V columns, once
-        # per radix pass. Output: the smallest kept logit (unscaled) per row, -inf when nothing is filtered.
-        # PASSES 4-bit digits from the top: 8 for fp32 logits; 4 for bf16 and 5 for fp16, whose upcast keys hold
-        # only 16 / 19 significant bits (the rest is a function of the sign bit, already in the prefix).
-        pid = tl.program_id(0)
-        rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)                             # [BB]
+    def _radix_hist_kernel(logits_ptr, stride_b, temp_ptr, mxs_ptr, prefix_ptr, thr_key_ptr, count_ptr, mass_ptr,
+                           B, V, CHUNK, n_splits, shift, MASS: tl.constexpr, BLOCK_B: tl.constexpr,
+                           BLOCK_V: tl.constexpr):
+        # One radix pass of the top-k / top-p threshold search, split over the vocabulary like the sampler:
+        # program (pb, s) histograms digit (key >> shift) & 15 of the logits in rows pb*BLOCK_B.. and columns
+        # s*CHUNK..+CHUNK whose key's higher digits equal the row's prefix found so far. count [B, n_splits, 16]
+        # int32 out; MASS (top-p): also mass [B, n_splits, 16] fp32, the softmax mass exp(z - max z) of those
+        # logits among the ones top-k keeps (key >= thr_key), with z = logit / T and the row's max z in mxs [B].
+        pid_b = tl.program_id(0)
+        pid_s = tl.program_id(1)
+        rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
-        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b            # [BB, 1]
-        T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
-        scale = 1.0 / tl.where(T > 0, T, 1.0)
+        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b
+        prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0)
         buckets = tl.arange(0, 16)
-        keep_all = 8388607                                                       # _ukey(-inf)
-        thr_key = tl.full((BLOCK_B,), keep_all, tl.int64)
-        if HAS_TOPK:
-            k = tl.load(topk_ptr + rows, mask=row_ok, other=0).to(tl.int64)
-            prefix = tl.zeros((BLOCK_B,), tl.int64)                              # key bits found so far
-            need = k                                                             # rank still to find in prefix
-            for i in tl.static_range(PASSES):
-                shift = 28 - 4 * i
-                hist = tl.zeros((BLOCK_B, 16), tl.int32)                          # [BB, 16] counts per digit
-                for start in range(0, V, BLOCK_V):
-                    cols = start + tl.arange(0, BLOCK_V)
-                    m = row_ok[:, None] & (cols < V)[None, :]
-                    x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
-                    x = tl.where(x == x, x, float("-inf"))
-                    key = _ukey(x)
-                    match = m & ((key >> (shift + 4)) == prefix[:, None])
-                    digit = ((key >> shift) & 15).to(tl.int32)
-                    hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]   # [BB, BV, 16]
-                    hist += tl.sum(hit.to(tl.int32), axis=1)
-                # descend into the highest bucket b whose count-from-the-top reaches `need`
-                above = tl.sum(hist, axis=1)[:, None] - tl.cumsum(hist, axis=1) + hist     # count of digit >= b
-                b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
-                need -= tl.sum(tl.where(buckets[None, :] > b[:, None], hist, 0), axis=1)
-                prefix = prefix * 16 + b
-            # the found digits are the key's top bits; low bits 0 map back to a float in (next lower value, it]
-            thr_key = tl.where((k > 0) & (k < V), prefix << (32 - 4 * PASSES), thr_key)
-        if HAS_TOPP:
+        count = tl.zeros((BLOCK_B, 16), tl.int32)
+        mass = tl.zeros((BLOCK_B, 16), tl.float32)
+        if MASS:
+            T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+            scale = 1.0 / tl.where(T > 0, T, 1.0)
+            mxs = tl.load(mxs_ptr + rows, mask=row_ok, other=0.0)
+            mxs = tl.where(mxs > float("-inf"), mxs, 0.0)
+            thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0)
+        lo = pid_s * CHUNK
+        for start in range(lo, lo + CHUNK, BLOCK_V):
+            cols = start + tl.arange(0, BLOCK_V)
+            m = row_ok[:, None] & (cols < V)[None, :]
+            x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+            x = tl.where(x == x, x, float("-inf"))
+            key = _ukey(x)
+            match = m & ((key >> (shift + 4)) == prefix[:, None])
+            if MASS:
+                match = match & (key >= thr_key[:, None])
+            digit = ((key >> shift) & 15).to(tl.int32)
+            hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]   # [BB, BV, 16]
+            count += tl.sum(hit.to(tl.int32), axis=1)
+            if MASS:
+                w = tl.where(match & (x > float("-inf")), tl.exp(x * scale[:, None] - mxs[:, None]), 0.0)
+                mass += tl.sum(tl.where(hit, w[:, :, None], 0.0), axis=1)
+        out = (rows[:, None] * n_splits + pid_s) * 16 + buckets[None, :]
+        tl.store(count_ptr + out, count, mask=row_ok[:, None])
+        if MASS:
+            tl.store(mass_ptr + out, mass, mask=row_ok[:, None])
+
+    @triton.jit
+    def _radix_descend_kernel(count_ptr, mass_ptr, prefix_ptr, need_k_ptr, need_p_ptr, topk_ptr, topp_ptr,
+                              thr_key_ptr, thr_ptr, B, V, n_splits, MASS: tl.constexpr, FIRST: tl.constexpr,
+                              LAST_BITS: tl.constexpr, WRITE_THR: tl.constexpr, BLOCK_B: tl.constexpr,
+                              BLOCK_S: tl.constexpr):
+        # After a _radix_hist_kernel pass: sum each row's split histograms and descend into the digit holding the
+        # k-th largest logit (top-k) or the top_p mass boundary (MASS), appending it to the row's prefix. FIRST: the
+        # phase's first pass (need starts at k, or at top_p times the kept mass). LAST_BITS > 0 on the phase's last
+        # pass: the prefix is then the threshold key's top bits (LAST_BITS = 4 * passes), written to thr_key;
+        # WRITE_THR also converts the final key to the threshold logit thr [B] fp32.
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_ok = rows < B
+        buckets = tl.arange(0, 16)
+        splits = tl.arange(0, BLOCK_S)
+        offs = (rows[:, None, None] * n_splits + splits[None, :, None]) * 16 + buckets[None, None, :]
+        ok = row_ok[:, None, None] & (splits < n_splits)[None, :, None]
+        hist = tl.sum(tl.load(count_ptr + offs, mask=ok, other=0), axis=1).to(tl.int64)   # [BB, 16]
+        prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0)
+        thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0)
+        if MASS:
+            mass = tl.sum(tl.load(mass_ptr + offs, mask=ok, other=0.0), axis=1)          # [BB, 16]
             p = tl.load(topp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
-            mx = tl.full((BLOCK_B,), float("-inf"), tl.float32)                  # row max, for a stable exp
-            for start in range(0, V, BLOCK_V):
-                cols = start + tl.arange(0, BLOCK_V)
-                m = row_ok[:, None] & (cols < V)[None, :]
-                x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
-                mx = tl.maximum(mx, tl.max(tl.where(x == x, x, float("-inf")), axis=1))
-            mx_s = tl.where(mx > float("-inf"), mx * scale, 0.0)
-            prefix = tl.zeros((BLOCK_B,), tl.int64)
-            need = tl.zeros((BLOCK_B,), tl.float32)                              # mass still to cover in prefix
-            for i in tl.static_range(PASSES):
-                shift = 28 - 4 * i
-                mass = tl.zeros((BLOCK_B, 16), tl.float32)                        # [BB, 16] softmax mass per digit
-                count = tl.zeros((BLOCK_B, 16), tl.int32)
-                for start in range(0, V, BLOCK_V):
-                    cols = start + tl.arange(0, BLOCK_V)
-                    m = row_ok[:, None] & (cols < V)[None, :]
-                    x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
-                    x = tl.where(x == x, x, float("-inf"))
-                    key = _ukey(x)
-                    match = m & ((key >> (shift + 4)) == prefix[:, None]) & (key >= thr_key[:, None])
-                    w = tl.where(match & (x > float("-inf")), tl.exp(x * scale[:, None] - mx_s[:, None]), 0.0)
-                    digit = ((key >> shift) & 15).to(tl.int32)
-                    hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]
-                    mass += tl.sum(tl.where(hit, w[:, :, None], 0.0), axis=1)
-                    count += tl.sum(hit.to(tl.int32), axis=1)
-                if i == 0:
-                    need = p * tl.sum(mass, axis=1)                              # top_p of the top-k mass
-                above = tl.sum(mass, axis=1)[:, None] - tl.cumsum(mass, axis=1) + mass
-                b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
-                # rounding can leave `need` a hair above the prefix's mass: then keep the whole prefix
-                lowest = tl.min(tl.where(count > 0, buckets[None, :], 15), axis=1)
-                b = tl.where(b >= 0, b, lowest)
-                need -= tl.sum(tl.where(buckets[None, :] > b[:, None], mass, 0.0), axis=1)
-                prefix = prefix * 16 + b
-            thr_key = tl.where(p < 1.0, tl.maximum(thr_key, prefix << (32 - 4 * PASSES)), thr_key)
-        # key -> float (the key map is an involution on the signed bits)
-        key_s = (thr_key - 2147483648).to(tl.int32)
-        thr = (key_s ^ ((key_s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
-        tl.store(thr_ptr + rows, thr, mask=row_ok)
+            if FIRST:
+                need = p * tl.sum(mass, axis=1)                                  # top_p of the top-k mass
+            else:
+                need = tl.load(need_p_ptr + rows, mask=row_ok, other=0.0)
+            above = tl.sum(mass, axis=1)[:, None] - tl.cumsum(mass, axis=1) + mass     # mass of digit >= b
+            b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
+            # rounding can leave `need` a hair above the prefix's mass: then keep the whole prefix
+            lowest = tl.min(tl.where(hist > 0, buckets[None, :], 15), axis=1)
+            b = tl.where(b >= 0, b, lowest)
+            need -= tl.sum(tl.where(buckets[None, :] > b[:, None], mass, 0.0), axis=1)
+            tl.store(need_p_ptr + rows, need, mask=row_ok)
+            prefix = prefix * 16 + b
+            if LAST_BITS > 0:
+                thr_key = tl.where(p < 1.0, tl.maximum(thr_key, prefix << (32 - LAST_BITS)), thr_key)
+        else:
+            k = tl.load(topk_ptr + rows, mask=row_ok, other=0).to(tl.int64)
+            if FIRST:
+                need = k
+            else:
+                need = tl.load(need_k_ptr + rows, mask=row_ok, other=0)
+            above = tl.sum(hist, axis=1)[:, None] - tl.cumsum(hist, axis=1) + hist     # count of digit >= b
+            b = tl.max(tl.where(above >= need[:, None], buckets[None, :], -1), axis=1)
+            need -= tl.sum(tl.where(buckets[None, :] > b[:, None], hist, 0), axis=1)
+            tl.store(need_k_ptr + rows, need, mask=row_ok)
+            prefix = prefix * 16 + b
+            if LAST_BITS > 0:
+                # the found digits are the key's top bits; low bits 0 map back to a float in (next lower value, it]
+                thr_key = tl.where((k > 0) & (k < V), prefix << (32 - LAST_BITS), thr_key)
+        tl.store(prefix_ptr + rows, prefix, mask=row_ok)
+        tl.store(thr_key_ptr + rows, thr_key, mask=row_ok)
+        if WRITE_THR:
+            key_s = (thr_key - 2147483648).to(tl.int32)       # key -> float: the key map is an involution
+            thr = (key_s ^ ((key_s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+            tl.store(thr_ptr + rows, thr, mask=row_ok)
 
     @triton.jit
     def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, B, V, CHUNK,
@@ -411,18 +432,58 @@ def _tile():
     return 65536 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 2048
 
 
+def _splits(V, BV, row_tiles, device):
+    """Columns per program of a split-vocabulary kernel and the number of splits: enough programs to cover every SM
+    a few times, splits of at most SCAN columns, each a multiple of BV columns."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    n = max(1, min(max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN)), triton.cdiv(V, BV)))
+    chunk = triton.cdiv(triton.cdiv(V, n), BV) * BV
+    return chunk, triton.cdiv(V, chunk)
+
+
 def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
-    """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all."""
+    """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all.
+    Radix select by passes of 4 bits, each pass a histogram over the whole GPU (B x splits programs, as the sampler)
+    and a per-row descend; top-p first gets each row's max scaled logit from the sampler's partial kernel."""
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
     B, V = logits.shape
-    thr = torch.empty(B, device=logits.device, dtype=torch.float32)
-    tile = _tile() // 2                      # the radix passes hold a [BLOCK_B, BLOCK_V, 16] one-hot
+    dev = logits.device
+    tile = _tile() // 2                      # the histograms hold a [BLOCK_B, BLOCK_V, 16] one-hot
     BV = min(max(triton.next_power_of_2(V), 16), tile)
     BB = max(1, min(triton.next_power_of_2(B), tile // BV))
+    row_tiles = triton.cdiv(B, BB)
+    chunk, n_splits = _splits(V, BV, row_tiles, dev)
     passes = {torch.bfloat16: 4, torch.float16: 5}.get(logits.dtype, 8)  # significant key bits / 4, rounded up
-    _threshold_kernel[(triton.cdiv(B, BB),)](logits, logits.stride(0), T, k, p, thr, B, V,
-                                             HAS_TOPK=has_topk, HAS_TOPP=has_topp, PASSES=passes, BLOCK_B=BB,
-                                             BLOCK_V=BV, num_warps=8)  # 8 warps: no register spills on sm_90
+    BS = max(triton.next_power_of_2(n_splits), 2)
+    BBd = max(1, min(triton.next_power_of_2(B), _tile() // (16 * BS)))   # descend: [BBd, BS, 16] partials
+    prefix = torch.zeros(B, device=dev, dtype=torch.int64)
+    thr_key = torch.full((B,), 8388607, device=dev, dtype=torch.int64)   # _ukey(-inf): keep everything
+    need_k = torch.empty(B, device=dev, dtype=torch.int64)
+    need_p = torch.empty(B, device=dev, dtype=torch.float32)
+    count = torch.empty(B, n_splits, 16, device=dev, dtype=torch.int32)
+    mass = torch.empty(B, n_splits, 16, device=dev, dtype=torch.float32) if has_topp else count  # (unused dummy)
+    mxs = T                                                                  # (unused dummy without top-p)
+    thr = torch.empty(B, device=dev, dtype=torch.float32)
+    phases = ([False] if has_topk else []) + ([True] if has_topp else [])
+    for phase, use_mass in enumerate(phases):
+        if use_mass:
+            part_max = torch.empty(B, n_splits, device=dev, dtype=torch.float32)
+            _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, T, part_max,
+                                                          torch.empty_like(part_max), B, V, chunk, n_splits,
+                                                          HAS_THR=False, BLOCK_B=BB, BLOCK_V=BV)
+            mxs = part_max.amax(-1)
+            if phase:
+                prefix.zero_()
+        for i in range(passes):
+            _radix_hist_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, mxs, prefix, thr_key, count,
+                                                      mass, B, V, chunk, n_splits, 28 - 4 * i, MASS=use_mass,
+                                                      BLOCK_B=BB, BLOCK_V=BV, num_warps=8)  # 8: no spills, sm_90
+            last = i == passes - 1
+            _radix_descend_kernel[(triton.cdiv(B, BBd),)](count, mass, prefix, need_k, need_p, k, p, thr_key, thr,
+                                                          B, V, n_splits, MASS=use_mass, FIRST=i == 0,
+                                                          LAST_BITS=4 * passes if last else 0,
+                                                          WRITE_THR=last and phase == len(phases) - 1,
+                                                          BLOCK_B=BBd, BLOCK_S=BS)
     return thr
 
 
@@ -446,14 +507,11 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     BV = min(max(triton.next_power_of_2(V), 16), tile)
     BB = max(1, min(triton.next_power_of_2(B), tile // BV))
     row_tiles = triton.cdiv(B, BB)
-    if num_splits is None:
-        # enough programs to cover every SM a few times, and splits of at most SCAN columns (the select kernel
-        # reads one split per row again); each split is a multiple of BLOCK_V columns
-        sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 1
-        num_splits = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN))
-    num_splits = max(1, min(num_splits, triton.cdiv(V, BV)))
-    chunk = triton.cdiv(triton.cdiv(V, num_splits), BV) * BV
-    num_splits = triton.cdiv(V, chunk)
+    if num_splits is None:  # (the select kernel reads one split per row again: at most SCAN columns)
+        chunk, num_splits = _splits(V, BV, row_tiles, dev)
+    else:
+        chunk = triton.cdiv(triton.cdiv(V, max(1, min(num_splits, triton.cdiv(V, BV)))), BV) * BV
+        num_splits = triton.cdiv(V, chunk)
     part_max = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
     part_sum = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
     _sample_partial_kernel[(row_tiles, num_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V,

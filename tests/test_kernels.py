@@ -524,11 +524,11 @@ def build(fn, sig, const, **opts):
     assert "cubin" in k.asm, fn.__name__
 
 for dt in ("*fp32", "*bf16"):
-    build(ks._threshold_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64",
-          topp_ptr="*fp32", thr_ptr="*fp32", B="i32", V="i32", HAS_TOPK="constexpr", HAS_TOPP="constexpr",
-          PASSES="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
-          dict(HAS_TOPK=True, HAS_TOPP=True, PASSES=8 if dt == "*fp32" else 4, BLOCK_B=1, BLOCK_V=1024),
-          num_warps=8)
+    for mass in (True, False):
+        build(ks._radix_hist_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
+              prefix_ptr="*i64", thr_key_ptr="*i64", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32",
+              CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
+              dict(MASS=mass, BLOCK_B=1, BLOCK_V=1024), num_warps=8)
     for thr in (True, False):
         build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
               part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
@@ -538,6 +538,13 @@ for dt in ("*fp32", "*bf16"):
               seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
               B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
               BLOCK_S="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=thr, BLOCK_B=1, BLOCK_S=64, BLOCK_V=2048))
+for mass in (True, False):
+    for first, last_bits, write in ((True, 0, False), (False, 32, True)):
+        build(ks._radix_descend_kernel, dict(count_ptr="*i32", mass_ptr="*fp32", prefix_ptr="*i64",
+              need_k_ptr="*i64", need_p_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", thr_key_ptr="*i64",
+              thr_ptr="*fp32", B="i32", V="i32", n_splits="i32", MASS="constexpr", FIRST="constexpr",
+              LAST_BITS="constexpr", WRITE_THR="constexpr", BLOCK_B="constexpr", BLOCK_S="constexpr"),
+              dict(MASS=mass, FIRST=first, LAST_BITS=last_bits, WRITE_THR=write, BLOCK_B=2, BLOCK_S=64))
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
