@@ -36,7 +36,8 @@ draws the same tokens from the same seed. The torch reference uses the same inve
 Conventions (the same in the Triton kernels and the PyTorch reference below):
 - temperature 0 = greedy (argmax, first index on ties); its logprob is log_softmax(logits)[id] at T=1, unfiltered.
 - top-k first, then top-p on the renormalised top-k mass; every token tied with the boundary value is kept.
-- NaN logits count as -inf; -inf tokens are never drawn; an all -inf row returns id 0 with logprob -inf.
+- NaN logits count as -inf; -inf tokens are never drawn; an all -inf row returns id 0 with logprob -inf; a row
+  holding +inf returns its first +inf with logprob -inf (no finite distribution to report).
 """
 import functools
 import math
