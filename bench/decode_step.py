@@ -13,7 +13,8 @@ prefill of `--context` random tokens per row, so every decode step reads real K/
                         per layer launched from Python (the inputs built from python lists, as the engine does);
                         on CUDA each line for model.py's torch elementwise ops, for kernels/fused.py with three
                         q/k/v GEMMs, and with one merged q/k/v GEMM (the engine's default there)
-  eager + sample        the engine's iteration without graphs: the step, kernels.sample(temperature=0), ids.tolist()
+  eager + sample        the engine's iteration without graphs: the step, kernels.sample(temperature=0,
+                        with_logprobs=False) as generate() calls it, ids.tolist()
   graph step            make_decode_step(..., graphs=True): inputs copied into the static buffers, one replay
   graph + sample        the engine's iteration with cuda_graphs=True (the same sample and host sync)
   graph record          once per generate call and batch size: a warm-up forward, the capture and one replay (ms,
@@ -138,7 +139,7 @@ def main():
             def step(i):
                 logits = decode(tokens, [T + i] * B)
                 if sample:
-                    ids, _ = kernels.sample(logits, temperature=0)
+                    ids, _ = kernels.sample(logits, temperature=0, with_logprobs=False)
                     ids.tolist()  # the host sync of every engine iteration
             return step
 
