@@ -414,7 +414,8 @@ if triton is not None:
             p = tl.where(pick_max[:, None], (z == M[:, None]).to(tl.float32), tl.exp(z - safe[:, None]))
             p = tl.where(m, p, 0.0)
             c = tl.cumsum(p.to(tl.float64), axis=1) + run[:, None]
-            found = tl.minimum(found, tl.min(tl.where(c > target[:, None], cols, V), axis=1))
+            # (p > 0: a target a rounding below 0 must still not land on a zero-mass column)
+            found = tl.minimum(found, tl.min(tl.where((c > target[:, None]) & (p > 0), cols, V), axis=1))
             last = tl.maximum(last, tl.max(tl.where(p > 0, cols, -1), axis=1))
             run += tl.sum(p.to(tl.float64), axis=1)
         tok = tl.where(found < V, found, tl.maximum(last, 0))
