@@ -434,11 +434,13 @@ def _tile():
     return 65536 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 2048
 
 
-def _splits(V, BV, row_tiles, device):
+def _splits(V, BV, row_tiles, device, n=None):
     """Columns per program of a split-vocabulary kernel and the number of splits: enough programs to cover every SM
-    a few times, splits of at most SCAN columns, each a multiple of BV columns."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-    n = max(1, min(max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN)), triton.cdiv(V, BV)))
+    a few times, splits of at most SCAN columns, each a multiple of BV columns (n: ask for n splits instead)."""
+    if n is None:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+        n = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN))
+    n = max(1, min(n, triton.cdiv(V, BV)))
     chunk = triton.cdiv(triton.cdiv(V, n), BV) * BV
     return chunk, triton.cdiv(V, chunk)
 
@@ -509,11 +511,7 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     BV = min(max(triton.next_power_of_2(V), 16), tile)
     BB = max(1, min(triton.next_power_of_2(B), tile // BV))
     row_tiles = triton.cdiv(B, BB)
-    if num_splits is None:  # (the select kernel reads one split per row again: at most SCAN columns)
-        chunk, num_splits = _splits(V, BV, row_tiles, dev)
-    else:
-        chunk = triton.cdiv(triton.cdiv(V, max(1, min(num_splits, triton.cdiv(V, BV)))), BV) * BV
-        num_splits = triton.cdiv(V, chunk)
+    chunk, num_splits = _splits(V, BV, row_tiles, dev, num_splits)  # the select kernel re-reads one split per row
     part_max = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
     part_sum = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
     _sample_partial_kernel[(row_tiles, num_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V,
