@@ -16,7 +16,8 @@ bytes: the child's value travels as one length-prefixed record in our own tagged
 (never pickle), which we decode into fresh builtin objects. We never eval, unpickle or call a method of anything
 the child made; comparisons (Python == on decoded builtins: 1 == 1.0 == True, sets and dicts unordered,
 tuple != list) happen here. Model text that must be evaluated (a predicted input, a non-literal predicted output)
-is evaluated only inside a child; only its decoded value comes back.
+is evaluated only inside a child; only its decoded value comes back. The RL loop's checks also require predictions
+to be pure expressions (check_pure), so an answer cannot run code that computes it or forges the child's record.
 
 Covered (kernel-enforced, tested in tests/test_sandbox*.py): file reads/writes/listing/creation, sockets,
 processes, threads, exec, signals to other processes (kill/tkill/tgkill, fcntl F_SETOWN), ptrace and
@@ -63,6 +64,35 @@ BANNED_IMPORTS = ("logging", "random", "multiprocessing", "pebble", "subprocess"
 # Our addition for proposal validation (not in AZR's list, so not in the prompt): modules whose results depend on
 # the host, interpreter build or process state (sandbox.md E12), or that only serve escapes.
 HOST_IMPORTS = ("sys", "os", "platform", "gc", "inspect", "ctypes", "importlib", "resource", "socket", "signal")
+
+# Also ours, a filter for proposal validation (sandbox.md 4.5, E9, E12): names and attributes that reach modules,
+# frames or the import system from inside a program, the easy ways to clocks, entropy and host data without an import
+# statement (`__import__('time')`, `dataclasses.sys`, `().__class__.__base__.__subclasses__()`). The kernel, not this
+# list, is the boundary; what slips past it still meets the determinism checks.
+ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
+                          "setattr", "delattr", "vars", "globals", "breakpoint", "attrgetter", "methodcaller",
+                          "Formatter"))
+ESCAPE_ATTRS = frozenset(("gi_frame", "cr_frame", "ag_frame", "tb_frame", "f_back", "f_globals", "f_builtins",
+                          "f_locals", "modules", "get_field", "inspect")) | \
+    frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS if "." not in w)  # modules as attributes of other modules
+SAFE_DUNDERS = frozenset(("__name__", "__qualname__", "__doc__", "__class__", "__len__", "__iter__", "__next__",
+                          "__contains__", "__getitem__", "__setitem__", "__eq__", "__ne__", "__lt__", "__le__",
+                          "__gt__", "__ge__", "__hash__", "__add__", "__sub__", "__mul__", "__str__", "__repr__",
+                          "__bool__", "__int__", "__float__"))
+NAMEDTUPLE_ATTRS = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
+
+
+def _escape_route(node):
+    """The name or attribute of `node` when it is one of the routes above, else None."""
+    if isinstance(node, ast.Name) and node.id in ESCAPE_NAMES:
+        return node.id
+    if isinstance(node, ast.Attribute):
+        a = node.attr
+        if a in ESCAPE_ATTRS or a in ESCAPE_NAMES or (a.startswith("__") and a not in SAFE_DUNDERS) or (
+                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
+            return "." + a
+    return None
+
 
 STATUSES = ("ok", "exception", "timeout", "memory", "forbidden", "output_limit", "crash", "bad_output", "rejected",
             "nondeterministic", "sandbox_error")
@@ -122,7 +152,9 @@ def _import_lines(tree):
     """AZR's parse_imports: every import statement anywhere in the AST, rebuilt as one line each."""
     lines = []
     for node in ast.walk(tree):
-        names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in getattr(node, "names", ()))
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue  # (ast.Global and ast.Nonlocal have `names` too, as plain strings)
+        names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in node.names)
         if isinstance(node, ast.Import):
             lines.append("import " + names)
         elif isinstance(node, ast.ImportFrom):
@@ -162,6 +194,9 @@ def azr_program(code):
         host = [w for w in tops if w in HOST_IMPORTS]
         if host:
             raise ValueError(f"import of {host[0]!r} is not allowed: results would depend on the host")
+        route = _escape_route(node)
+        if route:
+            raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
     if names[0] != "f":  # AZR's replace_main_function_name: two regexes, so comments and layout survive
         code = re.sub(r"def\s+" + names[0] + r"\s*\(", "def f(", code)
         code = re.sub(r"\b" + names[0] + r"\s*\(", "f(", code)
@@ -182,6 +217,78 @@ def _call_args(args, limit=MAX_ARGS):
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "f"):
         raise ValueError("argument text is not the arguments of a single call to f")
     return node
+
+
+# A solver's predicted value (the input of abduction, the output of deduction) may be an expression, as AZR's eval
+# allows ([0] * 3, dict(a=1), 'ab'.upper(), [i * i for i in range(4)], lambda x: x < 2), but in the RL loop only a
+# pure one: literals, operators, comprehensions, lambdas, and calls of the builtins and builtin-type methods below.
+# No other name (not f), no underscore or frame attribute, so an answer cannot compute itself by running the
+# program, brute-force f, or reach the harness to forge its result record (reward hacks that AZR's eval allows).
+SAFE_CALLS = frozenset(("abs", "all", "any", "bin", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
+                        "enumerate", "filter", "float", "frozenset", "hex", "int", "len", "list", "map", "max", "min",
+                        "oct", "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple",
+                        "zip"))
+SAFE_ATTRS = frozenset(n for t in (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex)
+                       for n in dir(t) if not n.startswith("_")) - {"format", "format_map"}  # format walks attributes
+_COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred, ast.UnaryOp, ast.BinOp,
+               ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice, ast.Call, ast.keyword, ast.Name,
+               ast.Attribute, ast.Lambda, ast.JoinedStr, ast.FormattedValue, ast.expr_context, ast.operator,
+               ast.unaryop, ast.boolop, ast.cmpop) + _COMPS
+
+
+def check_pure(node, scope=frozenset(), depth=0):
+    """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
+    builtin or a variable of an enclosing lambda or comprehension (scope), with Python's scoping rules."""
+    if depth > MAX_DEPTH:
+        raise ValueError("predicted value nested too deep")
+    if not isinstance(node, _SAFE_NODES):
+        raise ValueError(f"{type(node).__name__} is not allowed in a predicted value")
+    if isinstance(node, ast.Name) and node.id not in scope and node.id not in SAFE_CALLS:
+        raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
+    if isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRS:
+        raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
+    if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
+        a = node.args
+        for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
+            check_pure(d, scope, depth + 1)
+        params = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
+        return check_pure(node.body, scope | params, depth + 1)
+    if isinstance(node, _COMPS):  # the first iterable in the enclosing scope, then each target is visible onward
+        inner = scope
+        for gen in node.generators:
+            check_pure(gen.iter, inner, depth + 1)
+            targets = list(ast.walk(gen.target))
+            if not all(isinstance(t, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.expr_context)) for t in targets):
+                raise ValueError("comprehension targets must be plain names")
+            inner = inner | {t.id for t in targets if isinstance(t, ast.Name)}
+            for cond in gen.ifs:
+                check_pure(cond, inner, depth + 1)
+        for part in (node.key, node.value) if isinstance(node, ast.DictComp) else (node.elt,):
+            check_pure(part, inner, depth + 1)
+        return
+    for child in ast.iter_child_nodes(node):
+        check_pure(child, scope, depth + 1)
+
+
+def _pure_text(text):
+    """Whether a predicted output text passes check_pure."""
+    try:
+        check_pure(ast.parse("(" + text + "\n)", mode="eval").body)
+        return True
+    except Exception:  # ValueError, SyntaxError, RecursionError, MemoryError
+        return False
+
+
+def _pure_args(args):
+    """Whether every argument of a predicted input text passes check_pure."""
+    try:
+        node = _call_args(args)
+        for arg in node.args + [k.value for k in node.keywords]:
+            check_pure(arg)
+        return True
+    except Exception:
+        return False
 
 
 _NUM = (int, float, complex)
@@ -717,9 +824,18 @@ def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{4,}>")
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_text(s):
+    """Child-made text with control characters escaped (C0 but newline and tab, DEL, C1 such as the CSI \\x9b, line
+    separators, bidi overrides), so logs, terminals and the next prompt show them as \\x1b, \\u202e, ..."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", s)
+
+
 def _escape(b):
-    """Captured output as text with control characters (NUL, ESC, CR, ...) escaped; newlines and tabs kept."""
-    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", b.decode("utf-8", "replace"))
+    """Captured output bytes as escaped text (_escape_text)."""
+    return _escape_text(b.decode("utf-8", "replace"))
 
 
 def _same(a, b):
@@ -765,13 +881,13 @@ def _verdict(facts, rec, out, err, cpu_s):
                 outcomes.append(("ok", v, text))
             elif tag == b"b":
                 reason, pos = _decode_str(body, pos + 1)
-                outcomes.append(("bad_output", reason))
+                outcomes.append(("bad_output", _escape_text(reason)))
             elif tag == b"e":
                 kind = body[pos + 1:pos + 2]
                 name, pos = _decode_str(body, pos + 2)
                 msg, pos = _decode_str(body, pos)
                 status = {b"m": "memory", b"f": "forbidden", b"l": "output_limit"}.get(kind, "exception")
-                outcomes.append((status, f"{name}: {msg}" if msg else name))
+                outcomes.append((status, _escape_text(f"{name}: {msg}" if msg else name)))
             else:
                 raise ValueError("bad outcome tag")
     except Exception as e:  # struct.error, ValueError, UnicodeError, TypeError (unhashable), RecursionError
@@ -1039,34 +1155,43 @@ class Sandbox:
     # sandbox_error after the retry (a zygote died for reasons of ours, not the program's). AZR drops such crashed
     # checks from the learnability mean (azr-spec.md 4.1) instead of counting them as wrong answers.
 
-    def _values(self, texts):
+    def _values(self, texts, pure=False):
         """Output texts -> [(ok, value)], or None where the evaluation was lost to a sandbox_error: literals are
-        parsed here; anything else is evaluated in a child."""
+        parsed here; anything else is evaluated in a child (pure: only if check_pure accepts it, else not ok)."""
         parsed = [parse_literal(t) for t in texts]
 
         def one(i):
             if parsed[i][0] or type(texts[i]) is not str:
                 return parsed[i]
+            if not texts[i].strip():  # no answer at all: not the empty tuple that "(\n)" would evaluate to
+                return False, None
+            if pure and not _pure_text(texts[i]):
+                return False, None
             res, outs, _ = self._execute(_IDENTITY, "(" + texts[i] + "\n)", arg_limit=MAX_VALUE_TEXT + 4)
             if res.status == "sandbox_error":
                 return None
             return (True, outs[0][1]) if res.status == "ok" else (False, None)
         return self._map(one, range(len(texts)))
 
-    def check_deduction(self, pairs):
+    def check_deduction(self, pairs, pure=True):
         """[(gold_output, predicted_output)] -> [bool | None]: Python == on parsed values (1 == 1.0, sets
-        unordered); None when evaluating either side was lost to a sandbox_error."""
+        unordered); None when evaluating either side was lost to a sandbox_error. pure: a predicted output that
+        is not a literal must pass check_pure (the RL loop); False evaluates any expression, as benchmark
+        harnesses do."""
         pairs = list(pairs)
-        vals = self._values([t for pair in pairs for t in pair])
+        golds = self._values([g for g, _ in pairs])
+        preds = self._values([p for _, p in pairs], pure)
         return [None if g is None or p is None else bool(g[0] and p[0] and _same(g[1], p[1]))
-                for g, p in zip(vals[0::2], vals[1::2])]
+                for g, p in zip(golds, preds)]
 
-    def check_abduction(self, triples):
+    def check_abduction(self, triples, pure=True):
         """[(program, gold_output, predicted_input)] -> [bool | None]: f(predicted_input) == gold, computed in a
-        child; None when the gold's evaluation or the run was lost to a sandbox_error."""
+        child; None when the gold's evaluation or the run was lost to a sandbox_error. pure: as check_deduction,
+        for each argument of the predicted input (not pure: wrong, without a run)."""
         triples = list(triples)
         golds = self._values([g for _, g, _ in triples])
-        runs = self._map(lambda t: self._execute(t[0], t[2]), triples)
+        runs = self._map(lambda t: self._execute(t[0], t[2]) if not pure or _pure_args(t[2]) else
+                         (Result("rejected"), [], {}), triples)
         return [None if g is None or r[0].status == "sandbox_error" else
                 bool(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])) for g, r in zip(golds, runs)]
 

@@ -4,9 +4,10 @@ AZR measures these in distribution during training (azr-spec.md 9.1): greedy dec
 abduction/deduction tasks inside the R1 template, the `<answer>` extraction and the sandboxed checks. So here:
   prompt     = prompts.r1_wrap(prompts.solver_prompt(task, {"program": code, "input"/"output": ...}))
   prediction = prompts.parse_prediction(task, prompts.parse_response(completion)[1])
-  verdict    = sandbox.check_deduction([(gold_output, prediction)]) or
-               sandbox.check_abduction([(code, gold_output, prediction)])
-The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
+  verdict    = sandbox.check_deduction([(gold_output, prediction)], pure=False) or
+               sandbox.check_abduction([(code, gold_output, prediction)], pure=False)
+(pure=False: any expression is a prediction, as in AZR's executor and CRUXEval's harness; the RL loop's own checks
+are stricter.) The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
 
 `evaluate_cruxeval(model, tokenizer, sandbox, data_dir, ...)` is the entry point azr.py calls every few steps.
 """
@@ -36,9 +37,10 @@ def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sa
     parsed = [parse_response(c) for c in completions]
     preds = [parse_prediction(task, answer) for _, answer in parsed]
     if task == "deduction":
-        verdicts = sandbox.check_deduction([(it["output"], p) for it, p in zip(items, preds)])
+        verdicts = sandbox.check_deduction([(it["output"], p) for it, p in zip(items, preds)], pure=False)
     else:
-        verdicts = sandbox.check_abduction([(it["code"], it["output"], p) for it, p in zip(items, preds)])
+        verdicts = sandbox.check_abduction([(it["code"], it["output"], p) for it, p in zip(items, preds)],
+                                           pure=False)
     return [{"extracted": p, "format_ok": bool(fmt), "verdict": bool(v)}
             for (fmt, _), p, v in zip(parsed, preds, verdicts)]
 

@@ -3,6 +3,7 @@
 Every catalogue entry is one row: program, argument text, allowed verdicts. The rows run in one parallel batch
 (module fixture); each row is its own test. Side effects (files, processes, the parent) are checked separately.
 """
+import ast
 import os
 import signal
 import subprocess
@@ -227,7 +228,9 @@ def test_monkeypatching_does_not_leak(sb):                       # D10, D11, D12
     ("n = [0]\ndef f():\n    n[0] += 1\n    return n[0]", "nondeterministic"),                       # D13
     ("def f(a):\n    a.append(1)\n    return len(a)", "ok"),                                        # E11
 ])
-def test_determinism(sb, code, status):
+def test_determinism(sb, code, status, monkeypatch):
+    # the run-time checks, behind the static filter (test_escape_routes_are_rejected), which rejects most of these
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)
     args = "[1, 2]" if "f(a)" in code else ""
     res = sb.validate(code, args)
     assert res.status == status, res
@@ -241,7 +244,8 @@ def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
     assert res.status == "rejected" and "timing-fragile" in res.error
 
 
-def test_harness_is_identical_across_modes(sb):                   # D14
+def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)  # the program walks frames, as an attacker would
     code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
             "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
             "    return (names, __name__, sys.argv, sorted(globals()), len(sys.modules))")
@@ -271,6 +275,36 @@ def test_validate_azr_rules(sb):
     assert sb.validate("def f():\n    return float('nan')", "").status == "nondeterministic"   # F8, as AZR
 
 
+@pytest.mark.parametrize("code", [
+    "def f(x):\n    return x + int(__import__('time').time() * 10) % 2",   # E2 at 0.1 s: passes the run-time checks
+    "def f(x):\n    return x + (__import__('os').urandom(1)[0] < 13)",     # E9 at low entropy: likewise
+    "def f(x):\n    return __import__('sys').version",                      # E12 without an import statement
+    "import dataclasses\ndef f(x):\n    return dataclasses.sys.version",   # a module through another module
+    "def f(x):\n    return ().__class__.__base__.__subclasses__()",
+    "def f(x):\n    return (i for i in []).gi_frame.f_globals",
+    "def f(x):\n    return getattr(x, '__cl' + 'ass__')",
+    "def f(x):\n    return eval('__imp' + 'ort__')('time').time()",
+    "import operator\ndef f(x):\n    return operator.attrgetter('__globals__')(f)",
+])
+def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
+    res = sb.validate(code, "1")
+    assert res.status == "rejected" and "not allowed" in res.error, res
+
+
+def test_escape_filter_keeps_ordinary_programs(sb):
+    nt = ("from collections import namedtuple\nP = namedtuple('P', 'x y')\n"
+          "def f(x):\n    return (P(x, 2)._replace(y=3)._asdict()['y'], type(x).__name__)")
+    assert sb.validate(nt, "1").value == "(3, 'int')"
+    glob = "total = 0\ndef f(x):\n    global total\n    total = x\n    return total"  # ast.Global has `names` too
+    assert sb.validate(glob, "4").value == "4"
+
+
+def test_errors_are_escaped(sb):                                  # F6
+    res = sb.run("def f():\n    raise ValueError('\\x1b[2J\\rPASSED\\x00\\x9b\\u202e')", "")
+    assert res.status == "exception" and "PASSED" in res.error
+    assert not any(c in res.error for c in "\x1b\r\x00\x9b\u202e") and "\\x1b" in res.error and "\\u202e" in res.error
+
+
 def test_gold_repr_matches_python(sb):
     code = ("def f():\n    s = {3, 1, 2, 100, -7}\n    s.discard(100)\n"
             "    return [s, frozenset(), set(), (1,), (), {'k': (1.5, -0.0, 1e300, float('inf'))}, b'\\x00',"
@@ -293,9 +327,10 @@ def test_check_deduction(sb):                                     # D5, F8, F9
              ("{'a': 1, 'b': 2}", "dict(a=1, b=2)"), ("[0, 0, 0]", "[0] * 3"),
              ("1", "type('A', (), {'__eq__': lambda s, o: True})()"),
              ("1", "__import__('os').system('touch " + CANARY_FILE + "')"),
-             ("frozenset({1})", "{1}"), ("'x'", "'" + "y" * 100000 + "'"), ("nan", "nan")]
+             ("frozenset({1})", "{1}"), ("'x'", "'" + "y" * 100000 + "'"), ("nan", "nan"),
+             ("()", ""), ("()", " \n "), ("()", "()")]  # no answer is not the empty tuple "(\n)" would give
     assert sb.check_deduction(pairs) == [True, True, False, True, True, True, True, False, True, True, False,
-                                         False, True, False, False]
+                                         False, True, False, False, False, False, True]
     assert not os.path.exists(CANARY_FILE)
 
 
@@ -306,6 +341,35 @@ def test_check_abduction(sb):                                     # D6, D7
                (prog, "4", "__import__('os').kill(__import__('os').getppid(), 9)")]
     assert sb.check_abduction(triples) == [True, True, False, False, False, False, True, False]
     assert sb.run(prog, "0) or True or f(0").status == "rejected"
+
+
+def test_predictions_must_be_pure(sb):                             # D5, D6: reward hacks AZR's eval allows
+    """A predicted value may be an expression, but one that cannot run the program, brute-force f, or reach the
+    harness to forge its result record; benchmark harnesses (pure=False) take any expression."""
+    prog = "def f(s):\n    return sorted(set(s.lower()))[:3] + [len(s) * 7919 % 1009]"
+    gold = sb.validate(prog, "'Zebra Crossing 2024'").value
+    forge = ("(lambda m: m._send_record(bytearray(b'o') + (lambda o: (m._encode(%s, o), o)[1])(bytearray())))"
+             "(__import__('sys').modules['__main__'])") % gold
+    assert sb.run(prog, forge).value == gold  # what the forged record does when the text runs
+    assert sb.check_abduction([(prog, gold, forge), (prog, gold, "'Zebra Crossing 2024'")]) == [False, True]
+    affine = "def f(x):\n    return (x * 7919 + 13) % 100003"
+    brute = "next(x for x in range(10 ** 6) if f(x) == 91406)"
+    assert sb.check_abduction([(affine, "91406", brute)], pure=False) == [True]
+    assert sb.check_abduction([(affine, "91406", brute), (affine, "91406", "[0 for f in [1]] and f(2)")]) == \
+        [False, False]
+    run_it = "(lambda g: (exec(%r, g), g['f'](%s))[1])({})" % (affine, "11")
+    assert sb.check_deduction([("87122", run_it)], pure=False) == [True]
+    assert sb.check_deduction([("87122", run_it), ("87122", "87122")]) == [False, True]
+    # pure expressions still count, in both checks
+    pure = ["[0] * 3", "dict(a=1)", "'ab'.upper()", "[i * i for i in range(3)]", "sorted('ba', key=lambda c: c)"]
+    golds = ["[0, 0, 0]", "{'a': 1}", "'AB'", "[0, 1, 4]", "['a', 'b']"]
+    assert sb.check_deduction(list(zip(golds, pure))) == [True] * 5
+    ident = "def f(x):\n    return x"
+    assert sb.check_abduction([(ident, g, p) for g, p in zip(golds, pure)]) == [True] * 5
+    for bad in ["f(3)", "__import__('os')", "().__class__", "(i for i in []).gi_frame", "getattr(1, 'real')",
+                "'{0.__class__}'.format(1)", "(x := 1)", "[x for x in [1]] + [x]", "lambda: f(1)", "type(1)"]:
+        with pytest.raises(ValueError):
+            sandbox.check_pure(ast.parse(bad, mode="eval").body)
 
 
 def test_check_induction(sb):                                      # D3
