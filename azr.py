@@ -26,8 +26,18 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
     __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
     rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
-    gc, inspect, ctypes, importlib, resource, socket, signal) are rejected, and only plain builtin values may be
-    returned (a Counter or deque is bad_output). Rare official false positives score 0 here.
+    gc, inspect, ctypes, importlib, resource, socket, signal) or reaching modules, frames or imports without an
+    import statement (`__import__`, `eval`, `getattr`, `dataclasses.sys`, dunder attributes) are rejected, and only
+    plain builtin values may be returned (a Counter or deque is bad_output). A solver's predicted input or output
+    must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins; not
+    f), so it cannot compute itself by running the program, which official eval allows (a reward hack). An empty
+    answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple). Limits the
+    official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096, return values
+    up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space, and --exec_timeout covers
+    both calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
+    tell them apart). Rare official false positives score 0 here. AZR's executor quirks are kept where they change
+    rewards: a source containing `input(` or an input spanning lines never scores in a solver check
+    (executor_fails).
  4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).
  5. Randomness: every sampling decision of step t (batch composition, references, generation seeds) derives from
     (--seed, t, rank), not from global NumPy/torch RNGs, so --resume reproduces a run exactly (tested).
@@ -50,6 +60,11 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     three task types, not one per batch: a call lasts as long as its longest rollout (up to 8,096 tokens), so this
     waits for three tails per step instead of nine. Nothing else changes: batches and references are drawn at the
     start of the step either way, and rewards, advantages and buffer appends stay per (task, role) batch.
+14. Over-long prompts: a proposer prompt over --max_prompt_tokens is dropped, not redrawn with other references,
+    and a valid proposal whose learnability prompt is over it (acc 0, reward -0.5) still joins its buffer. (Public
+    forks of the official code skip that append, an accident of a `continue`; we could not check branch `paper`.)
+15. Prompt texts (prompts.py) keep the official templates' structure, tags, fences and instructions in our own
+    words, the R1 preamble included.
 """
 import dataclasses
 import datetime
@@ -231,6 +246,9 @@ def check_config(cfg):
         die("--num_references must be >= 0, --learnability_samples >= 1, --induction_inputs >= 2")
     if cfg.clip_low < 0 or cfg.clip_high < 0 or cfg.kl_coef < 0 or cfg.lr <= 0:
         die("--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0")
+    if not cfg.temperature > 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
+        die(f"--temperature must be > 0 (the update trains on logits / temperature), --top_p in (0, 1] and "
+            f"--top_k >= 0; got {cfg.temperature}, {cfg.top_p}, {cfg.top_k}")
     if cfg.max_batch < 1 or cfg.kv_cache_tokens < 0:
         die("--max_batch must be >= 1 and --kv_cache_tokens >= 0 (0 = 60% of free GPU memory)")
     if 0 < cfg.kv_cache_tokens < cfg.max_prompt_tokens + cfg.max_response_tokens:
@@ -549,8 +567,10 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
     predictions = [prompts.parse_prediction(task, answer) for _, answer in parsed]
     if task == "induction":  # no fenced program in the answer counts as a format failure (official)
         parsed = [(ok and bool(p), a) for (ok, a), p in zip(parsed, predictions)]
-    # only well-formatted answers are checked, and identical answers to one task only once (the official cache)
-    unique = {(id(e), p): (e, p) for e, p, (ok, _) in zip(entries, predictions, parsed) if ok}
+    # only well-formatted answers are checked, and identical answers to one task only once (the official cache);
+    # answers that AZR's executor can never score correct are wrong without a run
+    unique = {(id(e), p): (e, p) for e, p, (ok, _) in zip(entries, predictions, parsed)
+              if ok and not executor_fails(task, e, p)}
     if task == "deduction":
         jobs = [(e["output"], p) for e, p in unique.values()]
     elif task == "abduction":
@@ -563,6 +583,20 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
     # None = the check was lost to a sandbox_error: dropped from a learnability mean, wrong for a trained answer
     correct = [verdict.get((id(e), p), False) for e, p in zip(entries, predictions)]
     return [ok for ok, _ in parsed], correct, len(jobs)
+
+
+def executor_fails(task, entry, prediction):
+    """Solver checks that AZR's executor always fails (azr-spec.md 8), kept so rewards match the official ones:
+    it pastes the input text into a program, rejects any source containing `input(` before running it, and evaluates
+    only the program's last line, so an input spanning lines never scores. Hits a predicted input (abduction), an
+    induction candidate, and a hidden induction input (that task is then unsolvable). Proposal validation and
+    deduction answers (evaluated by `eval`, not the executor) are unaffected."""
+    if task == "abduction":
+        return "input(" in prediction or "\n" in prediction.strip()
+    if task == "induction":
+        hidden = induction_split(entry)[1][0]
+        return "input(" in prediction or any("input(" in x or "\n" in x.strip() for x in hidden)
+    return False
 
 
 def learnability(jobs, qwen, tokenizer, sandbox, cfg, seed, clock):
@@ -639,8 +673,9 @@ def propose_phase(items, qwen, tokenizer, sandbox, cfg, seeds, clock, sharded, p
 # trained. Hidden states come from the model, logprobs and entropy from the fused kernel (never [N, V] logits
 # in memory for the whole batch).
 
-def sequence_logprobs(qwen, pairs, device):
-    """pairs: [(prompt_ids, response_ids)] -> (logprobs [N], entropy [N]) over all N response tokens, in order.
+def sequence_logprobs(qwen, pairs, device, temperature=1.0):
+    """pairs: [(prompt_ids, response_ids)] -> (logprobs [N], entropy [N]) over all N response tokens, in order,
+    under logits / temperature: the distribution the rollouts were sampled from (azr-spec.md 5.2).
     Rows are right-padded: under causal attention padding after a sequence never touches it, so no mask."""
     from kernels import token_logprobs
     T = max(len(p) + len(r) for p, r in pairs)
@@ -653,7 +688,8 @@ def sequence_logprobs(qwen, pairs, device):
         targets += r
     hidden = qwen(ids.to(device), return_hidden=True)  # [B, T, D]
     h = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]  # [N, D]
-    return token_logprobs(h, qwen.lm_head.weight, torch.tensor(targets, device=device), with_entropy=True)
+    return token_logprobs(h, qwen.lm_head.weight, torch.tensor(targets, device=device), temperature=temperature,
+                          with_entropy=True)
 
 
 def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_model=None, sharded=False):
@@ -674,13 +710,13 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
         if not seqs:  # a zero-weight dummy keeps collectives in step
             seqs = [{"prompt_ids": [0], "response_ids": [0], "advantage": 0.0, "weight": 0.0}]
         pairs = [(s["prompt_ids"], s["response_ids"]) for s in seqs]
-        logprobs, entropy = sequence_logprobs(qwen, pairs, device)  # [N], [N] float32
+        logprobs, entropy = sequence_logprobs(qwen, pairs, device, cfg.temperature)  # [N], [N] float32
         adv = torch.tensor([s["advantage"] for s in seqs for _ in s["response_ids"]], device=device)
         w = torch.tensor([s["weight"] for s in seqs for _ in s["response_ids"]], device=device)
         ref = None
         if ref_model is not None:
             with torch.no_grad():
-                ref, _ = sequence_logprobs(ref_model, pairs, device)
+                ref, _ = sequence_logprobs(ref_model, pairs, device, cfg.temperature)
             if sharded:  # FSDP keeps the root's weights (embeddings, lm_head) gathered after forward; no backward
                 ref_model.reshard()  # follows to free them, so drop them now
         # old logprobs = current ones (same weights, one step per iteration): the ratio is exactly 1 (deviation 1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import azr
+from model import Qwen2
 
 
 # ----------------------------------------------------------------------------- config
@@ -40,6 +41,7 @@ def test_flag_spellings_and_types():
     (["--filter_groups"], "group_size"),
     (["--batch_size=6", "--group_size=4"], "multiple of --group_size"),
     (["--fsdp=maybe"], "choose one of"),
+    (["--temperature=0"], "--temperature must be > 0"),
     (["steps"], "unexpected argument"),
 ])
 def test_bad_flags_one_line(argv, words, capsys):
@@ -93,6 +95,33 @@ def test_check_answers_keeps_lost_checks_out_of_learnability():
     assert fmt == [True, True, True, True, False] and correct == [True, False, None, None, False] and n == 3
     assert azr.learnability_accuracy(correct[:4]) == 0.5
     assert [azr.solver_reward(f, c) for f, c in zip(fmt, correct)] == [1.0, -0.5, -0.5, -0.5, -1.0]
+
+
+@pytest.fixture(scope="module")
+def sb():
+    from sandbox import Sandbox
+    with Sandbox(cpu_s=2, wall_s=4) as s:
+        yield s
+
+
+def test_check_answers_applies_azr_executor_rules(sb):
+    """What AZR's executor never scores (it pastes inputs into a program, bans `input(` anywhere, evaluates only the
+    last line) is wrong here too, in the real sandbox, while the same answers on one line are right."""
+    def answer(tag, body):
+        return f"<think>t</think> <answer>\n```{tag}\n{body}\n```\n</answer>"
+    prog = "def f(a):\n    return sum(a)"
+    entry = {"program": prog, "output": "3", "imports": []}
+    texts = [answer("input", "[1, 2]"), answer("input", "[1,\n 2]"), answer("input", "[len('input('), -1]")]
+    assert azr.check_answers("abduction", [entry] * 3, texts, sb)[1] == [True, False, False]
+    ind = {"inputs": ["1", "2", "3", "4"], "outputs": ["2", "4", "6", "8"], "imports": []}
+    texts = [answer("python", "def f(x):\n    return 2 * x"),
+             answer("python", "def f(x):\n    def parse_input(v):\n        return 2 * v\n    return parse_input(x)")]
+    assert azr.check_answers("induction", [ind] * 2, texts, sb)[1] == [True, False]
+    multi = dict(ind, inputs=["1", "2", "3", "(\n4)"])  # a hidden input on two lines: unsolvable
+    assert azr.check_answers("induction", [multi], texts[:1], sb)[1] == [False]
+    shown = dict(ind, inputs=["(\n1)", "2", "3", "4"])  # shown inputs are only prompt text
+    assert azr.check_answers("induction", [shown], texts[:1], sb)[1] == [True]
+    assert azr.check_answers("deduction", [{"output": "[1, 2]"}], [answer("output", "[1,\n 2]")], sb)[1] == [True]
 
 
 def test_trr_token_weighted_whitening_by_hand():
@@ -238,6 +267,20 @@ def sequence_logprob(qwen, prompt, response):
     with torch.no_grad():
         logp, _ = azr.sequence_logprobs(qwen, [(prompt, response)], torch.device("cpu"))
     return logp.sum().item()
+
+
+def test_sequence_logprobs_use_the_sampling_temperature(tiny_ckpt):
+    # the update scores each response under the distribution it was sampled from: log softmax(logits / T)
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    prompt, response = [5, 9, 2, 7], [11, 3, 8]
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = qwen(ids)[0, len(prompt) - 1:-1].double()  # [3, V]: the positions that predict the response
+        for T in (1.0, 0.6):
+            logp, entropy = azr.sequence_logprobs(qwen, [(prompt, response)], torch.device("cpu"), temperature=T)
+            ref = torch.log_softmax(logits / T, dim=-1)
+            torch.testing.assert_close(logp.double(), ref[torch.arange(3), response], atol=1e-5, rtol=0)
+            torch.testing.assert_close(entropy.double(), -(ref.exp() * ref).sum(-1), atol=1e-5, rtol=0)
 
 
 def test_policy_gradient_raises_rewarded_and_lowers_penalised(tiny_ckpt, monkeypatch):
