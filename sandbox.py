@@ -39,6 +39,7 @@ running as root is not dropped to another uid; hosts other than Linux x86_64 (re
 import ast
 import builtins
 import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -62,35 +63,52 @@ BANNED_IMPORTS = ("logging", "random", "multiprocessing", "pebble", "subprocess"
                   "hashlib", "hmac", "bcrypt", "calendar", "os.sys", "os.path", "sys.exit", "os.environ")
 
 # Our addition for proposal validation (not in AZR's list, so not in the prompt): modules whose results depend on
-# the host, interpreter build or process state (sandbox.md E12), or that only serve escapes.
-HOST_IMPORTS = ("sys", "os", "platform", "gc", "inspect", "ctypes", "importlib", "resource", "socket", "signal")
+# the host, interpreter build, process state, clock or entropy (sandbox.md E9, E12), or that only serve escapes.
+HOST_IMPORTS = ("sys", "os", "platform", "gc", "inspect", "ctypes", "importlib", "resource", "socket", "signal",
+                "builtins", "uuid", "secrets", "mmap", "fcntl")
 
-# Also ours, a filter for proposal validation (sandbox.md 4.5, E9, E12): names and attributes that reach modules,
-# frames or the import system from inside a program, the easy ways to clocks, entropy and host data without an import
-# statement (`__import__('time')`, `dataclasses.sys`, `().__class__.__base__.__subclasses__()`). The kernel, not this
-# list, is the boundary; what slips past it still meets the determinism checks.
+# Also ours, a filter for proposal validation (sandbox.md 4.5): the routes from a program to modules, frames, imports
+# and eval that need no import statement (`__import__('time')`, `dataclasses.sys`, `from uuid import os`,
+# `().__class__.__base__.__subclasses__()`, `operator.attrgetter('__globals__')`, typing.get_type_hints evaluating a
+# string annotation). Each is checked as a name, an attribute and an imported name. The kernel, not this list, is the
+# boundary; what slips past it (str.format fields built at run time, say) still meets the determinism checks.
 ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
-                          "setattr", "delattr", "vars", "globals", "breakpoint", "attrgetter", "methodcaller",
-                          "Formatter"))
-ESCAPE_ATTRS = frozenset(("gi_frame", "cr_frame", "ag_frame", "tb_frame", "f_back", "f_globals", "f_builtins",
-                          "f_locals", "modules", "get_field", "inspect")) | \
-    frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS if "." not in w)  # modules as attributes of other modules
-SAFE_DUNDERS = frozenset(("__name__", "__qualname__", "__doc__", "__class__", "__len__", "__iter__", "__next__",
-                          "__contains__", "__getitem__", "__setitem__", "__eq__", "__ne__", "__lt__", "__le__",
-                          "__gt__", "__ge__", "__hash__", "__add__", "__sub__", "__mul__", "__str__", "__repr__",
-                          "__bool__", "__int__", "__float__"))
+                          "setattr", "delattr", "vars", "globals", "breakpoint"))  # as names; re.compile is fine
+ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
+                             "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
+                             "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules"))
+MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS if "." not in w)  # attributes of imported modules
+SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
+    "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge hash "
+    "str repr bool int float index round trunc floor ceil abs neg pos invert add sub mul matmul truediv floordiv mod "
+    "divmod pow lshift rshift and or xor radd rsub rmul rtruediv rfloordiv rmod rpow rand ror rxor call").split())
 NAMEDTUPLE_ATTRS = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
+STAR_IMPORTS_OK = ("math", "cmath", "itertools", "functools", "collections", "string", "heapq", "bisect", "fractions",
+                   "decimal", "statistics")
+_FORMAT_DUNDER = re.compile(r"\{[^{}]*__")  # a str.format field that walks to a dunder: '{0.__globals__[sys]}'
 
 
-def _escape_route(node):
-    """The name or attribute of `node` when it is one of the routes above, else None."""
-    if isinstance(node, ast.Name) and node.id in ESCAPE_NAMES:
+def _escape_route(node, modules):
+    """The name, attribute or import of `node` when it is one of the routes above, else None. modules: the names that
+    the program's import statements bind to modules."""
+    if isinstance(node, ast.Name) and (node.id in ESCAPE_NAMES or node.id in ESCAPE_ANYWHERE):
         return node.id
     if isinstance(node, ast.Attribute):
-        a = node.attr
-        if a in ESCAPE_ATTRS or a in ESCAPE_NAMES or (a.startswith("__") and a not in SAFE_DUNDERS) or (
-                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
+        a, root = node.attr, node.value
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if a in ESCAPE_ANYWHERE or (a.startswith("__") and a not in SAFE_DUNDERS) or (
+                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS) or (
+                a in MODULE_WORDS and isinstance(root, ast.Name) and root.id in modules):
             return "." + a
+    if isinstance(node, ast.ImportFrom):
+        for alias in node.names:
+            if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
+                return f"from {node.module} import *"
+            if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS:
+                return f"from {node.module} import {alias.name}"
+    if isinstance(node, ast.Constant) and type(node.value) is str and _FORMAT_DUNDER.search(node.value):
+        return "a format field reaching a dunder"
     return None
 
 
@@ -180,6 +198,7 @@ def azr_program(code):
         tree = ast.parse(code)
     except Exception as e:  # SyntaxError, or RecursionError/MemoryError on pathological input
         raise ValueError(f"program does not parse: {type(e).__name__}: {e}") from None
+    modules = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     for node in ast.walk(tree):
         words, tops = [], []
         if isinstance(node, ast.Import):
@@ -194,7 +213,7 @@ def azr_program(code):
         host = [w for w in tops if w in HOST_IMPORTS]
         if host:
             raise ValueError(f"import of {host[0]!r} is not allowed: results would depend on the host")
-        route = _escape_route(node)
+        route = _escape_route(node, modules)
         if route:
             raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
     if names[0] != "f":  # AZR's replace_main_function_name: two regexes, so comments and layout survive
@@ -225,11 +244,12 @@ def _call_args(args, limit=MAX_ARGS):
 # No other name (not f), no underscore or frame attribute, so an answer cannot compute itself by running the
 # program, brute-force f, or reach the harness to forge its result record (reward hacks that AZR's eval allows).
 SAFE_CALLS = frozenset(("abs", "all", "any", "bin", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
-                        "enumerate", "filter", "float", "frozenset", "hex", "int", "len", "list", "map", "max", "min",
-                        "oct", "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple",
-                        "zip"))
+                        "enumerate", "filter", "float", "frozenset", "hex", "int", "isinstance", "iter", "len", "list",
+                        "map", "max", "min", "next", "oct", "ord", "pow", "range", "reversed", "round", "set",
+                        "sorted", "str", "sum", "tuple", "zip"))
 SAFE_ATTRS = frozenset(n for t in (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex)
-                       for n in dir(t) if not n.startswith("_")) - {"format", "format_map"}  # format walks attributes
+                       for n in dir(t) if not n.startswith("_"))  # .format: only on a constant (check_pure)
+PURE_DEPTH = 400  # 'a' + 'b' + ... nests one level per term
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred, ast.UnaryOp, ast.BinOp,
                ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice, ast.Call, ast.keyword, ast.Name,
@@ -239,8 +259,9 @@ _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred
 
 def check_pure(node, scope=frozenset(), depth=0):
     """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
-    builtin or a variable of an enclosing lambda or comprehension (scope), with Python's scoping rules."""
-    if depth > MAX_DEPTH:
+    builtin or in scope: a variable of an enclosing lambda or comprehension (Python's scoping rules), or a name the
+    caller allows (check_abduction: the program's own module-level names such as a namedtuple class, never f)."""
+    if depth > PURE_DEPTH:
         raise ValueError("predicted value nested too deep")
     if not isinstance(node, _SAFE_NODES):
         raise ValueError(f"{type(node).__name__} is not allowed in a predicted value")
@@ -248,6 +269,10 @@ def check_pure(node, scope=frozenset(), depth=0):
         raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRS:
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
+    if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
+            isinstance(node.value, ast.Constant) and type(node.value.value) is str and not any(
+                set(".[") & set(re.split(r"[:!]", field)[0]) for field in re.findall(r"\{([^{}]*)\}", node.value.value))):
+        raise ValueError("str.format only on a constant whose fields do not walk attributes or items")
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args
         for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
@@ -274,18 +299,39 @@ def check_pure(node, scope=frozenset(), depth=0):
 def _pure_text(text):
     """Whether a predicted output text passes check_pure."""
     try:
+        if len(text) > MAX_VALUE_TEXT:  # before parsing: a 10 MB text would cost the trainer seconds
+            return False
         check_pure(ast.parse("(" + text + "\n)", mode="eval").body)
         return True
     except Exception:  # ValueError, SyntaxError, RecursionError, MemoryError
         return False
 
 
-def _pure_args(args):
-    """Whether every argument of a predicted input text passes check_pure."""
+@functools.lru_cache(maxsize=4096)
+def module_names(program):
+    """The names a program binds at module level (assignments, imports, classes; not f), for check_pure's scope."""
+    names = set()
+    try:
+        for stmt in ast.parse(program).body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(stmt.name)
+                continue
+            for n in ast.walk(stmt):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    names.add(n.id)
+                elif isinstance(n, ast.alias) and n.name != "*":
+                    names.add(n.asname or n.name.split(".")[0])
+    except Exception:  # SyntaxError, RecursionError: no extra names
+        pass
+    return frozenset(names - {"f"})
+
+
+def _pure_args(args, program=""):
+    """Whether every argument of a predicted input text passes check_pure, with the program's module-level names."""
     try:
         node = _call_args(args)
         for arg in node.args + [k.value for k in node.keywords]:
-            check_pure(arg)
+            check_pure(arg, module_names(program))
         return True
     except Exception:
         return False
@@ -1190,7 +1236,7 @@ class Sandbox:
         for each argument of the predicted input (not pure: wrong, without a run)."""
         triples = list(triples)
         golds = self._values([g for _, g, _ in triples])
-        runs = self._map(lambda t: self._execute(t[0], t[2]) if not pure or _pure_args(t[2]) else
+        runs = self._map(lambda t: self._execute(t[0], t[2]) if not pure or _pure_args(t[2], t[0]) else
                          (Result("rejected"), [], {}), triples)
         return [None if g is None or r[0].status == "sandbox_error" else
                 bool(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])) for g, r in zip(golds, runs)]

@@ -230,7 +230,7 @@ def test_monkeypatching_does_not_leak(sb):                       # D10, D11, D12
 ])
 def test_determinism(sb, code, status, monkeypatch):
     # the run-time checks, behind the static filter (test_escape_routes_are_rejected), which rejects most of these
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
     args = "[1, 2]" if "f(a)" in code else ""
     res = sb.validate(code, args)
     assert res.status == status, res
@@ -245,7 +245,7 @@ def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
 
 
 def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)  # the program walks frames, as an attacker would
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)  # the program walks frames, as an attacker would
     code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
             "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
             "    return (names, __name__, sys.argv, sorted(globals()), len(sys.modules))")
@@ -285,6 +285,13 @@ def test_validate_azr_rules(sb):
     "def f(x):\n    return getattr(x, '__cl' + 'ass__')",
     "def f(x):\n    return eval('__imp' + 'ort__')('time').time()",
     "import operator\ndef f(x):\n    return operator.attrgetter('__globals__')(f)",
+    "from builtins import __import__ as imp\ndef f(x):\n    return imp('time').time()",          # imported names
+    "from dataclasses import sys\ndef f(x):\n    return sys.version",
+    "from operator import methodcaller as mc\ndef f(x):\n    return len(mc('__subclasses__')(object))",
+    "from collections import *\nfrom string import *\nfrom queue import *\ndef f(x):\n    return x",  # no __all__?
+    "import uuid\ndef f(x):\n    return uuid.uuid1(1, 0).time_mid + x",                       # a clock, publicly
+    "import typing\nL = []\ndef f(x: \"[L.append(1), int][1]\"):\n    typing.get_type_hints(f)\n    return L[-1]",
+    "import dataclasses\ndef f(x):\n    return '{0.__globals__[sys].version}'.format(dataclasses.dataclass)",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -297,6 +304,10 @@ def test_escape_filter_keeps_ordinary_programs(sb):
     assert sb.validate(nt, "1").value == "(3, 'int')"
     glob = "total = 0\ndef f(x):\n    global total\n    total = x\n    return total"  # ast.Global has `names` too
     assert sb.validate(glob, "4").value == "4"
+    common = ("import re\nfrom functools import reduce\nfrom collections import namedtuple\nE = namedtuple('E', 'time')\n"
+              "def f(s):\n    return (re.compile(r'\\d+').findall(s), reduce(set.__or__, [{1}, {2}]), E(3).time, "
+              "'{}-{:>3}'.format(1, 2))")
+    assert sb.validate(common, "'a1b22'").value == "(['1', '22'], {1, 2}, 3, '1-  2')"
 
 
 def test_errors_are_escaped(sb):                                  # F6
@@ -366,6 +377,11 @@ def test_predictions_must_be_pure(sb):                             # D5, D6: rew
     assert sb.check_deduction(list(zip(golds, pure))) == [True] * 5
     ident = "def f(x):\n    return x"
     assert sb.check_abduction([(ident, g, p) for g, p in zip(golds, pure)]) == [True] * 5
+    # the program's own module-level names (a namedtuple, an import) may appear in a predicted input; f never
+    pt = "from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\ndef f(p, d):\n    return p.x + len(d)"
+    assert sb.check_abduction([(pt, "3", "Pt(1, 2), deque([0, 0])"), (pt, "3", "Pt(1, 2), f(Pt(0, 0), [])")]) == \
+        [True, False]
+    assert sb.check_deduction([("'3-x'", "'{}-{}'.format(3, 'x')"), ("'1'", "'{0.real}'.format(1)")]) == [True, False]
     for bad in ["f(3)", "__import__('os')", "().__class__", "(i for i in []).gi_frame", "getattr(1, 'real')",
                 "'{0.__class__}'.format(1)", "(x := 1)", "[x for x in [1]] + [x]", "lambda: f(1)", "type(1)"]:
         with pytest.raises(ValueError):
