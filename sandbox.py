@@ -271,7 +271,8 @@ def check_pure(node, scope=frozenset(), depth=0):
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
             isinstance(node.value, ast.Constant) and type(node.value.value) is str and not any(
-                set(".[") & set(re.split(r"[:!]", field)[0]) for field in re.findall(r"\{([^{}]*)\}", node.value.value))):
+                set(".[") & set(re.split(r"[:!]", field)[0])
+                for field in re.findall(r"\{([^{}]*)\}", node.value.value))):
         raise ValueError("str.format only on a constant whose fields do not walk attributes or items")
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args

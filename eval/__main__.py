@@ -211,7 +211,8 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     write_atomic(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     agg = report.aggregates({b: r["pass@1"] for b, r in results.items()})
     summary = {"model": model_path, "template": template, "samples": samples, "temperature": temperature,
-               "limit": limit, "results": results, "aggregates": {k: v[0] for k, v in agg.items()}}
+               "limit": limit, "results": results,
+               "aggregates": {k: {"value": v, "benchmarks": have, "of": of} for k, (v, have, of) in agg.items()}}
     write_atomic(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     write_atomic(out_dir / "results.md", table + "\n")
     print(table)

@@ -166,9 +166,14 @@ def sanitize(code: str) -> str:
 
 
 def candidate_program(item: dict, completion: str, prefilled: bool) -> str:
-    """The program to test: extracted, sanitized code; the task prompt is prepended when the code does not define
-    the entry point itself (a body-only continuation) or uses helpers the prompt defines (HumanEval/32 `poly`)."""
+    """The program to test: extracted, sanitized code, as EvalPlus builds it. A prefilled prompt is a direct
+    completion: the task prompt is prepended when the code does not define the entry point itself (a body-only
+    continuation) or uses helpers the prompt defines (HumanEval/32 `poly`). Otherwise (an answer in the R1 or chat
+    format) the model's code is the whole solution, as EvalPlus takes a chat model's: a bare body or a missing
+    helper fails."""
     code = sanitize(extract_code(completion, prefilled))
+    if not prefilled:
+        return code
     if not re.search(rf"^\s*def\s+{re.escape(item['entry_point'])}\s*\(", code, re.MULTILINE):
         code = item["prompt"] + code
     elif "def " in item["prompt"].split(f"def {item['entry_point']}")[0]:
@@ -460,15 +465,21 @@ def score_code(benchmark: str, items: list[dict], completions: list[str], runner
             scored.append({"extracted": prog, "verdict": False, "base": False,
                            "detail": "reference solution failed in the sandbox"})
             continue
-        passed, spent, detail, excluded = [], 0.0, "", 0
-        for k, (args, exp, rec, limit) in enumerate(zip(it["inputs"], ref["expected"], records, limits[it["id"]])):
+        passed, detail, excluded = [], "", 0
+        # EvalPlus checks the base inputs and the plus inputs as two runs, each within min(60 s, the sum of its
+        # inputs' limits) + 1 s
+        lims, n_base = limits[it["id"]], it["n_base"]
+        budget = [min(TASK_LIMIT_S, sum(lims[:n_base])) + 1.0, min(TASK_LIMIT_S, sum(lims[n_base:])) + 1.0]
+        spent = [0.0, 0.0]
+        for k, (args, exp, rec, limit) in enumerate(zip(it["inputs"], ref["expected"], records, lims)):
             if rec[0] == "excluded":  # too big to send to the sandbox: skipped for the reference and for everyone
                 excluded += 1
                 passed.append(True)
                 continue
-            spent += rec[3]
+            run = int(k >= n_base)
+            spent[run] += rec[3]
             match = output_ok(benchmark, it["entry_point"], args, exp, rec, it["atol"])
-            in_time = rec[3] <= limit and spent <= TASK_LIMIT_S
+            in_time = rec[3] <= limit and spent[run] <= budget[run]
             if not (match and in_time) and not detail:
                 why = f"{rec[0]} {rec[1][:200]}" if rec[0] != "ok" else "over the time limit" if match else \
                     "wrong output"

@@ -73,7 +73,8 @@ def read_jsonl(path: Path) -> list[dict]:
     """Records of a .jsonl / .jsonl.gz / .json (list) file; DataError naming the file and line when malformed."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found; check the path (--data-dir, NANOAZR_DATA, --lcb-file, "
+                        "--lcb-gen-file)")
     try:
         raw = path.read_bytes()
         if path.suffix == ".gz":
@@ -175,7 +176,11 @@ def raw_records(benchmark: str, data_dir: Path | None = None, lcb_file: Path | N
         return records, str(path)
     if benchmark not in LOCAL_FILE:
         raise DataError(f"unknown benchmark {benchmark!r}; choose from {','.join(ALL_BENCHMARKS)}")
+    explicit = data_dir is not None or "NANOAZR_DATA" in os.environ  # a folder the user named must exist
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    if explicit and not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist; pass --data-dir (or set NANOAZR_DATA to) the "
+                        "folder holding the benchmark files, or set neither to fetch them from the Hugging Face hub")
     local = data_dir / LOCAL_FILE[benchmark]
     if local.is_file():
         return read_jsonl(local), str(local)
@@ -289,8 +294,15 @@ def load_benchmark(benchmark: str, data_dir: Path | None = None, limit: int | No
                 pfield = "problem"  # hub copies name the field "problem"
             gfield = GOLD_FIELD[benchmark].split(":")[-1]
             _check_fields(records, [pfield, gfield], where)
-            items = [{"id": str(r.get("id", r.get("unique_id", r.get("idx", n)))), "problem": r[pfield],
-                      "answer": gold_answer(benchmark, r)} for n, r in enumerate(records)]
+            items = []
+            for n, r in enumerate(records):
+                try:
+                    answer = gold_answer(benchmark, r)
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                    raise DataError(f"{where}: record {n + 1}: no reference answer ({type(e).__name__}: {e}); fix or "
+                                    "remove that record, or fetch the file again") from None
+                items.append({"id": str(r.get("id", r.get("unique_id", r.get("idx", n)))), "problem": r[pfield],
+                              "answer": answer})
         else:  # lcb-e
             items = [{"id": str(r.get("id", r.get("question_id", n))), "code": r["code"],
                       "input": _call_arguments(r["input"], r.get("function_name", "")), "output": r["output"],
@@ -298,5 +310,6 @@ def load_benchmark(benchmark: str, data_dir: Path | None = None, limit: int | No
     except DataError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, zlib.error) as e:
-        raise DataError(f"{where}: malformed record for {benchmark} ({type(e).__name__}: {e})") from None
+        raise DataError(f"{where}: malformed record for {benchmark} ({type(e).__name__}: {e}); fix or remove it, or "
+                        "fetch the file again") from None
     return items[:limit] if limit else items

@@ -91,9 +91,15 @@ def _normalise(s: str) -> str:
     return re.sub(r"\s+", "", s).rstrip(".").lower()
 
 
+# A number in E notation (`4.5e33`, `1e-5`: 58 of Minerva's 272 reference answers). math-verify reads it as LaTeX,
+# where `e` is Euler's number, so `4.5 \times 10^{33}` would never match; rewrite it as the LaTeX it means.
+_E_NOTATION = re.compile(r"(?<![\w.\\])(\d+(?:\.\d*)?|\.\d+)[eE]([-+]?)0*(\d+)(?![\w.])")
+
+
 def _parse(s: str):
     # math-verify reads LaTeX inside math delimiters; wrap bare answers so `\frac12` and `3,5` are found.
-    s = s.strip()
+    s = _E_NOTATION.sub(lambda m: f"{m.group(1)}\\times 10^{{{'-' if m.group(2) == '-' else ''}{m.group(3)}}}",
+                        s.strip())
     if not s:
         return []
     if "$" not in s and "\\(" not in s and "\\[" not in s:

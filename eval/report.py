@@ -64,8 +64,9 @@ def aggregates(pass1: dict) -> dict:
         have = [pass1[b] for b in group if b in pass1]
         if have:
             out[name] = (sum(have) / len(have), len(have), len(group))
-    if "CAvg" in out and "MAvg" in out:
-        out["AVG"] = ((out["CAvg"][0] + out["MAvg"][0]) / 2, None, None)
+    if "CAvg" in out and "MAvg" in out:  # counts: both groups together, so a partial CAvg shows in AVG too
+        c, m = out["CAvg"], out["MAvg"]
+        out["AVG"] = ((c[0] + m[0]) / 2, c[1] + m[1], c[2] + m[2])
     return out
 
 
@@ -83,8 +84,9 @@ def markdown_table(model_name: str, results: dict, ks: list[int]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     agg = aggregates({b: r["pass@1"] for b, r in results.items()})
     for name, (value, have, of) in agg.items():
-        note = f" ({have}/{of} benchmarks)" if have is not None and have < of else ""
+        # an average over fewer benchmarks than the paper's is not the paper's number: no paper value beside it
+        note = f" ({have}/{of} benchmarks)" if have < of else ""
         row = [name + note, "", f"{100 * value:.1f}"] + [""] * len(kcols) + [
-            f"{paper[name]:.1f}" if name in paper else "n/a"]
+            "n/a" if name not in paper else f"{paper[name]:.1f}" if not note else "not comparable"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -47,6 +47,11 @@ def test_extract_answer(completion, expected):
     ("\\frac{1}{2}", "0.51", False),
     ("3, 5", "3", False),
     ("7", "", False),
+    ("4.5e33", "4.5 \\times 10^{33}", True),                       # Minerva's E notation (58 of 272 answers)
+    ("1e-5", "0.00001", True),
+    ("3e6", "3 \\cdot 10^6", True),
+    ("4.5e33", "4.6 \\times 10^{33}", False),
+    ("1e-5", "1e5", False),
 ])
 def test_math_equal(gold, answer, equal):
     assert mathscore.math_equal(gold, answer) is equal
@@ -93,7 +98,11 @@ def test_scores_aggregates_and_table():
     assert report.paper_key("Qwen/Qwen2.5-Coder-7B") == "qwen2.5-coder-7b"
     assert report.paper_key("andrewzh2/Absolute_Zero_Reasoner-Base-7b") == "azr-base-7b"
     table = report.markdown_table("Qwen/Qwen2.5-7B", {"humaneval+": {"pass@1": 0.7, "n": 164}}, [1])
-    assert "| humaneval+ | 164 | 70.0 | 73.2 |" in table and "CAvg (1/3 benchmarks)" in table
+    assert "| humaneval+ | 164 | 70.0 | 73.2 |" in table
+    assert "| CAvg (1/3 benchmarks) |  | 70.0 | not comparable |" in table
+    assert agg["AVG"][1:] == (4, 9)  # 2 of 3 code + 2 of 6 math benchmarks: AVG says it is partial too
+    full = {b: {"pass@1": 0.5, "n": 1} for b in report.CODE_AVG + report.MATH_AVG}
+    assert "| AVG |  | 50.0 | 39.8 |" in report.markdown_table("Qwen/Qwen2.5-7B", full, [1])
 
 
 def test_templates():
@@ -150,6 +159,12 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match=r"lacks field\(s\) answer"):
         data.load_benchmark("aime24", tmp_path)
 
+    (tmp_path / "olympiadbench").mkdir()
+    (tmp_path / "olympiadbench" / "test.jsonl").write_text('{"question": "q", "final_answer": ["1"]}\n'
+                                                           '{"question": "q", "final_answer": []}\n')
+    with pytest.raises(data.DataError, match=r"test.jsonl: record 2: no reference answer .*; fix or remove"):
+        data.load_benchmark("olympiadbench", tmp_path)
+
     (tmp_path / "mbppplus").mkdir()
     (tmp_path / "mbppplus" / "MbppPlus.jsonl.gz").write_bytes(b"not gzip at all")
     with pytest.raises(data.DataError, match=r"MbppPlus.jsonl.gz: cannot read"):
@@ -157,6 +172,17 @@ def test_missing_and_malformed_files(tmp_path, monkeypatch):
 
     with pytest.raises(data.DataError, match="--lcb-file"):
         data.load_benchmark("lcb-e", tmp_path)
+
+    # a folder the user named must exist (no slow hub fallback); the default folder may be absent (then: the hub)
+    with pytest.raises(data.DataError, match=r"data directory .*nowhere does not exist; pass --data-dir") as e:
+        data.load_benchmark("aime24", tmp_path / "nowhere")
+    monkeypatch.setenv("NANOAZR_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(data.DataError, match="NANOAZR_DATA"):
+        data.load_benchmark("aime24")
+    monkeypatch.delenv("NANOAZR_DATA")
+    monkeypatch.setattr(data, "REPO", tmp_path / "repo")  # default ../shared/data beside it: absent -> the hub
+    with pytest.raises(data.DataError, match="Hugging Face hub is unreachable"):
+        data.load_benchmark("aime24")
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
@@ -272,6 +298,27 @@ def test_livecodebench_execution_file(tmp_path, sandbox):
     assert [s["verdict"] for s in wrong] == [False, False]
 
 
+def test_code_time_budget_per_run(monkeypatch):
+    """EvalPlus runs the base and the plus inputs as two checks, each within min(60 s, sum of its inputs' limits)
+    + 1 s (not 60 s for both together). Reference: 2 s per input -> 16 s limits; 6 base + 6 plus inputs."""
+    item = {"id": "T/0", "entry_point": "g", "inputs": [(1,)] * 12, "n_base": 6, "atol": 0.0, "prompt": "",
+            "canonical_solution": ""}
+    ref = ("ok", "1", "int", 2.0)
+    monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/0": {
+        "ok": True, "time": [2.0] * 12, "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
+
+    class Runner:  # each candidate takes `seconds` per input
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def run(self, jobs):
+            return [[("ok", "1", "int", self.seconds)] * 12 for _ in jobs]
+    code = ["```python\ndef g(x):\n    return 1\n```"]
+    assert codeeval.score_code("humaneval+", [item], code, Runner(9.5), False)[0]["verdict"]  # 57 + 57 s: in time
+    late = codeeval.score_code("humaneval+", [item], code, Runner(11.0), False)[0]  # 66 s > 61 s in the base run
+    assert not late["verdict"] and "over the time limit" in late["detail"]
+
+
 # HumanEval/32 exercises the find_zero oracle and the prompt's helper, Mbpp/2 the set oracle and tuple inputs.
 @pytest.mark.parametrize("name, ids", [("humaneval+", ["HumanEval/0", "HumanEval/32", "HumanEval/53"]),
                                             ("mbpp+", ["Mbpp/2", "Mbpp/3", "Mbpp/4"])])
@@ -292,6 +339,14 @@ def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
     assert [s["verdict"] for s in wrong] == [False, False, False]
     assert wrong[0]["base"] is True and "wrong output" in wrong[0]["detail"]
     assert wrong[1]["base"] is False and "ZeroDivisionError" in wrong[1]["detail"]
+    # a bare function body counts only as the continuation of a prefilled prompt (EvalPlus: direct completion);
+    # as an answer it is the whole solution (EvalPlus: a chat model's), which defines nothing
+    body = first["canonical_solution"]  # HumanEval's is the body under the prompt's signature (MBPP's is a def)
+    if benchmark != "humaneval+":
+        return
+    assert [s["verdict"] for s in codeeval.score_code(benchmark, [first], [body], code_runner, True)] == [True]
+    assert [s["verdict"] for s in codeeval.score_code(benchmark, [first], [f"```python\n{body}\n```"], code_runner,
+                                                       False)] == [False]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -317,6 +372,7 @@ def test_end_to_end_tiny_model(tiny_ckpt, data_dir, tmp_path, code_runner, torch
     assert all({"benchmark", "id", "prompt", "completion", "extracted", "verdict"} <= set(r) for r in records)
     summary = json.loads((out / "results.json").read_text())
     assert summary["template"] == "qwen-boxed" and set(summary["aggregates"]) == {"CAvg", "MAvg", "AVG"}
+    assert summary["aggregates"]["CAvg"]["benchmarks"] == 2 and summary["aggregates"]["CAvg"]["of"] == 3  # no lcb
     assert "| cruxeval-o | 2 |" in (out / "results.md").read_text()
 
     # sampling: 3 samples per problem at temperature 1 -> pass@1 and pass@2 reported

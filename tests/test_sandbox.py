@@ -245,7 +245,8 @@ def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
 
 
 def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)  # the program walks frames, as an attacker would
+    # the program walks frames, as an attacker would: past the static filter
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
     code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
             "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
             "    return (names, __name__, sys.argv, sorted(globals()), len(sys.modules))")
@@ -304,7 +305,8 @@ def test_escape_filter_keeps_ordinary_programs(sb):
     assert sb.validate(nt, "1").value == "(3, 'int')"
     glob = "total = 0\ndef f(x):\n    global total\n    total = x\n    return total"  # ast.Global has `names` too
     assert sb.validate(glob, "4").value == "4"
-    common = ("import re\nfrom functools import reduce\nfrom collections import namedtuple\nE = namedtuple('E', 'time')\n"
+    common = ("import re\nfrom functools import reduce\nfrom collections import namedtuple\n"
+              "E = namedtuple('E', 'time')\n"
               "def f(s):\n    return (re.compile(r'\\d+').findall(s), reduce(set.__or__, [{1}, {2}]), E(3).time, "
               "'{}-{:>3}'.format(1, 2))")
     assert sb.validate(common, "'a1b22'").value == "(['1', '22'], {1, 2}, 3, '1-  2')"
@@ -378,7 +380,8 @@ def test_predictions_must_be_pure(sb):                             # D5, D6: rew
     ident = "def f(x):\n    return x"
     assert sb.check_abduction([(ident, g, p) for g, p in zip(golds, pure)]) == [True] * 5
     # the program's own module-level names (a namedtuple, an import) may appear in a predicted input; f never
-    pt = "from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\ndef f(p, d):\n    return p.x + len(d)"
+    pt = ("from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\n"
+          "def f(p, d):\n    return p.x + len(d)")
     assert sb.check_abduction([(pt, "3", "Pt(1, 2), deque([0, 0])"), (pt, "3", "Pt(1, 2), f(Pt(0, 0), [])")]) == \
         [True, False]
     assert sb.check_deduction([("'3-x'", "'{}-{}'.format(3, 'x')"), ("'1'", "'{0.real}'.format(1)")]) == [True, False]
