@@ -1168,9 +1168,14 @@ def main(argv=None):
         changed = [k for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "resume") and saved.get(k) != v]
         if changed:  # allowed (e.g. a new eval cadence), but the run is then no longer an exact continuation
             print0(f"warning: resuming with changed flags: {', '.join(f'{k}={saved.get(k)}->{getattr(cfg, k)}' for k in changed)}", rank=rank)
-    tokenizer = model_lib.load_tokenizer(source)
-    qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
-    ref_model = setup_reference(source, device, compute_dtype, sharded) if cfg.kl_coef > 0 else None
+    try:  # a broken folder (config, weights, tokenizer) gets model.py's one line, not a traceback
+        tokenizer = model_lib.load_tokenizer(source)
+        qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
+        ref_model = setup_reference(source, device, compute_dtype, sharded) if cfg.kl_coef > 0 else None
+    except (model_lib.CheckpointError, FileNotFoundError) as e:
+        die(f"cannot load the model: {e}")
+    if tokenizer.eos_token_id is None:
+        die(f"the tokenizer in {source} has no eos token, so rollouts could never end; use a Qwen2.5 tokenizer")
     master = optimizer_params(qwen, master, sharded, cfg)
     optimizer = make_optimizer(master if master is not None else list(qwen.parameters()), cfg)
     print0(f"config: {json.dumps(dataclasses.asdict(cfg))}", rank=rank)

@@ -62,7 +62,11 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         max_new_tokens: cap on sampled tokens per completion (a sampled stop id counts toward it).
         temperature, top_k, top_p: passed to kernels.sample; temperature=0 is greedy.
         stop_token_ids: a completion ends at the first of these; the stop id is not included.
-        seed: makes sampling reproducible (same arguments -> same completions).
+        seed: makes sampling reproducible: the same arguments give the same completions. The tokens also depend on
+            the schedule (which rows share a step draws the random numbers), so max_batch, a kv_cache_tokens budget
+            tight enough to preempt, or generating a subset of the prompts changes them; greedy decoding never
+            changes. On CUDA the default budget follows the free memory: pass kv_cache_tokens for runs that must
+            repeat exactly.
         max_batch: most sequences decoded together (rows of the block table).
         kv_cache_tokens: KV cache budget in tokens (at least one longest prompt + max_new_tokens). Default: 60% of
             free GPU memory on CUDA; elsewhere every row gets room for the longest sequence (no preemption).
@@ -76,15 +80,23 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         the sampled tokens' log-probabilities) when return_logprobs.
     """
     device, config = model.device, model.config
+    prompts = [_token_list(p, f"prompt {i}") for i, p in enumerate(prompts)]
+    stop_token_ids = _token_list(stop_token_ids, "stop_token_ids")
+    for name, value, low in (("max_new_tokens", max_new_tokens, 0), ("max_batch", max_batch, 1),
+                             ("prefill_tokens", prefill_tokens, 1), ("block_size", block_size, 1),
+                             ("kv_cache_tokens", kv_cache_tokens, 1)):
+        if value is not None and (type(value) is not int or value < low):
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     completions = [[] for _ in prompts]
     logprobs = [[] for _ in prompts]
-    if not prompts or max_new_tokens <= 0:
+    if not prompts or max_new_tokens == 0:
         return (completions, logprobs) if return_logprobs else completions
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
-        if max(p) >= config.vocab_size or min(p) < 0:
-            raise ValueError(f"prompt {i} has token id {max(p)} outside the vocabulary [0, {config.vocab_size})")
+        bad = next((t for t in p if not 0 <= t < config.vocab_size), None)
+        if bad is not None:
+            raise ValueError(f"prompt {i} has token id {bad} outside the vocabulary [0, {config.vocab_size})")
 
     max_len = max(len(p) for p in prompts) + max_new_tokens
     if max_len > config.max_position_embeddings:
@@ -298,6 +310,19 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
     if bar is not None:
         bar.close()
     return (completions, logprobs) if return_logprobs else completions
+
+
+def _token_list(ids, what):
+    """A list of python ints from a list, tuple, tensor or array of integer token ids; ValueError otherwise."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise ValueError(f"{what} must be a list of int token ids, got {type(ids).__name__}")
+    ids = list(ids)
+    if not all(type(t) is int for t in ids):
+        bad = next(t for t in ids if type(t) is not int)
+        raise ValueError(f"{what} must hold int token ids, got {bad!r} ({type(bad).__name__})")
+    return ids
 
 
 def make_decode_step(model, cache, graphs=False):

@@ -10,6 +10,7 @@ One file, Hugging Face parameter names, so an official checkpoint's safetensors 
 The batched generation engine lives in engine.py; `generate` is re-exported here so callers can write
 `from model import generate`.
 """
+import errno
 import json
 import math
 import os
@@ -46,6 +47,10 @@ class Qwen2Config:
     eos_token_id: int | None = None
 
     def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in (int, "int") and (type(v) is not int or v <= 0) and not (f.name == "head_dim" and v == 0):
+                raise CheckpointError(f"config {f.name}={v!r} must be a positive integer; fix config.json")
         if not self.head_dim:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_attention_heads % self.num_key_value_heads:
@@ -59,10 +64,13 @@ class Qwen2Config:
             arch = ",".join(d.get("architectures") or []) or "unknown architecture"
             raise ValueError(f"{where} is model_type '{d.get('model_type')}' ({arch}), not 'qwen2': "
                              "nanoAZR only runs Qwen2/Qwen2.5 checkpoints")
-        # transformers >= 5 nests rope_theta in rope_parameters; older configs keep it top-level.
+        # transformers >= 5 nests rope_theta in rope_parameters; older configs keep it top-level. Qwen's YaRN recipe
+        # adds a rope_scaling block, which may sit beside a default rope_parameters: both must be plain rotary.
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
-        if rope.get("rope_type", rope.get("type", "default")) != "default":
-            raise ValueError(f"{where} asks for rope scaling {rope}; only the default rotary is implemented")
+        for block in (d.get("rope_parameters"), d.get("rope_scaling")):
+            if isinstance(block, dict) and block.get("rope_type", block.get("type", "default")) != "default":
+                raise CheckpointError(f"{where} asks for rope scaling {block}; only the default rotary is "
+                                      "implemented (remove the block to run without YaRN)")
         if d.get("use_sliding_window"):
             raise ValueError(f"{where} has use_sliding_window=true; sliding-window attention is not implemented")
         if d.get("hidden_act", "silu") != "silu":
@@ -85,6 +93,10 @@ class Qwen2Config:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be used as it is; the message is one line naming the file and the fix."""
 
 
 class RMSNorm(nn.Module):
@@ -453,9 +465,16 @@ class Qwen2(nn.Module):
         expected = set(qwen.state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
-            raise ValueError(f"checkpoint {folder} does not match its config.json: missing {missing[:3]}"
+            raise CheckpointError(f"checkpoint {folder} does not match its config.json: missing {missing[:3]}"
                              f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
                              f"{'...' if len(unexpected) > 3 else ''}")
+        shapes = {k: tuple(v.shape) for k, v in qwen.state_dict().items()}
+        wrong = [k for k in shapes if tuple(state[k].shape) != shapes[k]]
+        if wrong:
+            k = wrong[0]
+            raise CheckpointError(f"checkpoint {folder}: {k} has shape {tuple(state[k].shape)} but config.json implies "
+                                  f"{shapes[k]} ({len(wrong)} tensor(s) disagree); the config and the weights come "
+                                  "from different models")
         qwen.load_state_dict(state, strict=True, assign=True)
         return qwen.eval()
 
@@ -467,14 +486,22 @@ class Qwen2(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()
                  if not (k == "lm_head.weight" and self.config.tie_word_embeddings)}  # HF stores no tied copy
         dtype = next(iter(state.values())).dtype
-        write_atomic(os.path.join(path, "model.safetensors"),
-                     lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        write_atomic(os.path.join(path, "model.safetensors"), lambda tmp: _save_safetensors(state, tmp))
         config = json.dumps(self.config.to_hf(dtype), indent=2)
         write_atomic(os.path.join(path, "config.json"), config)
         # A stale index from an earlier sharded save would point loaders at old shards.
         stale = os.path.join(path, "model.safetensors.index.json")
         if os.path.exists(stale):
             os.remove(stale)
+
+
+def _save_safetensors(state, file):
+    try:
+        save_file(state, file, metadata={"format": "pt"})
+    except Exception as e:  # safetensors' own error type: give a full disk the errno Python's own writes carry
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            raise OSError(errno.ENOSPC, "No space left on device", file) from None
+        raise
 
 
 def write_atomic(path, content):
@@ -499,16 +526,34 @@ def read_config(folder) -> Qwen2Config:
     file = os.path.join(folder, "config.json")
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no config.json in {folder}: not a Hugging Face model folder")
-    with open(file) as f:
-        return Qwen2Config.from_hf(json.load(f), where=file)
+    d = _read_json(file, "config.json")
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{file} holds a {type(d).__name__}, not a JSON object; re-download config.json")
+    return Qwen2Config.from_hf(d, where=file)
+
+
+def _read_json(file, what):
+    try:
+        with open(file) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file} is not valid JSON ({e}); re-download {what}") from None
 
 
 def load_safetensors(folder, device="cpu", dtype=None) -> dict:
     """All tensors of a single-file or sharded (model.safetensors.index.json) checkpoint, cast to dtype."""
+    device = torch.device(device)  # a bad device string fails here, not as a "corrupt file"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available here; load on device='cpu'")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.isfile(index):
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
+        weight_map = _read_json(index, "model.safetensors.index.json")
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index} has no weight_map of tensor names to shard files; re-download it")
+        files = sorted(set(weight_map.values()))
     elif os.path.isfile(os.path.join(folder, "model.safetensors")):
         files = ["model.safetensors"]
     else:
@@ -524,7 +569,7 @@ def load_safetensors(folder, device="cpu", dtype=None) -> dict:
                     t = f.get_tensor(key)
                     state[key] = t.to(dtype) if dtype is not None else t
         except Exception as e:  # safetensors reports truncation as a header/size error deep inside
-            raise ValueError(f"cannot read {file} (truncated or corrupt? re-download it): "
+            raise CheckpointError(f"cannot read {file} (truncated or corrupt? re-download it): "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return state
 
@@ -570,7 +615,18 @@ def resolve_checkpoint(name_or_path) -> str:
 def load_tokenizer(path):
     """The fast tokenizer stored beside the weights (tokenizer.json + tokenizer_config.json)."""
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(resolve_checkpoint(path))
+    folder = resolve_checkpoint(path)
+    if not any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "vocab.json")):
+        # (transformers would build an empty tokenizer, and every prompt would encode to nothing)
+        raise CheckpointError(f"no tokenizer in {folder} (tokenizer.json); copy the tokenizer files of the base "
+                              "model (tokenizer.json, tokenizer_config.json) beside the weights")
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        _read_json(os.path.join(folder, "tokenizer.json"), "tokenizer.json")
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as e:  # OSError, ValueError, TypeError, ...: whatever the folder's files made transformers raise
+        raise CheckpointError(f"cannot load the tokenizer in {folder} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); re-download its tokenizer files") from None
 
 
 def generate(model, prompts, max_new_tokens, **kwargs):

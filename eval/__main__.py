@@ -156,8 +156,11 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
         raise ModelError(f"--model {model_path}: {e}") from None
     if dtype == "auto":  # bf16 on GPUs (how the paper's harnesses run), fp32 on CPU
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-    model = Qwen2.from_pretrained(path, device=device, dtype=getattr(torch, dtype))
-    tokenizer = load_tokenizer(path)
+    try:
+        model = Qwen2.from_pretrained(path, device=device, dtype=getattr(torch, dtype))
+        tokenizer = load_tokenizer(path)
+    except (FileNotFoundError, ValueError) as e:  # model.py's one-line checkpoint errors (CheckpointError, ...)
+        raise ModelError(f"--model {model_path}: {e}") from None
     if rank == 0:
         print(f"model {model_path} ({path}) on {device} x{world}, template {template}, samples {samples}, "
               f"temperature {temperature}, {dtype}", file=sys.stderr)

@@ -76,6 +76,10 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, with_log
     a greedy step's sampling (the Triton kernels compute it on the way anyway).
     """
     from . import sampling
+    sampling._check_logits(logits)
+    if logits.shape[0] == 0:  # no rows: nothing to draw (the kernels' grids would be empty)
+        ids = torch.empty(0, dtype=torch.int64, device=logits.device)
+        return ids, (torch.empty(0, dtype=torch.float32, device=logits.device) if with_logprobs else None)
     if backend(logits.device) == "triton":
         ids, logp = sampling.sample_triton(logits, temperature, top_k, top_p, generator)
         return ids, (logp if with_logprobs else None)

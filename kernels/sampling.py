@@ -60,6 +60,8 @@ def _check_logits(logits):
         raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}; flatten leading dims first")
     if not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor, got {logits.dtype}")
+    if logits.shape[1] == 0:
+        raise ValueError("logits have an empty vocabulary (V = 0): nothing to sample")
 
 
 def _rows(value, B, dtype, device, name):
@@ -94,7 +96,7 @@ def _static_flags(logits, temperature, top_k, top_p):
 
 def _params(logits, temperature, top_k, top_p):
     """Validate python-scalar knobs (tensor knobs are trusted: checking them would need a host sync)."""
-    if not isinstance(temperature, torch.Tensor) and temperature < 0:
+    if not isinstance(temperature, torch.Tensor) and not temperature >= 0:  # NaN too
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if not isinstance(top_k, torch.Tensor) and (top_k < 0 or int(top_k) != top_k):
         raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")

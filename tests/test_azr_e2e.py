@@ -184,6 +184,15 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     (other / "ckpt" / "latest").write_text("step_000001")
     assert "another model" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}", "--resume"])
     assert "already holds checkpoints" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}"])
+    # a model folder with something broken: model.py's message, on one line
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_ckpt, broken)
+    (broken / "tokenizer.json").unlink()
+    msg = one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o2'}"])
+    assert "cannot load the model" in msg and "no tokenizer" in msg
+    shutil.copy(Path(tiny_ckpt) / "tokenizer.json", broken / "tokenizer.json")
+    (broken / "model.safetensors").write_bytes((Path(tiny_ckpt) / "model.safetensors").read_bytes()[:1000])
+    assert "truncated or corrupt" in one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o3'}"])
 
 
 # ----------------------------------------------------------------------------- torchrun, 2 processes, gloo

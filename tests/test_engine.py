@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+import kernels
 from model import KVCache, Qwen2, generate
 from tiny import make_tiny_checkpoint
 
@@ -250,6 +251,23 @@ def test_bad_input_errors(tiny_ckpt):
         generate(qwen, [[qwen.config.vocab_size]], 4)
     with pytest.raises(ValueError, match="kv_cache_tokens=10 cannot hold"):
         generate(qwen, [[1] * 8], 4, kv_cache_tokens=10)
+    with pytest.raises(ValueError, match="token id -1 outside"):  # the id that is wrong, not the largest
+        generate(qwen, [[5, -1]], 4)
+    for kwargs, words in [(dict(max_batch=0), "max_batch must be an int >= 1"),
+                          (dict(block_size=0), "block_size must be an int >= 1"),
+                          (dict(stop_token_ids=None), "stop_token_ids must be a list of int token ids"),
+                          (dict(temperature=float("nan")), "temperature must be >= 0")]:
+        with pytest.raises(ValueError, match=words):
+            generate(qwen, [[1, 2]], 4, **kwargs)
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+        generate(qwen, [[1, 2]], -1)
+    with pytest.raises(ValueError, match=r"prompt 0 must hold int token ids, got 1.5"):
+        generate(qwen, [[1.5, 2]], 4)
+    # tensors and tuples are token lists too
+    assert generate(qwen, [torch.tensor([1, 2]), (3, 4)], 3, temperature=0) == generate(qwen, [[1, 2], [3, 4]], 3,
+                                                                                       temperature=0)
+    ids, logp = kernels.sample(torch.zeros(0, 7))  # no rows
+    assert ids.shape == (0,) and logp.shape == (0,)
 
 
 def test_default_kernel_backend_agrees(tiny_ckpt, monkeypatch):

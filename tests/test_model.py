@@ -5,11 +5,12 @@ a missing bias or a misplaced norm), is saved with save_pretrained and loaded by
 """
 import json
 import os
+import shutil
 
 import pytest
 import torch
 
-from model import SHORT_NAMES, Qwen2, load_tokenizer, resolve_checkpoint
+from model import SHORT_NAMES, CheckpointError, Qwen2, load_tokenizer, resolve_checkpoint
 from tiny import make_tiny_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -186,6 +187,52 @@ def test_one_line_errors(tmp_path, tiny_ckpt):
     config = json.load(open(os.path.join(tiny_ckpt, "config.json")))
     json.dump(config, open(tmp_path / "noweights" / "config.json", "w"))
     assert "no model.safetensors" in error_of(lambda: Qwen2.from_pretrained(tmp_path / "noweights"), FileNotFoundError)
+
+    def variant(name, edit):  # a copy of the tiny checkpoint with one thing broken
+        folder = tmp_path / name
+        shutil.copytree(tiny_ckpt, folder)
+        edit(folder)
+        return folder
+
+    def config_with(**changes):
+        return lambda f: json.dump(dict(config, **changes), open(f / "config.json", "w"))
+    for folder, words in [
+        (variant("kv0", config_with(num_key_value_heads=0)), "num_key_value_heads=0 must be a positive integer"),
+        (variant("hidden_str", config_with(hidden_size="64")), "hidden_size='64' must be a positive integer"),
+        (variant("yarn", config_with(rope_scaling={"rope_type": "yarn", "factor": 4.0})), "asks for rope scaling"),
+        (variant("badjson", lambda f: open(f / "config.json", "w").write('{"a":')), "config.json is not valid JSON"),
+        (variant("listjson", lambda f: open(f / "config.json", "w").write("[1]")), "holds a list"),
+        (variant("badindex", lambda f: open(f / "model.safetensors.index.json", "w").write('{"weight_map": [1]}')),
+         "has no weight_map"),
+        (variant("shape", config_with(intermediate_size=2 * config["intermediate_size"])),
+         "the config and the weights come from different models"),
+    ]:
+        assert words in error_of(lambda: Qwen2.from_pretrained(folder), CheckpointError), folder
+    assert "yarn" in json.dumps(json.load(open(tmp_path / "yarn" / "config.json")))  # beside rope_parameters
+    notok = variant("notok", lambda f: [os.remove(f / n) for n in os.listdir(f) if n.startswith("tokenizer")])
+    assert "no tokenizer in" in error_of(lambda: load_tokenizer(notok), CheckpointError)
+    badtok = variant("badtok", lambda f: open(f / "tokenizer.json", "w").write("{"))
+    assert "tokenizer.json is not valid JSON" in error_of(lambda: load_tokenizer(badtok), CheckpointError)
+    assert "must be a floating torch.dtype" in error_of(lambda: Qwen2.from_pretrained(tiny_ckpt, dtype="bfloat16"),
+                                                        ValueError)
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in error_of(lambda: Qwen2.from_pretrained(tiny_ckpt, device="cuda"), ValueError)
+
+
+def test_full_disk_in_safetensors_is_an_oserror(tmp_path, tiny_ckpt, monkeypatch):
+    """safetensors reports a full disk with its own error type; callers (azr.py's one-line message) need ENOSPC."""
+    import errno
+
+    import model
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+
+    def full(state, file, metadata=None):
+        raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                           "\"No space left on device\" })")
+    monkeypatch.setattr(model, "save_file", full)
+    with pytest.raises(OSError) as e:
+        qwen.save_pretrained(tmp_path / "out")
+    assert e.value.errno == errno.ENOSPC and not os.listdir(tmp_path / "out")  # no half-written file left
 
 
 def test_short_names():
