@@ -74,6 +74,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -246,6 +247,19 @@ def check_config(cfg):
         die("--num_references must be >= 0, --learnability_samples >= 1, --induction_inputs >= 2")
     if cfg.clip_low < 0 or cfg.clip_high < 0 or cfg.kl_coef < 0 or cfg.lr <= 0:
         die("--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0")
+    floats = [f.name for f in dataclasses.fields(cfg) if f.type in (float, "float")]
+    bad = [n for n in floats if not math.isfinite(getattr(cfg, n))]
+    if bad:
+        die(f"--{bad[0]}={getattr(cfg, bad[0])}: must be a finite number")
+    if min(cfg.max_prompt_tokens, cfg.max_response_tokens, cfg.buffer_cap, cfg.seed_buffer_size,
+           cfg.eval_max_tokens) < 1 or min(cfg.eval_every, cfg.eval_limit, cfg.dump_every, cfg.seed_rounds,
+                                          cfg.sandbox_workers) < 0:
+        die("--max_prompt_tokens, --max_response_tokens, --buffer_cap, --seed_buffer_size and --eval_max_tokens must "
+            "be >= 1; --eval_every, --eval_limit, --dump_every, --seed_rounds and --sandbox_workers >= 0 (0 = off/auto)")
+    if not (cfg.exec_timeout > 0 and cfg.grad_clip >= 0 and cfg.weight_decay >= 0 and cfg.entropy_coef >= 0
+            and 0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        die("--exec_timeout must be > 0, --grad_clip, --weight_decay and --entropy_coef >= 0, --beta1 and --beta2 in "
+            "[0, 1)")
     if not cfg.temperature > 0 or not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
         die(f"--temperature must be > 0 (the update trains on logits / temperature), --top_p in (0, 1] and "
             f"--top_k >= 0; got {cfg.temperature}, {cfg.top_p}, {cfg.top_k}")
@@ -381,15 +395,31 @@ def load_seed_buffers(path):
     for p in (io_path, f_path):
         if not p.is_file():
             die(f"seed file {p} not found; --seed-data takes AZR's *_seed_io.jsonl with its *_code_f_seed_io.jsonl beside it")
-    try:
-        io_rows = [json.loads(line) for line in io_path.read_text().splitlines() if line.strip()]
-        f_rows = [json.loads(line) for line in f_path.read_text().splitlines() if line.strip()]
-        triplets = [{"program": r["snippet"], "input": r["input"], "output": r["output"],
-                     "imports": list(r.get("imports", [])), "step": 0} for r in io_rows]
-        induction = [{"program": r["snippet"], "inputs": list(r["inputs"]), "outputs": list(r["outputs"]),
-                      "message": r["message"], "imports": list(r.get("imports", [])), "step": 0} for r in f_rows]
-    except (KeyError, json.JSONDecodeError) as e:
-        die(f"{io_path} or {f_path} is not an AZR seed file ({type(e).__name__}: {e})")
+    def rows(p, fields):  # JSON objects whose fields have the seed files' types: str, or list of str
+        out = []
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                die(f"{p} line {n} is not valid JSON ({e}); it is not an AZR seed file")
+            for name, kind in fields.items():
+                v = r.get(name) if isinstance(r, dict) else None
+                if not (isinstance(v, str) if kind is str else isinstance(v, list) and all(isinstance(x, str)
+                                                                                          for x in v)):
+                    die(f"{p} line {n}: field {name!r} missing or not a {'string' if kind is str else 'list of str'}"
+                        "; it is not an AZR seed file")
+            out.append(r)
+        if not out:
+            die(f"seed file {p} holds no entries; --seed-data takes AZR's *_seed_io.jsonl with its companion")
+        return out
+    io_rows = rows(io_path, {"snippet": str, "input": str, "output": str})
+    f_rows = rows(f_path, {"snippet": str, "inputs": list, "outputs": list, "message": str})
+    triplets = [{"program": r["snippet"], "input": r["input"], "output": r["output"],
+                 "imports": list(r.get("imports") or []), "step": 0} for r in io_rows]
+    induction = [{"program": r["snippet"], "inputs": r["inputs"], "outputs": r["outputs"], "message": r["message"],
+                  "imports": list(r.get("imports") or []), "step": 0} for r in f_rows]
     return {"deduction": [dict(t) for t in triplets], "abduction": [dict(t) for t in triplets], "induction": induction}
 
 
@@ -861,7 +891,7 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
     per_rank = sharded and master is not None
     if per_rank:  # every rank writes its own shard of the 8-bit optimizer state into the temp folder
         dist.barrier()
-        torch.save(optim_sd, tmp / f"optim_rank{rank}.pt")
+        save_torch(optim_sd, tmp / f"optim_rank{rank}.pt")
         dist.barrier()
     if rank == 0:
         qwen.save_pretrained(str(tmp), state_dict=model_sd)
@@ -869,7 +899,7 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
             if name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "generation_config")):
                 shutil.copy(Path(source) / name, tmp / name)
         if not per_rank:
-            torch.save(optim_sd, tmp / "optim.pt")
+            save_torch(optim_sd, tmp / "optim.pt")
         (tmp / "buffers.json").write_text(json.dumps(buffers))
         state = {"step": step, "config": dataclasses.asdict(cfg), "python_rng": list_state(random.getstate()),
                  "torch_rng": torch.get_rng_state().tolist(),
@@ -882,13 +912,56 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
         dist.barrier()
 
 
+def save_torch(obj, path):
+    """torch.save, with a full disk reported as the OSError(ENOSPC) Python's own writes raise (torch reports it as a
+    RuntimeError from its zip writer), so entry() words it in one line."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if "No space left" in str(e) or shutil.disk_usage(Path(path).parent).free < 64 << 20:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
+
+
 def list_state(x):
     return [list_state(v) for v in x] if isinstance(x, tuple) else x
 
 
 def latest_checkpoint(out):
-    pointer = Path(out) / "ckpt" / "latest"
-    return Path(out) / "ckpt" / pointer.read_text().strip() if pointer.is_file() else None
+    """The folder ckpt/latest names; without a usable pointer (deleted, garbage, naming a deleted folder), the
+    highest step_* folder that is complete (state.json, written last before the rename, is there). None if none."""
+    root = Path(out) / "ckpt"
+    pointer = root / "latest"
+    if pointer.is_file():
+        name = pointer.read_text(errors="replace").strip()
+        if re.fullmatch(r"step_\d+", name) and (root / name / "state.json").is_file():
+            return root / name
+    steps = sorted(p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and (p / "state.json").is_file())
+    return steps[-1] if steps else None
+
+
+def checkpoint_step(ckpt):
+    """The step a checkpoint holds, after checking that its files are all there and its JSON parses; a damaged
+    checkpoint gets one line saying how to resume from the one before it."""
+    def damaged(why):
+        die(f"checkpoint {ckpt} is damaged ({why}); delete that folder to resume from the checkpoint before it, or "
+            "start a fresh --out")
+    for name in ("config.json", "state.json", "buffers.json"):
+        if not (ckpt / name).is_file():
+            damaged(f"no {name}")
+    if not (ckpt / "model.safetensors").is_file() and not (ckpt / "model.safetensors.index.json").is_file():
+        damaged("no model.safetensors")
+    if not (ckpt / "optim.pt").is_file() and not (ckpt / "optim_rank0.pt").is_file():
+        damaged("no optim.pt")
+    try:
+        step = json.loads((ckpt / "state.json").read_text())["step"]
+        buffers = json.loads((ckpt / "buffers.json").read_text())
+        json.loads((ckpt / "config.json").read_text())
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        damaged(f"{type(e).__name__}: {e}")
+    if not isinstance(step, int) or not isinstance(buffers, dict):
+        damaged("state.json or buffers.json holds something else")
+    return step
 
 
 def check_same_model(ckpt, source):
@@ -954,7 +1027,11 @@ def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
     per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
     name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
     if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
-        optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
+        try:
+            optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError, ValueError) as e:  # a truncated zip, mostly
+            die(f"checkpoint {ckpt} is damaged ({name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "delete that folder to resume from the checkpoint before it")
         if sharded and not per_rank:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
             set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
@@ -965,7 +1042,8 @@ def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
     else:
         saved = state.get("config", {})
         die(f"{ckpt} cannot resume here (no {name}; saved by {saved_world} processes with --optim="
-            f"{saved.get('optim', '?')} --fsdp={saved.get('fsdp', '?')}): resume with the same --optim and --fsdp")
+            f"{saved.get('optim', '?')} --fsdp={saved.get('fsdp', '?')}): resume with the same --optim and --fsdp, "
+            "or, if they are the same, delete that damaged folder to resume from the checkpoint before it")
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
@@ -1133,6 +1211,12 @@ def main(argv=None):
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
     out = Path(cfg.out)
+    if cfg.resume and not out.is_dir():
+        die(f"--resume but --out={cfg.out} does not exist; give the folder of the run to continue")
+    if cfg.log != "none":  # before hours of seeding, not after
+        import importlib.util
+        if importlib.util.find_spec(cfg.log) is None:
+            die(f"--log={cfg.log} needs a package that is not installed: pip install {cfg.log}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / f".write_test{rank}", "ok")
@@ -1144,6 +1228,16 @@ def main(argv=None):
         die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
     if not cfg.resume and latest_checkpoint(out) is not None:
         die(f"{out} already holds checkpoints; pass --resume to continue or choose a fresh --out")
+    if ckpt is not None and checkpoint_step(ckpt) >= cfg.steps:
+        die(f"{ckpt} is already at step {checkpoint_step(ckpt)}; pass --steps above it to train further")
+    if ckpt is None and rank == 0 and ((out / "metrics.jsonl").exists() or (out / "dumps").exists()):
+        # logs of an earlier run that never saved a checkpoint: keep them, but out of the new run's way
+        old = out / f"previous_{time.strftime('%Y%m%d-%H%M%S')}"
+        old.mkdir()
+        for name in ("metrics.jsonl", "dumps"):
+            if (out / name).exists():
+                os.replace(out / name, old / name)
+        print0(f"moved the logs of an earlier run without checkpoints to {old}", rank=rank)
 
     seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None  # fail early
 
@@ -1165,7 +1259,8 @@ def main(argv=None):
     if ckpt is not None:
         check_same_model(ckpt, source)
         saved = json.loads((ckpt / "state.json").read_text())["config"]
-        changed = [k for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "resume") and saved.get(k) != v]
+        changed = [k for k, v in dataclasses.asdict(cfg).items()
+                   if k not in ("steps", "resume", "out") and saved.get(k) != v]
         if changed:  # allowed (e.g. a new eval cadence), but the run is then no longer an exact continuation
             print0(f"warning: resuming with changed flags: {', '.join(f'{k}={saved.get(k)}->{getattr(cfg, k)}' for k in changed)}", rank=rank)
     try:  # a broken folder (config, weights, tokenizer) gets model.py's one line, not a traceback
@@ -1173,6 +1268,8 @@ def main(argv=None):
         qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
         ref_model = setup_reference(source, device, compute_dtype, sharded) if cfg.kl_coef > 0 else None
     except (model_lib.CheckpointError, FileNotFoundError) as e:
+        if ckpt is not None:
+            die(f"checkpoint {ckpt} is damaged ({e}); delete that folder to resume from the checkpoint before it")
         die(f"cannot load the model: {e}")
     if tokenizer.eos_token_id is None:
         die(f"the tokenizer in {source} has no eos token, so rollouts could never end; use a Qwen2.5 tokenizer")
@@ -1329,7 +1426,7 @@ def entry(argv=None):
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        die(f"disk full while writing {e.filename or 'output'}; free space, then rerun with --resume "
+        die(f"disk full while writing {e.filename2 or e.filename or 'output'}; free space, then rerun with --resume "
             "(the last complete checkpoint is intact)")
 
 

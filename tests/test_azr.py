@@ -42,6 +42,11 @@ def test_flag_spellings_and_types():
     (["--batch_size=6", "--group_size=4"], "multiple of --group_size"),
     (["--fsdp=maybe"], "choose one of"),
     (["--temperature=0"], "--temperature must be > 0"),
+    (["--lr=nan"], "--lr=nan: must be a finite number"),
+    (["--max_response_tokens=0"], "--max_response_tokens"),
+    (["--buffer_cap=-1"], "--buffer_cap"),
+    (["--eval_every=-1"], "--eval_every"),
+    (["--beta2=1"], "--beta1 and --beta2 in [0, 1)"),
     (["steps"], "unexpected argument"),
 ])
 def test_bad_flags_one_line(argv, words, capsys):

@@ -180,7 +180,11 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     # a checkpoint from another model (different width) in --out
     other = tmp_path / "other"
     from tiny import make_tiny_checkpoint
-    make_tiny_checkpoint(other / "ckpt" / "step_000001", hidden_size=32, intermediate_size=64)
+    step1 = other / "ckpt" / "step_000001"
+    make_tiny_checkpoint(step1, hidden_size=32, intermediate_size=64)
+    (step1 / "state.json").write_text('{"step": 1}')  # the rest of a checkpoint's files, as far as they are looked at
+    (step1 / "buffers.json").write_text("{}")
+    (step1 / "optim.pt").write_bytes(b"")
     (other / "ckpt" / "latest").write_text("step_000001")
     assert "another model" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}", "--resume"])
     assert "already holds checkpoints" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}"])
@@ -193,6 +197,78 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     shutil.copy(Path(tiny_ckpt) / "tokenizer.json", broken / "tokenizer.json")
     (broken / "model.safetensors").write_bytes((Path(tiny_ckpt) / "model.safetensors").read_bytes()[:1000])
     assert "truncated or corrupt" in one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o3'}"])
+
+
+def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    """Without ckpt/latest the newest complete step_* folder is found (never overwritten by a fresh start); a
+    damaged one gets one line, and deleting it resumes from the one before; --steps must pass the checkpoint."""
+    from model import load_tokenizer
+    monkeypatch.setattr(azr, "rollout", scripted_rollout(load_tokenizer(str(tiny_ckpt))))
+    out = tmp_path / "run"
+    flags = [f"--model={tiny_ckpt}", "--batch_size=2", "--learnability_samples=2", "--seed_rounds=0",
+             "--save_every=1", "--max_response_tokens=512", f"--out={out}"]
+    azr.main(flags + ["--steps=2"])
+    ckpt = out / "ckpt"
+    (ckpt / "latest").unlink()
+    assert azr.latest_checkpoint(out) == ckpt / "step_000002"
+    assert "already holds checkpoints" in one_line_error(capsys, flags + ["--steps=3"])
+    assert "already at step 2; pass --steps above it" in one_line_error(capsys, flags + ["--steps=2", "--resume"])
+    (ckpt / "step_000002" / "buffers.json").write_text('{"dedu')  # truncated
+    msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
+    assert "step_000002 is damaged" in msg and "delete that folder" in msg
+    (ckpt / "step_000002" / "buffers.json").unlink()
+    (ckpt / "step_000002" / "optim.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    (ckpt / "step_000002" / "buffers.json").write_text("{}")
+    assert "step_000002 is damaged (optim.pt" in one_line_error(capsys, flags + ["--steps=3", "--resume"])
+    (ckpt / "latest").write_text("step_000002")
+    shutil.rmtree(ckpt / "step_000002")  # as the message says: latest now names a deleted folder
+    capsys.readouterr()
+    azr.main(flags + ["--steps=3", "--resume"])
+    assert "resumed from" in capsys.readouterr().out and [m["step"] for m in read_metrics(out)] == [1, 2, 3]
+
+
+def test_fresh_run_moves_old_logs_aside(tiny_ckpt, tmp_path, monkeypatch):
+    """Logs of an earlier run that never saved a checkpoint are kept, out of the new run's metrics."""
+    from model import load_tokenizer
+    monkeypatch.setattr(azr, "rollout", scripted_rollout(load_tokenizer(str(tiny_ckpt))))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    azr.main([f"--model={tiny_ckpt}", "--batch_size=2", "--seed_rounds=0", "--steps=1", "--save_every=5",
+              "--max_response_tokens=512", f"--out={out}"])
+    assert len(read_metrics(out)) == 1 and read_metrics(out)[0]["loss"] != 0.5
+    (old,) = out.glob("previous_*")
+    assert (old / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.5}\n'
+
+
+def test_full_disk_in_torch_save_is_an_oserror(tmp_path, monkeypatch):
+    import errno
+
+    def full(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 1024 vs 512")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(OSError) as e:
+        azr.save_torch({}, tmp_path / "optim.pt")
+    assert e.value.errno == errno.ENOSPC
+
+
+def test_seed_file_contents_checked(tmp_path, capsys):
+    io, f = tmp_path / "x_seed_io.jsonl", tmp_path / "x_code_f_seed_io.jsonl"
+    good_io = '{"snippet": "def f(a):\\n    return a", "input": "1", "output": "1"}\n'
+    good_f = '{"snippet": "def f(a):\\n    return a", "inputs": ["1"], "outputs": ["1"], "message": "m"}\n'
+    for io_text, f_text, words in [("", good_f, "holds no entries"), (good_io, "", "holds no entries"),
+                                   ("[1, 2]\n", good_f, "field 'snippet' missing"),
+                                   (good_io, good_f.replace('["1"], "outputs"', '"12", "outputs"'),
+                                    "field 'inputs' missing or not a list of str")]:
+        io.write_text(io_text)
+        f.write_text(f_text)
+        with pytest.raises(SystemExit):
+            azr.load_seed_buffers(io)
+        assert words in capsys.readouterr().err
+    io.write_text(good_io)
+    f.write_text(good_f)
+    assert len(azr.load_seed_buffers(io)["induction"]) == 1
 
 
 # ----------------------------------------------------------------------------- torchrun, 2 processes, gloo
