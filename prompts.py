@@ -310,8 +310,26 @@ def solver_prompt(task: str, entry: dict) -> str:
 # ----------------------------------------------------------------------------------------------------------------------
 # Response parsing (azr-spec 2): format check and <answer> extraction
 
-# Anchored at the start (re.match), non-greedy, DOTALL; text after </answer> is allowed.
-FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+# The parsers below are linear scans that give exactly what AZR's regexes give (tests/test_prompts.py holds the
+# regexes and compares): on degenerate text (an RL policy can drift into 40 KB of "```python" and spaces) the regexes
+# backtrack quadratically, ~10 s per response.
+
+def format_ok(text: str) -> bool:
+    r"""AZR's format check re.match(r"<think>.*?</think>\s*<answer>.*?</answer>", text, re.DOTALL), anchored at the
+    start, text after </answer> allowed, in linear time: `<think>` first, then some `</think>` followed by optional
+    whitespace and `<answer>`, with a `</answer>` somewhere after that."""
+    if not text.startswith("<think>"):
+        return False
+    last_close = text.rfind("</answer>")
+    pos = 7
+    while True:
+        p = text.find("</think>", pos)
+        if p < 0:
+            return False
+        q = _SPACE.match(text, p + 8).end()
+        if text.startswith("<answer>", q):
+            return last_close >= q + 8  # the first such </think> decides: a later one has fewer </answer> after it
+        pos = p + 1
 
 
 def extract_answer(text: str) -> str:
@@ -332,20 +350,75 @@ def parse_response(response: str) -> tuple:
     response alone: the prompt contributes " <think>" to the front of that text.
     """
     text = (" <think>" + response).split("Assistant:")[0].strip().strip("\"'")
-    return FORMAT_RE.match(text) is not None, extract_answer(text)
+    return format_ok(text), extract_answer(text)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Fenced-block parsing inside the answer (azr-spec 3.1-3.4). AZR's regexes: case-insensitive, DOTALL.
 
 _FLAGS = re.DOTALL | re.IGNORECASE
-# Any fence; only a `python` tag is removed. So "the first fenced block" is the first fence of ANY kind: an answer
-# that opens with an ```input fence gives a "program" starting with the word "input", which then fails validation.
-CODE_FENCE_RE = re.compile(r"```(?:python\s*)?\n?(.*?)\n?```", _FLAGS)
+_SPACE = re.compile(r"\s*")
 
 
-def _fence_re(tag: str):
-    return re.compile(rf"```{tag}\s*\n?(.*?)\n?```", _FLAGS)
+def fenced_blocks(text: str, tag: str | None = None) -> list[str]:
+    r"""Contents of the fenced blocks of `text`, left to right, exactly as AZR's fence regexes find them (DOTALL,
+    case-insensitive; each block ends at the next ```), in linear time:
+      tag None: r"```(?:python\s*)?\n?(.*?)\n?```": ANY fence, only a `python` tag removed, so "the first fenced
+        block" is the first fence of any kind (an answer opening with an ```input fence gives a "program" starting
+        with the word "input", which then fails validation);
+      tag "input", "output", "message": rf"```{tag}\s*\n?(.*?)\n?```"."""
+    out, pos = [], 0
+    while True:
+        i = text.find("```", pos)
+        if i < 0:
+            return out
+        j = i + 3
+        if tag is None:
+            if text[j:j + 6].lower() == "python":
+                j = _SPACE.match(text, j + 6).end()
+            elif text.startswith("\n", j):
+                j += 1
+        elif text[j:j + len(tag)].lower() == tag:
+            j = _SPACE.match(text, j + len(tag)).end()
+        else:
+            pos = i + 1
+            continue
+        k = text.find("```", j)
+        if k < 0:  # no closing fence after this opener, so none after any later one either
+            return out
+        block = text[j:k]
+        out.append(block[:-1] if block.endswith("\n") else block)
+        pos = k + 3
+
+
+def _calls(text: str, kind: str) -> list[str]:
+    r"""re.findall(rf"{kind}\s*\((.*?)\)", text, DOTALL | IGNORECASE) in linear time. Quirks kept: a call stops at
+    the first ")" (so "input((1, 2))" gives "(1, 2"), and prose such as "the input (a list) ..." matches."""
+    out, pos, opener = [], 0, re.compile(rf"{kind}\s*\(", re.IGNORECASE)
+    while (m := opener.search(text, pos)) is not None:
+        k = text.find(")", m.end())
+        if k < 0:
+            break
+        out.append(text[m.end():k])
+        pos = k + 1
+    return out
+
+
+def _tagged(text: str, kind: str, to_end: bool = True) -> list[str]:
+    r"""Contents of <kind>...</kind>, left to right (case-insensitive), in linear time. to_end: an unclosed last tag
+    runs to the end of the text (AZR's rf"<{kind}>\s*(.*?)(?:</{kind}>|\s*$)"); else it does not count (its
+    r"<message>\s*(.*?)\s*</message>"). Contents come back unstripped."""
+    out, pos = [], 0
+    opener, closer = re.compile(rf"<{kind}>", re.IGNORECASE), re.compile(rf"</{kind}>", re.IGNORECASE)
+    while (m := opener.search(text, pos)) is not None:
+        c = closer.search(text, m.end())
+        if c is None:
+            if to_end:
+                out.append(text[m.end():])
+            break
+        out.append(text[m.end():c.start()])
+        pos = c.end()
+    return out
 
 
 def _hash_line_re(label: str):
@@ -354,18 +427,13 @@ def _hash_line_re(label: str):
     return re.compile(rf"# {label}:\s*(.*?)(?=\n```|$)", _FLAGS)
 
 
-INPUT_FENCE_RE, MESSAGE_FENCE_RE = _fence_re("input"), _fence_re("message")
 INPUT_LINE_RE, MESSAGE_LINE_RE = _hash_line_re("Input"), _hash_line_re("Message")
-MESSAGE_TAG_RE = re.compile(r"<message>\s*(.*?)\s*</message>", _FLAGS)
 
 # Solver fallbacks, tried in this order when there is no fence; the last match of the first pattern that matches wins.
-# Quirks kept: the call pattern stops at the first ")" (so "input((1, 2))" gives "(1, 2"), and it also matches prose
-# such as "the input (a list) ...".
-_PREDICTION_RES = {
-    kind: [_fence_re(kind), _hash_line_re(kind.capitalize()),
-           re.compile(rf"{kind}\s*\((.*?)\)", _FLAGS),
-           re.compile(rf"<{kind}>\s*(.*?)(?:</{kind}>|\s*$)", _FLAGS),
-           re.compile(rf"the {kind} is\s*(.*?)\.?$", _FLAGS)]
+_PREDICTION_FALLBACKS = {
+    kind: [lambda a, k=kind: fenced_blocks(a, k), _hash_line_re(kind.capitalize()).findall,
+           lambda a, k=kind: _calls(a, k), lambda a, k=kind: _tagged(a, k),
+           re.compile(rf"the {kind} is\s*(.*?)\.?$", _FLAGS).findall]
     for kind in ("input", "output")
 }
 
@@ -373,28 +441,29 @@ _PREDICTION_RES = {
 def parse_proposal(task: str, answer: str, num_inputs: int = NUM_INPUTS):
     """Read a proposer's answer. Returns None when a required part is missing.
 
-    deduction/abduction -> {"program", "input"}: the first fenced block is the program (see CODE_FENCE_RE), the
+    deduction/abduction -> {"program", "input"}: the first fenced block is the program (see fenced_blocks), the
     first ```input fence the input (fallback "# Input:"). induction -> {"inputs": last `num_inputs` input fences,
     "message"}: None if fewer inputs than that, or no message (```message fence, then <message> tags, then
     "# Message:").
     """
     if task in ("deduction", "abduction"):
-        code = CODE_FENCE_RE.search(answer)
-        inp = INPUT_FENCE_RE.search(answer) or INPUT_LINE_RE.search(answer)
-        if code is None or inp is None:
+        code = fenced_blocks(answer)
+        inp = fenced_blocks(answer, "input") or INPUT_LINE_RE.findall(answer)
+        if not code or not inp:
             return None
-        return {"program": code.group(1).strip(), "input": inp.group(1).strip()}
+        return {"program": code[0].strip(), "input": inp[0].strip()}
     if task == "induction":
         # Only ```input fences count: the official "# Input:" fallback here tests `not re.finditer(...)`, which is
         # never true (an iterator is truthy), so AZR never uses it and neither do we.
-        inputs = [m.group(1).strip() for m in INPUT_FENCE_RE.finditer(answer)]
+        inputs = [b.strip() for b in fenced_blocks(answer, "input")]
         if len(inputs) < num_inputs:
             return None
-        msg = MESSAGE_FENCE_RE.search(answer) or MESSAGE_TAG_RE.search(answer) or MESSAGE_LINE_RE.search(answer)
-        if msg is None:
+        msg = (fenced_blocks(answer, "message") or _tagged(answer, "message", to_end=False)
+               or MESSAGE_LINE_RE.findall(answer))
+        if not msg:
             return None
         # Models often write more fences while drafting; AZR keeps the last ones.
-        return {"inputs": inputs[-num_inputs:], "message": msg.group(1).strip()}
+        return {"inputs": inputs[-num_inputs:], "message": msg[0].strip()}
     raise ValueError(f"parse_proposal: unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -407,12 +476,12 @@ def parse_prediction(task: str, answer: str) -> str:
     failure (-1) in training and as 0 accuracy in learnability rollouts.
     """
     if task == "induction":
-        blocks = CODE_FENCE_RE.findall(answer)
+        blocks = fenced_blocks(answer)
         return blocks[-1].strip() if blocks else ""
     if task not in ("deduction", "abduction"):
         raise ValueError(f"parse_prediction: unknown task {task!r}; expected one of {TASKS}")
-    for pattern in _PREDICTION_RES["output" if task == "deduction" else "input"]:
-        matches = pattern.findall(answer)
+    for find in _PREDICTION_FALLBACKS["output" if task == "deduction" else "input"]:
+        matches = find(answer)
         if matches:
             return matches[-1].strip()
     return answer.strip()

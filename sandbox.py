@@ -94,13 +94,16 @@ def _escape_route(node, modules):
     if isinstance(node, ast.Name) and (node.id in ESCAPE_NAMES or node.id in ESCAPE_ANYWHERE):
         return node.id
     if isinstance(node, ast.Attribute):
-        a, root = node.attr, node.value
-        while isinstance(root, ast.Attribute):
-            root = root.value
+        a = node.attr
         if a in ESCAPE_ANYWHERE or (a.startswith("__") and a not in SAFE_DUNDERS) or (
-                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS) or (
-                a in MODULE_WORDS and isinstance(root, ast.Name) and root.id in modules):
+                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
             return "." + a
+        if a in MODULE_WORDS:  # only then walk to the chain's root (every node of a long a.b.c... chain is visited)
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                return "." + a
     if isinstance(node, ast.ImportFrom):
         for alias in node.names:
             if alias.name == "*" and node.module not in STAR_IMPORTS_OK:

@@ -129,7 +129,9 @@ def task_text(benchmark: str, item: dict) -> str:
     return item["prompt"]
 
 
-FENCE_RE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+# (one run of blanks before the newline, or two with the tag between: `[ \t]*(?:tag)?[ \t]*` splits a long run of
+# blanks in quadratically many ways when no newline follows)
+FENCE_RE = re.compile(r"```[ \t]*(?:(?:python3?|py)[ \t]*)?\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 def extract_code(completion: str, prefilled: bool) -> str:
@@ -143,7 +145,7 @@ def extract_code(completion: str, prefilled: bool) -> str:
         blocks = FENCE_RE.findall(text) if text else []
         if blocks:
             return blocks[-1]
-    unclosed = re.search(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*)$", completion, re.DOTALL | re.IGNORECASE)
+    unclosed = re.search(r"```[ \t]*(?:(?:python3?|py)[ \t]*)?\n(.*)$", completion, re.DOTALL | re.IGNORECASE)
     return unclosed.group(1) if unclosed else (answer or completion)
 
 
@@ -152,7 +154,7 @@ def sanitize(code: str) -> str:
     `if __name__ == "__main__":` blocks (the role of EvalPlus's sanitizer). Unparseable code is returned as is."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # the last two: pathologically nested code
         return code
     keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
             ast.AnnAssign)

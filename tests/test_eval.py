@@ -208,6 +208,21 @@ def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_pat
     assert "on cpu x1" in log and "bfloat16" in log
 
 
+def test_scorers_on_degenerate_completions():
+    """Completions on which the old regexes and scans took seconds each (quadratic) or crashed: right answers now."""
+    n = 40000
+    assert mathscore.last_boxed("\\boxed{" * (n // 7)) is None
+    assert mathscore.last_boxed("\\boxed{12} then \\boxed{\\frac{1}{2}} and \\boxed{cut") == "\\frac{1}{2}"
+    assert mathscore.extract_answer("<answer>" + "\\boxed{" * (n // 7)).startswith("\\boxed{")
+    assert not mathscore.math_equal("42", "1e" + "0" * n + "x")
+    assert not mathscore.math_equal("42", "\\text{" * (n // 6)) and not mathscore.math_equal("42", "x" * n)
+    assert mathscore.math_equal("1e5", "1e00005") and mathscore.math_equal("100000", "1e+05")
+    assert codeeval.extract_code("```" + " \t" * (n // 2), False) == "```" + " \t" * (n // 2)  # no fence: as is
+    assert codeeval.extract_code("```py \nx = 1\n```", False) == "x = 1\n"
+    for nested in ("-" * n + "1", "1+" * (n // 2) + "1", "a" + ".b" * (n // 2)):  # ast.parse: Memory/RecursionError
+        assert codeeval.sanitize(nested) == nested
+
+
 def test_mbpp_inputs_get_evalplus_types(data_dir):
     items = {it["id"]: it for it in data.load_benchmark("mbpp+", data_dir)}
     assert isinstance(items["Mbpp/124"]["inputs"][0][1], complex)

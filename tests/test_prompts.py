@@ -1,10 +1,12 @@
 """Tests for prompts.py: prompt structure, the format check and answer extraction, fenced-block parsing with AZR's
 fallbacks, and round trips (prompt from a seed entry -> ideal response -> parse gives the entry back)."""
 import json
+import random
 import re
 
 import pytest
 
+import prompts
 import sandbox
 from prompts import (extract_answer, induction_proposer_prompt, parse_prediction, parse_proposal, parse_response,
                      proposer_prompt, r1_wrap, solver_prompt)
@@ -361,3 +363,62 @@ def test_message_with_backticks_is_cut_like_the_official_parser(data_dir):
     got = parse_proposal("induction", extract_answer(respond(body)))
     assert got["inputs"] == seed["inputs"]
     assert got["message"] == seed["message"].split("```for")[0].strip()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The linear parsers give exactly what AZR's regexes give (the regexes backtrack quadratically on degenerate text)
+
+_F = re.DOTALL | re.IGNORECASE
+AZR_REGEXES = {  # AZR's patterns, the oracle
+    "format": re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL),
+    "code": re.compile(r"```(?:python\s*)?\n?(.*?)\n?```", _F),
+    **{tag: re.compile(rf"```{tag}\s*\n?(.*?)\n?```", _F) for tag in ("input", "output", "message")},
+    "message_tag": re.compile(r"<message>\s*(.*?)\s*</message>", _F),
+    **{f"{k}_call": re.compile(rf"{k}\s*\((.*?)\)", _F) for k in ("input", "output")},
+    **{f"{k}_tag": re.compile(rf"<{k}>\s*(.*?)(?:</{k}>|\s*$)", _F) for k in ("input", "output")},
+}
+PIECES = ["```", "`", "python", "PYTHON", "input", "Input", "output", "message", "<answer>", "</answer>", "<think>",
+          "</think>", "<input>", "</input>", "<OUTPUT>", "</output>", "<message>", "</message>", "\n", " ", "\t",
+          "x", "1", "(", ")", "input (", "# Input:", "the input is", "."]
+
+
+def linear_results(text):
+    return {"format": prompts.format_ok(text), "code": prompts.fenced_blocks(text),
+            **{tag: prompts.fenced_blocks(text, tag) for tag in ("input", "output", "message")},
+            "message_tag": [t.strip() for t in prompts._tagged(text, "message", to_end=False)[:1]],
+            **{f"{k}_call": prompts._calls(text, k) for k in ("input", "output")},
+            **{f"{k}_tag": [t.strip() for t in prompts._tagged(text, k)] for k in ("input", "output")}}
+
+
+def regex_results(text):
+    r = AZR_REGEXES
+    m = r["message_tag"].search(text)
+    return {"format": r["format"].match(text) is not None, "code": r["code"].findall(text),
+            **{tag: r[tag].findall(text) for tag in ("input", "output", "message")},
+            "message_tag": [m.group(1).strip()] if m else [],
+            **{f"{k}_call": r[f"{k}_call"].findall(text) for k in ("input", "output")},
+            **{f"{k}_tag": [t.strip() for t in r[f"{k}_tag"].findall(text)] for k in ("input", "output")}}
+
+
+def test_linear_parsers_equal_azr_regexes():
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
+    texts += ["<think>a</think> <answer>\n```python\ndef f(x):\n    return x\n```\n```input\n3\n```\n</answer>",
+              "``````", "`````", "```python```", "```input\n```output\n1\n```", "<think></think>\n\n<answer></answer>"]
+    for text in texts:
+        assert linear_results(text) == regex_results(text), text
+
+
+@pytest.mark.parametrize("text", [
+    "```python" + " " * 40000, "```input" + " " * 40000, "```message" + " " * 40000,
+    "<output>a" + " " * 40000 + "b", "input(" * 6666, "</think><answer>" * 2500,
+    "```input\n1\n```\n" * 10 + "<message>a" + " " * 40000 + "b",
+])
+def test_parsers_on_degenerate_40kb_text(text):
+    """Texts on which AZR's regexes take 1-11 s each (quadratic backtracking): the same results, at once."""
+    for task in ("deduction", "abduction", "induction"):
+        parse_proposal(task, text)
+        parse_prediction(task, text)
+    parse_response(text)
+    small = text[:3000]  # the regexes are fast enough on 3 KB to serve as the oracle
+    assert linear_results(small) == regex_results(small)
