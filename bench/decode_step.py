@@ -120,6 +120,12 @@ def main():
     args = ap.parse_args()
     device, cuda = args.device, args.device == "cuda"
     shape = args.shape or ("qwen2.5-7b" if cuda else "small")
+    if shape not in bench_generate.SHAPES:
+        ap.error(f"--shape {shape}: unknown; choose one of {', '.join(bench_generate.SHAPES)}")
+    if min(args.batch, args.context, 1 if args.steps is None else args.steps) < 1:
+        ap.error("--batch, --context and --steps must be >= 1")
+    if cuda and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here; use --device cpu")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or
                                                                                      ("bf16" if cuda else "fp32")]
     steps = args.steps or (50 if cuda else 5)
@@ -148,10 +154,25 @@ def main():
         # one merged q/k/v GEMM (cache.qkv; the default there)
         variants = ([(" [torch elementwise]", None, {}), (" [fused, 3 q/k/v GEMMs]", cache.fused, {}),
                      (" [fused, merged q/k/v]", cache.fused, cache.qkv)] if cache.fused else [("", None, {})])
-        lines, record_ms = [], {}
+        lines, record_ms, errors = [], {}, {}
+        fused_module, merged = cache.fused, cache.qkv
+        cache.fused, cache.qkv = None, {}
+        # the reference: one eager step with model.py's torch ops; every variant's step at the same position (it
+        # writes the same K/V) must give the same logits, up to bf16 rounding, before its time means anything
+        ref = make_decode_step(model, cache, graphs=False)(tokens, [T] * B).float().clone()
+        cache.fused, cache.qkv = fused_module, merged
+
+        def check(tag, logits):
+            err = (logits.float() - ref).abs().max().item() / max(ref.abs().max().item(), 1e-6)
+            agree = (logits.float().argmax(-1) == ref.argmax(-1)).float().mean().item()
+            errors[tag] = (err, agree)
+            if not err < 0.1:  # NaN or garbage, not rounding: a broken step must not be timed as a fast one
+                sys.exit(f"{tag.strip()}: logits differ from the eager torch step by {err:.1%} of their range")
+
         for tag, fused, qkv in variants:
             cache.fused, cache.qkv = fused, qkv
             eager = make_decode_step(model, cache, graphs=False)
+            check("eager" + tag, eager(tokens, [T] * B))
             lines += [("eager step" + tag, ms_per_step(engine_step(eager, False), steps, device)),
                       ("eager step + sample + tolist (engine, no graphs)" + tag,
                        ms_per_step(engine_step(eager, True), steps, device))]
@@ -159,9 +180,10 @@ def main():
                 graphed = make_decode_step(model, cache, graphs=True)
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                graphed(tokens, [T] * B)  # first call: warm-up forward, capture, replay
+                first = graphed(tokens, [T] * B)  # first call: warm-up forward, capture, replay
                 torch.cuda.synchronize()
                 record_ms[tag] = (time.perf_counter() - t0) * 1e3
+                check("graph" + tag, first)
                 lines += [("graph step (copy inputs + replay)" + tag,
                            ms_per_step(engine_step(graphed, False), steps, device)),
                           ("graph step + sample + tolist (engine, cuda_graphs=True)" + tag,
@@ -179,6 +201,9 @@ def main():
             for tag, ms in record_ms.items():
                 print(f"| graph record for batch {B} (once, ms total){tag} | {ms:.1f} | - | - |")
             print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        for tag, (err, agree) in errors.items():
+            print(f"check: {tag} step's logits vs the eager torch step: max diff {err:.2e} of their range, "
+                  f"argmax agrees on {agree:.0%} of rows")
         if args.profile:
             try:
                 profile(engine_step(eager, False), device, lines[-5 if cuda else -2][1])  # the last variant's

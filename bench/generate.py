@@ -126,6 +126,24 @@ def main():
                     help="KV cache block size (default: whole rows when memory allows; 16 = AZR's paged case)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per side, alternating; the best is kept")
     args = ap.parse_args()
+    shapes = args.shapes.split(",")
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        ap.error(f"--shapes: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    try:
+        batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        ap.error(f"--batches {args.batches}: give a comma list of integers")
+    if min(batches) < 1 or min(args.new_tokens, args.repeats, args.copies, args.prompt_min) < 1 or \
+            args.prompt_max < args.prompt_min:
+        ap.error("--batches, --new-tokens, --repeats, --copies and --prompt-min must be >= 1, --prompt-max >= "
+                 "--prompt-min")
+    if any(b % args.copies for b in batches):
+        ap.error(f"every batch must be a multiple of --copies={args.copies}")
+    if args.dtype not in (None, "float32", "bfloat16", "float16"):
+        ap.error(f"--dtype {args.dtype}: use float32, bfloat16 or float16")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
@@ -141,10 +159,11 @@ def main():
         cols += " roofline tok/s | ours / roofline |"
     print(cols)
     print("|" + " --- |" * (cols.count("|") - 1))
-    for shape in args.shapes.split(","):
+    mismatched = []
+    for shape in shapes:
         ours, hf = build(shape, args.device, dtype, with_hf=not args.skip_hf)
         rng = random.Random(0)
-        for batch in map(int, args.batches.split(",")):
+        for batch in batches:
             prompts = [[rng.randrange(1, SHAPES[shape][5]) for _ in range(rng.randint(args.prompt_min,
                                                                                        args.prompt_max))]
                        for _ in range(batch // args.copies)]
@@ -179,6 +198,8 @@ def main():
                 row += f" - | {n_tok / t_ours:,.0f} | - | - |"
             else:
                 same = sum(a == b for a, b in zip(mine, ref))
+                if same < batch:
+                    mismatched.append(f"{shape} batch {batch}: {batch - same} rows")
                 row += (f" {n_tok / t_hf:,.0f} | {n_tok / t_ours:,.0f} | {t_hf / t_ours:.2f}x | "
                         f"{same}/{batch} |")
             if args.stop_token is not None:
@@ -189,6 +210,8 @@ def main():
                 row += f" {bound:,.0f} | {n_tok / t_ours / bound:.0%} |"
             print(row, flush=True)
         del ours, hf
+    if mismatched:  # a faster engine that decodes something else is not faster
+        sys.exit(f"outputs differ from transformers: {'; '.join(mismatched)}")
 
 
 if __name__ == "__main__":

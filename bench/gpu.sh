@@ -9,8 +9,11 @@
 # best of 2), tests (tests/test_cuda.py and the CUDA test of tests/test_kernels.py, compiled kernels), step
 # (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-eager (the
 # step without CUDA graphs).
-# GPU_SH_STAGES=decode,tests (say) runs only those. Every benchmark checks its own outputs (token-identical rows
-# against transformers, the kernels against torch), so the numbers come first and the tests explain any failure.
+# GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
+# wrong: generate's rows token-identical to transformers, the kernels against torch (sampling invariants, logprobs,
+# entropy and gradients), every decode-step variant against the eager torch step. The --skip-hf stages (graphs,
+# paged) and step compare nothing; the tests stage covers those paths. So the numbers come first and the tests explain
+# any failure.
 # Models are random weights at real shapes (no hub on the device); the tests make their own data.
 # Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
 # script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's

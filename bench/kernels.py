@@ -119,6 +119,38 @@ def _peak_rss_kb():
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
+def check_sample(logits, ids, logp, top_k=0, top_p=1.0):
+    """What must hold for a correct sampler, whatever the random draw: ids in range with nonzero probability, inside
+    the top-k set, and logprobs finite, <= 0, equal to log_softmax at T=1 without filters and no lower with them
+    (renormalising a kept set only raises a token's probability)."""
+    V = logits.shape[1]
+    assert ids.shape == (logits.shape[0],) and bool(((ids >= 0) & (ids < V)).all()), "sampled ids out of range"
+    assert bool(torch.isfinite(logp).all()) and bool((logp <= 1e-6).all()), "logprobs not finite and <= 0"
+    full = torch.log_softmax(logits.double(), -1).gather(1, ids[:, None])[:, 0]
+    if top_k == 0 and top_p >= 1:
+        torch.testing.assert_close(logp.double(), full, atol=2e-3, rtol=0, msg="logprobs != log_softmax at T=1")
+    else:
+        assert bool((logp.double() >= full - 2e-3).all()), "a filtered logprob is below the unfiltered one"
+    if top_k:
+        kth = logits.float().topk(top_k, -1).values[:, -1]
+        assert bool((logits.float().gather(1, ids[:, None])[:, 0] >= kth).all()), "a token outside the top-k"
+
+
+def check_logprobs(h, w, t):
+    """Ours against the naive log_softmax: values, entropy and both gradients, before anything is timed."""
+    tol = dict(atol=2e-3, rtol=1e-3) if h.dtype == torch.float32 else dict(atol=5e-2, rtol=2e-2)
+    grads = []
+    for fn in (lambda: logprobs_naive(h, w, t), lambda: kernels.token_logprobs(h, w, t, with_entropy=True)):
+        h.grad = w.grad = None
+        out = fn()
+        _loss(out).backward()
+        grads.append((out[0].detach().float(), out[1].detach().float(), h.grad.float(), w.grad.float()))
+    for name, a, b in zip(("logprobs", "entropy", "d hidden", "d weight"), *grads):
+        scale = b.abs().max().clamp(min=1e-6)  # gradients: compare relative to their own size
+        torch.testing.assert_close(a / scale, b / scale, **tol, msg=f"{name}: ours differs from the naive baseline")
+    h.grad = w.grad = None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 def bench_sampling(device, dtype, batches, V):
@@ -128,6 +160,7 @@ def bench_sampling(device, dtype, batches, V):
         g = torch.Generator(device=device).manual_seed(0)
         modes = (("T=1", dict()), ("top-p 0.9", dict(top_p=0.9)), ("top-k 50 + top-p 0.9", dict(top_k=50, top_p=0.9)))
         for name, kw in modes:
+            check_sample(logits, *kernels.sample(logits, generator=g, **kw), **kw)
             ours = lambda: kernels.sample(logits, generator=g, **kw)
             base = lambda: sample_sort_baseline(logits, **kw)
             if device == "cuda":
@@ -178,6 +211,7 @@ def bench_decode_attention(device, dtype):
 def bench_logprobs(device, dtype, N, D, V):
     rows = []
     h, w, t = logprob_inputs(N, D, V, dtype, device)
+    check_logprobs(h, w, t)
     for what in ("fwd", "fwd+bwd"):
         def run(fn):  # fwd: called under no_grad below; fwd+bwd: loss and backward
             return fn if what == "fwd" else lambda: _loss(fn()).backward()
@@ -216,6 +250,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=151936)
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if min([args.vocab] + [x for x in (args.tokens, args.dim) if x is not None]) < 1:
+        ap.error("--tokens, --dim and --vocab must be >= 1")
     if args.child:
         variant, N, D, V = args.child[0], *map(int, args.child[1:])
         print(json.dumps({"peak_mb": child_peak_cpu(variant, N, D, V)}))

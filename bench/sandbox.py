@@ -53,10 +53,21 @@ def own_time(code, args):
     return statistics.median(times)
 
 
-def measure(name, run_one, run_all, jobs, latency_jobs):
+def same_value(a, b):
+    """Two reprs of one value (set order may differ between hash seeds): equal as parsed literals, else as text."""
+    pa, pb = sandbox.parse_literal(a), sandbox.parse_literal(b)
+    return pa[1] == pb[1] if pa[0] and pb[0] else a == b
+
+
+def measure(name, run_one, run_all, jobs, latency_jobs, value, expected):
+    """(name, executions/s, median latency s); exits when an executor's results differ from f(args) computed in this
+    process (`value` turns one of its results into a repr, or None for a failed execution)."""
     t0 = time.perf_counter()
-    run_all(jobs)
+    outs = run_all(jobs)
     throughput = len(jobs) / (time.perf_counter() - t0)
+    wrong = sum(not (value(o) is not None and same_value(value(o), expected[j])) for j, o in zip(jobs, outs))
+    if wrong:  # a broken executor must not show up as a fast one
+        sys.exit(f"{name}: {wrong} of {len(jobs)} results differ from f(args) run in this process")
     lat = []
     for job in latency_jobs:
         t0 = time.perf_counter()
@@ -73,6 +84,8 @@ def main():
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     a = ap.parse_args()
+    if min(a.n_trivial, a.n_seeds, a.latency_n, a.workers) < 1:
+        ap.error("--n-trivial, --n-seeds, --latency-n and --workers must be >= 1")
     seeds_path = Path(a.data) / "azr_seeds"
     if not seeds_path.is_dir():
         sys.exit(f"AZR seeds not found at {seeds_path}; pass --data <shared/data>")
@@ -92,21 +105,26 @@ def main():
     threads = cf.ThreadPoolExecutor(max_workers=n)
     print(f"machine: {os.uname().nodename}, {len(os.sched_getaffinity(0))} cores, load {os.getloadavg()[0]:.1f}; "
           f"workers {n}; Python {sys.version.split()[0]}")
+    cores = min(n, len(os.sched_getaffinity(0)))  # the cores the n workers can use
     print(f"{'workload':10} {'executor':22} {'exec/s':>9} {'exec/s/core':>12} {'median ms':>10} "
           f"{'overhead ms':>12} {'ours is x faster':>17}")
     for wname, jobs in workloads.items():
         lat_jobs = jobs[:a.latency_n]
         own = statistics.median(own_time(*j) for j in lat_jobs)
+        expected = {j: pool_exec(*j) for j in set(jobs)}
         results = [
-            measure("ours (seccomp fork)", lambda j: sb.run(*j), sb.run_many, jobs, lat_jobs),
+            measure("ours (seccomp fork)", lambda j: sb.run(*j), sb.run_many, jobs, lat_jobs,
+                    lambda r: r.value if r.status == "ok" else None, expected),
             measure("fresh subprocess", lambda j: fresh(*j), lambda js: list(threads.map(lambda j: fresh(*j), js)),
-                    jobs[:max(50, len(jobs) // 10)], lat_jobs[:50]),
+                    jobs[:max(50, len(jobs) // 10)], lat_jobs[:50], lambda out: out.decode().strip() or None,
+                    expected),
             measure("process pool + exec", lambda j: pool.submit(pool_exec, *j).result(),
-                    lambda js: list(pool.map(pool_exec, *zip(*js), chunksize=1)), jobs, lat_jobs),
+                    lambda js: list(pool.map(pool_exec, *zip(*js), chunksize=1)), jobs, lat_jobs, lambda v: v,
+                    expected),
         ]
         ours = results[0][1]
         for name, tput, lat in results:
-            print(f"{wname:10} {name:22} {tput:9.0f} {tput / n:12.0f} {lat * 1e3:10.2f} {(lat - own) * 1e3:12.2f} "
+            print(f"{wname:10} {name:22} {tput:9.0f} {tput / cores:12.0f} {lat * 1e3:10.2f} {(lat - own) * 1e3:12.2f} "
                   f"{ours / tput:17.2f}")
     sb.close()
     pool.shutdown()
