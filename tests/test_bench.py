@@ -1,0 +1,57 @@
+"""The bench/ scripts run on the CPU at their smallest settings, and their self-checks pass there and fail on a wrong
+result (a benchmark must never time a broken path as a fast one). Speed is never asserted."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(script, *args, env=None):
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def load(script):
+    spec = importlib.util.spec_from_file_location(f"bench_{script[:-3]}", REPO / "bench" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generate_and_decode_step_run():
+    out = run("generate.py", "--shapes", "tiny", "--batches", "2", "--new-tokens", "4", "--threads", "1")
+    assert "| tiny | 2 |" in out and "2/2 |" in out
+    out = run("decode_step.py", "--shape", "tiny", "--batch", "2", "--context", "8", "--steps", "1")
+    assert "eager step" in out and "check: eager step's logits" in out
+
+
+def test_kernels_bench_runs_and_its_checks_catch_wrong_results():
+    out = run("kernels.py", "--tokens", "16", "--dim", "16", "--vocab", "1000", env={"NANOAZR_KERNELS": "torch"})
+    assert "| sample T=1 | B=8 |" in out and "| logprobs+entropy fwd+bwd |" in out
+    bench = load("kernels.py")
+    logits = torch.randn(4, 50)
+    ids = torch.tensor([0, 1, 2, 3])
+    right = torch.log_softmax(logits.double(), -1)[torch.arange(4), ids].float()
+    bench.check_sample(logits, ids, right)
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, ids, right - 0.5)                     # logprobs of another distribution
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, torch.tensor([0, 1, 2, 50]), right)    # an id out of range
+    top = logits.topk(2, -1).indices[:, 0]
+    bench.check_sample(logits, top, torch.zeros(4), top_k=2)             # renormalised: higher, never lower
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, logits.topk(5, -1).indices[:, -1], torch.zeros(4), top_k=2)  # outside the top-k
+
+
+def test_sandbox_bench_runs(data_dir):
+    out = run("sandbox.py", "--n-trivial", "20", "--n-seeds", "10", "--latency-n", "5", "--workers", "1",
+              "--data", str(data_dir))
+    assert "ours (seccomp fork)" in out and "process pool + exec" in out
