@@ -94,8 +94,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
-        bad = next((t for t in p if not 0 <= t < config.vocab_size), None)
-        if bad is not None:
+        if min(p) < 0 or max(p) >= config.vocab_size:  # (min/max: C speed over AZR's ~2M prompt tokens per call)
+            bad = next(t for t in p if not 0 <= t < config.vocab_size)
             raise ValueError(f"prompt {i} has token id {bad} outside the vocabulary [0, {config.vocab_size})")
 
     max_len = max(len(p) for p in prompts) + max_new_tokens
@@ -319,7 +319,7 @@ def _token_list(ids, what):
     if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
         raise ValueError(f"{what} must be a list of int token ids, got {type(ids).__name__}")
     ids = list(ids)
-    if not all(type(t) is int for t in ids):
+    if not set(map(type, ids)) <= {int}:
         bad = next(t for t in ids if type(t) is not int)
         raise ValueError(f"{what} must hold int token ids, got {bad!r} ({type(bad).__name__})")
     return ids
