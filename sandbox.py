@@ -84,7 +84,7 @@ SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "divmod pow lshift rshift and or xor radd rsub rmul rtruediv rfloordiv rmod rpow rand ror rxor call").split())
 NAMEDTUPLE_ATTRS = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
 STAR_IMPORTS_OK = ("math", "cmath", "itertools", "functools", "collections", "string", "heapq", "bisect", "fractions",
-                   "decimal", "statistics")
+                   "decimal", "statistics", "re")
 _FORMAT_DUNDER = re.compile(r"\{[^{}]*__")  # a str.format field that walks to a dunder: '{0.__globals__[sys]}'
 
 
@@ -99,16 +99,17 @@ def _escape_route(node, modules):
                 a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
             return "." + a
         if a in MODULE_WORDS:  # only then walk to the chain's root (every node of a long a.b.c... chain is visited)
-            root = node.value
-            while isinstance(root, ast.Attribute):
-                root = root.value
-            if isinstance(root, ast.Name) and root.id in modules:
+            root = node.value  # through a.b, a[0] and a(...) to the name they start from
+            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+                root = root.func if isinstance(root, ast.Call) else root.value
+            if not isinstance(root, ast.Name) or root.id in modules:  # `[queue][0].time`, `q.time` with q = queue
                 return "." + a
     if isinstance(node, ast.ImportFrom):
         for alias in node.names:
             if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
                 return f"from {node.module} import *"
-            if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS:
+            if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS or (
+                    alias.name.startswith("_")):
                 return f"from {node.module} import {alias.name}"
     if isinstance(node, ast.Constant) and type(node.value) is str and _FORMAT_DUNDER.search(node.value):
         return "a format field reaching a dunder"
@@ -138,6 +139,9 @@ PRELOAD = ("math", "cmath", "re", "string", "collections", "collections.abc", "i
            "json", "textwrap", "unicodedata", "base64", "binascii", "zlib", "dataclasses", "enum", "abc", "queue",
            "keyword", "difflib", "pprint", "random", "time", "datetime", "calendar", "hashlib", "hmac", "secrets",
            "uuid", "threading", "socket", "subprocess", "signal", "platform", "mmap", "fcntl")
+
+
+PURE_MODULES = frozenset(m.split(".")[0] for m in PRELOAD) - set(BANNED_IMPORTS) - set(HOST_IMPORTS)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -183,11 +187,12 @@ def _import_lines(tree):
     return lines
 
 
-def azr_program(code):
+def azr_program(code, extra_modules=()):
     """AZR proposal parsing rules -> (program with its function renamed to f, import lines); ValueError if rejected.
 
     Single-def rule: every `def NAME(` counts, nested functions and methods included (AZR rejects those too).
-    Banned imports: any dotted component (or imported name) in BANNED_IMPORTS. `input(` anywhere is banned."""
+    Banned imports: any dotted component (or imported name) in BANNED_IMPORTS. `input(` anywhere is banned.
+    Ours: imports only of the pure preloaded modules (PRELOAD, less the banned and host ones) and extra_modules."""
     if type(code) is not str:
         raise ValueError(f"program must be a str, got {type(code).__name__}")
     if len(code) > MAX_CODE:
@@ -201,7 +206,19 @@ def azr_program(code):
         tree = ast.parse(code)
     except Exception as e:  # SyntaxError, or RecursionError/MemoryError on pathological input
         raise ValueError(f"program does not parse: {type(e).__name__}: {e}") from None
-    modules = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    # names that may hold a module: what `import` and `from X import Y` bind, and any name assigned from one of them
+    # (q = queue, def g(m=queue)), so `q.time` is `queue.time`
+    modules = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+               for a in n.names}
+    for _ in range(3):
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name) and n.value.id in modules:
+                modules |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+            elif isinstance(n, ast.arguments):
+                params = n.posonlyargs + n.args
+                for p, d in zip(params[len(params) - len(n.defaults):] + n.kwonlyargs, n.defaults + n.kw_defaults):
+                    if isinstance(d, ast.Name) and d.id in modules:
+                        modules.add(p.arg)
     for node in ast.walk(tree):
         words, tops = [], []
         if isinstance(node, ast.Import):
@@ -216,6 +233,10 @@ def azr_program(code):
         host = [w for w in tops if w in HOST_IMPORTS]
         if host:
             raise ValueError(f"import of {host[0]!r} is not allowed: results would depend on the host")
+        other = [w for w in tops if w not in PURE_MODULES and w not in extra_modules]
+        if other:  # (any module the zygote happens to hold would import: posix, _datetime, site, __main__, ...)
+            raise ValueError(f"import of {other[0]!r} is not allowed: programs may import the pure standard modules "
+                             "of sandbox.PRELOAD")
         route = _escape_route(node, modules)
         if route:
             raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
@@ -246,10 +267,10 @@ def _call_args(args, limit=MAX_ARGS):
 # pure one: literals, operators, comprehensions, lambdas, and calls of the builtins and builtin-type methods below.
 # No other name (not f), no underscore or frame attribute, so an answer cannot compute itself by running the
 # program, brute-force f, or reach the harness to forge its result record (reward hacks that AZR's eval allows).
-SAFE_CALLS = frozenset(("abs", "all", "any", "bin", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
-                        "enumerate", "filter", "float", "frozenset", "hex", "int", "isinstance", "iter", "len", "list",
-                        "map", "max", "min", "next", "oct", "ord", "pow", "range", "reversed", "round", "set",
-                        "sorted", "str", "sum", "tuple", "zip"))
+SAFE_CALLS = frozenset(("abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "chr", "complex", "dict",
+                        "divmod", "enumerate", "filter", "float", "format", "frozenset", "hex", "int", "isinstance",
+                        "iter", "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr",
+                        "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "zip"))
 SAFE_ATTRS = frozenset(n for t in (str, bytes, bytearray, list, tuple, dict, set, frozenset, int, float, complex)
                        for n in dir(t) if not n.startswith("_"))  # .format: only on a constant (check_pure)
 PURE_DEPTH = 400  # 'a' + 'b' + ... nests one level per term
@@ -260,44 +281,51 @@ _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred
                ast.unaryop, ast.boolop, ast.cmpop) + _COMPS
 
 
-def check_pure(node, scope=frozenset(), depth=0):
+_FORMAT_WALK = re.compile(r"\{[^}:!]*[.\[]")  # a format field name with an attribute or item: '{0.x}', '{0[k]:{1}}'
+
+
+def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
     """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
-    builtin or in scope: a variable of an enclosing lambda or comprehension (Python's scoping rules), or a name the
-    caller allows (check_abduction: the program's own module-level names such as a namedtuple class, never f)."""
+    builtin or in scope, a variable of an enclosing lambda or comprehension (Python's scoping rules). calls: names
+    that may only be called (check_abduction: the program's own module-level names, a namedtuple class or an
+    imported deque; never f, and never as values or with attributes, so an answer cannot rewrite a global table)."""
     if depth > PURE_DEPTH:
         raise ValueError("predicted value nested too deep")
     if not isinstance(node, _SAFE_NODES):
         raise ValueError(f"{type(node).__name__} is not allowed in a predicted value")
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls - scope:
+        for child in node.args + node.keywords:
+            check_pure(child, scope, depth + 1, calls)
+        return
     if isinstance(node, ast.Name) and node.id not in scope and node.id not in SAFE_CALLS:
         raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRS:
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
-            isinstance(node.value, ast.Constant) and type(node.value.value) is str and not any(
-                set(".[") & set(re.split(r"[:!]", field)[0])
-                for field in re.findall(r"\{([^{}]*)\}", node.value.value))):
+            isinstance(node.value, ast.Constant) and type(node.value.value) is str and
+            not _FORMAT_WALK.search(node.value.value)):
         raise ValueError("str.format only on a constant whose fields do not walk attributes or items")
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args
         for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
-            check_pure(d, scope, depth + 1)
+            check_pure(d, scope, depth + 1, calls)
         params = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
-        return check_pure(node.body, scope | params, depth + 1)
+        return check_pure(node.body, scope | params, depth + 1, calls)
     if isinstance(node, _COMPS):  # the first iterable in the enclosing scope, then each target is visible onward
         inner = scope
         for gen in node.generators:
-            check_pure(gen.iter, inner, depth + 1)
+            check_pure(gen.iter, inner, depth + 1, calls)
             targets = list(ast.walk(gen.target))
             if not all(isinstance(t, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.expr_context)) for t in targets):
                 raise ValueError("comprehension targets must be plain names")
             inner = inner | {t.id for t in targets if isinstance(t, ast.Name)}
             for cond in gen.ifs:
-                check_pure(cond, inner, depth + 1)
+                check_pure(cond, inner, depth + 1, calls)
         for part in (node.key, node.value) if isinstance(node, ast.DictComp) else (node.elt,):
-            check_pure(part, inner, depth + 1)
+            check_pure(part, inner, depth + 1, calls)
         return
     for child in ast.iter_child_nodes(node):
-        check_pure(child, scope, depth + 1)
+        check_pure(child, scope, depth + 1, calls)
 
 
 def _pure_text(text):
@@ -331,11 +359,12 @@ def module_names(program):
 
 
 def _pure_args(args, program=""):
-    """Whether every argument of a predicted input text passes check_pure, with the program's module-level names."""
+    """Whether every argument of a predicted input text passes check_pure; the program's module-level names may be
+    called (constructors: Pt(1, 2), deque([1])), nothing more."""
     try:
         node = _call_args(args)
         for arg in node.args + [k.value for k in node.keywords]:
-            check_pure(arg, module_names(program))
+            check_pure(arg, calls=module_names(program))
         return True
     except Exception:
         return False
@@ -1174,7 +1203,7 @@ class Sandbox:
     def _validate_one(self, item):
         try:
             code, args = self._pair(item)
-            program, imports = azr_program(code)
+            program, imports = azr_program(code, tuple(m.split(".")[0] for m in self._extra.split(",") if m))
         except ValueError as e:
             return Result("rejected", error=str(e))
         a, outs, facts = self._execute(program, args, limits={"calls": 2})

@@ -292,6 +292,12 @@ def test_validate_azr_rules(sb):
     "import uuid\ndef f(x):\n    return uuid.uuid1(1, 0).time_mid + x",                       # a clock, publicly
     "import typing\nL = []\ndef f(x: \"[L.append(1), int][1]\"):\n    typing.get_type_hints(f)\n    return L[-1]",
     "import dataclasses\ndef f(x):\n    return '{0.__globals__[sys].version}'.format(dataclasses.dataclass)",
+    "import posix\ndef f(x):\n    return posix.uname().nodename",                # any module the zygote holds
+    "from _datetime import date\ndef f(x):\n    return str(date.today())",
+    "from collections import _sys\ndef f(x):\n    return _sys.version",
+    "import queue\nq = queue\ndef f(x):\n    return int(q.time()) // 10000",       # a module under another name
+    "import queue\ndef f(x, m=queue):\n    return int(m.time()) // 10000",
+    "import queue\ndef f(x):\n    return int([queue][0].time()) // 10000",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -383,7 +389,13 @@ def test_predictions_must_be_pure(sb):                             # D5, D6: rew
           "def f(p, d):\n    return p.x + len(d)")
     assert sb.check_abduction([(pt, "3", "Pt(1, 2), deque([0, 0])"), (pt, "3", "Pt(1, 2), f(Pt(0, 0), [])")]) == \
         [True, False]
-    assert sb.check_deduction([("'3-x'", "'{}-{}'.format(3, 'x')"), ("'1'", "'{0.real}'.format(1)")]) == [True, False]
+    assert sb.check_deduction([("'3-x'", "'{}-{}'.format(3, 'x')"), ("'1'", "'{0.real}'.format(1)"),
+                               ("'1.50'", "format(1.5, '.2f')"), ("'x'", "'{0.__doc__:{1}}'.format(1, '')")]) == \
+        [True, False, True, False]
+    # the program's names may only be called: an input cannot rewrite the globals f reads
+    memo = "memo = {}\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2"
+    assert sb.check_abduction([(memo, "6", "3"), (memo, "75648", "(memo.update({0: 75648}), 0)[1]"),
+                               (memo, "75648", "memo.setdefault(1, 75648) and 1")]) == [True, False, False]
     for bad in ["f(3)", "__import__('os')", "().__class__", "(i for i in []).gi_frame", "getattr(1, 'real')",
                 "'{0.__class__}'.format(1)", "(x := 1)", "[x for x in [1]] + [x]", "lambda: f(1)", "type(1)"]:
         with pytest.raises(ValueError):

@@ -55,8 +55,9 @@ TRIPLETS = {
         "equal value, other spelling or order": 1,            # recorded '"Hello world"' (the zero triplet's input)
         "bad_output: non-plain type ('dict_keys')": 1,         # we accept exact builtin plain types only
         "bad_output: non-plain type ('deque')": 1,
-        "exception: ModuleNotFoundError: No module named 'nu": 3,   # numpy is opt-in (extra_modules)
-        "exception, AZR recorded no output either": 2,         # cv2 (not installed) and a StopIteration
+        "rejected: import of 'numpy' is not allowed: progra": 3,  # numpy is opt-in (extra_modules)
+        "rejected, AZR recorded no output either": 1,          # cv2 (not installed)
+        "exception, AZR recorded no output either": 1,         # a StopIteration
         "rejected: import of 'os' is not allowed: results w": 1,  # our HOST_IMPORTS rule (os.path.isfile)
         "forbidden: PermissionError: [Errno 1] Operation not": 1,  # writes transformed_output.txt
     },
