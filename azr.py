@@ -26,11 +26,13 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
     __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
     rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
-    gc, inspect, ctypes, importlib, resource, socket, signal) or reaching modules, frames or imports without an
-    import statement (`__import__`, `eval`, `getattr`, `dataclasses.sys`, dunder attributes) are rejected, and only
+    gc, inspect, ctypes, importlib, resource, socket, signal, uuid, secrets; only sandbox.PURE_MODULES may be
+    imported) or reaching modules, frames or imports without an import statement (`__import__`, `eval`, `getattr`,
+    `dataclasses.sys`, dunder attributes) are rejected, and only
     plain builtin values may be returned (a Counter or deque is bad_output). A solver's predicted input or output
-    must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins; not
-    f), so it cannot compute itself by running the program, which official eval allows (a reward hack). An empty
+    must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins, calls
+    of the program's constructors; not f), so it cannot compute itself by running the program, which official eval
+    allows (a reward hack). An empty
     answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple). Limits the
     official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096, return values
     up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space, and --exec_timeout covers
