@@ -1230,8 +1230,9 @@ def main(argv=None):
         die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
     if not cfg.resume and latest_checkpoint(out) is not None:
         die(f"{out} already holds checkpoints; pass --resume to continue or choose a fresh --out")
-    if ckpt is not None and checkpoint_step(ckpt) >= cfg.steps:
-        die(f"{ckpt} is already at step {checkpoint_step(ckpt)}; pass --steps above it to train further")
+    saved_step = checkpoint_step(ckpt) if ckpt is not None else 0  # also checks that its files are all there
+    if saved_step >= cfg.steps:
+        die(f"{ckpt} is already at step {saved_step}; pass --steps above it to train further")
     if ckpt is None and rank == 0 and ((out / "metrics.jsonl").exists() or (out / "dumps").exists()):
         # logs of an earlier run that never saved a checkpoint: keep them, but out of the new run's way
         old = out / f"previous_{time.strftime('%Y%m%d-%H%M%S')}"
