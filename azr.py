@@ -123,11 +123,11 @@ class Config:
     seed_buffer_size: int = 256     # seeding phase target (64 x seed batch factor 4)
     seed_rounds: int = 1000         # max proposer rounds of the seeding phase (a random model never fills it)
     # sampling
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
+    temperature: float = 1.0        # rollouts sample logits / temperature, and the update trains that distribution
+    top_p: float = 1.0              # nucleus sampling (1 = off, as the paper)
+    top_k: int = 0                  # top-k sampling (0 = off, as the paper)
     max_prompt_tokens: int = 6144   # longer prompts are dropped (official behaviour)
-    max_response_tokens: int = 8096
+    max_response_tokens: int = 8096  # generation cap per rollout (azr-spec.md section 6)
     # RL objective
     advantage: str = "trr++"        # trr++ (six baselines) | global (one baseline) | grpo (per prompt, needs group_size>1)
     whiten: str = "token"           # token (official masked_whiten) | sequence (paper Eq. 8)
@@ -141,26 +141,26 @@ class Config:
     mask_overlong: bool = False     # exclude responses that hit max_response_tokens from the loss
     # optimisation
     lr: float = 1e-6                # AdamW, constant, no warmup
-    beta1: float = 0.9
+    beta1: float = 0.9              # AdamW betas
     beta2: float = 0.999
     weight_decay: float = 0.01      # veRL default on the paper branch
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0          # max global gradient norm (0 = no clipping)
     micro_batch: int = 16           # sequences per forward/backward
     optim: str = "adamw"            # adamw | adamw8bit (bitsandbytes)
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = False  # recompute each layer's activations in the backward (7B: see the memory plan)
     fsdp: str = "off"               # off | on: shard params/grads/optimizer over ranks with FSDP2
     deterministic: bool = False     # deterministic CUDA kernels (bit-exact resume on GPUs; slower backward)
     cuda_graphs: bool = True        # on CUDA, replay the decode step as CUDA graphs (engine.make_decode_step; 2.6x
-                                    # tokens/s at 7B on an H200); the CPU always decodes eagerly
+                                    # tokens/s at the 7B shape, batch 64, H200, e6e1e7f); the CPU decodes eagerly
     max_batch: int = 256            # most sequences one rank decodes together (engine rows)
     kv_cache_tokens: int = 0        # KV cache budget per rank in tokens; 0 = 60% of free GPU memory (engine default)
     # sandbox, logging, checkpoints
     sandbox_workers: int = 0        # 0 = this machine's cores / ranks
     exec_timeout: float = 10.0      # seconds per execution
-    save_every: int = 10
+    save_every: int = 10            # checkpoint every N steps (and at the last step)
     eval_every: int = 10            # in-loop CRUXEval-I/O (greedy); 0 = off
     eval_limit: int = 0             # 0 = all 800 problems
-    eval_max_tokens: int = 8096
+    eval_max_tokens: int = 8096     # generation cap of the in-loop CRUXEval answers
     dump_every: int = 1             # JSONL dump of proposals/answers/verdicts every N steps; 0 = off
     log: str = "none"               # none | tensorboard | wandb
 
@@ -187,6 +187,7 @@ def parse_config(argv):
     if "-h" in argv or "--help" in argv:  # the commented Config source is the documentation of every flag
         import inspect
         print(__doc__.split("Deliberate deviations")[0] + inspect.getsource(Config) + f"presets: {PRESETS}")
+        sys.stdout.flush()  # here, where entry() catches a closed pipe (`--help | head`), not at exit
         sys.exit(0)
     pairs, i = [], 0
     while i < len(argv):
@@ -231,6 +232,8 @@ def check_config(cfg):
     tasks = task_list(cfg)
     if not tasks or any(t not in TASKS for t in tasks):
         die(f"--tasks={cfg.tasks!r}: use a comma list of {', '.join(TASKS)}")
+    if not cfg.out.strip():
+        die("--out is empty; name the run's folder, e.g. --out=out/azr")
     choices = dict(advantage=("trr++", "global", "grpo"), whiten=("token", "sequence"), device=("auto", "cpu", "cuda"),
                    loss_agg=("token-mean", "seq-mean"), optim=("adamw", "adamw8bit"), fsdp=("off", "on"),
                    dtype=("auto", "bfloat16", "float32"), log=("none", "tensorboard", "wandb"))
@@ -771,7 +774,8 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             dist.all_reduce(p.grad)
-    grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)  # DTensor-aware under FSDP
+    # DTensor-aware under FSDP; --grad_clip=0 only measures the norm (a max norm of 0 would zero every gradient)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip or float("inf"))
     if sharded and master is not None:  # 8-bit AdamW under FSDP steps the local shards (see optimizer_params)
         for shard, p in zip(master, params):
             shard.grad = p.grad.to_local() if p.grad is not None else None
@@ -800,6 +804,9 @@ def optimizer_params(qwen, master, sharded, cfg):
 
 def make_optimizer(params, cfg):
     if cfg.optim == "adamw8bit":  # bitsandbytes only when asked (keeps the default path dependency-free)
+        import logging
+        # on AVX512-BF16 CPUs its import warns that a 4-bit matmul kernel from the hub is missing: unused here
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
         import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
@@ -961,9 +968,32 @@ def checkpoint_step(ckpt):
         json.loads((ckpt / "config.json").read_text())
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         damaged(f"{type(e).__name__}: {e}")
-    if not isinstance(step, int) or not isinstance(buffers, dict):
-        damaged("state.json or buffers.json holds something else")
+    if not isinstance(step, int):
+        damaged("state.json holds no integer step")
+    problem = buffers_problem(buffers)
+    if problem:
+        damaged(f"buffers.json: {problem}")
     return step
+
+
+BUFFER_FIELDS = {"deduction": {"program": str, "input": str, "output": str},
+                 "abduction": {"program": str, "input": str, "output": str},
+                 "induction": {"program": str, "inputs": list, "outputs": list, "message": str}}
+
+
+def buffers_problem(buffers):
+    """What makes a saved buffers.json unusable (the loop would crash on it mid-step), or None."""
+    if not isinstance(buffers, dict) or set(buffers) != set(TASKS):
+        return f"not an object with the keys {', '.join(TASKS)}"
+    for task, entries in buffers.items():
+        if not isinstance(entries, list):
+            return f"{task} is not a list"
+        for n, e in enumerate(entries):
+            if not isinstance(e, dict) or not isinstance(e.get("step"), int) or not all(
+                    isinstance(e.get(k), kind) for k, kind in BUFFER_FIELDS[task].items()):
+                return (f"{task} entry {n} lacks one of {', '.join(BUFFER_FIELDS[task])}, step or has the wrong "
+                        "type")
+    return None
 
 
 def check_same_model(ckpt, source):
@@ -989,8 +1019,7 @@ def reshard_adamw8bit(ckpt, saved_world, optimizer, rank, world):
     (< 1% of its new block's absmax): close to the saved state, not bit-exact (same-size resumes load it as saved)."""
     import bitsandbytes.functional as F
     wrapped = type(optimizer)._FSDP_WRAPPED_QUANT_STATE_KEY  # bnb's state_dict nests the quantisation tensors here
-    saved = [torch.load(Path(ckpt) / f"optim_rank{r}.pt", map_location="cpu", weights_only=True, mmap=True)
-             for r in range(saved_world)]
+    saved = [load_optim_file(ckpt, f"optim_rank{r}.pt", mmap=True) for r in range(saved_world)]
 
     def fp32(entry, i, device):  # one saved shard's state{i} as fp32, [shard rows, ...]
         q = {**entry, **entry.get(wrapped, {})}
@@ -1023,17 +1052,25 @@ def reshard_adamw8bit(ckpt, saved_world, optimizer, rank, world):
     optimizer.load_state_dict({"state": state, "param_groups": saved[0]["param_groups"]})  # saved lr, betas, ...
 
 
+def load_optim_file(ckpt, name, mmap=False):
+    """torch.load of a checkpoint's optimizer file (tensors only); a truncated or garbage file gets one line."""
+    import pickle
+    try:
+        return torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:  # (its message advises weights_only=False: never, for a file that is not ours)
+        why = "not a tensors-only torch file"
+    except (RuntimeError, OSError, EOFError, ValueError) as e:  # a truncated zip, mostly
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    die(f"checkpoint {ckpt} is damaged ({name}: {why}); delete that folder to resume from the checkpoint before it")
+
+
 def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
     state = json.loads((Path(ckpt) / "state.json").read_text())
     saved_world = state.get("world", 1)
     per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
     name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
     if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
-        try:
-            optim_sd = torch.load(Path(ckpt) / name, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError, ValueError) as e:  # a truncated zip, mostly
-            die(f"checkpoint {ckpt} is damaged ({name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                "delete that folder to resume from the checkpoint before it")
+        optim_sd = load_optim_file(ckpt, name)
         if sharded and not per_rank:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
             set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
@@ -1212,19 +1249,22 @@ def main(argv=None):
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
+    # Everything that can be checked before the run writes anything is checked here, each with one line: bad input
+    # never leaves a half-made --out behind, and never surfaces hours in (a crash after seeding, at the first eval).
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        die(f"--out={cfg.out} is a file, not a folder; pick another path")
     if cfg.resume and not out.is_dir():
         die(f"--resume but --out={cfg.out} does not exist; give the folder of the run to continue")
-    if cfg.log != "none":  # before hours of seeding, not after
+    if cfg.log != "none":
         import importlib.util
         if importlib.util.find_spec(cfg.log) is None:
             die(f"--log={cfg.log} needs a package that is not installed: pip install {cfg.log}")
+    import kernels
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / f".write_test{rank}", "ok")
-        (out / f".write_test{rank}").unlink()
-    except OSError as e:
-        die(f"--out={cfg.out} is not writable ({e.strerror}); pick another folder")
+        kernels.backend(device)  # NANOAZR_KERNELS is read at the first sampling call
+    except (ValueError, RuntimeError) as e:
+        die(str(e))
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if cfg.resume and ckpt is None:
         die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
@@ -1233,6 +1273,32 @@ def main(argv=None):
     saved_step = checkpoint_step(ckpt) if ckpt is not None else 0  # also checks that its files are all there
     if saved_step >= cfg.steps:
         die(f"{ckpt} is already at step {saved_step}; pass --steps above it to train further")
+    if ckpt is not None:
+        saved = json.loads((ckpt / "state.json").read_text()).get("config", {})
+        if saved.get("optim", cfg.optim) != cfg.optim:  # AdamW and 8-bit AdamW states do not convert
+            die(f"{ckpt} was trained with --optim={saved['optim']}; resume with that --optim (or start a fresh --out)")
+    seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
+    if cfg.eval_every and (rank == 0 or cfg.fsdp == "on"):  # the in-loop CRUXEval data, now and not at step 10
+        from eval.data import DataError, default_data_dir, load_benchmark
+        try:
+            for benchmark in ("cruxeval-i", "cruxeval-o"):
+                load_benchmark(benchmark, default_data_dir(), cfg.eval_limit or None)
+        except DataError as e:
+            die(f"--eval_every={cfg.eval_every} needs CRUXEval: {e} (or pass --eval_every=0)")
+
+    # model + tokenizer: "tiny" is made on the spot (deterministic), everything else resolved by model.py
+    import model as model_lib
+    if cfg.model != "tiny":
+        try:
+            source = model_lib.resolve_checkpoint(cfg.model)
+        except Exception as e:  # unknown names, offline hub ids, missing folders: model.py words the fix
+            die(f"--model={cfg.model}: {e}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / f".write_test{rank}", "ok")
+        (out / f".write_test{rank}").unlink()
+    except OSError as e:
+        die(f"--out={cfg.out} is not writable ({e.strerror}); pick another folder")
     if ckpt is None and rank == 0 and ((out / "metrics.jsonl").exists() or (out / "dumps").exists()):
         # logs of an earlier run that never saved a checkpoint: keep them, but out of the new run's way
         old = out / f"previous_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -1241,11 +1307,6 @@ def main(argv=None):
             if (out / name).exists():
                 os.replace(out / name, old / name)
         print0(f"moved the logs of an earlier run without checkpoints to {old}", rank=rank)
-
-    seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None  # fail early
-
-    # model + tokenizer: "tiny" is made on the spot (deterministic), everything else resolved by model.py
-    import model as model_lib
     if cfg.model == "tiny":  # rank 0 writes it into --out (deterministic: a resumed run gets the same one)
         import tiny
         source = out / "tiny_model"
@@ -1253,15 +1314,9 @@ def main(argv=None):
             tiny.make_tiny_checkpoint(source)
         if world > 1:
             dist.barrier()
-    else:
-        try:
-            source = model_lib.resolve_checkpoint(cfg.model)
-        except Exception as e:  # unknown names, offline hub ids, missing folders: model.py words the fix
-            die(f"--model={cfg.model}: {e}")
     source = str(source)
     if ckpt is not None:
         check_same_model(ckpt, source)
-        saved = json.loads((ckpt / "state.json").read_text())["config"]
         changed = [k for k, v in dataclasses.asdict(cfg).items()
                    if k not in ("steps", "resume", "out") and saved.get(k) != v]
         if changed:  # allowed (e.g. a new eval cadence), but the run is then no longer an exact continuation
@@ -1422,10 +1477,15 @@ def main(argv=None):
 
 
 def entry(argv=None):
-    """main() with one clear line for a full disk: every checkpoint is written to a temp folder and renamed, so the
-    last complete one is intact and --resume continues from it."""
+    """main() with one clear line for a full disk or Ctrl-C: every checkpoint is written to a temp folder and renamed,
+    so the last complete one is intact and --resume continues from it."""
     try:
         main(argv)
+    except KeyboardInterrupt:
+        die("interrupted; rerun with the same flags and --resume to continue from the last checkpoint")
+    except BrokenPipeError:  # `python azr.py --help | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

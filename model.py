@@ -583,6 +583,9 @@ SHORT_NAMES = {f"qwen2.5-{s}": f"Qwen/Qwen2.5-{s.upper()}" for s in _QWEN25}
 SHORT_NAMES |= {f"qwen2.5-{s}-instruct": f"Qwen/Qwen2.5-{s.upper()}-Instruct" for s in _QWEN25}
 SHORT_NAMES |= {f"qwen2.5-coder-{s}": f"Qwen/Qwen2.5-Coder-{s.upper()}" for s in _CODER}
 SHORT_NAMES |= {f"qwen2.5-coder-{s}-instruct": f"Qwen/Qwen2.5-Coder-{s.upper()}-Instruct" for s in _CODER}
+# the paper's released AZR checkpoints (azr-spec.md 9.5), named as eval/report.py's paper columns
+SHORT_NAMES |= {f"azr-coder-{s}": f"andrewzh/Absolute_Zero_Reasoner-Coder-{s}" for s in ("3b", "7b", "14b")}
+SHORT_NAMES |= {f"azr-base-{s}": f"andrewzh2/Absolute_Zero_Reasoner-Base-{s}" for s in ("7b", "14b")}
 
 
 def resolve_checkpoint(name_or_path) -> str:

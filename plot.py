@@ -117,6 +117,14 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
 
     if not 0 <= smoothing < 1:
         raise PlotError(f"--smooth must be in [0, 1), got {smoothing}")
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    if not out.name or out.is_dir():
+        raise PlotError(f"--out {str(out)!r} names no file; pass an image path such as curves.png")
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in supported:
+        raise PlotError(f"--out {out}: cannot write .{fmt} images; use one of {', '.join(sorted(supported))}")
     runs = {name: load_metrics(d) for name, d in zip(run_names(run_dirs), run_dirs)}
     panels = collect_series(runs, keys)
     if not panels:
@@ -131,7 +139,8 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
     names = sorted(panels, key=lambda n: (PANEL_ORDER.index(n) if n in PANEL_ORDER else len(PANEL_ORDER), n))
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.8 * nrows), squeeze=False)
+    # constrained layout leaves room for the suptitle (tight_layout let it overlap the panels' titles)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.8 * nrows), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
         for (label, run), (steps, values) in sorted(panels[name].items()):
             parts = [p for p in (label, run if len(runs) > 1 else "") if p]
@@ -147,13 +156,11 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
     if smoothing:
         header += f"  (EMA smoothing {smoothing})"
     fig.suptitle(header)
-    fig.tight_layout()
 
     # Atomic write: a viewer never sees a half-written image.
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=110)
+    fig.savefig(tmp, format=fmt, dpi=110)
     plt.close(fig)
     os.replace(tmp, out)
     return str(out)

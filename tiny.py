@@ -9,7 +9,6 @@ The folder loads with `model.Qwen2.from_pretrained`, `transformers.Qwen2ForCausa
 `transformers.AutoTokenizer.from_pretrained`. The same arguments always give the same files.
 """
 import os
-import sys
 
 import torch
 
@@ -98,4 +97,9 @@ def make_tiny_checkpoint(out_dir, seed: int = 0, tokenizer_vocab: int = 1024, **
 
 
 if __name__ == "__main__":
-    print(make_tiny_checkpoint(sys.argv[1] if len(sys.argv) > 1 else "tiny-ckpt"))
+    import argparse
+    ap = argparse.ArgumentParser(description="Write a tiny random Qwen2 checkpoint (weights + tokenizer).")
+    ap.add_argument("out_dir", nargs="?", default="tiny-ckpt", help="folder to write (default: tiny-ckpt)")
+    ap.add_argument("--seed", type=int, default=0, help="weights seed (the same seed gives the same files)")
+    args = ap.parse_args()
+    print(make_tiny_checkpoint(args.out_dir, seed=args.seed))

@@ -31,6 +31,27 @@ class ModelError(Exception):
     """The --model argument names no usable checkpoint; str(error) is one line."""
 
 
+class OutputError(Exception):
+    """The --out folder cannot take this run's results; str(error) is one line."""
+
+
+def prepare_out(out_dir: Path, overwrite: bool = False) -> None:
+    """Create --out and check it before hours of generation: a writable folder that holds no earlier results
+    (unless overwrite)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: is a file, not a folder; pass a folder path")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {out_dir}: cannot create it ({e.strerror}); pass a writable folder") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out_dir}: not writable; pass a writable folder")
+    old = [n for n in ("samples.jsonl", "results.json", "results.md") if (out_dir / n).exists()]
+    if old and not overwrite:
+        raise OutputError(f"--out {out_dir}: already holds {', '.join(old)} of an earlier run; pass another --out, "
+                          "or --overwrite to replace them")
+
+
 def family(benchmark: str) -> str:
     if benchmark in data.CODE_REASONING or benchmark == "lcb-e":
         return "cruxeval"
@@ -134,9 +155,11 @@ def gather(obj, rank: int, world: int):
 def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, template: str | None = None,
              limit: int | None = None, samples: int = 1, temperature: float = 0.0, max_new_tokens: int | None = None,
              lcb_file=None, seed: int = 0, sandbox_workers: int | None = None, progress: bool = True,
-             lcb_gen_file=None, device: str = "auto", dtype: str = "auto", cuda_graphs: bool = True) -> dict:
+             lcb_gen_file=None, device: str = "auto", dtype: str = "auto", cuda_graphs: bool = True,
+             overwrite: bool = False) -> dict:
     """Generate, score and report; returns {benchmark: {"pass@k": ..., "n": problems}} (on rank 0; {} elsewhere).
-    cuda_graphs: the engine's CUDA-graph decode step, on CUDA only (the CPU decodes eagerly)."""
+    cuda_graphs: the engine's CUDA-graph decode step, on CUDA only (the CPU decodes eagerly). overwrite: replace the
+    results of an earlier run in out_dir (else that is an OutputError, raised before anything is generated)."""
     import torch
 
     from model import Qwen2, load_tokenizer, resolve_checkpoint
@@ -145,6 +168,9 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     if dtype not in ("auto", "float32", "bfloat16"):
         raise ModelError(f"--dtype {dtype}: unknown; use auto, float32 or bfloat16")
     rank, world, device = dist_setup(device)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        prepare_out(out_dir, overwrite)
     # every rank runs its own sandboxes: share the CPU cores between ranks
     sandbox_workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) // world)
     template = template or templates.default_template(model_path)
@@ -210,7 +236,6 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
                 per_problem.setdefault(r["id"], []).append(bool(r["verdict"]))
         results[b] = {**report.benchmark_scores(list(per_problem.values()), ks), "n": len(per_problem)}
     table = report.markdown_table(model_path, results, ks)
-    out_dir = Path(out_dir)
     write_atomic(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     agg = report.aggregates({b: r["pass@1"] for b, r in results.items()})
     summary = {"model": model_path, "template": template, "samples": samples, "temperature": temperature,
@@ -280,6 +305,7 @@ def main(argv=None):
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, decode steps as CUDA graphs (engine.py; default on; the CPU decodes eagerly)")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
     p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")
     p.add_argument("--no-progress", action="store_true")
@@ -289,7 +315,13 @@ def main(argv=None):
     unknown = [b for b in benchmarks if b not in data.ALL_BENCHMARKS]
     if unknown:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {','.join(data.ALL_BENCHMARKS)}")
-    if a.samples < 1 or (a.samples > 1 and a.temperature <= 0):
+    for flag in ("limit", "samples", "max_new_tokens", "sandbox_workers"):
+        value = getattr(a, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} {value}: must be at least 1")
+    if not 0 <= a.temperature < float("inf"):
+        p.error(f"--temperature {a.temperature}: must be a finite number >= 0 (0 = greedy)")
+    if a.samples > 1 and a.temperature == 0:
         p.error("--samples N > 1 needs --temperature > 0 (greedy samples are identical)")
     try:
         if a.check_gold:
@@ -300,8 +332,9 @@ def main(argv=None):
         out = a.out or Path("runs/eval") / f"{Path(str(a.model).rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_eval(a.model, benchmarks, a.data_dir, Path(out), a.template, a.limit, a.samples, a.temperature,
                  a.max_new_tokens, a.lcb_file, a.seed, a.sandbox_workers, progress=not a.no_progress,
-                 lcb_gen_file=a.lcb_gen_file, device=a.device, dtype=a.dtype, cuda_graphs=a.cuda_graphs)
-    except (data.DataError, ModelError) as e:
+                 lcb_gen_file=a.lcb_gen_file, device=a.device, dtype=a.dtype, cuda_graphs=a.cuda_graphs,
+                 overwrite=a.overwrite)
+    except (data.DataError, ModelError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -288,9 +288,10 @@ def test_sequence_logprobs_use_the_sampling_temperature(tiny_ckpt):
             torch.testing.assert_close(entropy.double(), -(ref.exp() * ref).sum(-1), atol=1e-5, rtol=0)
 
 
-def test_policy_gradient_raises_rewarded_and_lowers_penalised(tiny_ckpt, monkeypatch):
+@pytest.mark.parametrize("grad_clip", ["1.0", "0"])  # 0 = no clipping (not a max norm of 0)
+def test_policy_gradient_raises_rewarded_and_lowers_penalised(tiny_ckpt, monkeypatch, grad_clip):
     monkeypatch.setenv("NANOAZR_KERNELS", "torch")
-    cfg = azr.parse_config(["--lr=1e-3", "--entropy_coef=0", "--micro_batch=1"])
+    cfg = azr.parse_config(["--lr=1e-3", "--entropy_coef=0", "--micro_batch=1", f"--grad_clip={grad_clip}"])
     qwen, master, sharded = azr.setup_policy(str(tiny_ckpt), cfg, torch.device("cpu"), torch.float32, 1)
     prompt, good, bad = [5, 6, 7, 8], [10, 11, 12], [20, 21, 22]
     before = (sequence_logprob(qwen, prompt, good), sequence_logprob(qwen, prompt, bad))
@@ -358,6 +359,14 @@ def test_full_disk_is_one_line(monkeypatch, capsys):
     assert e.value.code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "disk full" in err[0] and "--resume" in err[0]
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(azr, "main", interrupted)
+    with pytest.raises(SystemExit) as e:
+        azr.entry([])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code != 0 and len(err) == 1 and "interrupted" in err[0] and "--resume" in err[0]
 
 
 def test_truncate_metrics_on_resume(tmp_path):

@@ -173,7 +173,10 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     assert "torchrun" in one_line_error(capsys, ["--fsdp=on", out])
     assert "cannot hold one rollout" in one_line_error(capsys, ["--kv_cache_tokens=1000", out])
     assert "--max_batch must be" in one_line_error(capsys, ["--max_batch=0", out])
-    assert "no checkpoint" in one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--resume"])
+    assert "does not exist" in one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--resume"])
+    (tmp_path / "empty").mkdir()
+    assert "no checkpoint" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={tmp_path / 'empty'}",
+                                                      "--resume"])
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert "not writable" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={blocker / 'sub'}"])
@@ -183,7 +186,7 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     step1 = other / "ckpt" / "step_000001"
     make_tiny_checkpoint(step1, hidden_size=32, intermediate_size=64)
     (step1 / "state.json").write_text('{"step": 1}')  # the rest of a checkpoint's files, as far as they are looked at
-    (step1 / "buffers.json").write_text("{}")
+    (step1 / "buffers.json").write_text(json.dumps(azr.zero_buffers()))
     (step1 / "optim.pt").write_bytes(b"")
     (other / "ckpt" / "latest").write_text("step_000001")
     assert "another model" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={other}", "--resume"])
@@ -197,6 +200,17 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     shutil.copy(Path(tiny_ckpt) / "tokenizer.json", broken / "tokenizer.json")
     (broken / "model.safetensors").write_bytes((Path(tiny_ckpt) / "model.safetensors").read_bytes()[:1000])
     assert "truncated or corrupt" in one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o3'}"])
+    # checked before --out is made: a bad run leaves no folder behind
+    assert "--out is empty" in one_line_error(capsys, ["--out= "])
+    assert "is a file, not a folder" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={blocker}"])
+    monkeypatch.setenv("NANOAZR_KERNELS", "trtion")
+    assert "NANOAZR_KERNELS='trtion' is not valid" in one_line_error(capsys, [f"--model={tiny_ckpt}", out])
+    monkeypatch.delenv("NANOAZR_KERNELS")
+    monkeypatch.setenv("NANOAZR_DATA", str(tmp_path / "no-data"))
+    msg = one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--eval_every=5"])
+    assert msg.startswith("azr.py: error: --eval_every=5 needs CRUXEval:") and "NANOAZR_DATA" in msg
+    assert "unknown model name" in one_line_error(capsys, ["--model=qwen9-13b", out])
+    assert not (tmp_path / "o").exists()
 
 
 def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypatch):
@@ -216,10 +230,17 @@ def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypat
     (ckpt / "step_000002" / "buffers.json").write_text('{"dedu')  # truncated
     msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
     assert "step_000002 is damaged" in msg and "delete that folder" in msg
-    (ckpt / "step_000002" / "buffers.json").unlink()
-    (ckpt / "step_000002" / "optim.pt").write_bytes(b"PK\x03\x04 truncated zip")
-    (ckpt / "step_000002" / "buffers.json").write_text("{}")
-    assert "step_000002 is damaged (optim.pt" in one_line_error(capsys, flags + ["--steps=3", "--resume"])
+    buffers = json.loads((ckpt / "step_000001" / "buffers.json").read_text())
+    buffers["abduction"][0].pop("output")  # parses, but the loop would crash on it mid-step
+    (ckpt / "step_000002" / "buffers.json").write_text(json.dumps(buffers))
+    msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
+    assert "step_000002 is damaged (buffers.json: abduction entry 0 lacks one of program, input, output" in msg
+    shutil.copy(ckpt / "step_000001" / "buffers.json", ckpt / "step_000002" / "buffers.json")
+    assert "resume with that --optim" in one_line_error(capsys, flags + ["--steps=3", "--resume", "--optim=adamw8bit"])
+    for garbage in (b"PK\x03\x04 truncated zip", b"garbage\n"):
+        (ckpt / "step_000002" / "optim.pt").write_bytes(garbage)
+        msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
+        assert "step_000002 is damaged (optim.pt" in msg and "weights_only" not in msg
     (ckpt / "latest").write_text("step_000002")
     shutil.rmtree(ckpt / "step_000002")  # as the message says: latest now names a deleted folder
     capsys.readouterr()

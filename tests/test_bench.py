@@ -55,3 +55,11 @@ def test_sandbox_bench_runs(data_dir):
     out = run("sandbox.py", "--n-trivial", "20", "--n-seeds", "10", "--latency-n", "5", "--workers", "1",
               "--data", str(data_dir))
     assert "ours (seccomp fork)" in out and "process pool + exec" in out
+
+
+def test_step_bench_runs(data_dir):
+    out = run("step.py", "--steps", "1", "--scripted", "--", "--batch_size=2", "--learnability_samples=1")
+    tables = out.split("\ntiny preset, CPU")[1:]
+    assert len(tables) == 2 and all("update" in t and "step " in t for t in tables)
+    scripted = tables[1].split("sandbox executions/s")[1].split()[0]
+    assert float(scripted) > 0  # scripted proposals are seed programs: the sandbox phases ran

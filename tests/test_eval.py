@@ -8,7 +8,7 @@ import torch
 
 from eval import code as codeeval
 from eval import cruxeval, data, mathscore, report, templates
-from eval.__main__ import gold_completions, main, run_eval, score
+from eval.__main__ import OutputError, gold_completions, main, run_eval, score
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -198,6 +198,16 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
         assert main(["--model", "unused", "--benchmarks", "aime24", "--device", "cuda"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --device cuda: no CUDA device") and "\n" not in err
+    (tmp_path / "a-file").write_text("keep me\n")  # --out is checked before any model or data is touched
+    assert main(["--model", "unused", "--benchmarks", "aime24", "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path / 'a-file'}: is a file, not a folder; pass a folder path"
+    assert (tmp_path / "a-file").read_text() == "keep me\n"
+    for flag, value in (("--limit", "0"), ("--samples", "0"), ("--max-new-tokens", "0"), ("--sandbox-workers", "-1"),
+                        ("--temperature", "nan")):
+        with pytest.raises(SystemExit) as e:
+            main(["--model", "unused", flag, value])
+        assert e.value.code == 2 and f"{flag} {value}: must be" in capsys.readouterr().err
 
 
 def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_path_one_thread):
@@ -206,6 +216,13 @@ def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_pat
     assert results["aime24"]["n"] == 1
     log = capsys.readouterr().err
     assert "on cpu x1" in log and "bfloat16" in log
+    before = (tmp_path / "bf16" / "results.json").read_text()
+    with pytest.raises(OutputError, match="already holds samples.jsonl, results.json, results.md"):
+        run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "bf16", limit=1, max_new_tokens=4, progress=False)
+    assert (tmp_path / "bf16" / "results.json").read_text() == before  # an earlier run's results are never lost
+    results = run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "bf16", limit=1, max_new_tokens=2,
+                       progress=False, overwrite=True)
+    assert results["aime24"]["n"] == 1
 
 
 def test_scorers_on_degenerate_completions():

@@ -121,3 +121,12 @@ def test_duplicate_run_names_use_full_paths(tmp_path):
     assert plot.run_names([tmp_path / "x" / "run", tmp_path / "y" / "run"]) == [
         str(tmp_path / "x" / "run"), str(tmp_path / "y" / "run")]
     assert plot.run_names(["a/run1", "b/run2"]) == ["run1", "run2"]
+
+
+def test_bad_out_path(tmp_path, capsys):
+    a = write_run(tmp_path / "a", 3, 1.0)
+    assert "cannot write .xyz images; use one of" in error_of(capsys, [str(a), "--out", str(tmp_path / "c.xyz")])
+    assert "names no file" in error_of(capsys, [str(a), "--out", ""])
+    assert "names no file" in error_of(capsys, [str(a), "--out", str(tmp_path)])
+    assert plot.main([str(a), "--out", str(tmp_path / "c.svg")]) == 0
+    assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
