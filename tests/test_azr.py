@@ -74,6 +74,30 @@ def test_reward_table():
     assert azr.solver_reward(True, True) == 1.0
 
 
+def test_response_record_trains_eos_unless_truncated():
+    r = azr.response_record({"group": 0}, [1, 2], 3, 99)
+    assert (r["response_ids"], r["length"], r["truncated"]) == ([1, 2, 99], 3, False)  # the sampled EOS is trained
+    r = azr.response_record({"group": 1}, [1, 2, 3], 3, 99)
+    assert (r["response_ids"], r["length"], r["truncated"], r["group"]) == ([1, 2, 3], 3, True, 1)
+
+
+def test_learnability_scores_each_proposal_from_its_own_rollouts(tiny_ckpt, monkeypatch):
+    """n rollouts per proposal, in order, and no format check (AZR extracts the answer without one)."""
+    from model import load_tokenizer
+    tok = load_tokenizer(str(tiny_ckpt))
+    answers = ["<answer>\n```output\n1\n```\n</answer>"] * 2 + ["<answer>\n```output\n9\n```\n</answer>"] * 2
+    monkeypatch.setattr(azr, "rollout", lambda qwen, prompts, cfg, eos, seed, progress=False:
+                        [tok.encode(a, add_special_tokens=False) for a in answers[:len(prompts)]])
+
+    class Exact:
+        def check_deduction(self, pairs):
+            return [gold == predicted for gold, predicted in pairs]
+        check_abduction = check_induction = None
+    e = {"program": "def f(a):\n    return a", "input": "1", "output": "1", "imports": []}
+    cfg = azr.parse_config(["--learnability_samples=2"])
+    assert azr.learnability([("deduction", e), ("deduction", dict(e))], None, tok, Exact(), cfg, 0, {}) == [1.0, 0.0]
+
+
 def test_learnability_accuracy_edge_cases():
     assert azr.learnability_accuracy([]) == 0.0  # prompt filtered / nothing scored -> acc 0
     assert azr.learnability_accuracy([None, None]) == 0.0
@@ -122,6 +146,8 @@ def test_check_answers_applies_azr_executor_rules(sb):
     texts = [answer("python", "def f(x):\n    return 2 * x"),
              answer("python", "def f(x):\n    def parse_input(v):\n        return 2 * v\n    return parse_input(x)")]
     assert azr.check_answers("induction", [ind] * 2, texts, sb)[1] == [True, False]
+    bare = "<think>t</think> <answer>def f(x): return 2 * x</answer>"  # no ```python fence: a format failure
+    assert azr.check_answers("induction", [ind], [bare], sb)[:2] == ([False], [False])
     multi = dict(ind, inputs=["1", "2", "3", "(\n4)"])  # a hidden input on two lines: unsolvable
     assert azr.check_answers("induction", [multi], texts[:1], sb)[1] == [False]
     shown = dict(ind, inputs=["(\n1)", "2", "3", "4"])  # shown inputs are only prompt text
@@ -189,6 +215,13 @@ def test_policy_loss_terms():
     assert loss.item() == pytest.approx(-0.001 * 3.0) and m["kl"] == pytest.approx(0.0)
     loss, m = azr.policy_loss(logp.detach(), logp.detach(), adv, w, 0.2, 0.2, None, 0.0, logp.detach() - 1.0, 0.1)
     assert m["kl"] == pytest.approx(math.exp(-1) + 1 - 1)  # k3 = e^-1 - (-1) - 1
+    assert loss.item() == pytest.approx(0.1 * math.exp(-1))  # ... and it is in the loss, times kl_coef
+    # the low side clips at 1 - clip_low (not 1 - clip_high): ratio 0.75 with A < 0 gives no gradient at 0.8
+    lp = torch.tensor([0.0], requires_grad=True)
+    loss, _ = azr.policy_loss(lp, torch.tensor([math.log(1 / 0.75)]), torch.tensor([-1.0]), torch.tensor([1.0]),
+                              0.2, 0.28)
+    loss.backward()
+    assert lp.grad.item() == 0.0
 
 
 # ----------------------------------------------------------------------------- buffers and seeds
@@ -238,9 +271,32 @@ def test_induction_split_and_zero_buffers():
     e = {"inputs": list("abcdefghij"), "outputs": list("ABCDEFGHIJ")}
     (gi, go), (hi, ho) = azr.induction_split(e)
     assert gi == list("abcde") and ho == list("FGHIJ")
+    (gi, _), (hi, _) = azr.induction_split({"inputs": list("abc"), "outputs": list("ABC")})
+    assert gi == ["a"] and hi == ["b", "c"]  # fewer than 10 (deviation 7): the smaller half is shown
+    solver = azr.solver_text("induction", {"inputs": [str(i) for i in range(10)],
+                                           "outputs": [str(10 * i) for i in range(10)], "message": "m"})
+    assert "```input_0\n0\n```" in solver and "```output_4\n40\n```" in solver  # the shown half ...
+    assert "input_5" not in solver and "\n5\n" not in solver and "\n50\n" not in solver  # ... never the hidden one
     zero = azr.zero_buffers()
     assert zero["deduction"][0]["program"] == "def f(a):\n    return a" and zero["deduction"] is not zero["abduction"]
     assert len(zero["induction"][0]["inputs"]) == 6
+
+
+def test_build_batches_k_references_and_groups():
+    class Text:  # "encodes" a prompt as one token holding its text, so the test can read each prompt back
+        def encode(self, text, add_special_tokens=False):
+            return [text]
+    buffer = [entry(i) for i in range(10, 20)]
+    buffers = {"deduction": list(buffer), "abduction": list(buffer), "induction": []}
+    for k in (0, 3):
+        cfg = azr.parse_config([f"--num_references={k}", "--batch_size=4", "--group_size=2"])
+        batches = azr.build_batches(buffers, ["deduction", "abduction"], cfg, 1, Text(), random.Random(0))
+        for task in ("deduction", "abduction"):
+            prompts = [it["prompt_ids"][0] for it in batches[(task, "propose")]]
+            assert len(prompts) == 4 and prompts[0] == prompts[1] and [it["group"] for it in
+                                                                         batches[(task, "propose")]] == [0, 0, 1, 1]
+            shown = [sum(f"return a + {i}" in p for i in range(10, 20)) for p in prompts]
+            assert shown == [k] * 4  # K distinct references in every proposer prompt
 
 
 def test_load_seed_files(data_dir):
@@ -325,6 +381,37 @@ def test_bf16_training_keeps_fp32_masters_at_lr_1e6(tiny_ckpt, monkeypatch):
     sd, _ = azr.full_state(qwen, optimizer, master, False)
     assert all(v.dtype == torch.float32 for v in sd.values())
     assert torch.equal(sd["model.embed_tokens.weight"], master[0].detach())
+
+
+def test_bf16_weights_follow_masters_and_micro_batches_sum(tiny_ckpt, monkeypatch):
+    """After a step every bf16 weight is its fp32 master rounded; gradients of micro-batches add up (the step does
+    not depend on --micro_batch)."""
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+    seqs = [{"prompt_ids": [5, 6, 7], "response_ids": [9, 10], "advantage": 1.0, "weight": 0.25},
+            {"prompt_ids": [8, 3], "response_ids": [11, 12], "advantage": -1.0, "weight": 0.25}]
+    norms = []
+    for micro_batch in (1, 2):
+        cfg = azr.parse_config(["--lr=1e-3", f"--micro_batch={micro_batch}", "--grad_clip=1e9"])
+        qwen, master, _ = azr.setup_policy(str(tiny_ckpt), cfg, torch.device("cpu"), torch.bfloat16, 1)
+        start = [p.detach().clone() for p in qwen.parameters()]
+        norms.append(azr.update(qwen, azr.make_optimizer(master, cfg), seqs, cfg, master=master)["grad_norm"])
+        assert all(torch.equal(p, m.to(p.dtype)) for p, m in zip(qwen.parameters(), master))
+        assert any(not torch.equal(p, s) for p, s in zip(qwen.parameters(), start))
+    assert norms[0] == pytest.approx(norms[1], rel=1e-2)
+
+
+def test_resume_restores_the_global_rngs(tmp_path):
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.AdamW(params)
+    torch.save(optimizer.state_dict(), tmp_path / "optim.pt")
+    (tmp_path / "buffers.json").write_text(json.dumps(azr.zero_buffers()))
+    (tmp_path / "state.json").write_text(json.dumps({"step": 3, "world": 1, "python_rng": azr.list_state(
+        random.getstate()), "torch_rng": torch.get_rng_state().tolist()}))
+    want = (random.random(), torch.rand(1).item())
+    random.seed(123)
+    torch.manual_seed(123)
+    azr.load_training_state(tmp_path, optimizer, False, None, 0, 1, "adamw")
+    assert (random.random(), torch.rand(1).item()) == want
 
 
 def test_resume_with_another_optimizer_layout_is_one_line(tmp_path, capsys):

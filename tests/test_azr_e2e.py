@@ -139,6 +139,55 @@ def test_ablation_flags_run(ablation, trained, tiny_ckpt, tmp_path, monkeypatch)
         assert 0.0 <= m["eval/cruxeval-i"] <= 1.0 and 0.0 <= m["eval/cruxeval-o"] <= 1.0
 
 
+def test_rewards_and_flags_reach_the_update(tiny_ckpt, tmp_path, monkeypatch):
+    """One scripted deduction step per case: the proposer is paid 1 - learnability accuracy; a response without the
+    R1 format earns -1 (and an unformatted proposal gets no learnability rollouts); --whiten, --loss_agg and
+    --mask_overlong reach the update."""
+    from model import load_tokenizer
+    tok = load_tokenizer(str(tiny_ckpt))
+
+    def step(name, *flags, unformatted=None):
+        def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
+            texts = []
+            for i, p in enumerate(prompt_ids):
+                prompt, text = tok.decode(p), scripted_answer(tok.decode(p), i)
+                if unformatted == ("propose" if "## Task:" in prompt else "solve"):
+                    text = text.replace("</think>", "")
+                texts.append(text)
+            return [tok.encode(t, add_special_tokens=False) for t in texts]
+        monkeypatch.setattr(azr, "rollout", rollout)
+        azr.main([f"--model={tiny_ckpt}", "--tasks=deduction", "--batch_size=2", "--seed_rounds=0", "--steps=1",
+                  "--lr=1e-3", "--max_response_tokens=512", f"--out={tmp_path / name}", *flags])
+        return read_metrics(tmp_path / name)[0]
+
+    learn = azr.learnability
+    monkeypatch.setattr(azr, "learnability", lambda jobs, *a: [0.25] * len(jobs))
+    m = step("acc")
+    assert m["propose/deduction/learnability_acc"] == 0.25 and m["propose/deduction/reward"] == 0.75
+    monkeypatch.setattr(azr, "learnability", learn)
+    m = step("solver-format", unformatted="solve")
+    assert m["solve/deduction/format_rate"] == 0.0 and m["solve/deduction/reward"] == -1.0
+    m = step("proposer-format", unformatted="propose")
+    assert m["propose/deduction/reward"] == -1.0 and "propose/deduction/learnability_acc" not in m
+    assert m["sequences_trained"] == 4
+    assert step("overlong", "--mask_overlong", "--max_response_tokens=8")["sequences_trained"] == 0
+
+    seen = {}
+    advantages, weights = azr.compute_advantages, azr.token_weights
+
+    def spy_advantages(rewards, lengths, batch_ids, group_ids, estimator, token_weighted):
+        seen["token_weighted"] = token_weighted
+        return advantages(rewards, lengths, batch_ids, group_ids, estimator, token_weighted)
+
+    def spy_weights(lengths, included, loss_agg):
+        seen["loss_agg"] = loss_agg
+        return weights(lengths, included, loss_agg)
+    monkeypatch.setattr(azr, "compute_advantages", spy_advantages)
+    monkeypatch.setattr(azr, "token_weights", spy_weights)
+    step("flags", "--whiten=sequence", "--loss_agg=seq-mean")
+    assert seen == {"token_weighted": False, "loss_agg": "seq-mean"}
+
+
 # ----------------------------------------------------------------------------- the tiny preset, real sampling
 
 def test_tiny_preset_real_sampling_resume_identity(tiny_ckpt, tmp_path, data_dir):

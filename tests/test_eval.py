@@ -95,6 +95,8 @@ def test_scores_aggregates_and_table():
     agg = report.aggregates({"humaneval+": 0.8, "mbpp+": 0.6, "aime24": 0.1, "math500": 0.5})
     assert agg["CAvg"][0] == pytest.approx(0.7) and agg["MAvg"][0] == pytest.approx(0.3)
     assert agg["AVG"][0] == pytest.approx(0.5)
+    uneven = report.aggregates({"humaneval+": 0.8, "aime24": 0.1, "math500": 0.5})
+    assert uneven["AVG"][0] == pytest.approx((0.8 + 0.3) / 2)  # the mean of CAvg and MAvg, not of the benchmarks
     assert report.paper_key("Qwen/Qwen2.5-Coder-7B") == "qwen2.5-coder-7b"
     assert report.paper_key("andrewzh2/Absolute_Zero_Reasoner-Base-7b") == "azr-base-7b"
     table = report.markdown_table("Qwen/Qwen2.5-7B", {"humaneval+": {"pass@1": 0.7, "n": 164}}, [1])

@@ -97,6 +97,7 @@ def test_stdout_comparison_follows_lcb():
     assert lcb.stdout_ok("0.5 2\n", 6, "", "0.50 2.0")         # Decimal equality per token
     assert not lcb.stdout_ok("0.5\n", 4, "", "0.51")
     assert not lcb.stdout_ok("1\n2\n", 4, "", "1 2")           # line structure matters
+    assert not lcb.stdout_ok("3\n4\n", 4, "", "3") and not lcb.stdout_ok("3\n", 2, "", "3\n4")  # extra/missing lines
     assert lcb.functional_ok("[1, 2]\n", 7, "", "[1,2]") and not lcb.functional_ok("[1, 2]", 6, "", "[2, 1]")
     assert lcb.functional_ok("2\n", 2, "", "2.0") and lcb.functional_ok("true\n", 5, "", "1")  # Python ==, as LCB
     assert not lcb.functional_ok("unequal\n", 8, "", "[]")

@@ -262,6 +262,14 @@ def test_threshold_kernel_matches_reference(V, dtype):
         assert ((thr <= ref) & ((thr == ref) | (ref < 0))).all()
 
 
+def test_threshold_reference_at_the_exact_top_p_boundary():
+    """top-p keeps the smallest prefix whose mass reaches p: a top token holding exactly p is kept alone."""
+    z = torch.tensor([[1.0, 0.0, -1.0, -2.0]])
+    p = torch.softmax(z, -1)[0, 0]
+    assert ks.filter_threshold_reference(z, torch.tensor([0]), p[None]).item() == 1.0
+    assert ks.filter_threshold_reference(z, torch.tensor([0]), torch.nextafter(p, p + 1)[None]).item() == 0.0
+
+
 def test_sample_rejects_bad_arguments():
     x = torch.randn(2, 5)
     with pytest.raises(ValueError, match="top_p"):

@@ -254,6 +254,15 @@ def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
     assert v.status == "ok" and r.status == "ok" and v.value == r.value
 
 
+def test_cpu_hard_limit_is_a_timeout():
+    """A program that ignores SIGXCPU dies by the RLIMIT_CPU hard limit (SIGKILL, not sent by us): a timeout, not a
+    crash. The catalogue's wall limit (2 s) lands with it; here the wall limit is well above it."""
+    with Sandbox(cpu_s=1, wall_s=6) as s:
+        res = s.run("import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef f():\n    while True:\n"
+                    "        pass", "")
+    assert res.status == "timeout" and "CPU limit" in res.error, res
+
+
 def test_validate_azr_rules(sb):
     ok = sb.validate("def g(n):\n    return 1 if n < 2 else n * g(n - 1)", "5")
     assert (ok.status, ok.value) == ("ok", "120")
@@ -561,3 +570,6 @@ def test_azr_program_renames_like_azr():
     assert imports == ("import math",)
     with pytest.raises(ValueError, match="exactly one def"):
         sandbox.azr_program("def f(x):\n    def h(y):\n        return y\n    return h(x)")
+    for banned in ("import collections.time", "from collections import time"):
+        with pytest.raises(ValueError, match="banned import"):  # any dotted component or imported name
+            sandbox.azr_program(banned + "\ndef f(a):\n    return a")
