@@ -1223,6 +1223,46 @@ def open_tracker(cfg, out):
 # -----------------------------------------------------------------------------
 # The loop
 
+def preflight(cfg, device, rank):
+    """Everything that can be checked before the run writes anything, each failure one line: bad input never leaves
+    a half-made --out behind, and never surfaces hours in (a crash after seeding, or at the first eval). Returns
+    (out folder, checkpoint to resume or None, its saved config, seed buffers from --seed-data or None)."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        die(f"--out={cfg.out} is a file, not a folder; pick another path")
+    if cfg.resume and not out.is_dir():
+        die(f"--resume but --out={cfg.out} does not exist; give the folder of the run to continue")
+    if cfg.log != "none":
+        import importlib.util
+        if importlib.util.find_spec(cfg.log) is None:
+            die(f"--log={cfg.log} needs a package that is not installed: pip install {cfg.log}")
+    import kernels
+    try:
+        kernels.backend(device)  # NANOAZR_KERNELS is read at the first sampling call
+    except (ValueError, RuntimeError) as e:
+        die(str(e))
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
+    if not cfg.resume and latest_checkpoint(out) is not None:
+        die(f"{out} already holds checkpoints; pass --resume to continue or choose a fresh --out")
+    saved_step = checkpoint_step(ckpt) if ckpt is not None else 0  # also checks that its files are all there
+    if saved_step >= cfg.steps:
+        die(f"{ckpt} is already at step {saved_step}; pass --steps above it to train further")
+    saved = json.loads((ckpt / "state.json").read_text()).get("config", {}) if ckpt is not None else {}
+    if saved.get("optim", cfg.optim) != cfg.optim:  # AdamW and 8-bit AdamW states do not convert
+        die(f"{ckpt} was trained with --optim={saved['optim']}; resume with that --optim (or start a fresh --out)")
+    seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
+    if cfg.eval_every and (rank == 0 or cfg.fsdp == "on"):  # the in-loop CRUXEval data, now and not at step 10
+        from eval.data import DataError, default_data_dir, load_benchmark
+        try:
+            for benchmark in ("cruxeval-i", "cruxeval-o"):
+                load_benchmark(benchmark, default_data_dir(), cfg.eval_limit or None)
+        except DataError as e:
+            die(f"--eval_every={cfg.eval_every} needs CRUXEval: {e} (or pass --eval_every=0)")
+    return out, ckpt, saved, seed_buffers
+
+
 def main(argv=None):
     cfg = parse_config(sys.argv[1:] if argv is None else argv)
     tasks = task_list(cfg)
@@ -1249,42 +1289,7 @@ def main(argv=None):
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
-    # Everything that can be checked before the run writes anything is checked here, each with one line: bad input
-    # never leaves a half-made --out behind, and never surfaces hours in (a crash after seeding, at the first eval).
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        die(f"--out={cfg.out} is a file, not a folder; pick another path")
-    if cfg.resume and not out.is_dir():
-        die(f"--resume but --out={cfg.out} does not exist; give the folder of the run to continue")
-    if cfg.log != "none":
-        import importlib.util
-        if importlib.util.find_spec(cfg.log) is None:
-            die(f"--log={cfg.log} needs a package that is not installed: pip install {cfg.log}")
-    import kernels
-    try:
-        kernels.backend(device)  # NANOAZR_KERNELS is read at the first sampling call
-    except (ValueError, RuntimeError) as e:
-        die(str(e))
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        die(f"--resume but no checkpoint in {out / 'ckpt'}; drop --resume to start fresh")
-    if not cfg.resume and latest_checkpoint(out) is not None:
-        die(f"{out} already holds checkpoints; pass --resume to continue or choose a fresh --out")
-    saved_step = checkpoint_step(ckpt) if ckpt is not None else 0  # also checks that its files are all there
-    if saved_step >= cfg.steps:
-        die(f"{ckpt} is already at step {saved_step}; pass --steps above it to train further")
-    if ckpt is not None:
-        saved = json.loads((ckpt / "state.json").read_text()).get("config", {})
-        if saved.get("optim", cfg.optim) != cfg.optim:  # AdamW and 8-bit AdamW states do not convert
-            die(f"{ckpt} was trained with --optim={saved['optim']}; resume with that --optim (or start a fresh --out)")
-    seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
-    if cfg.eval_every and (rank == 0 or cfg.fsdp == "on"):  # the in-loop CRUXEval data, now and not at step 10
-        from eval.data import DataError, default_data_dir, load_benchmark
-        try:
-            for benchmark in ("cruxeval-i", "cruxeval-o"):
-                load_benchmark(benchmark, default_data_dir(), cfg.eval_limit or None)
-        except DataError as e:
-            die(f"--eval_every={cfg.eval_every} needs CRUXEval: {e} (or pass --eval_every=0)")
+    out, ckpt, saved, seed_buffers = preflight(cfg, device, rank)
 
     # model + tokenizer: "tiny" is made on the spot (deterministic), everything else resolved by model.py
     import model as model_lib
