@@ -321,8 +321,10 @@ def output_ok(benchmark: str, entry_point: str, args, expected, record, atol: fl
 # ----------------------------------------------------------------------------------------------------------------
 
 def call_limit(input_limit: float) -> float:
-    """CPU limit of one sandbox call whose inputs may each take up to `input_limit` seconds. The sandbox runs f twice
-    per call (its determinism protocol), and each run does at most the budget plus one input."""
+    """CPU limit of one sandbox call whose inputs may each take up to `input_limit` seconds. One run of f does at most
+    the budget plus one input; the limit is twice that (plus 2 s) so that the per-input time limits, enforced inside
+    the call, decide every verdict and the sandbox's CPU limit is only a backstop. (CodeRunner's sandboxes call f once,
+    repeat=1.)"""
     tier = next((t for t in LIMIT_TIERS if t >= input_limit), LIMIT_TIERS[-1])
     return 2 * (CALL_BUDGET_S + tier) + 2
 

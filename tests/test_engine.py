@@ -151,6 +151,16 @@ def test_paged_cache_preemption_equals_unlimited_cache(gqa_ckpt, count_preemptio
             assert torch.allclose(torch.tensor(lp), want, atol=1e-4)
 
 
+def test_preemption_takes_the_newest_row(gqa_ckpt, count_preemptions):
+    """The victim is the most recently admitted row, so the first row admitted (the longest prompt, queued first)
+    always progresses and is never preempted."""
+    qwen = Qwen2.from_pretrained(gqa_ckpt)
+    rng = random.Random(1)
+    prompts = [[rng.randrange(1, qwen.config.vocab_size) for _ in range(8 + i)] for i in range(4)]  # 3 is longest
+    generate(qwen, prompts, 24, temperature=0, kv_cache_tokens=48, block_size=4)
+    assert count_preemptions and 3 not in count_preemptions
+
+
 def test_copies_of_a_prompt_share_its_prefill_and_blocks(gqa_ckpt, count_preemptions):
     # AZR decodes each proposal 8 times (learnability) and GRPO samples a prompt several times: equal sequences in a
     # prefill group are prefilled once and share their full KV blocks. Completions must be those of each prompt
@@ -279,3 +289,17 @@ def test_default_kernel_backend_agrees(tiny_ckpt, monkeypatch):
     monkeypatch.setenv("NANOAZR_KERNELS", "auto")
     assert generate(qwen, prompts, 4, temperature=0) == ref
     assert generate(qwen, prompts, 4, seed=5) == generate(qwen, prompts, 4, seed=5)
+
+
+def test_default_kv_budget_counts_k_and_v(tiny_ckpt, monkeypatch):
+    """On CUDA the default KV budget is 60% of the free memory (including what the allocator holds unused) over the
+    bytes of one token's K and V in every layer."""
+    import engine
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    c = qwen.config
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 ** 9, 2 * 10 ** 9))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * 10 ** 8)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10 ** 8)
+    per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4  # fp32
+    assert engine._default_kv_cache_tokens(qwen, "cuda") == int(0.6 * 1.2 * 10 ** 9) // per_token
+    assert engine._default_kv_cache_tokens(qwen, "cpu") is None

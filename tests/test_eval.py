@@ -262,6 +262,28 @@ def test_extract_and_sanitize():
     assert codeeval.sanitize(program) == "import math\ndef g(x):\n    return x\n"
 
 
+def test_extract_code_prefers_the_last_block_inside_the_answer():
+    """Not prefilled: the last fenced block inside the last <answer> wins over earlier drafts and over fences written
+    after </answer>; without an answer tag, the last fenced block anywhere."""
+    draft, final, after = "def g():\n    return 0\n", "def g():\n    return 1\n", "def g():\n    return 2\n"
+    text = (f"<think>x</think> <answer>```python\n{draft}```\nbetter:\n```python\n{final}```</answer>\n"
+            f"```python\n{after}```")
+    assert codeeval.extract_code(text, False) == final
+    assert codeeval.extract_code(f"```python\n{draft}```\n```python\n{final}```", False) == final
+
+
+def test_prefilled_candidate_keeps_the_prompts_helpers():
+    """Prefilled: code that defines the entry point itself still gets the helpers the prompt defines before it
+    (HumanEval/32's `poly`); a chat-format answer is taken as the whole solution."""
+    item = {"entry_point": "find_zero", "prompt": "import math\n\ndef poly(xs, x):\n    return 0\n\n\n"
+                                                  "def find_zero(xs):\n    \"\"\"doc\"\"\"\n"}
+    completion = "def find_zero(xs):\n    return poly(xs, 0)\n```\n"
+    program = codeeval.candidate_program(item, completion, True)
+    assert "def poly(xs, x)" in program and program.count("def find_zero") == 1
+    chat = codeeval.candidate_program(item, "<answer>```python\n" + completion, False)
+    assert "def poly" not in chat
+
+
 def test_output_ok_follows_evalplus():
     ok = lambda out: ("ok", repr(out), type(out).__name__, 0.0)  # noqa: E731
     value = lambda v: ("value", v)  # noqa: E731
@@ -277,6 +299,77 @@ def test_output_ok_follows_evalplus():
     assert not codeeval.output_ok("mbpp+", "check_str", (), ("notnone", True), ("ok", "None", "NoneType", 0), 0)
     assert not codeeval.output_ok("mbpp+", "g", (), value(1), ("error", "ZeroDivisionError", "", 0.0), 0.0)
     assert codeeval.parse_value("[nan, -inf, {1, 2}, (3+4j)]")[1] == float("-inf")
+
+
+def test_output_ok_float_lists_of_another_length_fail():
+    """allclose broadcasts ([1.0] against [1.0, 1.0] is True): the length check must come first."""
+    ok = lambda out: ("ok", repr(out), type(out).__name__, 0.0)  # noqa: E731
+    assert not codeeval.output_ok("mbpp+", "g", (), ("value", [1.0, 1.0]), ok([1.0]), 0.0)
+    assert not codeeval.output_ok("humaneval+", "g", (), ("value", [2.0, 2.0, 2.0]), ok([2.0]), 1e-3)
+
+
+def test_output_ok_sum_div_oracle():
+    """Mbpp/295 (sum_div): EvalPlus also accepts 0, and nothing else that differs."""
+    ok = lambda out: ("ok", repr(out), type(out).__name__, 0.0)  # noqa: E731
+    assert codeeval.output_ok("mbpp+", "sum_div", (8,), ("value", 7), ok(0), 0.0)
+    assert not codeeval.output_ok("mbpp+", "sum_div", (8,), ("value", 7), ok(1), 0.0)
+    assert not codeeval.output_ok("mbpp+", "g", (8,), ("value", 7), ok(0), 0.0)  # only for that task
+
+
+def test_code_time_budget_of_the_plus_run(monkeypatch):
+    """The plus inputs' time counts against the plus run's own budget (min(60 s, sum of limits) + 1 s): fast base
+    inputs and 6 plus inputs of 11 s (66 s > 61 s) pass base but not plus."""
+    item = {"id": "T/0", "entry_point": "g", "inputs": [(1,)] * 12, "n_base": 6, "atol": 0.0, "prompt": "",
+            "canonical_solution": ""}
+    ref = ("ok", "1", "int", 2.0)
+    monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/0": {
+        "ok": True, "time": [2.0] * 12, "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
+
+    class Runner:
+        def run(self, jobs):
+            return [[("ok", "1", "int", 0.1)] * 6 + [("ok", "1", "int", 11.0)] * 6 for _ in jobs]
+    out = codeeval.score_code("humaneval+", [item], ["```python\ndef g(x):\n    return 1\n```"], Runner(), False)[0]
+    assert out["base"] and not out["verdict"] and out["detail"].startswith("input 11: over the time limit")
+
+
+def _score_with(monkeypatch, ref_seconds, records):
+    """score_code of one 1-base + 1-plus item whose reference took ref_seconds per input, on the given records."""
+    item = {"id": "T/1", "entry_point": "g", "inputs": [(1,), (2,)], "n_base": 1, "atol": 0.0, "prompt": "",
+            "canonical_solution": ""}
+    exp = codeeval.expected_value("humaneval+", "g", ("ok", "1", "int", ref_seconds))
+    monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/1": {
+        "ok": True, "time": [ref_seconds] * 2, "expected": [exp] * 2}})
+
+    class Runner:
+        def run(self, jobs):
+            return [list(records) for _ in jobs]
+    return codeeval.score_code("humaneval+", [item], ["```python\ndef g(x):\n    return 1\n```"], Runner(), False)[0]
+
+
+def test_code_time_limit_is_eight_times_the_reference(monkeypatch):
+    """Per input max(10 s, 8 x the reference's time): a 2 s reference allows 16 s, so 12 s passes and 17 s does not."""
+    assert _score_with(monkeypatch, 2.0, [("ok", "1", "int", 12.0)] * 2)["verdict"]
+    assert not _score_with(monkeypatch, 2.0, [("ok", "1", "int", 17.0)] * 2)["verdict"]
+    assert not _score_with(monkeypatch, 0.5, [("ok", "1", "int", 12.0)] * 2)["verdict"]  # floor 10 s
+
+
+def test_code_inputs_over_the_argument_cap_are_skipped(monkeypatch):
+    """An input too big to send ("excluded" for the reference and everyone) counts as passed, and is reported."""
+    out = _score_with(monkeypatch, 0.1, [("ok", "1", "int", 0.1), ("excluded", "too big", "", 0.0)])
+    assert out["verdict"] and "1 input(s) over the sandbox's argument cap skipped" in out["detail"]
+
+
+def test_py_source_round_trips_awkward_values():
+    """Input source text must rebuild the same value with the same types: 1-tuples, empty sets, nan/inf, complex."""
+    for v in [(1,), set(), [set(), {1}], {"k": (2,)}, (), float("inf"), float("-inf"), complex(1, -2), b"x"]:
+        back = eval(codeeval.py_source(v))
+        assert back == v and type(back) is type(v), v
+    assert math.isnan(eval(codeeval.py_source(float("nan"))))
+
+
+def test_sanitize_keeps_decorators():
+    code = "import functools\n@functools.lru_cache(None)\ndef g(n):\n    return n\nprint(g(3))\n"
+    assert codeeval.sanitize(code) == "import functools\n@functools.lru_cache(None)\ndef g(n):\n    return n\n"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -312,6 +405,27 @@ def test_cruxeval_gold_passes_wrong_fails(name, data_dir, sandbox):
     assert not any(s["verdict"] for s in wrong)
     no_answer = cruxeval.score_cruxeval(benchmark, items[:1], ["I think it is 3 </think>"], sandbox)
     assert no_answer[0]["verdict"] is False and no_answer[0]["format_ok"] is False
+
+
+def test_cruxeval_prompt_shows_the_right_half():
+    """CRUXEval-O shows the input (predict the output), CRUXEval-I the output (predict the input), never both."""
+    item = {"code": "def f(x):\n    return x * 2", "input": "'IN-21'", "output": "'OUT-42'"}
+    o, i = cruxeval.cruxeval_prompt("cruxeval-o", item), cruxeval.cruxeval_prompt("cruxeval-i", item)
+    assert "'IN-21'" in o and "'OUT-42'" not in o
+    assert "'OUT-42'" in i and "'IN-21'" not in i
+    assert o.endswith("Assistant: <think>") and "def f(x)" in o
+
+
+def test_cruxeval_accepts_any_expression_as_prediction(sandbox):
+    """Benchmark scoring is not the RL loop's purity check: any expression is a prediction (pure=False), as in
+    CRUXEval's harness and AZR's executor."""
+    item = {"id": "t", "code": "def f(x):\n    return x + 1", "input": "2", "output": "3"}
+    expr = "__import__('math').floor(2.5)"
+    out = cruxeval.score_cruxeval("cruxeval-o", [item], [f"</think> <answer>\n```output\n{expr} + 1\n```</answer>"],
+                                  sandbox)
+    inp = cruxeval.score_cruxeval("cruxeval-i", [item], [f"</think> <answer>\n```input\n{expr}\n```</answer>"],
+                                  sandbox)
+    assert out[0]["verdict"] and inp[0]["verdict"]
 
 
 def test_livecodebench_execution_file(tmp_path, sandbox):
@@ -426,3 +540,138 @@ def test_evaluate_cruxeval_for_the_training_loop(tiny_ckpt, data_dir, sandbox, t
     # the engine's static (CUDA-graph) decode step, eager on the CPU: the same greedy completions, the same scores
     assert cruxeval.evaluate_cruxeval(model, load_tokenizer(str(tiny_ckpt)), sandbox, data_dir, limit=2,
                                       max_new_tokens=8, cuda_graphs=True) == acc
+
+
+def test_evaluate_cruxeval_decodes_greedily_and_scores_gold(data_dir, sandbox, monkeypatch):
+    """In-loop CRUXEval: greedy decoding (temperature 0) of the R1-wrapped solver prompts; gold answers score 1."""
+    import eval.generation
+    calls = []
+
+    def fake_complete(model, tokenizer, texts, max_new_tokens, temperature=None, **kwargs):
+        calls.append((texts, temperature))
+        bench = "cruxeval-i" if len(calls) == 1 else "cruxeval-o"
+        items = data.load_benchmark(bench, data_dir, 2)
+        assert texts == [cruxeval.cruxeval_prompt(bench, it) for it in items]
+        return [cruxeval.gold_completion(bench, it) for it in items]
+    monkeypatch.setattr(eval.generation, "complete", fake_complete)
+    acc = cruxeval.evaluate_cruxeval(None, None, sandbox, data_dir, limit=2, max_new_tokens=8)
+    assert acc == {"cruxeval-i": 1.0, "cruxeval-o": 1.0}
+    assert [t for _, t in calls] == [0.0, 0.0]
+
+
+def test_math_file_with_a_problem_field(tmp_path):
+    """Hub copies name the problem field "problem" where the local file says "question" (OlympiadBench)."""
+    (tmp_path / "olympiadbench").mkdir()
+    (tmp_path / "olympiadbench" / "test.jsonl").write_text(
+        json.dumps({"id": 7, "problem": "What is 1+2?", "final_answer": ["$3$"]}) + "\n")
+    items = data.load_benchmark("olympiadbench", tmp_path)
+    assert items == [{"id": "7", "problem": "What is 1+2?", "answer": "3"}]
+
+
+def test_read_jsonl_skips_blank_lines(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n\n  \n{"a": 2}\n\n')
+    assert data.read_jsonl(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_math_extraction_and_gold_details():
+    """The last <answer> tag wins; a trailing period is not part of a text answer; OlympiadBench's reference is the
+    first element of final_answer."""
+    assert mathscore.extract_answer("<answer>1</answer> hmm, no: <answer>2</answer>") == "2"
+    assert mathscore.math_equal("\\text{Monday}", "Monday.")
+    assert mathscore.gold_answer("olympiadbench", {"final_answer": ["$3$", "$4$"]}) == "3"
+
+
+def test_hub_download_prefers_the_test_split(tmp_path, monkeypatch):
+    """Without a local file, the hub repo's test-split jsonl is read (not train, not the README)."""
+    import huggingface_hub
+    got = []
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo, repo_type=None: [
+        "README.md", "data/train.jsonl", "data/test.jsonl", "data/test.parquet", "data/validation.json"])
+
+    def download(repo, filename, repo_type=None):
+        got.append((repo, filename))
+        path = tmp_path / "dl.jsonl"
+        path.write_text(json.dumps({"problem": "1+1?", "answer": 2}) + "\n")
+        return str(path)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    items = data.load_benchmark("aime24", tmp_path)  # an existing folder without aime24/test.jsonl
+    assert got == [("HuggingFaceH4/aime_2024", "data/test.jsonl")] and items[0]["answer"] == "2"
+
+
+def test_default_template_only_coder_7b_is_boxed():
+    assert templates.default_template("andrewzh/Absolute_Zero_Reasoner-Coder-3b") == "azr"
+    assert templates.default_template("andrewzh/Absolute_Zero_Reasoner-Coder-7b") == "azr_boxed"
+    assert templates.default_template("Qwen/Qwen2.5-Coder-7B") == "qwen-boxed"
+
+
+def test_stop_ids_include_the_chat_end_of_turn():
+    """Generation stops at EOS and at <|endoftext|> / <|im_end|> when the vocabulary has them."""
+    from eval.generation import stop_ids
+
+    class Tok:
+        eos_token_id = 3
+
+        def get_vocab(self):
+            return {"<|endoftext|>": 5, "<|im_end|>": 6, "a": 1}
+    assert stop_ids(Tok()) == [3, 5, 6]
+
+
+def test_complete_fits_the_context_and_regroups_samples(monkeypatch):
+    """complete(): max_new_tokens is lowered to fit the LONGEST prompt in the context; with samples > 1 each
+    prompt's completions come back together, in order; special tokens are kept in the decoded text."""
+    import types
+
+    import eval.generation as gen
+    seen = {}
+
+    def fake_generate(model, flat, max_new_tokens, **kwargs):
+        seen["max_new_tokens"], seen["flat"] = max_new_tokens, flat
+        return [[i] for i in range(len(flat))]
+
+    class Tok:
+        eos_token_id = None
+
+        def encode(self, text, add_special_tokens=False):
+            return [1] * len(text)
+
+        def decode(self, ids, skip_special_tokens=True):
+            seen["skip"] = skip_special_tokens
+            return f"c{ids[0]}"
+
+        def get_vocab(self):
+            return {}
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    model = types.SimpleNamespace(config=types.SimpleNamespace(max_position_embeddings=20))
+    out = gen.complete(model, Tok(), ["aaaaa", "bbbbbbbbbbbb"], 100, samples=2)
+    assert seen["max_new_tokens"] == 8 and seen["skip"] is False
+    assert seen["flat"] == [[1] * 5, [1] * 5, [1] * 12, [1] * 12]
+    assert out == [["c0", "c1"], ["c2", "c3"]]
+
+
+def test_reference_runs_and_failures(tmp_path, monkeypatch):
+    """A reference whose only non-ok inputs are too big to send ("excluded") is usable and cached; one that fails
+    in the sandbox is not cached and fails every candidate with that reason."""
+    monkeypatch.setattr(codeeval, "CACHE_DIR", tmp_path)
+    item = {"id": "T/2", "entry_point": "g", "inputs": [(1,), (2,)], "n_base": 1, "atol": 0.0, "prompt": "",
+            "canonical_solution": "def g(x):\n    return 1\n"}
+
+    class Runner:
+        def __init__(self, records):
+            self.records = records
+
+        def run(self, jobs):
+            return [list(self.records) for _ in jobs]
+    refs = codeeval.reference_outputs("humaneval+", [item], Runner([("ok", "1", "int", 0.1),
+                                                                    ("excluded", "big", "", 0.0)]))
+    assert refs["T/2"]["ok"] and len(list(tmp_path.iterdir())) == 1
+    for f in tmp_path.iterdir():
+        f.unlink()
+    failing = Runner([("ok", "1", "int", 0.1), ("timeout", "wall", "", 60.0)])
+    assert not codeeval.reference_outputs("humaneval+", [item], failing)["T/2"]["ok"] and not list(tmp_path.iterdir())
+    out = codeeval.score_code("humaneval+", [item], ["```python\ndef g(x):\n    return 1\n```"], failing, False)[0]
+    assert not out["verdict"] and out["detail"] == "reference solution failed in the sandbox"
+
+
+def test_boxed_without_braces():
+    assert mathscore.extract_answer("so the result is \\boxed 5 and not 7") == "5"  # no braces, as the harness accepts

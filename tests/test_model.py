@@ -279,3 +279,33 @@ def test_reads_transformers4_style_config():
     assert (c.head_dim, c.rope_theta, c.tie_word_embeddings, c.vocab_size) == (128, 1e6, False, 152064)
     with pytest.raises(ValueError, match="rope scaling"):
         Qwen2Config.from_hf(dict(d, rope_scaling={"type": "yarn", "factor": 4.0}))
+
+
+def test_tied_checkpoint_with_a_stored_lm_head_copy_loads(tmp_path, tiny_ckpt):
+    """Some tied checkpoints also store lm_head.weight; the tie makes it redundant and loading must not refuse it."""
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_ckpt, folder)
+    state = load_file(folder / "model.safetensors")
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    qwen = Qwen2.from_pretrained(folder)
+    assert torch.equal(qwen.lm_head.weight, qwen.model.embed_tokens.weight)
+
+
+def test_save_pretrained_removes_a_stale_shard_index(tmp_path, tiny_ckpt):
+    """Saving over an earlier sharded save deletes its index, or loaders would read the old shards."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "old-00001.safetensors"}}))
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    qwen.save_pretrained(folder)
+    assert not (folder / "model.safetensors.index.json").exists()
+    assert torch.equal(Qwen2.from_pretrained(folder).model.embed_tokens.weight, qwen.model.embed_tokens.weight)
+
+
+def test_config_takes_the_first_of_several_eos_ids():
+    from model import Qwen2Config
+    d = {"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 128, "num_hidden_layers": 1, "vocab_size": 100, "eos_token_id": [7, 9]}
+    assert Qwen2Config.from_hf(d).eos_token_id == 7

@@ -246,6 +246,12 @@ def test_parse_proposal_induction_message_fallbacks():
     assert parse_proposal("induction", induction_answer(10, "no message here")) is None
 
 
+def test_parse_proposal_induction_unclosed_message_tag_is_no_message():
+    # AZR's tag fallback r"<message>\s*(.*?)\s*</message>" needs the closing tag (unlike <answer>): an unclosed
+    # <message> is no message, so the proposal is rejected.
+    assert parse_proposal("induction", induction_answer(10, "<message> Think about scaling.")) is None
+
+
 def test_parse_proposal_induction_has_no_input_line_fallback():
     # The official fallback is dead code (`not re.finditer(...)` is never true): "# Input:" lines give no inputs.
     ans = "\n".join(f"# Input: {i}\n```\n```" for i in range(10)) + "\n```message\nm\n```"

@@ -573,3 +573,56 @@ def test_azr_program_renames_like_azr():
     for banned in ("import collections.time", "from collections import time"):
         with pytest.raises(ValueError, match="banned import"):  # any dotted component or imported name
             sandbox.azr_program(banned + "\ndef f(a):\n    return a")
+
+
+def test_decoder_refuses_duplicate_set_elements():
+    """The trusted decoder rebuilds values from the child's bytes; a forged set record with a repeated element
+    would make the value ({1}) disagree with the text it returns ("{1, 1}"), so it is malformed."""
+    import struct
+    from sandbox import _decode
+    one = b"i" + struct.pack("<I", 1) + b"1"
+    assert _decode(b"S" + struct.pack("<I", 1) + one, 0)[:2] == ({1}, "{1}")
+    for tag in (b"S", b"Z"):
+        with pytest.raises(ValueError):
+            _decode(tag + struct.pack("<I", 2) + one + one, 0)
+
+
+def test_memory_address_in_the_output_is_nondeterministic(sb, monkeypatch):
+    """An object made once at module level has the same address in both calls and (forked zygotes) in both hash
+    seeds' children; only the address pattern check catches it (E4)."""
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
+    res = sb.validate("o = object()\ndef f():\n    return repr(o)", "")
+    assert res.status == "nondeterministic" and "memory address" in res.error, res
+
+
+def test_string_set_order_differs_across_hash_seeds(sb):
+    """Iterating a set of strings is stable within one process (both calls agree) but follows the hash seed: the
+    probe in the other zygote (HASH_SEEDS[1]) is what rejects it."""
+    code = "def f(x):\n    return ''.join(set(x))"
+    res = sb.validate(code, "'abcdefghijklmnop'")
+    assert res.status == "nondeterministic" and "another hash seed" in res.error, res
+
+
+def test_azr_program_caps_the_program_length():
+    """Proposal parsing refuses an over-long program before parsing it (MAX_CODE characters)."""
+    from sandbox import MAX_CODE, azr_program
+    body = "def f(x):\n    return x\n"
+    azr_program(body + "#" * (MAX_CODE - len(body)))
+    with pytest.raises(ValueError, match="cap"):
+        azr_program(body + "#" * (MAX_CODE - len(body) + 1))
+
+
+def test_stdin_text_is_capped(sb):
+    """Script mode refuses stdin over MAX_STDIN characters up front (nothing is sent to a child)."""
+    from sandbox import MAX_STDIN
+    code = "import sys\nprint(len(sys.stdin.read()))"
+    res = sb.run(code, "", stdin="x" * (MAX_STDIN + 1))
+    assert res.status == "rejected" and "stdin" in res.error, res
+
+
+def test_equal_values_with_different_reprs_are_nondeterministic(sb):
+    """Two calls returning equal dicts in another key order (== holds, the gold text differs) are not a stable
+    gold output: the texts are compared as well as the values."""
+    code = "n = [0]\ndef f():\n    n[0] += 1\n    return {1: 0, 2: 0} if n[0] == 1 else {2: 0, 1: 0}"
+    res = sb.validate(code, "")
+    assert res.status == "nondeterministic", res
