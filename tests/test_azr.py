@@ -48,6 +48,14 @@ def test_flag_spellings_and_types():
     (["--eval_every=-1"], "--eval_every"),
     (["--beta2=1"], "--beta1 and --beta2 in [0, 1)"),
     (["steps"], "unexpected argument"),
+    # each range check at its boundary (the accepted side is test_range_boundaries_accepted)
+    (["--induction_inputs=1"], "--induction_inputs >= 2"),
+    (["--beta1=1"], "--beta1 and --beta2 in [0, 1)"),
+    (["--top_k=-1"], "--top_k >= 0"),
+    (["--top_p=0"], "--top_p in (0, 1]"),
+    (["--sandbox_workers=-1"], "--seed_rounds and --sandbox_workers >= 0"),
+    (["--seed_rounds=-1"], "--seed_rounds and --sandbox_workers >= 0"),
+    (["--kv_cache_tokens=4096", "--max_prompt_tokens=4000", "--max_response_tokens=200"], "cannot hold one rollout"),
 ])
 def test_bad_flags_one_line(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
@@ -55,6 +63,23 @@ def test_bad_flags_one_line(argv, words, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_range_boundaries_accepted():
+    # the smallest legal values pass check_config (the failing side is in test_bad_flags_one_line)
+    cfg = azr.parse_config(["--induction_inputs=2", "--beta1=0", "--top_k=0", "--top_p=1", "--sandbox_workers=0",
+                            "--seed_rounds=0", "--kv_cache_tokens=4200", "--max_prompt_tokens=4000",
+                            "--max_response_tokens=200", "--num_references=0", "--learnability_samples=1"])
+    assert (cfg.induction_inputs, cfg.kv_cache_tokens, cfg.num_references) == (2, 4200, 0)
+
+
+def test_bool_flag_values_and_preset_precedence():
+    # every spelling of a boolean; `--flag value` takes the next word; the tiny preset's fields yield to explicit flags
+    for text, value in [("on", True), ("off", False), ("YES", True), ("no", False), ("1", True), ("0", False)]:
+        assert azr.parse_config([f"--resume={text}"]).resume is value
+    assert azr.parse_config(["--resume", "off", "--steps", "9"]).resume is False
+    cfg = azr.parse_config(["--seed_rounds=5", "--max_response_tokens", "30", "--lr=0.5"])
+    assert (cfg.seed_rounds, cfg.max_response_tokens, cfg.lr, cfg.batch_size) == (5, 30, 0.5, 4)
 
 
 # ----------------------------------------------------------------------------- rewards
@@ -153,6 +178,50 @@ def test_check_answers_applies_azr_executor_rules(sb):
     shown = dict(ind, inputs=["(\n1)", "2", "3", "4"])  # shown inputs are only prompt text
     assert azr.check_answers("induction", [shown], texts[:1], sb)[1] == [True]
     assert azr.check_answers("deduction", [{"output": "[1, 2]"}], [answer("output", "[1,\n 2]")], sb)[1] == [True]
+
+
+def test_validate_proposals_entries(sb):
+    """A valid proposal's buffer entry: the sandbox's program (renamed to f) with its import lines, the proposed input,
+    the gold output cut to 400 characters; format_ok is reported apart from validity. Induction: every input runs on
+    the prompt's program (one failure invalidates and names the status), with its imports and the message kept."""
+    def ans(body):
+        return f"t </think> <answer>\n{body}\n</answer>"
+    cfg = azr.Config(induction_inputs=4)
+    program = "import math\ndef g(x):\n    return 'a' * x + str(math.floor(1.5))"
+    texts = [ans(f"```python\n{program}\n```\n```input\n500\n```"),
+             # no </think>: valid, but not formatted
+             "<answer>\n```python\ndef f(x):\n    return x\n```\n```input\n1\n```\n</answer>"]
+    recs, n = azr.validate_proposals("deduction", [{}, {}], texts, sb, cfg)
+    assert n == 2 and [r["format_ok"] for r in recs] == [True, False] and recs[1]["entry"] is not None
+    e = recs[0]["entry"]
+    assert e["program"] == "import math\ndef f(x):\n    return 'a' * x + str(math.floor(1.5))"
+    assert e["imports"] == ["import math"] and e["input"] == "500" and recs[0]["status"] == "ok"
+    assert len(e["output"]) == 403 and e["output"] == "'" + "a" * 199 + "..." + "a" * 198 + "1'"
+    item = {"program": "def f(x):\n    return 10 // x", "imports": ["import os"]}
+    texts = [ans("".join(f"```input\n{i}\n```\n" for i in xs) + "```message\nhint\n```") for xs in ((1, 2, 5, 10),
+                                                                                                 (1, 2, 0, 10))]
+    recs, n = azr.validate_proposals("induction", [item, item], texts, sb, cfg)
+    assert n == 8 and recs[0]["entry"] == {"program": item["program"], "inputs": ["1", "2", "5", "10"],
+                                           "outputs": ["10", "5", "2", "1"], "message": "hint",
+                                           "imports": ["import os"]}
+    assert recs[1]["entry"] is None and recs[1]["status"] == "exception"  # 10 // 0 in the third input
+
+
+def test_propose_phase_records(tiny_ckpt, sb, monkeypatch):
+    # per proposal: an unparseable response is status "unparsed", invalid and -1; a valid one carries its entry and
+    # sandbox status; without proposer training no learnability rollouts run (acc None, paid as acc 0: -0.5)
+    from model import load_tokenizer
+    tok = load_tokenizer(str(tiny_ckpt))
+    good = "t </think> <answer>\n```python\ndef f(x):\n    return x\n```\n```input\n1\n```\n</answer>"
+    texts = [good, "t </think> <answer>no program</answer>"]
+    monkeypatch.setattr(azr, "rollout", lambda qwen, ids, *a, **k: [tok.encode(t, add_special_tokens=False)
+                                                                      for t in texts[:len(ids)]])
+    cfg = azr.Config(train_proposer=False, max_response_tokens=500)
+    items = {"deduction": [{"prompt_ids": [1, 2], "group": g} for g in range(2)]}
+    out = azr.propose_phase(items, None, tok, sb, cfg, (1, 2), {}, False)["deduction"]
+    assert [(r["status"], r["valid"], r["reward"], r["acc"]) for r in out] == [("ok", True, -0.5, None),
+                                                                              ("unparsed", False, -1.0, None)]
+    assert out[0]["entry"]["output"] == "1" and out[1]["entry"] is None and out[1]["text"] == texts[1]
 
 
 def test_trr_token_weighted_whitening_by_hand():
@@ -330,6 +399,79 @@ def sequence_logprob(qwen, prompt, response):
     return logp.sum().item()
 
 
+def test_seed_files_field_mapping(tmp_path):
+    # snippet -> program, input/output kept apart, imports kept (or []); ded and abd hold separate copies
+    io = [{"snippet": "import math\ndef f(x):\n    return math.floor(x)", "input": "1.5", "output": "1",
+           "imports": ["import math"]}, {"snippet": "def f(x):\n    return x", "input": "2", "output": "2"}]
+    fn = [{"snippet": "import re\ndef f(x):\n    return x", "inputs": ["1", "2"], "outputs": ["1", "2"],
+           "message": "same", "imports": ["import re"]}]
+    (tmp_path / "x_seed_io.jsonl").write_text("".join(json.dumps(r) + "\n" for r in io))
+    (tmp_path / "x_code_f_seed_io.jsonl").write_text("".join(json.dumps(r) + "\n" for r in fn))
+    b = azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")
+    assert b["deduction"] == b["abduction"] == [
+        {"program": io[0]["snippet"], "input": "1.5", "output": "1", "imports": ["import math"], "step": 0},
+        {"program": io[1]["snippet"], "input": "2", "output": "2", "imports": [], "step": 0}]
+    assert b["induction"] == [{"program": fn[0]["snippet"], "inputs": ["1", "2"], "outputs": ["1", "2"],
+                               "message": "same", "imports": ["import re"], "step": 0}]
+    assert all(d is not a for d, a in zip(b["deduction"], b["abduction"]))
+
+
+def test_solver_window_and_fill_edges():
+    # an entry stamped exactly `window` steps back is recent; with nothing recent the whole buffer fills the batch,
+    # without replacement while it has enough entries
+    buf = [{"step": 3, "id": 0}, {"step": 4, "id": 1}]
+    for seed in range(10):
+        assert [e["id"] for e in azr.sample_solver_batch(buf, 1, 5, 1, random.Random(seed))] == [1]
+        old = azr.sample_solver_batch(buf, 2, 9, 1, random.Random(seed))
+        assert sorted(e["id"] for e in old) == [0, 1]
+
+
+def test_derived_seed_separates_parts():
+    assert azr.derived_seed(1, 23) != azr.derived_seed(12, 3)  # joined with a separator: no collisions by concatenation
+    assert azr.derived_seed(1, "seed", 2) == azr.derived_seed(1, "seed", 2) < 2 ** 31
+
+
+def test_gather_strided_reassembles_rank_slices(monkeypatch):
+    # rank r rolled out items r, r + world, ...: the gathered list is back in global order
+    def fake_gather(parts, local):
+        parts[:] = [[0, 3, 6], [1, 4], [2, 5]]
+    monkeypatch.setattr(azr.dist, "all_gather_object", fake_gather)
+    assert azr.gather_strided([0, 3, 6], 0, 3) == [0, 1, 2, 3, 4, 5, 6]
+    assert azr.gather_strided(["a"], 0, 1) == ["a"]
+
+
+def test_run_seeding_dedup_cap_rounds_and_induction(monkeypatch):
+    """Seeding: exact-JSON dedup, never past seed_buffer_size, stops proposing once full; induction seeds from the
+    finished triplets, capped too, and only when induction is a task."""
+    calls = []
+
+    def triplet(i):
+        return {"program": f"def f(x):\n    return x + {i}", "input": "1", "output": str(1 + i), "imports": []}
+
+    def fake_propose(task, items, *args):
+        calls.append(task)
+        if task == "induction":
+            assert all(it["program"] and "imports" in it for it in items)
+            return [{"program": it["program"], "inputs": [str(i)], "outputs": [str(i)], "message": "m", "imports": []}
+                    for i, it in enumerate(items * 3)]
+        n = len(calls)
+        return [triplet(0), triplet(0), triplet(n), triplet(100 + n)]
+    monkeypatch.setattr(azr, "propose_entries", fake_propose)
+
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return [0] * 10
+    cfg = azr.Config(seed_buffer_size=4, seed_rounds=3, batch_size=2, num_references=1)
+    b = azr.run_seeding(None, Tok(), None, cfg, list(azr.TASKS), 0, 1, False)
+    assert [e["output"] for e in b["deduction"]] == ['"Hello world"', "1", "2", "102"]  # zero triplet + 3 new
+    assert b["abduction"] == b["deduction"] and b["abduction"][1] is not b["deduction"][1]
+    assert calls == ["abduction", "deduction", "induction"] and len(b["induction"]) == 4
+    assert all(e["step"] == 0 for t in azr.TASKS for e in b[t])
+    calls.clear()
+    b = azr.run_seeding(None, Tok(), None, cfg, ["deduction", "abduction"], 0, 1, False)
+    assert "induction" not in calls and len(b["induction"]) == 1
+
+
 def test_sequence_logprobs_use_the_sampling_temperature(tiny_ckpt):
     # the update scores each response under the distribution it was sampled from: log softmax(logits / T)
     qwen = Qwen2.from_pretrained(tiny_ckpt)
@@ -454,6 +596,96 @@ def test_full_disk_is_one_line(monkeypatch, capsys):
         azr.entry([])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code != 0 and len(err) == 1 and "interrupted" in err[0] and "--resume" in err[0]
+
+
+def test_batch_metrics_definitions():
+    """Each metric of one batch: means over all records, valid_rate/num_valid over proposals, learnability_acc over the
+    valid proposals that were scored only, solver accuracy; an empty batch counts 0."""
+    recs = [{"reward": 1.0, "format_ok": True, "length": 3, "valid": True, "acc": 0.5},
+            {"reward": -1.0, "format_ok": False, "length": 5, "valid": True, "acc": None},
+            {"reward": -1.0, "format_ok": True, "length": 4, "valid": False, "acc": None}]
+    m = azr.batch_metrics("abduction", "propose", recs)
+    assert m == pytest.approx({"propose/abduction/reward": -1 / 3, "propose/abduction/format_rate": 2 / 3,
+                               "propose/abduction/response_len": 4.0, "propose/abduction/count": 3,
+                               "propose/abduction/valid_rate": 2 / 3, "propose/abduction/num_valid": 2,
+                               "propose/abduction/learnability_acc": 0.5})
+    solve = [{"reward": 1.0, "format_ok": True, "length": 2, "correct": True},
+             {"reward": -0.5, "format_ok": True, "length": 4, "correct": False}]
+    assert azr.batch_metrics("induction", "solve", solve) == pytest.approx({
+        "solve/induction/reward": 0.25, "solve/induction/format_rate": 1.0, "solve/induction/response_len": 3.0,
+        "solve/induction/count": 2, "solve/induction/accuracy": 0.5})
+    assert azr.batch_metrics("deduction", "solve", [])["solve/deduction/count"] == 0
+
+
+def test_log_line_fields():
+    # the console line reads the right keys: valid_rate (not format_rate), grad_norm, per task, nan when a task is off
+    m = {"propose/deduction/reward": 0.5, "propose/deduction/valid_rate": 1.0, "propose/deduction/format_rate": 0.25,
+         "solve/deduction/reward": -0.25, "solve/deduction/accuracy": 0.75, "loss": 0.1234, "grad_norm": 3.5e-3,
+         "tokens_per_s": 100.0, "exec_per_s": 7.0, **{f"time/{k}": 1.0 for k in azr.PHASES}}
+    line = azr.log_line(4, m, ["deduction", "induction"])
+    assert line.startswith("step 4 | P reward ded +0.50 ind +nan valid ded +1.00 ind +nan | S reward ded -0.25 ind "
+                           "+nan acc ded +0.75 ind +nan | loss +0.1234 gnorm 3.50e-03 | 100 tok/s 7 exec/s | ")
+
+
+def test_dump_step_rows(tmp_path):
+    # one row per sequence: proposals with validity, status, learnability acc and entry; answers with the verdict and
+    # the task entry of their own position in the solver batch
+    prop = {"text": "p", "reward": 0.75, "format_ok": True, "valid": True, "status": "ok", "acc": 0.25,
+            "entry": {"x": 1}}
+    bad = {"text": "q", "reward": -1.0, "format_ok": True, "valid": False, "status": "timeout", "acc": None,
+           "entry": None}
+    ans = [{"text": f"a{j}", "reward": r, "format_ok": True, "correct": c} for j, (r, c) in enumerate([(1.0, True),
+                                                                                                      (-0.5, False)])]
+    results = {("deduction", "propose"): [prop, bad], ("deduction", "solve"): ans}
+    batches = {("deduction", "propose"): [{}, {}], ("deduction", "solve"): [{"entry": {"e": 0}}, {"entry": {"e": 1}}]}
+    azr.dump_step(tmp_path, 7, results, batches)
+    rows = [json.loads(x) for x in (tmp_path / "dumps" / "step_000007.jsonl").read_text().splitlines()]
+    assert rows[0] == {"step": 7, "task": "deduction", "role": "propose", "response": "p", "reward": 0.75,
+                       "format_ok": True, "valid": True, "status": "ok", "learnability_acc": 0.25, "entry": {"x": 1}}
+    assert (rows[1]["status"], rows[1]["valid"], rows[1]["learnability_acc"]) == ("timeout", False, None)
+    assert [(r["response"], r["correct"], r["task_entry"]) for r in rows[2:]] == [("a0", True, {"e": 0}),
+                                                                                ("a1", False, {"e": 1})]
+
+
+def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path):
+    """save_checkpoint: a fresh temp folder renamed into place (a crashed save's leftovers never leak in), the latest
+    pointer, weights + optimizer + buffers + tokenizer files, and state.json's step, config, world and RNG states.
+    latest_checkpoint: the pointer, else the newest complete step folder; checkpoint_step checks the files."""
+    import dataclasses
+    qwen = Qwen2.from_pretrained(str(tiny_ckpt))
+    opt = torch.optim.AdamW(qwen.parameters())
+    cfg, buffers, root = azr.Config(out=str(tmp_path)), azr.zero_buffers(), tmp_path / "ckpt"
+    (root / ".tmp_step_000003").mkdir(parents=True)
+    (root / ".tmp_step_000003" / "junk").write_text("from a crashed save")
+    random.seed(11)
+    rng = azr.list_state(random.getstate())
+    azr.save_checkpoint(tmp_path, 3, qwen, opt, None, False, buffers, cfg, str(tiny_ckpt), 0)
+    final = root / "step_000003"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_000003"] and not (final / "junk").exists()
+    assert (root / "latest").read_text() == "step_000003"
+    assert {"config.json", "model.safetensors", "optim.pt", "buffers.json", "state.json", "tokenizer.json",
+            "tokenizer_config.json"} <= {p.name for p in final.iterdir()}
+    state = json.loads((final / "state.json").read_text())
+    assert state["step"] == 3 and state["world"] == 1 and state["config"] == dataclasses.asdict(cfg)
+    assert state["python_rng"] == json.loads(json.dumps(rng)) and len(state["torch_rng"]) > 0
+    assert json.loads((final / "buffers.json").read_text()) == buffers
+    assert azr.checkpoint_step(final) == 3 and azr.latest_checkpoint(tmp_path) == final
+    azr.save_checkpoint(tmp_path, 5, qwen, opt, None, False, buffers, cfg, str(tiny_ckpt), 0)
+    (root / "step_000007").mkdir()  # a save that died before state.json: never chosen
+    (root / "latest").write_text("step_000009")  # names a folder that is gone
+    assert azr.latest_checkpoint(tmp_path) == root / "step_000005"
+    (root / "latest").unlink()
+    assert azr.latest_checkpoint(tmp_path) == root / "step_000005"
+    (final / "state.json").write_text('{"step": "3"}')
+    with pytest.raises(SystemExit):
+        azr.checkpoint_step(final)
+    (root / "step_000005" / "buffers.json").unlink()
+    with pytest.raises(SystemExit):
+        azr.checkpoint_step(root / "step_000005")
+    assert azr.buffers_problem(azr.zero_buffers()) is None
+    no_step = azr.zero_buffers()
+    del no_step["induction"][0]["step"]
+    assert "induction entry 0" in azr.buffers_problem(no_step)
 
 
 def test_truncate_metrics_on_resume(tmp_path):

@@ -63,3 +63,31 @@ def test_step_bench_runs(data_dir):
     assert len(tables) == 2 and all("update" in t and "step " in t for t in tables)
     scripted = tables[1].split("sandbox executions/s")[1].split()[0]
     assert float(scripted) > 0  # scripted proposals are seed programs: the sandbox phases ran
+
+
+def test_kernels_bench_checks_reject_positive_or_lowered_logprobs_and_wrong_gradients(monkeypatch):
+    """check_sample rejects a logprob above 0, a filtered one below the unfiltered, the token just past the top-k;
+    check_logprobs rejects values off by 5% and gradients off by 2x (the values right)."""
+    import types
+    bench = load("kernels.py")
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    top = logits.topk(2, -1).indices[:, 0]
+    full = torch.log_softmax(logits.double(), -1)[torch.arange(4), top].float()
+    bench.check_sample(logits, top, full, top_p=0.5)
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, top, torch.full((4,), 0.5), top_k=2)             # log p > 0
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, top, full - 0.5, top_p=0.5)                       # below the unfiltered logprob
+    with pytest.raises(AssertionError):
+        bench.check_sample(logits, logits.topk(3, -1).indices[:, -1], torch.zeros(4), top_k=2)  # the 3rd of top-2
+    g = torch.Generator().manual_seed(1)
+    h, w = torch.randn(6, 8, generator=g, requires_grad=True), torch.randn(40, 8, generator=g, requires_grad=True)
+    t = torch.randint(0, 40, (6,), generator=g)
+    bench.check_logprobs(h, w, t)
+    real = bench.kernels.token_logprobs
+    for wrong in (lambda lp: lp * 1.05, lambda lp: lp + (lp - lp.detach())):
+        fake = types.SimpleNamespace(token_logprobs=lambda *a, wrong=wrong, **k: (wrong(real(*a, **k)[0]),
+                                                                                  real(*a, **k)[1]))
+        monkeypatch.setattr(bench, "kernels", fake)
+        with pytest.raises(AssertionError):
+            bench.check_logprobs(h, w, t)

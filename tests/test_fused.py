@@ -53,6 +53,18 @@ def test_rms_norm_and_add_rms_norm(dtype, shape):
     assert out.shape == total.shape == x.shape and out.dtype == dtype
 
 
+def test_rms_norm_eps_counts():
+    # eps is added to the mean square before the rsqrt: it dominates for tiny activations (and zeros give zeros)
+    x = torch.full((2, 64), 1e-4)
+    x[1] = 0.0
+    w = torch.ones(64)
+    for eps in (1e-6, 1e-2):
+        out = fused.rms_norm_triton(x, w, eps)
+        torch.testing.assert_close(out, fused.rms_norm_reference(x, w, eps), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out[0], torch.full((64,), 1e-4 / (1e-8 + eps) ** 0.5), atol=1e-6, rtol=1e-5)
+        assert out[1].eq(0).all()
+
+
 @pytest.mark.parametrize("merged", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("H, KVH, hd", [(4, 2, 16), (7, 1, 64), (28, 4, 128)])

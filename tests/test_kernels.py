@@ -61,6 +61,21 @@ def test_dispatch_default_and_override(monkeypatch):
             kernels.backend("cpu")
 
 
+def test_dispatch_reads_the_interpreter_flag(monkeypatch):
+    # with or without TRITON_INTERPRET in this run: forcing triton on a CPU tensor needs the interpreter flag
+    pytest.importorskip("triton")
+    monkeypatch.setenv("NANOAZR_KERNELS", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        kernels.backend("cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert kernels.backend("cpu") == "triton"
+    monkeypatch.setenv("NANOAZR_KERNELS", "auto")
+    assert kernels.backend("cpu") == "triton"
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert kernels.backend("cpu") == "torch"
+
+
 def test_import_is_cheap_and_not_the_hf_kernels_package():
     import subprocess
     import sys
@@ -204,6 +219,24 @@ def test_split_vocab_gives_identical_tokens():
         torch.testing.assert_close(logp, runs[0][1], atol=1e-6, rtol=0)
 
 
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_split_vocab_ties_across_splits_and_same_draws():
+    """Under the interpreter a split is up to 65,536 columns, so only V > 65,536 really splits (3 splits here): a max
+    tied across splits is the first index for greedy rows and for a row holding +inf; sampled rows draw the same
+    tokens and logprobs for 1, 2 or 3 splits."""
+    V = 140000
+    x = torch.randn(5, V, generator=torch.Generator().manual_seed(2))
+    x[0, [50, 139000]] = 10.0
+    x[1, [70000, 139000]] = 10.0
+    x[2, [100, 139500]] = math.inf
+    T = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.7])
+    runs = [ks.sample_triton(x, T, generator=torch.Generator().manual_seed(3), num_splits=n) for n in (1, 2, 3)]
+    for ids, logp in runs:
+        assert ids[:3].tolist() == [50, 70000, 100]
+        assert torch.equal(ids, runs[0][0])
+        torch.testing.assert_close(logp, runs[0][1], atol=1e-5, rtol=0)
+
+
 def test_masked_rows_never_nan(backend):
     x = torch.randn(4, 64)
     x[0, 10:] = -math.inf                                         # masked vocabulary tail
@@ -260,6 +293,29 @@ def test_threshold_kernel_matches_reference(V, dtype):
         assert (ref < 0).any() and (ref > 0).any()                   # both signs of boundary are exercised
         assert torch.equal(x.float() >= thr[:, None], x.float() >= ref[:, None])
         assert ((thr <= ref) & ((thr == ref) | (ref < 0))).all()
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_threshold_kernel_at_the_exact_top_p_boundary():
+    """The radix select keeps the top token alone when its mass is exactly top_p (masses 1, 1/2, 1/2 are exact in
+    fp32), like the reference; a hair more than p brings in the tied pair."""
+    z = torch.tensor([[0.0, math.log(0.5), math.log(0.5)], [1.0, 0.0, -1.0]])
+    p = torch.tensor([0.5, 0.5])
+    p[1] = torch.softmax(z[1], -1)[0]
+    for top_p in (p, torch.nextafter(p, p + 1)):
+        thr = ks.filter_threshold_triton(z, torch.ones(2), torch.zeros(2, dtype=torch.long), top_p)
+        torch.testing.assert_close(thr, ks.filter_threshold_reference(z, torch.zeros(2, dtype=torch.long), top_p),
+                                   atol=0, rtol=0)
+    assert thr[0].item() == z[0, 1].item()
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_threshold_kernel_top_k_at_or_past_the_vocabulary_keeps_all():
+    # per-row top_k tensors are not checked: k >= V means no top-k filter (-inf), as in the reference (which clamps)
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    k, p = torch.tensor([50, 53, 10**6]), torch.ones(3)
+    thr = ks.filter_threshold_triton(x, torch.ones(3), k, p, has_topp=False)
+    assert thr.tolist() == [-math.inf] * 3 == ks.filter_threshold_reference(x, k, p).tolist()
 
 
 def test_threshold_reference_at_the_exact_top_p_boundary():
@@ -411,6 +467,14 @@ def test_token_logprobs_fp32(backend, N, D, V, T):
     weight = torch.randn(V, D, generator=g) * 0.5
     targets = torch.randint(0, V, (N,), generator=g)
     _check_logprobs(hidden, weight, targets, T, torch.float32, atol=2e-5, grad_rtol=1e-4)
+
+
+def test_token_logprobs_targets_at_chunk_edges(backend):
+    # targets on both sides of each 4096-column chunk boundary (V = 8200: chunks end at 4096, 8192), at T != 1
+    g = torch.Generator().manual_seed(1)
+    hidden, weight = torch.randn(8, 16, generator=g), torch.randn(8200, 16, generator=g) * 0.5
+    targets = torch.tensor([0, 4095, 4096, 4097, 8191, 8192, 8199, 100])
+    _check_logprobs(hidden, weight, targets, 0.8, torch.float32, atol=2e-5, grad_rtol=1e-4)
 
 
 def test_token_logprobs_bf16(backend):

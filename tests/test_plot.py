@@ -47,6 +47,12 @@ def test_panels_group_by_metric_name(tmp_path):
     assert set(only) == {"reward", "tokens_per_s"} and len(only["reward"]) == 3 * 2
 
 
+def test_booleans_and_strings_are_not_curves():
+    # only int/float values become series: a bool (an int to Python) or a string key is left out
+    panels = plot.collect_series({"r": [{"step": 1, "loss": 0.5, "resumed": True, "phase": "propose"}]}, None)
+    assert set(panels) == {"loss"} and panels["loss"][("", "r")] == ([1], [0.5])
+
+
 def test_smooth():
     assert plot.smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
     # Debiased EMA: a constant stays constant, a step is approached gradually.
@@ -54,6 +60,12 @@ def test_smooth():
     s = plot.smooth([0.0, 10.0, 10.0], 0.5)
     assert s[0] == 0.0 and 0 < s[1] < s[2] < 10
     assert math.isnan(plot.smooth([1.0, float("nan"), 1.0], 0.5)[1])
+
+
+def test_smooth_skips_infinite_points():
+    # inf (a diverged metric) is drawn where it is but never enters the average: the points after it stay finite
+    assert plot.smooth([1.0, float("inf"), 1.0, float("-inf"), 1.0], 0.5) == [1.0, float("inf"), 1.0, float("-inf"),
+                                                                             1.0]
 
 
 def test_keys_filter_and_title(tmp_path):
@@ -121,6 +133,11 @@ def test_duplicate_run_names_use_full_paths(tmp_path):
     assert plot.run_names([tmp_path / "x" / "run", tmp_path / "y" / "run"]) == [
         str(tmp_path / "x" / "run"), str(tmp_path / "y" / "run")]
     assert plot.run_names(["a/run1", "b/run2"]) == ["run1", "run2"]
+
+
+def test_run_name_of_a_folder_without_a_name():
+    # "." (or "/") has no folder name: the legend shows the path as given
+    assert plot.run_names([".", "runs/a", "runs/b/"]) == [".", "a", "b"]
 
 
 def test_bad_out_path(tmp_path, capsys):
