@@ -121,8 +121,8 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
     fmt = out.suffix.lstrip(".").lower() or "png"
     if not out.name or out.is_dir():
         raise PlotError(f"--out {str(out)!r} names no file; pass an image path such as curves.png")
-    supported = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
+    from matplotlib.backend_bases import FigureCanvasBase
+    supported = FigureCanvasBase.get_supported_filetypes()
     if fmt not in supported:
         raise PlotError(f"--out {out}: cannot write .{fmt} images; use one of {', '.join(sorted(supported))}")
     runs = {name: load_metrics(d) for name, d in zip(run_names(run_dirs), run_dirs)}

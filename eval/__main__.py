@@ -35,17 +35,14 @@ class OutputError(Exception):
     """The --out folder cannot take this run's results; str(error) is one line."""
 
 
-def prepare_out(out_dir: Path, overwrite: bool = False) -> None:
-    """Create --out and check it before hours of generation: a writable folder that holds no earlier results
-    (unless overwrite)."""
+def check_out(out_dir: Path, overwrite: bool = False) -> None:
+    """Check --out before hours of generation, creating nothing: a folder (or a path under a writable one) that holds
+    no earlier results (unless overwrite). write_atomic makes the folder when the results are written."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {out_dir}: is a file, not a folder; pass a folder path")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"--out {out_dir}: cannot create it ({e.strerror}); pass a writable folder") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"--out {out_dir}: not writable; pass a writable folder")
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out_dir}: {existing} is not a writable folder; pass a writable path")
     old = [n for n in ("samples.jsonl", "results.json", "results.md") if (out_dir / n).exists()]
     if old and not overwrite:
         raise OutputError(f"--out {out_dir}: already holds {', '.join(old)} of an earlier run; pass another --out, "
@@ -170,7 +167,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
     rank, world, device = dist_setup(device)
     out_dir = Path(out_dir)
     if rank == 0:
-        prepare_out(out_dir, overwrite)
+        check_out(out_dir, overwrite)
     # every rank runs its own sandboxes: share the CPU cores between ranks
     sandbox_workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) // world)
     template = template or templates.default_template(model_path)

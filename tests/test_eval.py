@@ -205,6 +205,11 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {tmp_path / 'a-file'}: is a file, not a folder; pass a folder path"
     assert (tmp_path / "a-file").read_text() == "keep me\n"
+    assert main(["--model", str(tmp_path / "no-such-ckpt"), "--benchmarks", "aime24", "--limit", "1",
+                 "--out", str(tmp_path / "new" / "out")]) == 2
+    assert not (tmp_path / "new").exists()  # a failed run leaves no empty output folder
+    assert main(["--model", "unused", "--benchmarks", "aime24", "--out", str(tmp_path / "a-file" / "sub")]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
     for flag, value in (("--limit", "0"), ("--samples", "0"), ("--max-new-tokens", "0"), ("--sandbox-workers", "-1"),
                         ("--temperature", "nan")):
         with pytest.raises(SystemExit) as e:
