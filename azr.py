@@ -391,6 +391,16 @@ def zero_buffers():
     return {"deduction": [dict(triplet)], "abduction": [dict(triplet)], "induction": [induction]}
 
 
+def bad_field(record, fields):
+    """The first name in fields ({name: str or list}) that record lacks or holds with another type (list: a list of
+    str), or None. Checks seed files and saved buffers, so the loop never meets a malformed entry mid-step."""
+    for name, kind in fields.items():
+        v = record.get(name) if isinstance(record, dict) else None
+        if not (isinstance(v, str) if kind is str else isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            return name
+    return None
+
+
 def load_seed_buffers(path):
     """AZR's published seed files -> buffers. The ded/abd buffers start as two copies of the same 256 triplets."""
     io_path = Path(path)
@@ -400,7 +410,7 @@ def load_seed_buffers(path):
     for p in (io_path, f_path):
         if not p.is_file():
             die(f"seed file {p} not found; --seed-data takes AZR's *_seed_io.jsonl with its *_code_f_seed_io.jsonl beside it")
-    def rows(p, fields):  # JSON objects whose fields have the seed files' types: str, or list of str
+    def rows(p, fields):  # JSON objects whose fields have the seed files' types
         out = []
         for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
             if not line.strip():
@@ -409,12 +419,10 @@ def load_seed_buffers(path):
                 r = json.loads(line)
             except json.JSONDecodeError as e:
                 die(f"{p} line {n} is not valid JSON ({e}); it is not an AZR seed file")
-            for name, kind in fields.items():
-                v = r.get(name) if isinstance(r, dict) else None
-                if not (isinstance(v, str) if kind is str else isinstance(v, list) and all(isinstance(x, str)
-                                                                                          for x in v)):
-                    die(f"{p} line {n}: field {name!r} missing or not a {'string' if kind is str else 'list of str'}"
-                        "; it is not an AZR seed file")
+            name = bad_field(r, fields)
+            if name:
+                kind = "string" if fields[name] is str else "list of str"
+                die(f"{p} line {n}: field {name!r} missing or not a {kind}; it is not an AZR seed file")
             out.append(r)
         if not out:
             die(f"seed file {p} holds no entries; --seed-data takes AZR's *_seed_io.jsonl with its companion")
@@ -989,8 +997,7 @@ def buffers_problem(buffers):
         if not isinstance(entries, list):
             return f"{task} is not a list"
         for n, e in enumerate(entries):
-            if not isinstance(e, dict) or not isinstance(e.get("step"), int) or not all(
-                    isinstance(e.get(k), kind) for k, kind in BUFFER_FIELDS[task].items()):
+            if bad_field(e, BUFFER_FIELDS[task]) or not isinstance(e.get("step"), int):
                 return (f"{task} entry {n} lacks one of {', '.join(BUFFER_FIELDS[task])}, step or has the wrong "
                         "type")
     return None
