@@ -38,19 +38,26 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space, and --exec_timeout covers
     both calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
     tell them apart). Rare official false positives score 0 here. AZR's executor quirks are kept where they change
-    rewards: a source containing `input(` or an input spanning lines never scores in a solver check
-    (executor_fails).
+    rewards (executor_fails): its `input(` regex covers every line but the last of the program it builds, so it
+    rejects a proposal whose renamed program or input contains `input(` and an induction candidate containing it,
+    and the last line is evaluated alone, so a predicted abduction input (unstripped, as pasted) or a hidden
+    induction input spanning lines never scores. Programs run with `__name__` unset (AZR's bare globals dict: an
+    `if __name__ == "__main__":` block never runs). The official scorer splits prompt + response at the first
+    "Assistant:", so a prompt quoting that word scores every response -1; we split the response alone.
  4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).
  5. Randomness: every sampling decision of step t (batch composition, references, generation seeds) derives from
     (--seed, t, rank), not from global NumPy/torch RNGs, so --resume reproduces a run exactly (tested).
- 6. Solver batches: up to B entries stamped at the previous step, filled uniformly from the whole buffer. The
-    official draws 2B-1 candidates this way, drops over-long prompts and keeps B of a shuffled loader; we drop
-    over-long prompts after drawing B (a batch can be a little smaller and never crashes empty, issue #14).
+ 6. Solver batches are the official max_new loader's: 2B-1 candidates (entries stamped at the previous step
+    first, then a uniform fill from the whole buffer), over-long prompts dropped, shuffled, the first B kept, so
+    about half of a step's valid proposals reach the next solver batch. Ours shuffles with the step's RNG (the
+    official loader reseeds its shuffle with 1 every step), and a batch with fewer than B fitting candidates is
+    smaller instead of crashing (issue #14).
  7. Induction tasks with fewer than 10 inputs (the zero-triplet seed has 6) show the first half and hide the rest.
  8. Learnability rollouts run only for valid proposals that also pass the format check (the others get -1
     whatever their accuracy, so the official rollouts for them are wasted compute).
- 9. The seeding phase (no --seed-data) keeps comments/globals in seed programs (the official seeding scripts strip
-    them); it is bounded by --seed_rounds, since a weak model may never fill 256 seeds.
+ 9. The seeding phase (no --seed-data) parses the whole response, as the official one does, but keeps
+    comments/globals in seed programs (the official seeding scripts strip them); it is bounded by --seed_rounds,
+    since a weak model may never fill 256 seeds.
 10. Rollouts come from our engine with the training weights themselves (no vLLM, no weight sync); with --fsdp=on the
     shards are gathered once per generation phase. In-loop validation is CRUXEval-I/O only (no LCB-Execution data).
 11. Checkpoints store buffers as JSON (not pickle) and the weights as HF safetensors holding the fp32 master
@@ -551,25 +558,36 @@ def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
                 data = {}
                 text = proposer_text(task, data, sample_references(buffers[task], cfg.num_references, rng))
             propose.append({"prompt_ids": encode(tokenizer, text), "group": g, **data})
-        for g, entry in enumerate(sample_solver_batch(buffers[task], n_prompts, step, cfg.solver_window, rng)):
-            solve.append({"prompt_ids": encode(tokenizer, solver_text(task, entry)), "group": g, "entry": entry})
+        # the official max_new loader: 2B-1 candidates, over-long prompts dropped, shuffled, the first B kept (so
+        # about half of the previous step's proposals make the batch)
+        candidates = sample_solver_batch(buffers[task], 2 * n_prompts - 1, step, cfg.solver_window, rng)
+        rng.shuffle(candidates)
+        for entry in candidates:
+            if len(solve) == n_prompts:
+                break
+            ids = encode(tokenizer, solver_text(task, entry))
+            if len(ids) <= cfg.max_prompt_tokens:
+                solve.append({"prompt_ids": ids, "group": len(solve), "entry": entry})
+        propose = [it for it in propose if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
         for role, items in (("propose", propose), ("solve", solve)):
-            kept = [it for it in items if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
-            batches[(task, role)] = [it for it in kept for _ in range(cfg.group_size)]  # group_size samples each
+            batches[(task, role)] = [it for it in items for _ in range(cfg.group_size)]  # group_size samples each
     return batches
 
 
 # -----------------------------------------------------------------------------
 # Scoring: proposals are parsed and validated in the sandbox; solver answers are checked in the sandbox.
 
-def validate_proposals(task, items, texts, sandbox, cfg):
+def validate_proposals(task, items, texts, sandbox, cfg, whole_response=False):
     """Parse each proposer response and validate it. Returns one dict per response with format_ok, answer and
-    `entry` (the buffer entry with gold outputs) or None when unparseable/invalid."""
+    `entry` (the buffer entry with gold outputs) or None when unparseable/invalid. whole_response: parse the
+    blocks from the whole response, not just its <answer> (the official seeding phase does)."""
     import prompts
     from sandbox import truncate_output
     records, jobs = [], []  # jobs: (record index, program, input text)
     for i, (item, text) in enumerate(zip(items, texts)):
         format_ok, answer = prompts.parse_response(text)
+        if whole_response:
+            answer = text
         proposal = prompts.parse_proposal(task, answer, cfg.induction_inputs)
         records.append({"format_ok": format_ok, "answer": answer, "entry": None})
         if proposal is None:
@@ -607,13 +625,14 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
         parsed = [prompts.parse_response(t) for t in texts]
     else:
         parsed = [(True, prompts.extract_answer(t)) for t in texts]
-    predictions = [prompts.parse_prediction(task, answer) for _, answer in parsed]
+    raw = [prompts.parse_prediction(task, answer, raw=True) for _, answer in parsed]  # as AZR pastes it
+    predictions = [p.strip() if p is not None else None for p in raw]
     if task == "induction":  # no fenced program in the answer counts as a format failure (official)
-        parsed = [(ok and bool(p), a) for (ok, a), p in zip(parsed, predictions)]
+        parsed = [(ok and p is not None, a) for (ok, a), p in zip(parsed, predictions)]
     # only well-formatted answers are checked, and identical answers to one task only once (the official cache);
     # answers that AZR's executor can never score correct are wrong without a run
-    unique = {(id(e), p): (e, p) for e, p, (ok, _) in zip(entries, predictions, parsed)
-              if ok and not executor_fails(task, e, p)}
+    unique = {(id(e), p): (e, p) for e, p, r, (ok, _) in zip(entries, predictions, raw, parsed)
+              if ok and not executor_fails(task, e, r)}
     if task == "deduction":
         jobs = [(e["output"], p) for e, p in unique.values()]
     elif task == "abduction":
@@ -629,16 +648,20 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
 
 
 def executor_fails(task, entry, prediction):
-    """Solver checks that AZR's executor always fails (azr-spec.md 8), kept so rewards match the official ones:
-    it pastes the input text into a program, rejects any source containing `input(` before running it, and evaluates
-    only the program's last line, so an input spanning lines never scores. Hits a predicted input (abduction), an
-    induction candidate, and a hidden induction input (that task is then unsolvable). Proposal validation and
-    deduction answers (evaluated by `eval`, not the executor) are unaffected."""
+    """Solver checks that AZR's executor always fails (azr-spec.md 8), kept so rewards match the official ones. It
+    builds a program from a template, execs all lines but the last (after a regex that rejects any `input(` in
+    them) and evals the last one, `gold == f(<input>)`, so:
+    - abduction: a predicted input (raw, as pasted: unstripped) with a line break never scores; `input(` in it is
+      fine (it sits on the last line);
+    - induction: a candidate program containing `input(` never scores, nor does a task whose hidden input spans
+      lines (that task is unsolvable).
+    Deduction answers are compared by `eval` in the trainer, not by the executor: unaffected. Proposal validation
+    applies the regex to the program and the proposed input (sandbox.azr_program, Sandbox.validate)."""
     if task == "abduction":
-        return "input(" in prediction or "\n" in prediction.strip()
+        return "\n" in prediction
     if task == "induction":
         hidden = induction_split(entry)[1][0]
-        return "input(" in prediction or any("input(" in x or "\n" in x.strip() for x in hidden)
+        return "input(" in prediction or any("\n" in x.strip() for x in hidden)
     return False
 
 
@@ -1142,7 +1165,7 @@ def propose_entries(task, items, qwen, tokenizer, sandbox, cfg, seed, rank, worl
     completions = rollout(qwen, [it["prompt_ids"] for it in mine], cfg, tokenizer.eos_token_id, seed)
     with_gathered_weights(qwen, sharded, False)
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
-    records, _ = validate_proposals(task, mine, texts, sandbox, cfg)
+    records, _ = validate_proposals(task, mine, texts, sandbox, cfg, whole_response=True)
     return [e for e in gather_strided([r["entry"] for r in records], rank, world) if e is not None]
 
 

@@ -467,21 +467,23 @@ def parse_proposal(task: str, answer: str, num_inputs: int = NUM_INPUTS):
     raise ValueError(f"parse_proposal: unknown task {task!r}; expected one of {TASKS}")
 
 
-def parse_prediction(task: str, answer: str) -> str:
+def parse_prediction(task: str, answer: str, raw: bool = False):
     """Read a solver's answer: the predicted output (deduction), input (abduction) or program (induction).
 
-    deduction/abduction never fail: after the fallbacks the whole answer is the prediction. We strip surrounding
-    whitespace (AZR keeps it, which only matters to its executor's last-line split; our sandbox compares values).
-    induction: the last fenced block (optional python tag); "" when there is none, which AZR scores as a format
-    failure (-1) in training and as 0 accuracy in learnability rollouts.
+    deduction/abduction never fail: after the fallbacks the whole answer is the prediction, stripped; raw=True
+    gives it unstripped, as AZR pastes it into its executor's program (a trailing newline puts the call on two
+    lines, which never scores; our sandbox compares values, so it gets the stripped text).
+    induction: the last fenced block (optional python tag), stripped; None when there is none, which AZR scores as
+    a format failure (-1) in training and as 0 accuracy in learnability rollouts. An empty last block is "": a
+    well-formatted wrong answer, as in AZR.
     """
     if task == "induction":
         blocks = fenced_blocks(answer)
-        return blocks[-1].strip() if blocks else ""
+        return blocks[-1].strip() if blocks else None
     if task not in ("deduction", "abduction"):
         raise ValueError(f"parse_prediction: unknown task {task!r}; expected one of {TASKS}")
     for find in _PREDICTION_FALLBACKS["output" if task == "deduction" else "input"]:
         matches = find(answer)
         if matches:
-            return matches[-1].strip()
-    return answer.strip()
+            return matches[-1] if raw else matches[-1].strip()
+    return answer if raw else answer.strip()

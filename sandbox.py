@@ -66,6 +66,12 @@ BANNED_IMPORTS = ("logging", "random", "multiprocessing", "pebble", "subprocess"
 # the host, interpreter build, process state, clock or entropy (sandbox.md E9, E12), or that only serve escapes.
 HOST_IMPORTS = ("sys", "os", "platform", "gc", "inspect", "ctypes", "importlib", "resource", "socket", "signal",
                 "builtins", "uuid", "secrets", "mmap", "fcntl")
+# Modules that exec() source built from program strings: @dataclass pastes annotation keys (any string) into the
+# __init__/__repr__ it compiles, so a field name can carry an expression the static filter never sees.
+CODEGEN_IMPORTS = ("dataclasses",)
+# Attributes of pure modules whose values depend on the host's library builds or the Python version (sandbox.md E12):
+# a gold output built from them would not reproduce on another machine.
+HOST_ATTRS = frozenset(("ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "unidata_version", "softkwlist"))
 
 # Also ours, a filter for proposal validation (sandbox.md 4.5): the routes from a program to modules, frames, imports
 # and eval that need no import statement (`__import__('time')`, `dataclasses.sys`, `from uuid import os`,
@@ -77,7 +83,7 @@ ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__"
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
                              "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules"))
-MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS if "." not in w)  # attributes of imported modules
+MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge hash "
     "str repr bool int float index round trunc floor ceil abs neg pos invert add sub mul matmul truediv floordiv mod "
@@ -95,7 +101,7 @@ def _escape_route(node, modules):
         return node.id
     if isinstance(node, ast.Attribute):
         a = node.attr
-        if a in ESCAPE_ANYWHERE or (a.startswith("__") and a not in SAFE_DUNDERS) or (
+        if a in ESCAPE_ANYWHERE or a in HOST_ATTRS or (a.startswith("__") and a not in SAFE_DUNDERS) or (
                 a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
             return "." + a
         if a in MODULE_WORDS:  # only then walk to the chain's root (every node of a long a.b.c... chain is visited)
@@ -109,7 +115,7 @@ def _escape_route(node, modules):
             if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
                 return f"from {node.module} import *"
             if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS or (
-                    alias.name.startswith("_")):
+                    alias.name in HOST_ATTRS or alias.name.startswith("_")):
                 return f"from {node.module} import {alias.name}"
     if isinstance(node, ast.Constant) and type(node.value) is str and _FORMAT_DUNDER.search(node.value):
         return "a format field reaching a dunder"
@@ -141,7 +147,7 @@ PRELOAD = ("math", "cmath", "re", "string", "collections", "collections.abc", "i
            "uuid", "threading", "socket", "subprocess", "signal", "platform", "mmap", "fcntl")
 
 
-PURE_MODULES = frozenset(m.split(".")[0] for m in PRELOAD) - set(BANNED_IMPORTS) - set(HOST_IMPORTS)
+PURE_MODULES = frozenset(m.split(".")[0] for m in PRELOAD) - set(BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -169,6 +175,11 @@ def truncate_output(s, n=400):
     return s if len(s) <= n else s[:n // 2] + "..." + s[-(n // 2):]
 
 
+def is_truncated(s, n=400):
+    """Whether a gold output text has truncate_output's shape (which AZR's cut seed outputs share)."""
+    return type(s) is str and len(s) == n + 3 and s[n // 2:n // 2 + 3] == "..."
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Static AZR checks (trusted side, pure text/AST work: nothing here executes model code)
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,18 +198,18 @@ def _import_lines(tree):
     return lines
 
 
-def azr_program(code, extra_modules=()):
+def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
     """AZR proposal parsing rules -> (program with its function renamed to f, import lines); ValueError if rejected.
 
     Single-def rule: every `def NAME(` counts, nested functions and methods included (AZR rejects those too).
-    Banned imports: any dotted component (or imported name) in BANNED_IMPORTS. `input(` anywhere is banned.
-    Ours: imports only of the pure preloaded modules (PRELOAD, less the banned and host ones) and extra_modules."""
+    Banned imports: any dotted component (or imported name) in BANNED_IMPORTS. `input(` anywhere in the renamed
+    program, or in the proposed input `args` when given, is banned (AZR's executor regex sees both).
+    Ours: imports only of the pure preloaded modules (PRELOAD, less the banned, host and code-generating ones) and
+    extra_modules; the escape routes above are closed in the program and in `args`, which runs in its namespace."""
     if type(code) is not str:
         raise ValueError(f"program must be a str, got {type(code).__name__}")
     if len(code) > MAX_CODE:
         raise ValueError(f"program is {len(code)} characters, over the {MAX_CODE} cap")
-    if "input(" in code:
-        raise ValueError("program contains 'input(' (banned by AZR)")
     names = re.findall(r"^\s*def\s+(\w+)\s*\(", code, re.MULTILINE)  # AZR's pattern: defs at a line start
     if len(names) != 1:
         raise ValueError(f"program must contain exactly one def (AZR single-function rule), found {len(names)}")
@@ -243,6 +254,15 @@ def azr_program(code, extra_modules=()):
     if names[0] != "f":  # AZR's replace_main_function_name: two regexes, so comments and layout survive
         code = re.sub(r"def\s+" + names[0] + r"\s*\(", "def f(", code)
         code = re.sub(r"\b" + names[0] + r"\s*\(", "f(", code)
+    if "input(" in code:  # after the rename, as AZR's executor regex sees it (`def parse_input(` is fine)
+        raise ValueError("program contains 'input(' (banned by AZR)")
+    if args is not None:
+        if type(args) is str and "input(" in args:  # AZR's determinism template runs f(<input>) in checked lines
+            raise ValueError("input contains 'input(' (banned by AZR)")
+        for node in ast.walk(_call_args(args, max_args)):  # (a clock or host value here would make the gold vary)
+            route = _escape_route(node, modules)
+            if route:
+                raise ValueError(f"{route!r} is not allowed in an input (it reaches modules, frames or imports)")
     return code, tuple(_import_lines(tree))
 
 
@@ -281,7 +301,15 @@ _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred
                ast.unaryop, ast.boolop, ast.cmpop) + _COMPS
 
 
-_FORMAT_WALK = re.compile(r"\{[^}:!]*[.\[]")  # a format field name with an attribute or item: '{0.x}', '{0[k]:{1}}'
+def _format_walk(text):
+    r"""Whether a str.format field name walks an attribute or item ('{0.x}', '{0[k]:{1}}'): a '{' followed by '.' or
+    '[' before any '}', ':' or '!'. What r"\{[^}:!]*[.\[]" finds, in linear time (that regex backtracks
+    quadratically on '{{{{...': 26 s in the trainer for a 64 KiB answer)."""
+    for part in re.split(r"[}:!]", text):
+        i = part.find("{")
+        if i >= 0 and (part.find(".", i) >= 0 or part.find("[", i) >= 0):
+            return True
+    return False
 
 
 def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
@@ -303,7 +331,7 @@ def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
             isinstance(node.value, ast.Constant) and type(node.value.value) is str and
-            not _FORMAT_WALK.search(node.value.value)):
+            not _format_walk(node.value.value)):
         raise ValueError("str.format only on a constant whose fields do not walk attributes or items")
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args
@@ -550,7 +578,7 @@ _AUDIT_ARCH_X86_64 = 0xC000003E
 # sleeps (so sleeps end as wall timeouts), getrandom (os.urandom), identity getters, exit.
 _ALLOWED = {"read": 0, "write": 1, "close": 3, "fstat": 5, "lseek": 8, "mmap": 9, "mprotect": 10, "munmap": 11,
             "brk": 12, "rt_sigaction": 13, "rt_sigprocmask": 14, "rt_sigreturn": 15, "pread64": 17, "readv": 19,
-            "writev": 20, "sched_yield": 24, "mremap": 25, "madvise": 28, "pause": 34, "nanosleep": 35,
+            "writev": 20, "sched_yield": 24, "mremap": 25, "pause": 34, "nanosleep": 35,
             "getpid": 39, "exit": 60, "uname": 63, "gettimeofday": 96, "getrusage": 98, "times": 100,
             "getuid": 102, "getgid": 104, "geteuid": 107, "getegid": 108, "getppid": 110, "sigaltstack": 131,
             "gettid": 186, "time": 201, "futex": 202, "sched_getaffinity": 204, "restart_syscall": 219,
@@ -566,17 +594,24 @@ _EPERM_CALLS = {"open": 2, "stat": 4, "lstat": 6, "poll": 7, "ioctl": 16, "acces
                 "readlinkat": 267, "fchmodat": 268, "faccessat": 269, "utimensat": 280, "fallocate": 285,
                 "dup3": 292, "pipe2": 293, "renameat2": 316, "memfd_create": 319, "statx": 332, "openat2": 437,
                 "faccessat2": 439}
-_NR_FCNTL, _NR_NEWFSTATAT, _NR_PRLIMIT64 = 72, 262, 302
+_NR_MADVISE, _NR_FCNTL, _NR_NEWFSTATAT, _NR_PRLIMIT64 = 28, 72, 262, 302
+# madvise advice that allocators use (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTNEED, FREE, HUGEPAGE, NOHUGEPAGE); the
+# rest include MADV_HWPOISON / SOFT_OFFLINE, with which a root child could poison a page shared with other processes
+_MADV_OK = (0, 1, 2, 3, 4, 8, 14, 15)
 
 
 def _bpf_program():
     """-> bytes of struct sock_filter[]. Layout: arch check, x32 check, one jeq per listed syscall jumping to a
-    shared ALLOW or EPERM return at the end, three small argument-checking blocks, default kill.
+    shared ALLOW or EPERM return at the end, four small argument-checking blocks, default kill.
     seccomp_data: nr at offset 0, arch at 4, args[i] at 16 + 8 i (low 32 bits first)."""
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
     head = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH_X86_64), (ret, 0, 0, _KILL),     # wrong arch (int 0x80): kill
             (ld, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, _KILL)]             # x32 syscall numbers: kill
-    blocks = [  # fcntl: only F_GETFD/F_SETFD/F_GETFL (F_SETOWN could aim SIGIO at another process)
+    blocks = [  # madvise: only the _MADV_OK advice (args[2]), else EPERM
+        (jeq, 0, len(_MADV_OK) + 4, _NR_MADVISE), (ld, 0, 0, 32),
+        *[(jeq, len(_MADV_OK) - i, 0, a) for i, a in enumerate(_MADV_OK)],
+        (ret, 0, 0, _EPERM), (ret, 0, 0, _ALLOW), (ld, 0, 0, 0),
+        # fcntl: only F_GETFD/F_SETFD/F_GETFL (F_SETOWN could aim SIGIO at another process)
         (jeq, 0, 7, _NR_FCNTL), (ld, 0, 0, 24), (jeq, 2, 0, 1), (jeq, 1, 0, 2), (jeq, 0, 1, 3),
         (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM), (ld, 0, 0, 0),
         # newfstatat: only with flags == AT_EMPTY_PATH (glibc's fstat(fd)); path lookups fail with EPERM
@@ -720,7 +755,8 @@ def _run_untrusted(code, args, calls):
     """Exec the program, evaluate `f(<args>)` `calls` times (fresh arguments each time), send one record, exit."""
     out = bytearray()
     try:
-        g = {"__name__": "__main__", "__builtins__": builtins}
+        # AZR execs into a bare dict, so __name__ is builtins.__name__ and `if __name__ == "__main__":` never runs
+        g = {"__builtins__": builtins}
         exec(compile(code, "<program>", "exec"), g)
         call = compile("f(" + args + "\n)", "<input>", "eval")
         for _ in range(calls):
@@ -1003,6 +1039,8 @@ _CANARIES = (  # (name, program, args, expected status, limit overrides): the fa
     ("execv", "import os\ndef f():\n    os.execv('/bin/sh', ['sh'])", "", "forbidden (SIGSYS)", {}),
     ("kill parent", "import os\ndef f():\n    os.kill(os.getppid(), 9)", "", "forbidden (SIGSYS)", {}),
     ("open file", "def f():\n    return open('/etc/hostname').read()", "", "forbidden (EPERM)", {}),
+    ("madvise(MADV_HWPOISON)", "import mmap\ndef f():\n    mmap.mmap(-1, 4096).madvise(100)", "",
+     "forbidden (EPERM)", {}),
     ("CPU loop", "def f():\n    while True:\n        pass", "", "timeout", {"cpu_s": 1, "wall_s": 20}),
     ("sleep", "import time\ndef f():\n    time.sleep(10)", "", "timeout", {"wall_s": 0.5}),
     ("2 GiB bytearray", "def f():\n    return len(bytearray(2 ** 31))", "", "memory", {"mem_mb": 1024}),
@@ -1203,7 +1241,8 @@ class Sandbox:
     def _validate_one(self, item):
         try:
             code, args = self._pair(item)
-            program, imports = azr_program(code, tuple(m.split(".")[0] for m in self._extra.split(",") if m))
+            program, imports = azr_program(code, tuple(m.split(".")[0] for m in self._extra.split(",") if m), args,
+                                           self.max_args)
         except ValueError as e:
             return Result("rejected", error=str(e))
         a, outs, facts = self._execute(program, args, limits={"calls": 2})
@@ -1234,15 +1273,20 @@ class Sandbox:
     # sandbox_error after the retry (a zygote died for reasons of ours, not the program's). AZR drops such crashed
     # checks from the learnability mean (azr-spec.md 4.1) instead of counting them as wrong answers.
 
-    def _values(self, texts, pure=False):
+    def _values(self, texts, pure=False, gold=False):
         """Output texts -> [(ok, value)], or None where the evaluation was lost to a sandbox_error: literals are
-        parsed here; anything else is evaluated in a child (pure: only if check_pure accepts it, else not ok)."""
+        parsed here; anything else is evaluated in a child (pure: only if check_pure accepts it, else not ok).
+        gold: texts of gold outputs. Ours are reprs of builtin values, so literals, unless truncated: the kept
+        tail of a truncated gold is text the proposer chose, which must not run (a tail `', random() < .3]#`
+        made its task a coin flip at every check), so a truncated gold is a literal or no value (unsolvable, as
+        AZR intends). The few other non-literal golds (seed files: dict(a=1), Counter(...)) must be pure."""
         parsed = [parse_literal(t) for t in texts]
+        pure = pure or gold
 
         def one(i):
             if parsed[i][0] or type(texts[i]) is not str:
                 return parsed[i]
-            if not texts[i].strip():  # no answer at all: not the empty tuple that "(\n)" would evaluate to
+            if not texts[i].strip() or (gold and is_truncated(texts[i])):  # no answer: not the empty tuple "(\n)"
                 return False, None
             if pure and not _pure_text(texts[i]):
                 return False, None
@@ -1258,7 +1302,7 @@ class Sandbox:
         is not a literal must pass check_pure (the RL loop); False evaluates any expression, as benchmark
         harnesses do."""
         pairs = list(pairs)
-        golds = self._values([g for g, _ in pairs])
+        golds = self._values([g for g, _ in pairs], gold=True)
         preds = self._values([p for _, p in pairs], pure)
         return [None if g is None or p is None else bool(g[0] and p[0] and _same(g[1], p[1]))
                 for g, p in zip(golds, preds)]
@@ -1268,7 +1312,7 @@ class Sandbox:
         child; None when the gold's evaluation or the run was lost to a sandbox_error. pure: as check_deduction,
         for each argument of the predicted input (not pure: wrong, without a run)."""
         triples = list(triples)
-        golds = self._values([g for _, g, _ in triples])
+        golds = self._values([g for _, g, _ in triples], gold=True)
         runs = self._map(lambda t: self._execute(t[0], t[2]) if not pure or _pure_args(t[2], t[0]) else
                          (Result("rejected"), [], {}), triples)
         return [None if g is None or r[0].status == "sandbox_error" else
@@ -1284,7 +1328,7 @@ class Sandbox:
             full = "\n".join(imports or ()) + "\n" + code if type(code) is str else code
             jobs += [(full, inp) for inp in inputs]
             golds += list(outputs)
-        gold_vals = self._values(golds)
+        gold_vals = self._values(golds, gold=True)
         runs = self._map(lambda j: self._execute(*j)[:2], jobs)
         verdicts, k = [], 0
         for _, _, inputs, _ in items:

@@ -159,8 +159,9 @@ def sb():
 
 
 def test_check_answers_applies_azr_executor_rules(sb):
-    """What AZR's executor never scores (it pastes inputs into a program, bans `input(` anywhere, evaluates only the
-    last line) is wrong here too, in the real sandbox, while the same answers on one line are right."""
+    """What AZR's executor never scores (it pastes inputs into a program, bans `input(` in every line but the last,
+    evaluates only the last line) is wrong here too, in the real sandbox, while the same answers on one line are
+    right."""
     def answer(tag, body):
         return f"<think>t</think> <answer>\n```{tag}\n{body}\n```\n</answer>"
     prog = "def f(a):\n    return sum(a)"
@@ -178,6 +179,28 @@ def test_check_answers_applies_azr_executor_rules(sb):
     shown = dict(ind, inputs=["(\n1)", "2", "3", "4"])  # shown inputs are only prompt text
     assert azr.check_answers("induction", [shown], texts[:1], sb)[1] == [True]
     assert azr.check_answers("deduction", [{"output": "[1, 2]"}], [answer("output", "[1,\n 2]")], sb)[1] == [True]
+    # the fence capture is pasted unstripped: a block ending in a blank line puts the call on two lines
+    assert azr.check_answers("abduction", [entry], [answer("input", "[1, 2]\n")], sb)[1] == [False]
+    # the predicted input sits on the executor's last line, which its `input(` regex does not check
+    length = {"program": "def f(s):\n    return len(s)", "output": "8", "imports": []}
+    assert azr.check_answers("abduction", [length], [answer("input", "'input(x)'")], sb)[1] == [True]
+    # a hidden induction input containing `input(` is on that last line too (only a candidate's code is checked)
+    quoted = dict(ind, inputs=["1", "2", "3", "len('input(')"], outputs=["2", "4", "6", "12"])
+    assert azr.check_answers("induction", [quoted], texts[:1], sb)[1] == [True]
+    # an empty last fenced block is a well-formatted wrong answer (AZR's parse_code_function accepts it)
+    empty = "<think>t</think> <answer>```python\ndef f(x):\n    return 2 * x\n```\n```python\n```</answer>"
+    assert azr.check_answers("induction", [ind], [empty], sb)[:2] == ([True], [False])
+
+
+def test_seeding_parses_the_whole_response(sb):
+    """The official seeding phase parses the decoded response itself (no <answer> extraction, no format check);
+    trained proposals parse only the <answer>."""
+    text = "I will write:\n```python\ndef g(x):\n    return x * 3\n```\n```input\n2\n```\nno tags at all"
+    cfg = azr.Config()
+    seeded, _ = azr.validate_proposals("deduction", [{}], [text], sb, cfg, whole_response=True)
+    assert seeded[0]["entry"]["program"] == "def f(x):\n    return x * 3" and seeded[0]["entry"]["output"] == "6"
+    trained, _ = azr.validate_proposals("deduction", [{}], [text], sb, cfg)
+    assert trained[0]["entry"] is None and not trained[0]["format_ok"]
 
 
 def test_validate_proposals_entries(sb):
@@ -320,6 +343,30 @@ def test_solver_batch_prefers_previous_step_then_fills_uniformly():
     assert all(e["step"] == 0 for e in azr.sample_solver_batch(buf[:20], 5, step=1, window=1, rng=rng))
     # a buffer smaller than the batch is sampled with replacement for the rest
     assert len(azr.sample_solver_batch(buf[:2], 5, step=9, window=1, rng=rng)) == 5
+
+
+def test_solver_batches_are_the_official_loader():
+    """max_new as the official loader runs it: 2B-1 candidates (the previous step's entries first, then a uniform
+    fill), over-long prompts dropped, shuffled, the first B kept, so with B recent entries about half of a batch is
+    recent; the batch is smaller, not empty, when few candidates fit (issue #14)."""
+    class Chars:  # one token per character, so a long program makes a long prompt
+        def encode(self, text, add_special_tokens=False):
+            return list(text)
+    old = [entry(i, step=0) for i in range(500)]
+    recent = [entry(1000 + i, step=4) for i in range(16)]
+    huge = dict(entry(9999, step=4), program="def f(a):\n    return a  # " + "x" * 5000)
+    buffers = {"deduction": old + recent + [huge], "abduction": [], "induction": []}
+    cfg = azr.parse_config(["--batch_size=16", "--max_prompt_tokens=4000"])
+    counts = []
+    for seed in range(30):
+        batch = azr.build_batches(buffers, ["deduction"], cfg, 5, Chars(), random.Random(seed))[("deduction", "solve")]
+        assert len(batch) == 16 and [it["group"] for it in batch] == list(range(16))
+        assert all(it["entry"] is not huge for it in batch)  # (the fill may repeat a recent entry, as officially)
+        counts.append(sum(it["entry"]["step"] == 4 for it in batch))
+    assert 6 <= sum(counts) / len(counts) <= 10 and len(set(counts)) > 1  # ~16 * 16 / 31 = 8.3 of 16, varying
+    few = {"deduction": [huge] * 40 + recent[:3], "abduction": [], "induction": []}
+    batch = azr.build_batches(few, ["deduction"], cfg, 5, Chars(), random.Random(0))[("deduction", "solve")]
+    assert 0 < len(batch) < 16 and all(it["entry"] is not huge for it in batch)
 
 
 def test_references_uniform_without_replacement():

@@ -313,7 +313,12 @@ def test_parse_prediction_returns_injections_verbatim():
 def test_parse_prediction_induction():
     ans = "Try:\n```python\ndef f(a):\n    return a\n```\nBetter:\n```\ndef f(a):\n    return a * 2\n```"
     assert parse_prediction("induction", ans) == "def f(a):\n    return a * 2"
-    assert parse_prediction("induction", "def f(a): return a") == ""  # no fence: AZR scores a format failure
+    assert parse_prediction("induction", "def f(a): return a") is None  # no fence: AZR scores a format failure
+    assert parse_prediction("induction", "```python\ndef f(a):\n    return a\n```\n```python\n```") == ""
+    # deduction/abduction: stripped, or raw as AZR pastes it into its executor's program
+    assert parse_prediction("abduction", "```input\n[1, 2]\n\n```") == "[1, 2]"
+    assert parse_prediction("abduction", "```input\n[1, 2]\n\n```", raw=True) == "[1, 2]\n"
+    assert parse_prediction("deduction", "  the output is 3", raw=True) == "3"
     with pytest.raises(ValueError, match="unknown task"):
         parse_prediction("code_i", "")
 

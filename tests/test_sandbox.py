@@ -276,6 +276,16 @@ def test_validate_azr_rules(sb):
     assert res.status == "rejected" and "time" in res.error
     assert sb.validate("from datetime import date\ndef f():\n    return 1", "").status == "rejected"
     assert sb.validate("def f():\n    return input('x')", "").status == "rejected"
+    # AZR's executor regex sees the program after the rename to f, and the input (in its determinism template)
+    renamed = sb.validate("def parse_input(s):\n    return parse_input(s[1:]) + 1 if s else 0", "'abc'")
+    assert (renamed.status, renamed.value) == ("ok", "3")
+    assert renamed.program == "def f(s):\n    return f(s[1:]) + 1 if s else 0"
+    assert sb.validate("def f(s):\n    return len(s)", "'input(x)'").status == "rejected"
+    # AZR execs into a bare globals dict: __name__ is 'builtins', so a main block never runs (here: a failing assert)
+    main = "def f(x):\n    return x + 1\n\nif __name__ == '__main__':\n    assert f(1) == 3\n"
+    res = sb.validate(main, "1")
+    assert (res.status, res.value) == ("ok", "2")
+    assert sb.check_induction([(main, [], ["1"], ["2"])]) == [True] and sb.check_abduction([(main, "2", "1")]) == [True]
     imp = sb.validate("import math\nfrom collections import Counter as C\ndef f(x):\n    return math.isqrt(x)", "17")
     assert (imp.status, imp.value, imp.imports) == \
         ("ok", "4", ("import math", "from collections import Counter as C"))
@@ -288,14 +298,14 @@ def test_validate_azr_rules(sb):
     "def f(x):\n    return x + int(__import__('time').time() * 10) % 2",   # E2 at 0.1 s: passes the run-time checks
     "def f(x):\n    return x + (__import__('os').urandom(1)[0] < 13)",     # E9 at low entropy: likewise
     "def f(x):\n    return __import__('sys').version",                      # E12 without an import statement
-    "import dataclasses\ndef f(x):\n    return dataclasses.sys.version",   # a module through another module
+    "import typing\ndef f(x):\n    return typing.sys.version",             # a module through another module
     "def f(x):\n    return ().__class__.__base__.__subclasses__()",
     "def f(x):\n    return (i for i in []).gi_frame.f_globals",
     "def f(x):\n    return getattr(x, '__cl' + 'ass__')",
     "def f(x):\n    return eval('__imp' + 'ort__')('time').time()",
     "import operator\ndef f(x):\n    return operator.attrgetter('__globals__')(f)",
     "from builtins import __import__ as imp\ndef f(x):\n    return imp('time').time()",          # imported names
-    "from dataclasses import sys\ndef f(x):\n    return sys.version",
+    "from typing import sys\ndef f(x):\n    return sys.version",
     "from operator import methodcaller as mc\ndef f(x):\n    return len(mc('__subclasses__')(object))",
     "from collections import *\nfrom string import *\nfrom queue import *\ndef f(x):\n    return x",  # no __all__?
     "import uuid\ndef f(x):\n    return uuid.uuid1(1, 0).time_mid + x",                       # a clock, publicly
@@ -307,10 +317,66 @@ def test_validate_azr_rules(sb):
     "import queue\nq = queue\ndef f(x):\n    return int(q.time()) // 10000",       # a module under another name
     "import queue\ndef f(x, m=queue):\n    return int(m.time()) // 10000",
     "import queue\ndef f(x):\n    return int([queue][0].time()) // 10000",
+    # @dataclass compiles source with the annotation keys pasted in: a key can carry an expression (round 4)
+    "from dataclasses import dataclass\n@dataclass(init=False, eq=False)\nclass A:\n    __annotations__ = "
+    "{'x\" + str(int(time.time()) // 86400) + \"': int}\ndef f(x):\n    return repr(A())",
+    "import pprint\ndef f(x):\n    return pprint.dataclasses.dataclass(type('A', (), {}))",
+    "from pprint import dataclasses\ndef f(x):\n    return x",
+    "import zlib\ndef f(x):\n    return zlib.ZLIB_RUNTIME_VERSION",           # host library builds (E12)
+    "import unicodedata as u\ndef f(x):\n    return u.unidata_version",
+    "from keyword import softkwlist\ndef f(x):\n    return softkwlist",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
     assert res.status == "rejected" and "not allowed" in res.error, res
+
+
+@pytest.mark.parametrize("args", [
+    "int(__import__('time').time() * 4) % 2",     # a clock in the input: its gold flips between checks (round 4)
+    "__import__('os').uname().nodename",          # a host value (E12)
+    "(i for i in []).gi_frame.f_globals",
+    "().__class__.__base__.__subclasses__()",
+    "'input(x)'",                                 # AZR's executor regex covers the input's line
+])
+def test_proposed_inputs_meet_the_program_rules(sb, args):
+    res = sb.validate("def f(x):\n    return x", args)
+    assert res.status == "rejected" and ("not allowed" in res.error or "input(" in res.error), res
+    assert sb.validate("def f(x):\n    return x * 2", "f(3) + len([f(1)])").value == "14"  # seed inputs call f
+
+
+def test_truncated_golds_never_run(sb):
+    """A gold cut to 200 + "..." + 200 characters keeps a tail the proposer chose; evaluated, it ran at every
+    check (`', random() < .3]#` made the task a coin flip). It is a literal or no value at all."""
+    head = "['" + "a" * 198
+    for expr in ("1 < 2", "__import__('random').random() < 2"):
+        gold = head + "..." + ("', " + expr + "]#").ljust(200)
+        assert sandbox.is_truncated(gold) and not sandbox.parse_literal(gold)[0]
+        pred = repr(["a" * 198 + "...", True])
+        assert sb.check_deduction([(gold, pred)]) == [False]
+        assert sb.check_abduction([("def f(x):\n    return x", gold, pred)]) == [False]
+        assert sb.check_induction([("def f(x):\n    return x", [], [pred], [gold])]) == [False]
+    literal = "'" + "a" * 199 + "..." + "a" * 199 + "'"  # a truncated gold that is still a literal compares
+    assert sandbox.is_truncated(literal) and sb.check_deduction([(literal, literal)]) == [True]
+    assert sb.check_deduction([("dict(a=1)", "{'a': 1}")]) == [True]  # seed golds that are pure expressions
+
+
+def test_format_walk_is_the_regex_in_linear_time():
+    import random
+    import re
+    walk, rng = re.compile(r"\{[^}:!]*[.\[]"), random.Random(0)
+    for _ in range(3000):
+        t = "".join(rng.choice("{}.[:!a") for _ in range(rng.randrange(12)))
+        assert sandbox._format_walk(t) == bool(walk.search(t)), t
+    assert not sandbox._format_walk("{" * 65000)  # the regex took 26 s here
+
+
+def test_madvise_advice_is_filtered(sb):
+    # MADV_HWPOISON (100) would let a root child poison a page it shares with the zygote and the trainer
+    bad = sb.run("import mmap\ndef f():\n    mmap.mmap(-1, 4096).madvise(100)", "")
+    assert bad.status == "forbidden" and "Errno 1]" in bad.error
+    ok = sb.run("import mmap\ndef f():\n    m = mmap.mmap(-1, 4096)\n    m.madvise(mmap.MADV_DONTNEED)\n"
+                "    return 1", "")
+    assert (ok.status, ok.value) == ("ok", "1")
 
 
 def test_escape_filter_keeps_ordinary_programs(sb):
