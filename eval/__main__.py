@@ -23,7 +23,8 @@ from eval import cruxeval, data, lcb, mathscore, report, templates
 from model import write_atomic
 
 # Maximum new tokens per benchmark family (azr-spec.md 9.1): math 16000; code generation 8096 (AZR's LCB setting;
-# EvalPlus runs used vLLM without a tighter cap); CRUXEval 8096 (the training/validation response cap).
+# upstream EvalPlus defaults to 768, and what AZR's pinned fork used is not public: --max-new-tokens 768 gives
+# upstream's cap); CRUXEval 8096 (the training/validation response cap).
 MAX_NEW_TOKENS = {"math": 16000, "code": 8096, "cruxeval": 8096, "lcb": 8096}
 
 
@@ -63,17 +64,18 @@ def family(benchmark: str) -> str:
 # Prompts and scoring, one pair of functions per benchmark family
 # ----------------------------------------------------------------------------------------------------------------
 
-def build_prompts(benchmark: str, items: list[dict], template: str) -> tuple[list[str], bool]:
-    """(prompt texts, prefilled) for a benchmark; prefilled says the code prompt ends in an open ```python fence."""
+def build_prompts(benchmark: str, items: list[dict], template: str, tokenizer=None) -> tuple[list[str], bool]:
+    """(prompt texts, prefilled) for a benchmark; prefilled says the code prompt ends in an open ```python fence.
+    tokenizer: its chat template renders the qwen-boxed code prompt (templates.code_prompt)."""
     fam = family(benchmark)
     if fam == "cruxeval":
         return [cruxeval.cruxeval_prompt(benchmark, it) for it in items], False
     if fam == "lcb":  # AZR's LCB runs always use the "AZR" prompt style (azr-spec.md 9.1), whatever the template
         return [lcb.lcb_prompt(it) for it in items], False
     if fam == "code":
-        pairs = [templates.code_prompt(template, codeeval.task_text(benchmark, it)) for it in items]
+        pairs = [templates.code_prompt(template, codeeval.task_text(benchmark, it), tokenizer) for it in items]
         return [p for p, _ in pairs], bool(pairs and pairs[0][1])
-    return [templates.math_prompt(template, it["problem"]) for it in items], False
+    return [templates.math_prompt(template, it["problem"].strip()) for it in items], False  # as simpleRL strips
 
 
 def score(benchmark: str, items: list[dict], completions: list[str], sandbox, code_runner, prefilled: bool,
@@ -196,7 +198,7 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
         try:
             for b in benchmarks:
                 items = all_items[b][rank::world]  # this rank's share
-                texts, prefilled = build_prompts(b, items, template)
+                texts, prefilled = build_prompts(b, items, template, tokenizer)
                 cap = max_new_tokens or MAX_NEW_TOKENS[family(b)]
                 t0 = time.time()
                 outs = complete(model, tokenizer, texts, cap, temperature=temperature, samples=samples, seed=seed,

@@ -149,39 +149,50 @@ def extract_code(completion: str, prefilled: bool) -> str:
     return unclosed.group(1) if unclosed else (answer or completion)
 
 
-def sanitize(code: str) -> str:
-    """Keep the top-level imports, functions, classes and assignments; drop example calls, prints, asserts and
-    `if __name__ == "__main__":` blocks (the role of EvalPlus's sanitizer). Unparseable code is returned as is."""
+def _defined_names(node) -> list:
+    """Names a top-level function, class or assignment defines."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+def sanitize(code: str, entry_point: str | None = None) -> str:
+    """EvalPlus's sanitizer: keep the top-level imports, and the functions, classes and assignments that the entry
+    point reaches (all of them when entry_point is None); drop example calls, prints, asserts, `input()` lines and
+    `if __name__ == "__main__":` blocks, which would otherwise run and fail. Unparseable code is returned as is."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, MemoryError, RecursionError):  # the last two: pathologically nested code
         return code
-    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
-            ast.AnnAssign)
-    lines = code.splitlines()
-    parts = []
+    imports = (ast.Import, ast.ImportFrom)
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                                                   ast.AnnAssign))]
+    uses = {}  # defined name -> the names its definition mentions
+    for n in defs:
+        for name in _defined_names(n):
+            uses.setdefault(name, set()).update(m.id for m in ast.walk(n) if isinstance(m, ast.Name))
+    reached, todo = {entry_point}, [entry_point]
+    while todo:
+        for name in uses.get(todo.pop(), ()):
+            if name not in reached:
+                reached.add(name)
+                todo.append(name)
+    lines, parts = code.splitlines(), []
     for node in tree.body:
-        if isinstance(node, keep):
+        if isinstance(node, imports) or (node in defs and (entry_point is None or
+                                                           set(_defined_names(node)) & reached)):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             parts.append("\n".join(lines[start - 1:node.end_lineno]))
     return "\n".join(parts) + "\n"
 
 
 def candidate_program(item: dict, completion: str, prefilled: bool) -> str:
-    """The program to test: extracted, sanitized code, as EvalPlus builds it. A prefilled prompt is a direct
-    completion: the task prompt is prepended when the code does not define the entry point itself (a body-only
-    continuation) or uses helpers the prompt defines (HumanEval/32 `poly`). Otherwise (an answer in the R1 or chat
-    format) the model's code is the whole solution, as EvalPlus takes a chat model's: a bare body or a missing
-    helper fails."""
-    code = sanitize(extract_code(completion, prefilled))
-    if not prefilled:
-        return code
-    if not re.search(rf"^\s*def\s+{re.escape(item['entry_point'])}\s*\(", code, re.MULTILINE):
-        code = item["prompt"] + code
-    elif "def " in item["prompt"].split(f"def {item['entry_point']}")[0]:
-        # the prompt defines helpers before the entry point (e.g. `poly`); keep them available
-        code = item["prompt"].split(f"def {item['entry_point']}")[0] + "\n" + code
-    return code
+    """The program to test: the extracted code, sanitized with the entry point as EvalPlus does. It is the whole
+    solution, as EvalPlus takes a chat model's: its prompt shows the task and pre-fills the answer's ```python fence
+    (our qwen-boxed code prompt), but the task is never prepended to the answer, so a bare body or a missing helper
+    (HumanEval/32's `poly`) fails."""
+    return sanitize(extract_code(completion, prefilled), item["entry_point"])
 
 
 def gold_completion(benchmark: str, item: dict, prefilled: bool) -> str:
@@ -345,7 +356,8 @@ class CodeRunner:
                 from sandbox import Sandbox
                 # repeat=1: one call of f (benchmark tests need no determinism probe, and it halves the cost)
                 self._sandboxes[limit] = Sandbox(workers=self.workers, cpu_s=limit, wall_s=2 * limit + 5,
-                                                 mem_mb=4096, repeat=1, max_args=MAX_INPUT_TEXT)
+                                                 mem_mb=4096, repeat=1, max_args=MAX_INPUT_TEXT,
+                                                 extra_modules=("numpy",))  # EvalPlus's process has numpy
             return self._sandboxes[limit]
 
     def close(self):

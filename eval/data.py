@@ -120,6 +120,8 @@ def _hub_records(benchmark: str, local: Path) -> list[dict]:
     repo = HUB_REPO[benchmark]
     try:
         from huggingface_hub import hf_hub_download, list_repo_files
+        from huggingface_hub.utils import logging as hub_logging
+        hub_logging.set_verbosity_error()  # offline, its retries would print a warning each before our one line
         files = list_repo_files(repo, repo_type="dataset")
     except Exception as e:  # offline, no such repo, hub library missing
         raise DataError(f"{benchmark}: no file at {local} and the Hugging Face hub is unreachable for {repo} "

@@ -286,6 +286,7 @@ def score_lcb(items: list[dict], completions: list[str], sandbox, workers: int) 
 
 
 def lcb_sandbox(workers=None):
-    """A Sandbox with LCB's per-test limits (60 s CPU and wall), one call per run."""
+    """A Sandbox with LCB's per-test limits (60 s CPU and wall), one call per run; numpy importable, as in LCB's
+    grader process."""
     from sandbox import Sandbox
-    return Sandbox(workers=workers, cpu_s=TEST_LIMIT_S, wall_s=TEST_LIMIT_S, repeat=1)
+    return Sandbox(workers=workers, cpu_s=TEST_LIMIT_S, wall_s=TEST_LIMIT_S, repeat=1, extra_modules=("numpy",))

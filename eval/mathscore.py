@@ -103,6 +103,7 @@ def _parse(s: str):
     # math-verify reads LaTeX inside math delimiters; wrap bare answers so `\frac12` and `3,5` are found.
     s = _E_NOTATION.sub(lambda m: f"{m.group(1)}\\times 10^{{{'-' if m.group(2) == '-' else ''}"
                                   f"{m.group(3).lstrip('0') or '0'}}}", s.strip())
+    s = s.replace("\\$", "").strip()  # a currency sign (MATH500's \$36), never a math delimiter
     if not s:
         return []
     if "$" not in s and "\\(" not in s and "\\[" not in s:
@@ -140,9 +141,16 @@ def gold_answer(benchmark: str, record: dict) -> str:
             raise ValueError(f"no \\boxed{{}} in the {field!r} field")
         return ans.strip()
     if spec.startswith("first:"):
+        # OlympiadBench: `$` also separates the parts of a multi-answer ("69$,$84"): as the official harness
+        # strips every `$`, the gold is the plain text "69 , 84"
         field = spec.split(":", 1)[1]
-        return str(record[field][0]).strip().strip("$").strip()
+        answer = " ".join(str(record[field][0]).replace("$", " ").split())
+        if not answer:
+            raise ValueError(f"the {field!r} field is empty")
+        return answer
     value = record[spec]
+    if value is None or not str(value).strip():
+        raise ValueError(f"the {spec!r} field is empty")
     if isinstance(value, float) and value.is_integer():  # AMC23 stores 27.0
         value = int(value)
     return str(value).strip()

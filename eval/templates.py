@@ -22,7 +22,8 @@ evalplus/codegen.py and evalplus/provider/utility.py `make_raw_chat_prompt`) ren
 "{response prefix}\n```python\n"; `code_prompt("qwen-boxed", ...)` is that text in the Qwen chat format, so the
 completion is code up to the closing fence. The system turn is whatever the evaluated tokenizer's template adds by
 default; we use the math template's "You are a helpful assistant." (our reading of the Qwen2.5 base tokenizers, not
-checked against them). Whether AZR's pinned EvalPlus fork prompts AZR checkpoints differently is not visible in the
+checked against them) when the tokenizer has no chat template; with one (the released Qwen2.5 tokenizers), its own
+rendering, as EvalPlus does. Whether AZR's pinned EvalPlus fork prompts AZR checkpoints differently is not visible in the
 public index; under `azr`/`azr_boxed` we put the same instruction through the R1 template and read the code from the
 answer (our choice, unverified).
 LiveCodeBench uses its own AZR prompt (eval/lcb.py). CRUXEval always uses AZR's solver prompts inside the R1
@@ -68,12 +69,21 @@ def math_prompt(template: str, problem: str) -> str:
     raise ValueError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
 
 
-def code_prompt(template: str, task: str) -> tuple[str, bool]:
+def code_prompt(template: str, task: str, tokenizer=None) -> tuple[str, bool]:
     """(prompt text, prefilled) for one code-generation task; prefilled=True when the prompt ends inside an open
-    ```python fence, so the completion is code up to the closing fence."""
+    ```python fence, so the completion is code up to the closing fence. qwen-boxed renders EvalPlus's chat prompt
+    with the tokenizer's own chat template when it has one (its default system turn included), else in the Qwen
+    chat format with QWEN_SYSTEM."""
     user = f"{CODE_INSTRUCTION}\n```\n{task.strip()}\n```"
     if template == "qwen-boxed":  # make_raw_chat_prompt: the user turn ends with a newline after the fence
-        return _qwen_chat(user + "\n", f"{CODE_RESPONSE_PREFIX}\n```python\n"), True
+        prefix = f"{CODE_RESPONSE_PREFIX}\n```python\n"
+        if getattr(tokenizer, "chat_template", None):  # render the whole answer, then cut it at a marker
+            marker = "<<nanoazr: the answer starts here>>"
+            text = tokenizer.apply_chat_template([{"role": "user", "content": user + "\n"},
+                                                  {"role": "assistant", "content": prefix + marker + "\n```\n"}],
+                                                 tokenize=False)
+            return text.split(marker)[0], True
+        return _qwen_chat(user + "\n", prefix), True
     if template in ("azr", "azr_boxed"):
         return _r1(user), False
     raise ValueError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")

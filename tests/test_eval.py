@@ -60,7 +60,30 @@ def test_math_equal(gold, answer, equal):
 def test_gold_answer_fields():
     assert mathscore.gold_answer("amc23", {"answer": 27.0}) == "27"
     assert mathscore.gold_answer("olympiadbench", {"final_answer": ["$\\frac{3}{2}$"]}) == "\\frac{3}{2}"
+    for empty in ({"answer": None}, {"answer": " "}):  # a null reference is a data error, never the gold "None"
+        with pytest.raises(ValueError, match="empty"):
+            mathscore.gold_answer("amc23", empty)
     assert mathscore.gold_answer("math500", {"solution": "so \\boxed{2} and \\boxed{\\frac{1}{4}}."}) == "\\frac{1}{4}"
+
+
+@pytest.mark.parametrize("raw, answer, equal", [
+    ("69$,$84", "69, 84", True),                     # OlympiadBench multi-answers: `$` separates the parts
+    ("69$,$84", "69", False),                        # (math-verify read only the first part before)
+    ("-1$,$2$,$-2", "-1, 2, -2", True),
+    ("-1$,$2$,$-2", "2", False),
+    ("f(x)=x$,$f(x)=2-x", "f(x)=x, f(x)=2-x", True),
+])
+def test_olympiadbench_multi_answer_golds(raw, answer, equal):
+    gold = mathscore.gold_answer("olympiadbench", {"final_answer": [raw]})
+    assert "$" not in gold and mathscore.math_equal(gold, answer) is equal
+
+
+@pytest.mark.parametrize("gold, answer, equal", [
+    ("\\$36", "36", True), ("\\$18.90", "18.90", True), ("\\$32,\\!348", "32348", True), ("\\$36", "35", False),
+    ("36", "\\$36", True),
+])
+def test_currency_signs_are_not_math_delimiters(gold, answer, equal):  # MATH500's \$36, \$18.90, \$32,\!348
+    assert mathscore.math_equal(gold, answer) is equal
 
 
 @pytest.mark.parametrize("name", data.MATH)  # not "benchmark": pytest-benchmark owns that fixture name
@@ -115,6 +138,21 @@ def test_templates():
     assert "\\boxed{}" in templates.math_prompt("qwen-boxed", "1+1?")
     text, prefilled = templates.code_prompt("qwen-boxed", "def f(x):\n    pass")
     assert prefilled and text.endswith("```python\n")
+
+
+def test_code_prompt_uses_the_tokenizers_chat_template():
+    """EvalPlus renders its chat prompt with the evaluated tokenizer's template (its default system turn
+    included) and cuts the pre-filled answer after the opening ```python fence."""
+    class Tok:
+        chat_template = "x"
+
+        def apply_chat_template(self, messages, tokenize):
+            assert not tokenize
+            return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+    text, prefilled = templates.code_prompt("qwen-boxed", "def f(x):\n    pass\n", Tok())
+    assert prefilled and text == (f"<user>{templates.CODE_INSTRUCTION}\n```\ndef f(x):\n    pass\n```\n</user>"
+                                  f"<assistant>{templates.CODE_RESPONSE_PREFIX}\n```python\n")
+    assert templates.code_prompt("qwen-boxed", "def f(x):\n    pass\n", object())[0].startswith(templates.QWEN_SYSTEM)
 
 
 def test_template_texts_are_the_official_ones():
@@ -277,16 +315,20 @@ def test_extract_code_prefers_the_last_block_inside_the_answer():
     assert codeeval.extract_code(f"```python\n{draft}```\n```python\n{final}```", False) == final
 
 
-def test_prefilled_candidate_keeps_the_prompts_helpers():
-    """Prefilled: code that defines the entry point itself still gets the helpers the prompt defines before it
-    (HumanEval/32's `poly`); a chat-format answer is taken as the whole solution."""
+def test_candidate_is_the_answer_alone():
+    """As EvalPlus takes a chat model's answer: the task prompt is never prepended, prefilled or not, so a missing
+    helper (HumanEval/32's `poly`) or a bare body fails; sanitize keeps the imports and what the entry point
+    reaches, and drops demo lines that would run (`result = add(1)`, `n = int(input())`)."""
     item = {"entry_point": "find_zero", "prompt": "import math\n\ndef poly(xs, x):\n    return 0\n\n\n"
                                                   "def find_zero(xs):\n    \"\"\"doc\"\"\"\n"}
     completion = "def find_zero(xs):\n    return poly(xs, 0)\n```\n"
-    program = codeeval.candidate_program(item, completion, True)
-    assert "def poly(xs, x)" in program and program.count("def find_zero") == 1
-    chat = codeeval.candidate_program(item, "<answer>```python\n" + completion, False)
-    assert "def poly" not in chat
+    assert codeeval.candidate_program(item, completion, True) == "def find_zero(xs):\n    return poly(xs, 0)\n"
+    assert "def poly" not in codeeval.candidate_program(item, "<answer>```python\n" + completion, False)
+    add = {"entry_point": "add", "prompt": "def add(x, y):\n"}
+    answer = ("</think> <answer>\n```python\nimport re\nMOD = 7\nUNUSED = 1\n\ndef helper(v):\n    return v % MOD\n\n"
+              "def add(x, y):\n    return helper(x + y)\n\nresult = add(1)\nn = int(input())\n```\n</answer>")
+    assert codeeval.candidate_program(add, answer, False) == (
+        "import re\nMOD = 7\ndef helper(v):\n    return v % MOD\ndef add(x, y):\n    return helper(x + y)\n")
 
 
 def test_output_ok_follows_evalplus():
@@ -472,7 +514,7 @@ def test_code_time_budget_per_run(monkeypatch):
     assert not late["verdict"] and "over the time limit" in late["detail"]
 
 
-# HumanEval/32 exercises the find_zero oracle and the prompt's helper, Mbpp/2 the set oracle and tuple inputs.
+# HumanEval/32 exercises the find_zero oracle, Mbpp/2 the set oracle and tuple inputs.
 @pytest.mark.parametrize("name, ids", [("humaneval+", ["HumanEval/0", "HumanEval/32", "HumanEval/53"]),
                                             ("mbpp+", ["Mbpp/2", "Mbpp/3", "Mbpp/4"])])
 def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
@@ -492,14 +534,16 @@ def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
     assert [s["verdict"] for s in wrong] == [False, False, False]
     assert wrong[0]["base"] is True and "wrong output" in wrong[0]["detail"]
     assert wrong[1]["base"] is False and "ZeroDivisionError" in wrong[1]["detail"]
-    # a bare function body counts only as the continuation of a prefilled prompt (EvalPlus: direct completion);
-    # as an answer it is the whole solution (EvalPlus: a chat model's), which defines nothing
+    # a bare function body is no solution, prefilled or not (EvalPlus never prepends the task to a chat answer)
     body = first["canonical_solution"]  # HumanEval's is the body under the prompt's signature (MBPP's is a def)
     if benchmark != "humaneval+":
         return
-    assert [s["verdict"] for s in codeeval.score_code(benchmark, [first], [body], code_runner, True)] == [True]
-    assert [s["verdict"] for s in codeeval.score_code(benchmark, [first], [f"```python\n{body}\n```"], code_runner,
-                                                       False)] == [False]
+    for prefilled, text in ((True, body + "\n```"), (False, f"```python\n{body}\n```")):
+        assert [s["verdict"] for s in codeeval.score_code(benchmark, [first], [text], code_runner, prefilled)] \
+            == [False]
+    # candidates may import numpy, as in EvalPlus's process (an evalplus dependency)
+    numpy = f"```python\nimport numpy as np\n{first['prompt']}{first['canonical_solution']}\n```"
+    assert codeeval.score_code(benchmark, [first], [numpy], code_runner, False)[0]["verdict"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
