@@ -27,8 +27,9 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
     rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
     gc, inspect, ctypes, importlib, resource, socket, signal, uuid, secrets; only sandbox.PURE_MODULES may be
-    imported) or reaching modules, frames or imports without an import statement (`__import__`, `eval`, `getattr`,
-    `dataclasses.sys`, dunder attributes) are rejected, and only
+    imported; not dataclasses, which compiles field names) or reaching modules, frames or imports without an
+    import statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes,
+    `match` class patterns reading them, `id()`) are rejected, in the program and in its input, and only
     plain builtin values may be returned (a Counter or deque is bad_output). A solver's predicted input or output
     must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins, calls
     of the program's constructors; not f), so it cannot compute itself by running the program, which official eval

@@ -79,7 +79,8 @@ HOST_ATTRS = frozenset(("ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "unidata_version
 # string annotation). Each is checked as a name, an attribute and an imported name. The kernel, not this list, is the
 # boundary; what slips past it (str.format fields built at run time, say) still meets the determinism checks.
 ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
-                          "setattr", "delattr", "vars", "globals", "breakpoint"))  # as names; re.compile is fine
+                          "setattr", "delattr", "vars", "globals", "breakpoint", "id"))  # as names; re.compile is fine
+# (id: an address, so one ASLR bit of it is fixed per zygote process and differs between zygotes: a coin-flip gold)
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
                              "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules"))
@@ -94,6 +95,30 @@ STAR_IMPORTS_OK = ("math", "cmath", "itertools", "functools", "collections", "st
 _FORMAT_DUNDER = re.compile(r"\{[^{}]*__")  # a str.format field that walks to a dunder: '{0.__globals__[sys]}'
 
 
+_SELF_MATCHING = frozenset(("bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set", "str",
+                            "tuple"))
+
+
+def _bad_attr(a):
+    """Whether reading attribute `a` (a.b, a class pattern's keyword, a str.format field) is an escape route on any
+    object. (Module words are routes on modules: a class pattern or a format field, which no alias tracking can
+    follow, refuses them outright.)"""
+    return a in ESCAPE_ANYWHERE or a in HOST_ATTRS or (
+        a.startswith("__") and a not in SAFE_DUNDERS) or (
+        a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS)
+
+
+def _format_route(text):
+    """The first attribute or item that a str.format field of `text` reads and that is a route (a dunder, a private
+    name, a host-build attribute, a module word: '{0.sys.version}', '{0.ZLIB_RUNTIME_VERSION}'), else None."""
+    for part in re.split(r"[}:!]", text):
+        i = part.find("{")
+        for name in re.findall(r"[.\[]([^.\[\]{}:!]*)", part[i:] if i >= 0 else ""):
+            if _bad_attr(name.strip()) or name.strip() in MODULE_WORDS:
+                return name.strip()
+    return None
+
+
 def _escape_route(node, modules):
     """The name, attribute or import of `node` when it is one of the routes above, else None. modules: the names that
     the program's import statements bind to modules."""
@@ -101,8 +126,7 @@ def _escape_route(node, modules):
         return node.id
     if isinstance(node, ast.Attribute):
         a = node.attr
-        if a in ESCAPE_ANYWHERE or a in HOST_ATTRS or (a.startswith("__") and a not in SAFE_DUNDERS) or (
-                a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS):
+        if _bad_attr(a):
             return "." + a
         if a in MODULE_WORDS:  # only then walk to the chain's root (every node of a long a.b.c... chain is visited)
             root = node.value  # through a.b, a[0] and a(...) to the name they start from
@@ -110,6 +134,12 @@ def _escape_route(node, modules):
                 root = root.func if isinstance(root, ast.Call) else root.value
             if not isinstance(root, ast.Name) or root.id in modules:  # `[queue][0].time`, `q.time` with q = queue
                 return "." + a
+    if isinstance(node, ast.MatchClass):  # `case object(time=t)` is getattr(subject, 'time'); positional
+        bad = [a for a in node.kwd_attrs if _bad_attr(a) or a in MODULE_WORDS]  # patterns read __match_args__ names
+        if bad:
+            return "case ...(" + bad[0] + "=...)"
+        if node.patterns and not (isinstance(node.cls, ast.Name) and node.cls.id in _SELF_MATCHING):
+            return "a positional class pattern"
     if isinstance(node, ast.ImportFrom):
         for alias in node.names:
             if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
@@ -117,8 +147,9 @@ def _escape_route(node, modules):
             if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS or (
                     alias.name in HOST_ATTRS or alias.name.startswith("_")):
                 return f"from {node.module} import {alias.name}"
-    if isinstance(node, ast.Constant) and type(node.value) is str and _FORMAT_DUNDER.search(node.value):
-        return "a format field reaching a dunder"
+    if isinstance(node, ast.Constant) and type(node.value) is str and (_FORMAT_DUNDER.search(node.value) or
+                                                                       _format_route(node.value)):
+        return "a format field reaching a module, dunder or private attribute"
     return None
 
 
@@ -230,6 +261,11 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
                 for p, d in zip(params[len(params) - len(n.defaults):] + n.kwonlyargs, n.defaults + n.kw_defaults):
                     if isinstance(d, ast.Name) and d.id in modules:
                         modules.add(p.arg)
+    real = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) for a in getattr(n, "names", ())
+            if isinstance(n, ast.Import) or (isinstance(n, ast.ImportFrom) and a.name in MODULE_ATTRS)}
+    flow = _module_flow(tree, real)
+    if flow:
+        raise ValueError(f"{flow!r} is not allowed in a program (a module used as a value can be renamed)")
     for node in ast.walk(tree):
         words, tops = [], []
         if isinstance(node, ast.Import):
@@ -259,11 +295,54 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
     if args is not None:
         if type(args) is str and "input(" in args:  # AZR's determinism template runs f(<input>) in checked lines
             raise ValueError("input contains 'input(' (banned by AZR)")
-        for node in ast.walk(_call_args(args, max_args)):  # (a clock or host value here would make the gold vary)
+        call = _call_args(args, max_args)
+        flow = _module_flow(call, real, root=call.func)
+        if flow:
+            raise ValueError(f"{flow!r} is not allowed in an input (a module used as a value can be renamed)")
+        for node in ast.walk(call):  # (a clock or host value here would make the gold vary)
             route = _escape_route(node, modules)
             if route:
                 raise ValueError(f"{route!r} is not allowed in an input (it reaches modules, frames or imports)")
     return code, tuple(_import_lines(tree))
+
+
+def _module_attrs():
+    """Attribute names under which a pure module holds another module (typing.types, json.decoder, ...)."""
+    import inspect
+    names = set()
+    for m in PURE_MODULES:
+        try:
+            mod = __import__(m)
+        except ImportError:
+            continue
+        names |= {k for k, v in vars(mod).items() if inspect.ismodule(v)}
+    return frozenset(names)
+
+
+MODULE_ATTRS = _module_attrs()
+
+
+def _module_flow(tree, modules, root=None):
+    """The first name or attribute that holds a module and is used other than as the object of an attribute
+    (`m = queue`, `for m in [queue]`, `match queue:`, `f(queue)`, `t = typing.types`), else None: once a module is
+    a value, the filter cannot follow it, so `m.time` would pass."""
+    parents = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    for node in ast.walk(tree):
+        if node is root:
+            continue
+        if isinstance(node, ast.Name) and node.id in modules and isinstance(node.ctx, ast.Load):
+            what = node.id
+        elif isinstance(node, ast.Attribute) and node.attr in MODULE_ATTRS and isinstance(node.ctx, ast.Load):
+            what = "." + node.attr
+        else:
+            continue
+        up = parents.get(node)
+        if not (isinstance(up, ast.Attribute) and up.value is node):
+            return what
+    return None
 
 
 def _call_args(args, limit=MAX_ARGS):
@@ -676,6 +755,7 @@ def _child(req, fds, libc, prog, zygote_pid):
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
                                                                         ctypes.addressof(prog), 0, 0):
             os._exit(71)
+        sys.modules["random"].seed(0)   # public APIs that draw from it (statistics.NormalDist.samples): same draws
         os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
     except BaseException:
         os._exit(72)

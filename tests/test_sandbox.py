@@ -230,6 +230,7 @@ def test_monkeypatching_does_not_leak(sb):                       # D10, D11, D12
 def test_determinism(sb, code, status, monkeypatch):
     # the run-time checks, behind the static filter (test_escape_routes_are_rejected), which rejects most of these
     monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
+    monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     args = "[1, 2]" if "f(a)" in code else ""
     res = sb.validate(code, args)
     assert res.status == status, res
@@ -246,6 +247,7 @@ def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
 def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
     # the program walks frames, as an attacker would: past the static filter
     monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
+    monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
             "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
             "    return (names, __name__, sys.argv, sorted(globals()), len(sys.modules))")
@@ -325,6 +327,23 @@ def test_validate_azr_rules(sb):
     "import zlib\ndef f(x):\n    return zlib.ZLIB_RUNTIME_VERSION",           # host library builds (E12)
     "import unicodedata as u\ndef f(x):\n    return u.unidata_version",
     "from keyword import softkwlist\ndef f(x):\n    return softkwlist",
+    # round 5: a class pattern reads attributes by name; a module used as a value is an alias no tracking follows
+    "def f(x):\n    match f:\n        case object(__globals__={'__builtins__': object(__import__=imp)}):\n"
+    "            return x + int(imp('time').time() * 4) % 2",
+    "import pprint\ndef f(x):\n    match pprint:\n        case object(_dataclasses=object(dataclass=dc)):\n"
+    "            return x",
+    "import abc, statistics\nfrom collections import namedtuple\nclass C(namedtuple('P', 'random'), abc.ABC):\n"
+    "    pass\nC.register(type(statistics))\ndef f(x):\n    match statistics:\n        case C(r):\n"
+    "            return x + (r.random() < 0.5)",
+    "import statistics\ndef f(x):\n    for m in [statistics]:\n        return x + (m.random.random() < 2)",
+    "import statistics\nm = [statistics][0]\ndef f(x):\n    return x + (m.random.random() < 2)",
+    "import statistics\n_, m = 0, statistics\ndef f(x):\n    return x + (m.random.random() < 2)",
+    "import statistics\ndef f(x):\n    (m := statistics)\n    return x + (m.random.random() < 2)",
+    "import statistics\ndef f(x):\n    return x + [m.random.random() < 2 for m in [statistics]][0]",
+    "import statistics\nL = []\nL += [statistics]\ndef f(x):\n    return x + (L[0].random.random() < 2)",
+    "import typing\ndef f(x):\n    t = typing.types\n    return t.sys.version",
+    "def f(x):\n    return x + (id(None) >> 28) % 2",                # an ASLR bit: differs between zygotes
+    "import zlib, typing\ndef f(x):\n    return '{0.ZLIB_RUNTIME_VERSION}|{1.sys.version}'.format(zlib, typing)",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -337,9 +356,10 @@ def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, 
     "(i for i in []).gi_frame.f_globals",
     "().__class__.__base__.__subclasses__()",
     "'input(x)'",                                 # AZR's executor regex covers the input's line
+    "statistics",                                 # a module as the input: f(x) could then read x.random
 ])
 def test_proposed_inputs_meet_the_program_rules(sb, args):
-    res = sb.validate("def f(x):\n    return x", args)
+    res = sb.validate("import statistics\ndef f(x):\n    return x", args)
     assert res.status == "rejected" and ("not allowed" in res.error or "input(" in res.error), res
     assert sb.validate("def f(x):\n    return x * 2", "f(3) + len([f(1)])").value == "14"  # seed inputs call f
 
@@ -390,6 +410,20 @@ def test_escape_filter_keeps_ordinary_programs(sb):
               "def f(s):\n    return (re.compile(r'\\d+').findall(s), reduce(set.__or__, [{1}, {2}]), E(3).time, "
               "'{}-{:>3}'.format(1, 2))")
     assert sb.validate(common, "'a1b22'").value == "(['1', '22'], {1, 2}, 3, '1-  2')"
+    # modules as attribute roots, submodules, structural patterns on builtin types
+    mods = ("import math, collections.abc, json\nfrom functools import reduce\nimport operator\n"
+            "def f(x):\n    match x:\n        case [int(a), *rest]:\n            pass\n"
+            "    return (reduce(operator.add, map(math.isqrt, x)), isinstance(x, collections.abc.Sequence), "
+            "json.decoder.JSONDecodeError.__name__)")
+    assert sb.validate(mods, "[4, 9]").value == "(5, True, 'JSONDecodeError')"
+
+
+def test_random_is_seeded_in_every_child(sb):
+    """statistics draws from `random` (a banned import, but reachable through a public API): every child starts
+    from the same seed, so such a gold is the same at every check instead of a coin flip."""
+    prog = "import statistics\ndef f(x):\n    return x + round(statistics.NormalDist().samples(1)[0], 6)"
+    res = sb.run(prog, "1")
+    assert res.status == "ok" and all(sb.run(prog, "1").value == res.value for _ in range(4))
 
 
 def test_errors_are_escaped(sb):                                  # F6
@@ -657,6 +691,7 @@ def test_memory_address_in_the_output_is_nondeterministic(sb, monkeypatch):
     """An object made once at module level has the same address in both calls and (forked zygotes) in both hash
     seeds' children; only the address pattern check catches it (E4)."""
     monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules: None)
+    monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     res = sb.validate("o = object()\ndef f():\n    return repr(o)", "")
     assert res.status == "nondeterministic" and "memory address" in res.error, res
 
