@@ -41,6 +41,7 @@ import builtins
 import ctypes
 import functools
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -79,14 +80,15 @@ HOST_ATTRS = frozenset(("ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "unidata_version
 # string annotation). Each is checked as a name, an attribute and an imported name. The kernel, not this list, is the
 # boundary; what slips past it (str.format fields built at run time, say) still meets the determinism checks.
 ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
-                          "setattr", "delattr", "vars", "globals", "breakpoint", "id"))  # as names; re.compile is fine
-# (id: an address, so one ASLR bit of it is fixed per zygote process and differs between zygotes: a coin-flip gold)
+                          "setattr", "delattr", "vars", "globals", "breakpoint", "id", "hash"))  # as names
+# (id, hash: addresses of heap objects, whose bits differ between zygote processes: a coin-flip gold. str(f) and the
+# repr of other objects still show them; the output check catches a whole address, not digits sliced out of one)
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
-                             "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules"))
+                             "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules", "obj"))
 MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
-    "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge hash "
+    "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge "
     "str repr bool int float index round trunc floor ceil abs neg pos invert add sub mul matmul truediv floordiv mod "
     "divmod pow lshift rshift and or xor radd rsub rmul rtruediv rfloordiv rmod rpow rand ror rxor call").split())
 NAMEDTUPLE_ATTRS = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
@@ -287,6 +289,10 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         route = _escape_route(node, modules)
         if route:
             raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PURE_MODULES:
+            missing = _missing_names(node)
+            if missing:  # (it would fail anyway, with an ImportError naming the module's path on this host)
+                raise ValueError(f"cannot import {missing!r} from {node.module!r}")
     if names[0] != "f":  # AZR's replace_main_function_name: two regexes, so comments and layout survive
         code = re.sub(r"def\s+" + names[0] + r"\s*\(", "def f(", code)
         code = re.sub(r"\b" + names[0] + r"\s*\(", "f(", code)
@@ -342,6 +348,19 @@ def _module_flow(tree, modules, root=None):
         up = parents.get(node)
         if not (isinstance(up, ast.Attribute) and up.value is node):
             return what
+    return None
+
+
+def _missing_names(node):
+    """The first name of `from <pure module> import a, b` that the module lacks (neither an attribute nor an
+    imported submodule), else None."""
+    try:
+        module = importlib.import_module(node.module)
+    except ImportError:
+        return None   # the module itself is missing: its error names no path
+    for a in node.names:
+        if a.name != "*" and not hasattr(module, a.name) and f"{node.module}.{a.name}" not in sys.modules:
+            return a.name
     return None
 
 
@@ -718,6 +737,7 @@ class _SockFprog(ctypes.Structure):
 # ---------------------------------------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 38, 22, 2
+_ADDR_NO_RANDOMIZE = 0x0040000
 
 
 def _write_all(fd, data):
@@ -893,13 +913,25 @@ _FLOOD_RECORD = _flood_record()   # length-prefixed outcome record, built before
 def _zygote_main(parent_pid, extra_modules):
     """Preload, build the filter, say hello, then serve one request at a time: fork, watch, reap, reply."""
     libc = ctypes.CDLL(None, use_errno=True)
+    # str(None.__hash__), the set order of builtin objects, ... read the addresses of static objects. With ASLR, a
+    # bit of one differs between zygote processes: gold (A) zygotes would disagree with each other at check time, a
+    # coin flip that validation (one A/B pair) passes half the time. So A zygotes run with ASLR off (re-exec once; it
+    # protects nothing here, the child runs arbitrary code) and agree on them, while B zygotes keep it, so an output
+    # that depends on randomised address bits still differs between A and B and fails validation. (Heap objects'
+    # addresses still drift with each zygote's history: hence no id() or hash() in programs.)
+    libc.personality.argtypes = [ctypes.c_ulong]
+    pers = libc.personality(0xFFFFFFFF)   # (0xFFFFFFFF: query only)
+    if os.environ.get("PYTHONHASHSEED") == HASH_SEEDS[0] and pers != -1 and not pers & _ADDR_NO_RANDOMIZE and \
+            libc.personality(pers | _ADDR_NO_RANDOMIZE) != -1:
+        os.execv(sys.executable, [sys.executable, "-s", "-B"] + sys.argv)
+    fixed_addresses = pers != -1 and bool(pers & _ADDR_NO_RANDOMIZE)   # False where the personality call is refused
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != parent_pid:
         os._exit(1)
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0), os.dup2(devnull, 1)
-    hello = {"ok": True, "pid": os.getpid()}
+    hello = {"ok": True, "pid": os.getpid(), "fixed_addresses": fixed_addresses}
     try:
         import platform
         if sys.platform != "linux" or platform.machine() != "x86_64":
@@ -1150,6 +1182,7 @@ class Sandbox:
         if self.repeat not in (1, 2):
             raise ValueError(f"Sandbox(repeat={repeat!r}): must be 1 or 2")
         self._closed = False
+        self.fixed_addresses = True   # gold (A) zygotes run with ASLR off (see _zygote_main); False where refused
         self._workers = [_Worker(HASH_SEEDS[0]) for _ in range(n)] + \
                         [_Worker(HASH_SEEDS[1]) for _ in range(max(1, n // 2))]
         self._idle = {seed: queue.SimpleQueue() for seed in HASH_SEEDS}
@@ -1186,6 +1219,8 @@ class Sandbox:
             raise SandboxUnavailable(f"sandbox zygote failed to start ({e})") from None
         if not hello.get("ok"):
             raise SandboxUnavailable(f"sandbox zygote refused to start: {hello.get('error')}")
+        if w.seed == HASH_SEEDS[0]:
+            self.fixed_addresses = self.fixed_addresses and hello["fixed_addresses"]
         if hello["vsz_mb"] * 2 > self.mem_mb:
             raise SandboxUnavailable(f"mem_mb={self.mem_mb} leaves too little address space above the zygote's "
                                      f"{hello['vsz_mb']} MiB; use mem_mb >= {hello['vsz_mb'] * 2}")
@@ -1462,6 +1497,7 @@ def _selftest_cli():
     try:
         with Sandbox(selftest=False) as sb:
             rows = sb.selftest()
+            fixed = sb.fixed_addresses
     except SandboxUnavailable as e:
         print(f"sandbox unavailable: {e}")
         return 1
@@ -1469,7 +1505,8 @@ def _selftest_cli():
     for name, expected, got, err in rows:
         print(f"{name:32} {expected:20} {got:20} {'' if expected == got else 'MISMATCH '}{(err or '')[:60]}")
     bad = sum(e != g for _, e, g, _ in rows)
-    print(f"{len(rows) - bad}/{len(rows)} as expected in {time.monotonic() - t0:.1f} s")
+    print(f"{len(rows) - bad}/{len(rows)} as expected in {time.monotonic() - t0:.1f} s; gold zygotes' ASLR: "
+          f"{'off (static addresses agree)' if fixed else 'ON (personality refused: address bits may differ)'}")
     return 1 if bad else 0
 
 

@@ -343,7 +343,12 @@ def test_validate_azr_rules(sb):
     "import statistics\nL = []\nL += [statistics]\ndef f(x):\n    return x + (L[0].random.random() < 2)",
     "import typing\ndef f(x):\n    t = typing.types\n    return t.sys.version",
     "def f(x):\n    return x + (id(None) >> 28) % 2",                # an ASLR bit: differs between zygotes
+    "def f(x):\n    return x + (hash(f) >> 24) % 2",                 # a heap address bit: drifts between zygotes
+    "def f(x):\n    return x + (f.__hash__() >> 24) % 2",
     "import zlib, typing\ndef f(x):\n    return '{0.ZLIB_RUNTIME_VERSION}|{1.sys.version}'.format(zlib, typing)",
+    # round 6: AttributeError.obj is the module whose attribute was missing
+    "import queue\ndef f(x):\n    try:\n        queue.nope\n    except AttributeError as e:\n        q = e.obj\n"
+    "    return x + int(q.time() // 5) % 2",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -416,6 +421,29 @@ def test_escape_filter_keeps_ordinary_programs(sb):
             "    return (reduce(operator.add, map(math.isqrt, x)), isinstance(x, collections.abc.Sequence), "
             "json.decoder.JSONDecodeError.__name__)")
     assert sb.validate(mods, "[4, 9]").value == "(5, True, 'JSONDecodeError')"
+
+
+def test_addresses_are_the_same_in_every_gold_zygote(sb):
+    """hash(None), the repr of a static object's method, hash(int): addresses of static objects. With ASLR on, a bit
+    of one differed between the gold (A) zygotes, so a task validated on one was a coin flip at check time. A
+    zygotes run with ASLR off and agree; B zygotes keep it, so a whole address still fails validation
+    (test_determinism). Heap addresses drift between zygotes: id() and hash() are not allowed in programs."""
+    if not sb.fixed_addresses:
+        pytest.skip("this kernel or container refuses personality(ADDR_NO_RANDOMIZE)")
+    prog = "def f(x):\n    return [hash(None) >> 12, int(str(None.__hash__)[-9:-1], 16) >> 12, hash(int) >> 12]"
+    first = sb.run(prog, "3")
+    assert first.status == "ok"
+    assert all(sb.run(prog, "3").value == first.value for _ in range(6))
+    with Sandbox(workers=2, selftest=False) as other:   # other zygote processes
+        assert other.fixed_addresses and [other.run(prog, "3").value for _ in range(4)] == [first.value] * 4
+
+
+def test_import_of_a_missing_name_is_rejected(sb):
+    # its ImportError message would put this host's path to the module into the gold
+    res = sb.validate("def f(x):\n    try:\n        from queue import nope\n    except ImportError as e:\n"
+                      "        return str(e)", "1")
+    assert res.status == "rejected" and "cannot import 'nope'" in res.error
+    assert sb.validate("from collections import abc, deque\ndef f(x):\n    return x", "1").status == "ok"
 
 
 def test_random_is_seeded_in_every_child(sb):
