@@ -183,9 +183,18 @@ PRESETS = {
 }
 
 
-def die(message):
-    """One clear line for bad input, then exit (no traceback)."""
-    print(f"azr.py: error: {message}", file=sys.stderr)
+def die(message, this_rank_only=False):
+    """One clear line for bad input, then exit (no traceback). Under torchrun every rank makes the same checks, so
+    local rank 0 prints the line and the others wait for torchrun to stop them when it exits (they print it only if
+    still running after 10 s: a failure of theirs alone). this_rank_only: print at once, with the rank."""
+    rank, world = os.environ.get("RANK", "0"), int(os.environ.get("WORLD_SIZE", "1"))
+    line = f"azr.py: error: {f'(rank {rank}) ' if world > 1 and this_rank_only else ''}{message}"
+    if world > 1 and not this_rank_only and os.environ.get("LOCAL_RANK", "0") != "0":
+        time.sleep(10)  # torchrun SIGTERMs this process as soon as local rank 0 exits with the same line
+    print(line, file=sys.stderr, flush=True)
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # torchrun's failure summary shows this line, not a docs link
+        with open(os.environ["TORCHELASTIC_ERROR_FILE"], "w") as f:
+            json.dump({"message": line, "timestamp": int(time.time())}, f)
     sys.exit(2)
 
 
@@ -935,20 +944,24 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
         save_torch(optim_sd, tmp / f"optim_rank{rank}.pt")
         dist.barrier()
     if rank == 0:
-        qwen.save_pretrained(str(tmp), state_dict=model_sd)
-        for name in os.listdir(source):  # tokenizer files travel with the weights so eval/ loads the folder as is
-            if name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "generation_config")):
-                shutil.copy(Path(source) / name, tmp / name)
-        if not per_rank:
-            save_torch(optim_sd, tmp / "optim.pt")
-        (tmp / "buffers.json").write_text(json.dumps(buffers))
-        state = {"step": step, "config": dataclasses.asdict(cfg), "python_rng": list_state(random.getstate()),
-                 "torch_rng": torch.get_rng_state().tolist(),
-                 "world": dist.get_world_size() if dist.is_initialized() else 1}
-        (tmp / "state.json").write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        write_atomic(root / "latest", final.name)
+        try:
+            qwen.save_pretrained(str(tmp), state_dict=model_sd)
+            for name in os.listdir(source):  # tokenizer files travel with the weights so eval/ loads the folder as is
+                if name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "generation_config")):
+                    shutil.copy(Path(source) / name, tmp / name)
+            if not per_rank:
+                save_torch(optim_sd, tmp / "optim.pt")
+            (tmp / "buffers.json").write_text(json.dumps(buffers))
+            state = {"step": step, "config": dataclasses.asdict(cfg), "python_rng": list_state(random.getstate()),
+                     "torch_rng": torch.get_rng_state().tolist(),
+                     "world": dist.get_world_size() if dist.is_initialized() else 1}
+            (tmp / "state.json").write_text(json.dumps(state))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            write_atomic(root / "latest", final.name)
+        except BaseException:  # disk full, Ctrl-C: drop the partial folder (the previous checkpoint is untouched)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if dist.is_initialized():
         dist.barrier()
 
@@ -1092,7 +1105,8 @@ def load_optim_file(ckpt, name, mmap=False):
         why = "not a tensors-only torch file"
     except (RuntimeError, OSError, EOFError, ValueError) as e:  # a truncated zip, mostly
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-    die(f"checkpoint {ckpt} is damaged ({name}: {why}); delete that folder to resume from the checkpoint before it")
+    die(f"checkpoint {ckpt} is damaged ({name}: {why}); delete that folder to resume from the checkpoint before it",
+        this_rank_only=name != "optim.pt")
 
 
 def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
@@ -1104,6 +1118,12 @@ def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
         optim_sd = load_optim_file(ckpt, name)
         if sharded and not per_rank:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+            if all(isinstance(k, int) for g in optim_sd["param_groups"] for k in g["params"]):
+                # saved with --fsdp=off: keyed by parameter index; FSDP's loader wants parameter names
+                names = [n for n, _ in qwen.named_parameters()]
+                optim_sd = {"state": {names[k]: v for k, v in optim_sd["state"].items()},
+                            "param_groups": [{**g, "params": [names[k] for k in g["params"]]}
+                                             for g in optim_sd["param_groups"]]}
             set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
         else:
             optimizer.load_state_dict(optim_sd)
@@ -1116,6 +1136,9 @@ def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
             "or, if they are the same, delete that damaged folder to resume from the checkpoint before it")
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    if saved_world != world:  # every rank seeds its rollouts with its rank: the split changes what is sampled
+        print0(f"note: resuming on {world} process(es), saved by {saved_world}: the rollouts from here on differ from "
+               "an uninterrupted run's (the weights, optimizer and buffers load exactly)", rank=rank, file=sys.stderr)
     return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
 
 
@@ -1317,7 +1340,12 @@ def main(argv=None):
     if world > 1 and not dist.is_initialized():
         # On GPUs NCCL carries CUDA tensors (FSDP, gradients) and gloo the few CPU ones (counts, the loss
         # statistics): NCCL alone rejects CPU tensors. Long timeout: rank 0 alone may run CRUXEval or save.
-        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
+        minutes = os.environ.get("NANOAZR_DIST_TIMEOUT_MIN", "120")  # a stuck rank blocks the others this long
+        try:
+            timeout = datetime.timedelta(minutes=float(minutes))
+        except ValueError:
+            die(f"NANOAZR_DIST_TIMEOUT_MIN={minutes!r} is not a number of minutes (default 120)")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", timeout=timeout)
     compute_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if use_cuda else torch.float32)
     out, ckpt, saved, seed_buffers = preflight(cfg, device, rank)
@@ -1517,7 +1545,9 @@ def entry(argv=None):
     so the last complete one is intact and --resume continues from it."""
     try:
         main(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank: local rank 0 says it once
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "0") != "0":
+            sys.exit(2)
         die("interrupted; rerun with the same flags and --resume to continue from the last checkpoint")
     except BrokenPipeError:  # `python azr.py --help | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -1526,7 +1556,15 @@ def entry(argv=None):
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         die(f"disk full while writing {e.filename2 or e.filename or 'output'}; free space, then rerun with --resume "
-            "(the last complete checkpoint is intact)")
+            "(the last complete checkpoint is intact)", this_rank_only=True)
+    except RuntimeError as e:  # gloo: another rank died mid-collective; it printed why and torchrun stops us all
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and ("closed by peer" in str(e) or "reset by peer" in str(e)):
+            sys.stderr.flush()
+            os._exit(1)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "Timed out" in str(e):  # gloo; NCCL's watchdog aborts
+            die("another rank stopped answering (stuck, or still busy alone after NANOAZR_DIST_TIMEOUT_MIN, default "
+                "120 minutes); rerun with --resume", this_rank_only=True)
+        raise
 
 
 if __name__ == "__main__":
