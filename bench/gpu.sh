@@ -3,17 +3,17 @@
 #
 #     bash bench/gpu.sh          # one log, $OUT/gpu.log ($OUT defaults to ./gpu-out), summary at the end
 #
-# Stages, the issues' measurements first: env (nvidia-smi, versions, commit), kernels (bench/kernels.py), decode
+# Stages: env (nvidia-smi, versions, commit), tests (the CUDA tests of the kernels and the engine: the sampler and
+# engine changed since the last GPU run), then the issues' measurements: kernels (bench/kernels.py), decode
 # (bench/decode_step.py: one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), generate
 # (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, against transformers), graphs (the same, ours alone,
-# best of 2), tests (tests/test_cuda.py and the CUDA test of tests/test_kernels.py, compiled kernels), step
-# (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks) and step-eager (the
-# step without CUDA graphs).
+# best of 2), step (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks),
+# step-eager (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
 # GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
-# wrong: generate's rows token-identical to transformers, the kernels against torch (sampling invariants, logprobs,
+# wrong: generate's rows token-identical to transformers in fp32 (bf16 rows part after near-ties: counted, not
+# failed), the kernels against torch (sampling invariants, logprobs,
 # entropy and gradients), every decode-step variant against the eager torch step. The --skip-hf stages (graphs,
-# paged) and step compare nothing; the tests stage covers those paths. So the numbers come first and the tests explain
-# any failure.
+# paged) and step compare nothing; the tests stages cover those paths.
 # Models are random weights at real shapes (no hub on the device); the tests make their own data.
 # Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
 # script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's
@@ -38,7 +38,7 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
-STAGES=${GPU_SH_STAGES:-env,kernels,decode,generate,graphs,tests,step,paged,step-eager}  # GPU_SH_STAGES picks some
+STAGES=${GPU_SH_STAGES:-env,tests,kernels,decode,generate,graphs,step,paged,step-eager,tests-azr}  # or pick some
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
@@ -75,6 +75,11 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
       \"flash SDPA\", torch.backends.cuda.is_flash_attention_available())
 "'
 
+# correctness first (the sampler and engine changed since the last GPU run): every CUDA test of the kernels and the
+# engine, compiled kernels, no TRITON_INTERPRET; the long AZR resume runs come last, in tests-azr
+stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k \
+    "cuda and not resume_identity and not adamw8bit and not azr and not eval_end_to_end"
+
 # sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,
 # D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough)
 stage kernels 150 "$PY" bench/kernels.py
@@ -96,8 +101,6 @@ stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --b
 stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
     --skip-hf --cuda-graphs --repeats 2 ${hbm[@]+"${hbm[@]}"}
 
-# correctness: every CUDA test (test_cuda.py, and test_kernels.py's CUDA-graph test); no TRITON_INTERPRET
-stage tests 180 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k cuda
 
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only, CUDA graphs on (azr.py's CUDA default)
@@ -110,6 +113,10 @@ stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batch
 # the same step with eager decode steps, the baseline of the graphs (last: it runs only if the budget has room left)
 stage step-eager 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
     --max_response_tokens=512 --cuda_graphs=false
+
+# the long runs of test_cuda.py (resume identity, FSDP 8-bit AdamW resume, the tiny loop, eval): what is left
+stage tests-azr 240 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py -k \
+    "resume_identity or adamw8bit or azr or eval_end_to_end"
 
 echo
 echo "=== summary (${gpu_name:-no GPU found}; log $LOG)" | tee -a "$LOG"
