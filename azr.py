@@ -36,8 +36,8 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     allows (a reward hack). An empty
     answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple). Limits the
     official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096, return values
-    up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space, and --exec_timeout covers
-    both calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
+    up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the zygote's, and
+    --exec_timeout covers both calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
     tell them apart). Rare official false positives score 0 here. AZR's executor quirks are kept where they change
     rewards (executor_fails): its `input(` regex covers every line but the last of the program it builds, so it
     rejects a proposal whose renamed program or input contains `input(` and an induction candidate containing it,

@@ -43,6 +43,7 @@ import functools
 import hashlib
 import importlib
 import io
+import itertools
 import json
 import math
 import os
@@ -85,7 +86,8 @@ ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__"
 # repr of other objects still show them; the output check catches a whole address, not digits sliced out of one)
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
-                             "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules", "obj"))
+                             "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules", "obj",
+                             "update_wrapper", "wraps"))   # getattr/setattr by runtime names (assigned=, updated=)
 MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge "
@@ -136,6 +138,9 @@ def _escape_route(node, modules):
                 root = root.func if isinstance(root, ast.Call) else root.value
             if not isinstance(root, ast.Name) or root.id in modules:  # `[queue][0].time`, `q.time` with q = queue
                 return "." + a
+    if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
+            isinstance(node.value, ast.Constant) and type(node.value.value) is str):  # fields built at run time
+        return "str.format on a template that is not a constant"
     if isinstance(node, ast.MatchClass):  # `case object(time=t)` is getattr(subject, 'time'); positional
         bad = [a for a in node.kwd_attrs if _bad_attr(a) or a in MODULE_WORDS]  # patterns read __match_args__ names
         if bad:
@@ -243,7 +248,8 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         raise ValueError(f"program must be a str, got {type(code).__name__}")
     if len(code) > MAX_CODE:
         raise ValueError(f"program is {len(code)} characters, over the {MAX_CODE} cap")
-    names = re.findall(r"^\s*def\s+(\w+)\s*\(", code, re.MULTILINE)  # AZR's pattern: defs at a line start
+    # AZR's r"^\s*def\s+(\w+)\s*\(" (MULTILINE), without its quadratic backtracking over blank lines: same matches
+    names = re.findall(r"^[^\S\n]*def\s+(\w+)\s*\(", code, re.MULTILINE)
     if len(names) != 1:
         raise ValueError(f"program must contain exactly one def (AZR single-function rule), found {len(names)}")
     try:
@@ -767,7 +773,11 @@ def _child(req, fds, libc, prog, zygote_pid):
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != zygote_pid:
             os._exit(70)
         cpu = max(1, math.ceil(req["cpu_s"]))
-        mem = int(req["mem_mb"]) << 20
+        # mem_mb of address space above the zygote's own size, which grows with its history (a limit that did not
+        # follow it let a program read that history: the largest bytes(n) that succeeds, a gold that flipped)
+        with open("/proc/self/statm", "rb") as fh:
+            vsz = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        mem = vsz + (int(req["mem_mb"]) << 20)
         for lim, val in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (mem, mem)),
                          (resource.RLIMIT_FSIZE, (0, 0)), (resource.RLIMIT_NOFILE, (16, 16)),
                          (resource.RLIMIT_CORE, (0, 0)), (resource.RLIMIT_NPROC, (0, 0))):
@@ -775,6 +785,9 @@ def _child(req, fds, libc, prog, zygote_pid):
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
                                                                         ctypes.addressof(prog), 0, 0):
             os._exit(71)
+        # queue.Queue.get(timeout=) hands a program the monotonic clock (the remaining time, through methods it can
+        # override); a clock that jumps 1e9 s per read times out at once and tells nothing
+        sys.modules["queue"].time = sys.modules["threading"]._time = itertools.count(0.0, 1e9).__next__
         sys.modules["random"].seed(0)   # public APIs that draw from it (statistics.NormalDist.samples): same draws
         os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
     except BaseException:
@@ -1221,9 +1234,6 @@ class Sandbox:
             raise SandboxUnavailable(f"sandbox zygote refused to start: {hello.get('error')}")
         if w.seed == HASH_SEEDS[0]:
             self.fixed_addresses = self.fixed_addresses and hello["fixed_addresses"]
-        if hello["vsz_mb"] * 2 > self.mem_mb:
-            raise SandboxUnavailable(f"mem_mb={self.mem_mb} leaves too little address space above the zygote's "
-                                     f"{hello['vsz_mb']} MiB; use mem_mb >= {hello['vsz_mb'] * 2}")
 
     def _kill(self, w):
         proc, w.proc, w.served = w.proc, None, 0

@@ -349,6 +349,13 @@ def test_validate_azr_rules(sb):
     # round 6: AttributeError.obj is the module whose attribute was missing
     "import queue\ndef f(x):\n    try:\n        queue.nope\n    except AttributeError as e:\n        q = e.obj\n"
     "    return x + int(q.time() // 5) % 2",
+    # round 7: update_wrapper/wraps read and write attributes named at run time; a format template built at run time
+    "import functools, queue\nd = {}\nclass W:\n    __globals__ = d\ndef f(x):\n"
+    "    functools.update_wrapper(W(), queue.Queue.get, (), ('__globals__',))\n"
+    "    return x + int(d['__builtins__']['__import__']('time').time() * 2) % 2",
+    "from functools import *\ndef f(x):\n    return wraps",
+    "import queue\ndef f(x):\n    s = ('{' + '0.__globals__[threading]._main_thread.native_id}').format(queue.Queue.get)\n"
+    "    return x + int(s) % 2",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -444,6 +451,32 @@ def test_import_of_a_missing_name_is_rejected(sb):
                       "        return str(e)", "1")
     assert res.status == "rejected" and "cannot import 'nope'" in res.error
     assert sb.validate("from collections import abc, deque\ndef f(x):\n    return x", "1").status == "ok"
+
+
+def test_queue_timeouts_tell_no_time(sb):
+    # Queue.get(timeout=) computes the remaining time from a clock a program can read through methods it overrides;
+    # in a child that clock jumps 1e9 s per read, so a wait times out at once (before: a 5 s wait, a wall timeout)
+    res = sb.run("import queue\ndef f():\n    queue.Queue().get(timeout=5)", "")
+    assert res.status == "exception" and "Empty" in res.error
+
+
+def test_memory_limit_is_headroom_above_the_zygote(sb):
+    # the address-space limit is mem_mb above the zygote's own size, which grows with the zygote's history: a fixed
+    # limit let the largest allocation that succeeds tell zygotes apart (a gold that flipped between checks)
+    assert sb.run("def f():\n    return len(bytes(1000 << 20))", "").status == "ok"   # mem_mb=1024 (fixture)
+    assert sb.run("def f():\n    return len(bytes(1100 << 20))", "").status == "memory"
+
+
+def test_single_def_regex_is_azrs_in_linear_time():
+    import random
+    import re
+    azr_re, rng = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE), random.Random(0)
+    parts = ["\n", " ", "\t", "\x0c", "\r", "\u2028", "\x1c", "def", " f(", "def g (", "x", "def\nh("]
+    for _ in range(3000):
+        code = "".join(rng.choice(parts) for _ in range(rng.randrange(12)))
+        assert re.findall(r"^[^\S\n]*def\s+(\w+)\s*\(", code, re.MULTILINE) == azr_re.findall(code), repr(code)
+    with pytest.raises(ValueError, match="exactly one def"):
+        sandbox.azr_program("\n" * 16000 + "x")   # AZR's regex backtracked quadratically here (0.45 s)
 
 
 def test_random_is_seeded_in_every_child(sb):
@@ -659,8 +692,8 @@ def test_fails_closed(monkeypatch):                               # G3
     with pytest.raises(sandbox.SandboxUnavailable, match="self-test"):
         Sandbox(workers=1)
     monkeypatch.delitem(sandbox._ZYGOTE_ENV, "NANOAZR_SANDBOX_FAULT")
-    with pytest.raises(sandbox.SandboxUnavailable, match="mem_mb"):
-        Sandbox(workers=1, mem_mb=64)
+    with Sandbox(workers=1, mem_mb=64) as small:   # mem_mb is headroom above the zygote: small limits work
+        assert small.run("def f():\n    return len(bytes(100 << 20))", "").status == "memory"
 
 
 def test_bad_arguments():
