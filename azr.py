@@ -661,17 +661,18 @@ def executor_fails(task, entry, prediction):
     """Solver checks that AZR's executor always fails (azr-spec.md 8), kept so rewards match the official ones. It
     builds a program from a template, execs all lines but the last (after a regex that rejects any `input(` in
     them) and evals the last one, `gold == f(<input>)`, so:
-    - abduction: a predicted input (raw, as pasted: unstripped) with a line break never scores; `input(` in it is
-      fine (it sits on the last line);
+    - abduction: a predicted input (raw, as pasted: unstripped) with a line break or a trailing comment (which
+      swallows the closing parenthesis) never scores; `input(` in it is fine (it sits on the last line);
     - induction: a candidate program containing `input(` never scores, nor does a task whose hidden input spans
-      lines (that task is unsolvable).
+      lines or ends in a comment (that task is unsolvable).
     Deduction answers are compared by `eval` in the trainer, not by the executor: unaffected. Proposal validation
     applies the regex to the program and the proposed input (sandbox.azr_program, Sandbox.validate)."""
+    from sandbox import pasted_call_fails
     if task == "abduction":
-        return "\n" in prediction
+        return pasted_call_fails(prediction)
     if task == "induction":
         hidden = induction_split(entry)[1][0]
-        return "input(" in prediction or any("\n" in x.strip() for x in hidden)
+        return "input(" in prediction or any(pasted_call_fails(x.strip()) for x in hidden)
     return False
 
 

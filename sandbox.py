@@ -307,6 +307,8 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
     if args is not None:
         if type(args) is str and "input(" in args:  # AZR's determinism template runs f(<input>) in checked lines
             raise ValueError("input contains 'input(' (banned by AZR)")
+        if type(args) is str and "#" in args and "\n" not in args and pasted_call_fails(args):
+            raise ValueError("input ends in a comment (AZR's `returns = f(<input>)` would not parse)")
         call = _call_args(args, max_args)
         flow = _module_flow(call, real, root=call.func)
         if flow:
@@ -355,6 +357,19 @@ def _module_flow(tree, modules, root=None):
         if not (isinstance(up, ast.Attribute) and up.value is node):
             return what
     return None
+
+
+def pasted_call_fails(text):
+    """Whether AZR's executor can never score a predicted input `text`: it pastes the text into `gold ==
+    f(<text>)` and evaluates that last line alone, so a line break (in the text as pasted, unstripped) or a trailing
+    comment, which swallows the closing parenthesis, fails."""
+    if "\n" in text:
+        return True
+    try:
+        ast.parse(f"f({text})", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return False
 
 
 def _missing_names(node):
@@ -1155,6 +1170,17 @@ _ZYGOTE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", 
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _IDENTITY = "def f(x):\n    return x"
 
+
+def _names_f(text):
+    """Whether the expression text uses the name f (unparsable or over-long text: no; its evaluation fails anyway)."""
+    if len(text) > MAX_VALUE_TEXT:
+        return False
+    try:
+        tree = ast.parse("(" + text + "\n)", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(n, ast.Name) and n.id == "f" for n in ast.walk(tree))
+
 _CANARIES = (  # (name, program, args, expected status, limit overrides): the fail-closed start-up self-test
     ("plain call", "def f(x):\n    return [x, x * 2.5, {'k': (x,)}, {1}]", "2", "ok", {}),
     ("socket()", "import socket\ndef f():\n    return socket.socket()", "", "forbidden (SIGSYS)", {}),
@@ -1414,6 +1440,8 @@ class Sandbox:
             if not texts[i].strip() or (gold and is_truncated(texts[i])):  # no answer: not the empty tuple "(\n)"
                 return False, None
             if pure and not _pure_text(texts[i]):
+                return False, None
+            if _names_f(texts[i]):  # f here is an identity stand-in, not the task's program: `f(x) == y` means nothing
                 return False, None
             res, outs, _ = self._execute(_IDENTITY, "(" + texts[i] + "\n)", arg_limit=MAX_VALUE_TEXT + 4)
             if res.status == "sandbox_error":

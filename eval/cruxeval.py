@@ -7,11 +7,13 @@ abduction/deduction tasks inside the R1 template, the `<answer>` extraction and 
   verdict    = sandbox.check_deduction([(gold_output, prediction)], pure=False) or
                sandbox.check_abduction([(code, gold_output, prediction)], pure=False)
 (pure=False: any expression is a prediction, as in AZR's executor and CRUXEval's harness; the RL loop's own checks
-are stricter.) The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
+are stricter.) A predicted input that AZR's executor cannot score (a line break, a trailing comment) is wrong, and a
+predicted output may not call f (the checker's f is an identity stand-in, not the task's program). The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
 
 `evaluate_cruxeval(model, tokenizer, sandbox, data_dir, ...)` is the entry point azr.py calls every few steps.
 """
 from prompts import parse_prediction, parse_response, r1_wrap, solver_prompt
+from sandbox import pasted_call_fails
 
 # LiveCodeBench-Execution (lcb-e, with --lcb-file) is output prediction too, scored the same way as CRUXEval-O.
 TASK = {"cruxeval-i": "abduction", "cruxeval-o": "deduction", "lcb-e": "deduction"}
@@ -38,9 +40,11 @@ def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sa
     preds = [parse_prediction(task, answer) for _, answer in parsed]
     if task == "deduction":
         verdicts = sandbox.check_deduction([(it["output"], p) for it, p in zip(items, preds)], pure=False)
-    else:
+    else:  # AZR pastes the raw input into `gold == f(<input>)` and evaluates that line alone (azr.executor_fails)
+        raw = [parse_prediction(task, answer, raw=True) for _, answer in parsed]
         verdicts = sandbox.check_abduction([(it["code"], it["output"], p) for it, p in zip(items, preds)],
                                            pure=False)
+        verdicts = [v and not pasted_call_fails(r) for v, r in zip(verdicts, raw)]
     return [{"extracted": p, "format_ok": bool(fmt), "verdict": bool(v)}
             for (fmt, _), p, v in zip(parsed, preds, verdicts)]
 

@@ -181,6 +181,10 @@ def test_check_answers_applies_azr_executor_rules(sb):
     assert azr.check_answers("deduction", [{"output": "[1, 2]"}], [answer("output", "[1,\n 2]")], sb)[1] == [True]
     # the fence capture is pasted unstripped: a block ending in a blank line puts the call on two lines
     assert azr.check_answers("abduction", [entry], [answer("input", "[1, 2]\n")], sb)[1] == [False]
+    # a trailing comment swallows the pasted call's closing parenthesis
+    assert azr.check_answers("abduction", [entry], [answer("input", "[1, 2]  # sums to 3")], sb)[1] == [False]
+    commented = dict(ind, inputs=["1", "2", "3", "4  # four"])  # a hidden input ending in a comment: unsolvable
+    assert azr.check_answers("induction", [commented], texts[:1], sb)[1] == [False]
     # the predicted input sits on the executor's last line, which its `input(` regex does not check
     length = {"program": "def f(s):\n    return len(s)", "output": "8", "imports": []}
     assert azr.check_answers("abduction", [length], [answer("input", "'input(x)'")], sb)[1] == [True]

@@ -475,6 +475,20 @@ def test_cruxeval_accepts_any_expression_as_prediction(sandbox):
     assert out[0]["verdict"] and inp[0]["verdict"]
 
 
+def test_cruxeval_scores_what_azrs_executor_scores(sandbox):
+    """A predicted input with a line break or a trailing comment never scores in AZR's executor (it evaluates
+    `gold == f(<input>)` as one last line); a predicted output may not call f, which the checker only stands in for."""
+    item = {"id": "t", "code": "def f(a, b):\n    return a + b", "input": "1, 2", "output": "3"}
+    answers = ["1, 2", "1,\n2", "1, 2  # my guess"]
+    got = cruxeval.score_cruxeval("cruxeval-i", [item] * 3,
+                                  [f"</think> <answer>\n```input\n{a}\n```</answer>" for a in answers], sandbox)
+    assert [g["verdict"] for g in got] == [True, False, False]
+    digit = {"id": "u", "code": "def f(s):\n    return s.isdigit()", "input": "'abc'", "output": "False"}
+    got = cruxeval.score_cruxeval("cruxeval-o", [digit] * 2, [f"</think> <answer>\n```output\n{a}\n```</answer>"
+                                                              for a in ("False", "f('abc') == 'x'")], sandbox)
+    assert [g["verdict"] for g in got] == [True, False]
+
+
 def test_livecodebench_execution_file(tmp_path, sandbox):
     # two records in the livecodebench/execution-v2 layout (input is the whole call)
     records = [{"id": "a", "function_name": "addOne", "code": "def addOne(n: int) -> int:\n    return n + 1",

@@ -283,6 +283,10 @@ def test_validate_azr_rules(sb):
     assert (renamed.status, renamed.value) == ("ok", "3")
     assert renamed.program == "def f(s):\n    return f(s[1:]) + 1 if s else 0"
     assert sb.validate("def f(s):\n    return len(s)", "'input(x)'").status == "rejected"
+    # `returns = f(<input>)`: a trailing comment swallows the parenthesis; a line break inside brackets is fine
+    assert sb.validate("def f(s):\n    return len(s)", "[1, 2]  # two").status == "rejected"
+    assert sb.validate("def f(s):\n    return len(s)", "'a#b'").value == "3"
+    assert sb.validate("def f(s):\n    return len(s)", "[1,\n 2]").value == "2"
     # AZR execs into a bare globals dict: __name__ is 'builtins', so a main block never runs (here: a failing assert)
     main = "def f(x):\n    return x + 1\n\nif __name__ == '__main__':\n    assert f(1) == 3\n"
     res = sb.validate(main, "1")
