@@ -287,7 +287,7 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $NANOAZR_DATA or "
                                                     "../shared/data beside the repo; hub download when missing)")
     p.add_argument("--lcb-file", default=None, help="LiveCodeBench-Execution file (jsonl/json/parquet "
-                                                     "export of livecodebench/execution-v2) for lcb-e")
+                                                     "export of livecodebench/execution) for lcb-e")
     p.add_argument("--lcb-gen-file", default=None, help="LiveCodeBench code generation file (jsonl/json of "
                    "livecodebench/code_generation_lite records) for lcb; default: release_v5 from the hub")
     p.add_argument("--template", choices=templates.TEMPLATES, default=None,

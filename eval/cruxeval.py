@@ -15,8 +15,9 @@ predicted output may not call f (the checker's f is an identity stand-in, not th
 from prompts import parse_prediction, parse_response, r1_wrap, solver_prompt
 from sandbox import pasted_call_fails
 
-# LiveCodeBench-Execution (lcb-e, with --lcb-file) is output prediction too, scored the same way as CRUXEval-O.
-TASK = {"cruxeval-i": "abduction", "cruxeval-o": "deduction", "lcb-e": "deduction"}
+# LiveCodeBench-Execution (lcb-e, with --lcb-file) is input prediction in AZR's validation data (problem_type code_i),
+# scored as CRUXEval-I, on the program as AZR prepares it (eval.data.azr_lcb_program).
+TASK = {"cruxeval-i": "abduction", "cruxeval-o": "deduction", "lcb-e": "abduction"}
 
 
 def cruxeval_prompt(benchmark: str, item: dict) -> str:

@@ -9,14 +9,16 @@ Items (one dict per problem, always with "id"):
   cruxeval-i / cruxeval-o: code, input, output               (CRUXEval: `f(input) == output`)
   humaneval+ / mbpp+:      prompt, entry_point, canonical_solution, inputs (base then plus), n_base, atol
   math benchmarks:         problem, answer                   (reference answer string, see mathscore.GOLD_FIELD)
-  lcb-e:                   code, input (argument text), output, function_name (LiveCodeBench execution,
-                           user-supplied file; its `input` is the whole call `name(args)`, reduced to `args`)
+  lcb-e:                   code (as AZR prepares it: azr_lcb_program), input (argument text), output,
+                           function_name (LiveCodeBench execution, user-supplied file; its `input` is the whole call
+                           `name(args)`, reduced to `args`); scored as input prediction, as AZR's validation does
   lcb:                     question, starter_code, kind (stdin/functional), func_name, tests [{input, output}],
                            solution (optional; only files that carry one can be --check-gold'ed), see eval/lcb.py
 """
 import gzip
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -46,7 +48,7 @@ HUB_REPO = {
     "humaneval+": "evalplus/humanevalplus", "mbpp+": "evalplus/mbppplus",
     "aime24": "HuggingFaceH4/aime_2024", "aime25": "math-ai/aime25", "amc23": "math-ai/amc23",
     "math500": "HuggingFaceH4/MATH-500", "minerva": "math-ai/minervamath", "olympiadbench": "math-ai/olympiadbench",
-    "lcb-e": "livecodebench/execution-v2",
+    "lcb-e": "livecodebench/execution",  # what AZR's validation data is built from
 }
 REQUIRED = {
     "cruxeval-i": ["code", "input", "output", "id"], "cruxeval-o": ["code", "input", "output", "id"],
@@ -172,7 +174,7 @@ def raw_records(benchmark: str, data_dir: Path | None = None, lcb_file: Path | N
     if benchmark in LCB:
         if lcb_file is None:
             raise DataError(f"{benchmark}: LiveCodeBench is not in the shared data; pass --lcb-file PATH "
-                            "(a jsonl/json/parquet copy of the Hugging Face dataset livecodebench/execution-v2)")
+                            "(a jsonl/json/parquet copy of the Hugging Face dataset livecodebench/execution)")
         path = Path(lcb_file)
         records = _read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
         return records, str(path)
@@ -270,6 +272,33 @@ def _call_arguments(call: str, name: str) -> str:
     return call
 
 
+# AZR's import lines for LiveCodeBench-Execution programs (its add_imports), in its order: each is put in front of the
+# program when one of its trigger texts occurs in the program as it stands by then.
+_LCB_IMPORTS = [(("collections",), "import collections"), (("Counter",), "from collections import Counter"),
+                (("gcd",), "from math import gcd"), (("deque",), "from collections import deque"),
+                (("@cache",), "from functools import cache"), (("= inf", "[inf]", "inf)"), "from math import inf"),
+                (("accumulate",), "from itertools import accumulate"),
+                (("@lru_cache",), "from functools import lru_cache"),
+                (("defaultdict",), "from collections import defaultdict"), (("bisect",), "import bisect"),
+                (("islice",), "from itertools import islice"), (("math.inf",), "import math"),
+                (("prod(",), "from math import prod"), (("heapify(",), "from heapq import heapify, heappop, heappush"),
+                (("reduce(",), "from functools import reduce"), (("comb(",), "from math import comb")]
+
+
+def azr_lcb_program(code: str, name: str) -> str:
+    """A LiveCodeBench-Execution program as AZR's in-loop validation prepares it: `def NAME(` renamed to `def f(`
+    (the definition only, so a recursive call of NAME fails, as in AZR), the import lines above, and typing's
+    List/Dict/Tuple/Set written as the builtins (everywhere in the text, as AZR does). AZR also black-formats the
+    program first; we do not (black is not a dependency), so the prompt's layout can differ."""
+    code = re.sub(r"def\s+" + re.escape(name) + r"\s*\(", "def f(", code)
+    for triggers, line in _LCB_IMPORTS:
+        if any(t in code for t in triggers):
+            code = line + "\n" + code
+    for typing_name in ("List", "Dict", "Tuple", "Set"):
+        code = code.replace(typing_name, typing_name.lower())
+    return code.replace("from typing import list", "from typing import List")
+
+
 def load_benchmark(benchmark: str, data_dir: Path | None = None, limit: int | None = None,
                    lcb_file: Path | None = None, lcb_gen_file: Path | None = None) -> list[dict]:
     """Uniform items of one benchmark (first `limit` only when given). Raises DataError with one line."""
@@ -306,9 +335,12 @@ def load_benchmark(benchmark: str, data_dir: Path | None = None, limit: int | No
                 items.append({"id": str(r.get("id", r.get("unique_id", r.get("idx", n)))), "problem": r[pfield],
                               "answer": answer})
         else:  # lcb-e
-            items = [{"id": str(r.get("id", r.get("question_id", n))), "code": r["code"],
-                      "input": _call_arguments(r["input"], r.get("function_name", "")), "output": r["output"],
-                      "function_name": r.get("function_name", "f")} for n, r in enumerate(records)]
+            items = []
+            for n, r in enumerate(records):
+                name = r.get("function_name") or re.match(r"\s*(\w+)\(", r["input"]).group(1)
+                items.append({"id": str(r.get("id", r.get("question_id", n))), "code": azr_lcb_program(r["code"], name),
+                              "input": _call_arguments(r["input"], name), "output": r["output"],
+                              "function_name": name})
     except DataError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, zlib.error) as e:

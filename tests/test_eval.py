@@ -490,21 +490,27 @@ def test_cruxeval_scores_what_azrs_executor_scores(sandbox):
 
 
 def test_livecodebench_execution_file(tmp_path, sandbox):
-    # two records in the livecodebench/execution-v2 layout (input is the whole call)
+    """LCB-Execution as AZR's validation data has it: input prediction on the program with `def NAME(` renamed to
+    `def f(` (the definition only), AZR's import lines added and typing's List etc. lowered."""
     records = [{"id": "a", "function_name": "addOne", "code": "def addOne(n: int) -> int:\n    return n + 1",
                 "input": "addOne(n = 3)", "output": "4"},
-               {"id": "b", "function_name": "pair", "code": "def pair(s: str):\n    return (s, len(s))",
-                "input": "pair(s = 'ab')", "output": "('ab', 2)"}]
+               {"id": "b", "code": "def pair(s: str) -> List[int]:\n    return [len(Counter(s)), len(s)]",
+                "input": "pair(s = 'aab')", "output": "[2, 3]"}]   # the name from the call when the field is absent
     path = tmp_path / "lcb_exec.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     items = data.load_benchmark("lcb-e", lcb_file=path)
-    assert [it["input"] for it in items] == ["n = 3", "s = 'ab'"]
-    assert "def addOne" in cruxeval.cruxeval_prompt("lcb-e", items[0])
+    assert [it["input"] for it in items] == ["n = 3", "s = 'aab'"]
+    assert items[1]["code"] == ("from collections import Counter\ndef f(s: str) -> list[int]:\n"
+                                "    return [len(Counter(s)), len(s)]")
+    prompt = cruxeval.cruxeval_prompt("lcb-e", items[0])
+    assert "def f(n: int)" in prompt and "addOne" not in prompt and "```output\n4\n```" in prompt
     gold = cruxeval.score_cruxeval("lcb-e", items, [cruxeval.gold_completion("lcb-e", it) for it in items], sandbox)
     assert [s["verdict"] for s in gold] == [True, True]
     wrong = cruxeval.score_cruxeval("lcb-e", items, [cruxeval.gold_completion("lcb-e", it) for it in items[::-1]],
                                     sandbox)
     assert [s["verdict"] for s in wrong] == [False, False]
+    assert data.azr_lcb_program("def g(x):\n    return g(x - 1) if x else 0", "g") == \
+        "def f(x):\n    return g(x - 1) if x else 0"   # as AZR: recursion through the old name then fails
 
 
 def test_code_time_budget_per_run(monkeypatch):
