@@ -173,6 +173,7 @@ OUTPUT_CAP = 65536         # stdout/stderr bytes kept each; the child is killed 
 MAX_STDIN = 16 << 20       # stdin text characters for script runs (LiveCodeBench inputs reach a few MB)
 CAPTURE_MAX = 16 << 20     # printed characters a script run may produce before it ends as output_limit
 CAPTURE_KEEP = 60000       # printed characters returned as text; longer output comes back as a digest too
+SCRIPT_STACK = 256 << 20   # main-thread stack of script runs (deep recursion; LCB's programs raise it with threads)
 TIMING_MARGIN = 0.25       # validate rejects programs using more than this fraction of the CPU limit (flaky checks)
 HASH_SEEDS = ("0", "1")    # zygote A (gold outputs), zygote B (determinism probe)
 RECYCLE_AFTER = 20000      # zygote requests before a fresh zygote replaces it (bounds any slow drift)
@@ -797,6 +798,10 @@ def _child(req, fds, libc, prog, zygote_pid):
                          (resource.RLIMIT_FSIZE, (0, 0)), (resource.RLIMIT_NOFILE, (16, 16)),
                          (resource.RLIMIT_CORE, (0, 0)), (resource.RLIMIT_NPROC, (0, 0))):
             resource.setrlimit(lim, val)
+        if req.get("stdin") is not None:  # scripts (LiveCodeBench) recurse deep in the main thread: room to grow
+            hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+            resource.setrlimit(resource.RLIMIT_STACK, (SCRIPT_STACK if hard == resource.RLIM_INFINITY else
+                                                       min(SCRIPT_STACK, hard), hard))
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
                                                                         ctypes.addressof(prog), 0, 0):
             os._exit(71)
@@ -850,13 +855,13 @@ class _Capture:
 
 
 def _run_script(code, stdin):
-    """Script mode (stdin tests): sys.stdin reads `stdin` from memory, sys.stdout is a _Capture, the program runs as
-    __main__, and the record's value is (printed text up to CAPTURE_KEEP characters, total printed characters,
+    """Script mode (stdin tests): sys.stdin is an io.StringIO of `stdin` (as LiveCodeBench patches it: no `.buffer`,
+    no newline translation), sys.stdout is a _Capture, the program runs as __main__, and the record's value is (printed text up to CAPTURE_KEEP characters, total printed characters,
     sha256 hex of the printed text normalised as LiveCodeBench compares it: stripped, split into lines, each line
     stripped, joined by newlines). SystemExit ends the program normally, as for a real script. Exits the child."""
     sha256, join = hashlib.sha256, "\n".join   # bound before untrusted code can touch module globals
     cap = _Capture()
-    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8", "surrogatepass")), encoding="utf-8")
+    sys.stdin = io.StringIO(stdin)
     sys.stdout = cap
     try:
         try:

@@ -42,6 +42,7 @@ import base64
 import io
 import json
 import pickle
+import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,17 @@ IMPORTS = ("from string import *\nfrom re import *\nfrom datetime import *\nfrom
            "from io import *\nfrom sys import *\nfrom json import *\nfrom builtins import *\nfrom typing import *\n"
            "import string\nimport re\nimport datetime\nimport collections\nimport heapq\nimport bisect\n"
            "import copy\nimport math\nimport random\nimport statistics\nimport itertools\nimport functools\n"
-           "import operator\nimport io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n")
+           "import operator\nimport io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n"
+           "sys.set_int_max_str_digits(50000)\n"   # LCB's grader raises it for the programs it runs
+           # Threads are forbidden in the sandbox; competitive programs start one only for its larger stack
+           # (threading.stack_size(1 << 26); Thread(target=main).start()): run its target at once instead (script
+           # runs get a large main-thread stack, sandbox.SCRIPT_STACK)
+           "import threading as _nanoazr_threading\n"
+           "class _NanoazrThread(_nanoazr_threading.Thread):\n"
+           "    def start(self):\n        self.run()\n"
+           "    def join(self, timeout=None):\n        pass\n"
+           "_nanoazr_threading.Thread = _NanoazrThread\n"
+           "_nanoazr_threading.stack_size = lambda size=0: 0\n")
 # Functional driver. The candidate's own prints go to a scratch buffer; only the JSON result reaches the capture.
 # Everything the driver uses goes through _nanoazr_* names bound before the candidate runs, so the candidate's
 # globals (a `json` or `print` of its own) cannot change the grading; LCB grades outside the candidate's namespace.
@@ -82,6 +93,14 @@ IMPORTS = ("from string import *\nfrom re import *\nfrom datetime import *\nfrom
 DRIVER_HEAD = "import builtins as _nanoazr_b, io as _nanoazr_io, json as _nanoazr_json, sys as _nanoazr_sys\n" \
               "_nanoazr_out = _nanoazr_sys.stdout\n_nanoazr_sys.stdout = _nanoazr_io.StringIO()\n"
 DRIVER_TAIL = '''
+def _nanoazr_native(v, b=_nanoazr_b):  # numpy scalars (np.int64, np.bool_) equal LCB's expected value: plain them
+    if b.type(v).__module__ == "numpy" and b.getattr(v, "ndim", None) == 0:
+        return v.item()
+    if b.isinstance(v, (b.list, b.tuple)):
+        return b.type(v)(_nanoazr_native(x) for x in v)
+    if b.isinstance(v, b.dict):
+        return {k: _nanoazr_native(x) for k, x in v.items()}
+    return v
 def _nanoazr_plain(v, b=_nanoazr_b):  # JSON data only: anything else cannot equal LCB's json.loads(expected)
     if v is None or b.isinstance(v, (b.bool, b.int, b.float, b.str)):
         return True
@@ -91,13 +110,17 @@ def _nanoazr_plain(v, b=_nanoazr_b):  # JSON data only: anything else cannot equ
         return b.all(b.isinstance(k, b.str) and _nanoazr_plain(x) for k, x in v.items())
     return False
 _nanoazr_args = [_nanoazr_json.loads(_l) for _l in _nanoazr_sys.stdin.read().split("\\n")]
-_nanoazr_result = TARGET(*_nanoazr_args)
+_nanoazr_result = _nanoazr_native(TARGET(*_nanoazr_args))
 _nanoazr_sys.stdout = _nanoazr_out
 if _nanoazr_b.isinstance(_nanoazr_result, _nanoazr_b.tuple):
     _nanoazr_result = _nanoazr_b.list(_nanoazr_result)
 _nanoazr_b.print(_nanoazr_json.dumps(_nanoazr_result, sort_keys=True) if _nanoazr_plain(_nanoazr_result) else
                  "unequal")
 '''
+
+
+if 0 < sys.get_int_max_str_digits() < 50000:  # as LCB's grader: expected values with up to 50,000 digits parse
+    sys.set_int_max_str_digits(50000)
 
 
 class LCBError(ValueError):
@@ -289,4 +312,5 @@ def lcb_sandbox(workers=None):
     """A Sandbox with LCB's per-test limits (60 s CPU and wall), one call per run; numpy importable, as in LCB's
     grader process."""
     from sandbox import Sandbox
-    return Sandbox(workers=workers, cpu_s=TEST_LIMIT_S, wall_s=TEST_LIMIT_S, repeat=1, extra_modules=("numpy",))
+    return Sandbox(workers=workers, cpu_s=TEST_LIMIT_S, wall_s=TEST_LIMIT_S, repeat=1, extra_modules=("numpy",),
+                   mem_mb=4096)   # (LCB sets no memory limit)

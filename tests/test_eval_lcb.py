@@ -261,3 +261,29 @@ def test_functional_results_compare_as_lcb(tmp_path, lcb_box):
 def test_problem_time_limit_is_lcbs_global_timeout():
     assert lcb.TEST_LIMIT_S == 60
     assert lcb.problem_limit_s(1) == 66 and lcb.problem_limit_s(10) == 615   # (timeout + 1) * tests + 5
+
+
+def _item(kind, pairs, func=""):
+    return {"id": "x", "kind": kind, "func_name": func, "tests": [{"input": i, "output": o} for i, o in pairs]}
+
+
+@pytest.mark.parametrize("code, kind, pairs, func, passes", [
+    # the threading idiom for a larger stack (threads are forbidden in the sandbox: the target runs at once)
+    ("import sys, threading\ndef main():\n    a, b = map(int, input().split())\n    print(a + b)\n"
+     "threading.stack_size(1 << 26)\nt = threading.Thread(target=main)\nt.start()\nt.join()\n",
+     "stdin", [("1 2\n", "3\n")], "", True),
+    # deep recursion in the main thread of a script (sys.setrecursionlimit(50000) in LCB's header)
+    ("def d(n):\n    return 0 if n == 0 else 1 + d(n - 1)\nprint(d(int(input())))\n", "stdin",
+     [("30000\n", "30000\n")], "", True),
+    ("print(10 ** int(input()))\n", "stdin", [("4999\n", "1" + "0" * 4999 + "\n")], "", True),  # LCB: 50,000 digits
+    # stdin is a StringIO, as LCB patches it: no .buffer, and no newline translation
+    ("import sys\na, b = map(int, sys.stdin.buffer.read().split())\nprint(a + b)\n", "stdin", [("1 2\n", "3\n")], "",
+     False),
+    ("print(len(input()))\n", "stdin", [("abc\r\n", "4\n")], "", True),
+    # numpy scalars equal the expected value (LCB compares with ==)
+    ("import numpy as np\nclass Solution:\n    def add(self, a, b):\n        return [np.int64(a) + b, np.bool_(a)]\n",
+     "functional", [("1\n2", "[3, true]")], "add", True),
+])
+def test_programs_graded_as_lcb(code, kind, pairs, func, passes, lcb_box):
+    item = _item(kind, pairs, func)
+    assert lcb.run_tests(item, lcb.program_for(item, code), lcb_box)[0] is passes
