@@ -198,11 +198,33 @@ def lcb_prompt(item: dict) -> str:
     return prompt + "Assistant: <think>"
 
 
+def wrapped_script(code: str) -> str:
+    """A stdin program as LCB's grader runs it: a final `if __name__ == '__main__':` block unwrapped (clean_if_name),
+    then every top-level statement but the imports moved into `def wrapped_function():` (make_function), which is
+    called in a module named tmp_sol. So a name assigned at the top level is a local of that function (a `global`
+    in a helper then fails) and a `__main__` guard that is not last never runs, as there. Unparsable code is
+    returned as is (it fails either way)."""
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    if body and isinstance(body[-1], ast.If) and ast.unparse(body[-1].test).strip() == "__name__ == '__main__'":
+        body = body[:-1] + body[-1].body
+    imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    rest = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))] or [ast.Pass()]
+    function = ast.FunctionDef(name="wrapped_function", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                                                           kw_defaults=[], defaults=[]),
+                               body=rest, decorator_list=[], returns=None, type_comment=None)
+    module = ast.fix_missing_locations(ast.Module(body=imports + [function], type_ignores=[]))
+    return f"__name__ = 'tmp_sol'\n{ast.unparse(module)}\nwrapped_function()\n"
+
+
 def program_for(item: dict, code: str) -> str:
-    """The script the sandbox runs for one problem: import header + candidate (+ the functional driver, which calls
-    the method of Solution() when the code has "class Solution" and the top-level function otherwise, as LCB)."""
+    """The script the sandbox runs for one problem: import header + candidate (a stdin program wrapped as LCB wraps
+    it, wrapped_script; + the functional driver, which calls the method of Solution() when the code has
+    "class Solution" and the top-level function otherwise, as LCB)."""
     if item["kind"] == "stdin":
-        return IMPORTS + code
+        return IMPORTS + wrapped_script(code)
     name = repr(item["func_name"])  # a Python string literal: the name is looked up, never spliced in as code
     target = f"_nanoazr_b.getattr(Solution(), {name})" if "class Solution" in code else \
         f"_nanoazr_b.globals()[{name}]"

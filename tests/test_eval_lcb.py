@@ -280,6 +280,14 @@ def _item(kind, pairs, func=""):
     ("import sys\na, b = map(int, sys.stdin.buffer.read().split())\nprint(a + b)\n", "stdin", [("1 2\n", "3\n")], "",
      False),
     ("print(len(input()))\n", "stdin", [("abc\r\n", "4\n")], "", True),
+    # LCB runs a stdin program's body inside a function: `global` in a helper misses the top-level name, a guard
+    # that is not last never runs, a final guard is unwrapped
+    ("def add():\n    global total\n    total += b\na, b = map(int, input().split())\ntotal = a\nadd()\nprint(total)\n",
+     "stdin", [("1 2\n", "3\n")], "", False),
+    ("def main():\n    print(sum(map(int, input().split())))\nif __name__ == '__main__':\n    main()\nx = 1\n",
+     "stdin", [("1 2\n", "3\n")], "", False),
+    ("def main():\n    print(sum(map(int, input().split())))\nif __name__ == \"__main__\":\n    main()\n",
+     "stdin", [("1 2\n", "3\n")], "", True),
     # numpy scalars equal the expected value (LCB compares with ==)
     ("import numpy as np\nclass Solution:\n    def add(self, a, b):\n        return [np.int64(a) + b, np.bool_(a)]\n",
      "functional", [("1\n2", "[3, true]")], "add", True),
