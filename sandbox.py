@@ -81,13 +81,13 @@ HOST_ATTRS = frozenset(("ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "unidata_version
 # string annotation). Each is checked as a name, an attribute and an imported name. The kernel, not this list, is the
 # boundary; what slips past it (str.format fields built at run time, say) still meets the determinism checks.
 ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
-                          "setattr", "delattr", "vars", "globals", "breakpoint", "id", "hash"))  # as names
+                          "setattr", "delattr", "vars", "globals", "locals", "breakpoint", "id", "hash"))  # as names
 # (id, hash: addresses of heap objects, whose bits differ between zygote processes: a coin-flip gold. str(f) and the
 # repr of other objects still show them; the output check catches a whole address, not digits sliced out of one)
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
                              "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules", "obj",
-                             "update_wrapper", "wraps"))   # getattr/setattr by runtime names (assigned=, updated=)
+                             "update_wrapper", "wraps", "global_enum"))  # get/set attributes by run-time names
 MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge "
@@ -107,7 +107,7 @@ def _bad_attr(a):
     """Whether reading attribute `a` (a.b, a class pattern's keyword, a str.format field) is an escape route on any
     object. (Module words are routes on modules: a class pattern or a format field, which no alias tracking can
     follow, refuses them outright.)"""
-    return a in ESCAPE_ANYWHERE or a in HOST_ATTRS or (
+    return a in ESCAPE_ANYWHERE or a in HOST_ATTRS or a in HOST_MODULE_ALIASES or (
         a.startswith("__") and a not in SAFE_DUNDERS) or (
         a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS)
 
@@ -152,6 +152,7 @@ def _escape_route(node, modules):
             if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
                 return f"from {node.module} import *"
             if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS or (
+                    alias.name in HOST_MODULE_ALIASES) or (
                     alias.name in HOST_ATTRS or alias.name.startswith("_")):
                 return f"from {node.module} import {alias.name}"
     if isinstance(node, ast.Constant) and type(node.value) is str and (_FORMAT_DUNDER.search(node.value) or
@@ -337,6 +338,34 @@ def _module_attrs():
 MODULE_ATTRS = _module_attrs()
 
 
+def _host_module_aliases():
+    """Attribute names under which a pure module, or a module it holds, holds a host module under another name
+    (enum.bltns is builtins: enum.bltns.eval, re.enum.bltns.getattr)."""
+    import inspect
+    host, names, seen = set(MODULE_WORDS) | {"builtins"}, set(), set()
+    todo = []
+    for m in PURE_MODULES:
+        try:
+            todo.append(__import__(m))
+        except ImportError:
+            continue
+    while todo:
+        mod = todo.pop()
+        if id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        for k, v in vars(mod).items():
+            if inspect.ismodule(v):
+                if v.__name__.split(".")[0] in host and k not in MODULE_WORDS:
+                    names.add(k)
+                elif k not in MODULE_WORDS:
+                    todo.append(v)
+    return frozenset(names)
+
+
+HOST_MODULE_ALIASES = _host_module_aliases()
+
+
 def _module_flow(tree, modules, root=None):
     """The first name or attribute that holds a module and is used other than as the object of an attribute
     (`m = queue`, `for m in [queue]`, `match queue:`, `f(queue)`, `t = typing.types`), else None: once a module is
@@ -489,21 +518,34 @@ def _pure_text(text):
 
 @functools.lru_cache(maxsize=4096)
 def module_names(program):
-    """The names a program binds at module level (assignments, imports, classes; not f), for check_pure's scope."""
-    names = set()
+    """The names a program binds at module level (assignments, imports, classes), for check_pure's scope: not f,
+    and not a name whose statement reaches f (see below)."""
+    names, bound = set(), []
     try:
         for stmt in ast.parse(program).body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.add(stmt.name)
                 continue
+            here = {stmt.name} if isinstance(stmt, ast.ClassDef) else set()
             for n in ast.walk(stmt):
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                    names.add(n.id)
+                    here.add(n.id)
                 elif isinstance(n, ast.alias) and n.name != "*":
-                    names.add(n.asname or n.name.split(".")[0])
+                    here.add(n.asname or n.name.split(".")[0])
+            used = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            bound.append((here, used))
+            names |= here
     except Exception:  # SyntaxError, RecursionError: no extra names
-        pass
-    return frozenset(names - {"f"})
+        return frozenset()
+    # a name whose statement reaches f (g = f, h = lambda x: f(x), a class whose methods call f), directly or through
+    # another such name, would let an answer run f: not callable
+    reach = {"f"}
+    for _ in range(len(bound)):
+        new = set().union(*[here for here, used in bound if used & reach]) - reach if bound else set()
+        if not new:
+            break
+        reach |= new
+    return frozenset(names - reach)
 
 
 def _pure_args(args, program=""):
@@ -808,6 +850,10 @@ def _child(req, fds, libc, prog, zygote_pid):
         # queue.Queue.get(timeout=) hands a program the monotonic clock (the remaining time, through methods it can
         # override); a clock that jumps 1e9 s per read times out at once and tells nothing
         sys.modules["queue"].time = sys.modules["threading"]._time = itertools.count(0.0, 1e9).__next__
+        # the garbage collector's counters are the zygote's history (the allocations before a first automatic
+        # collection, seen through a finalizer, drifted per request and differed between gold zygotes)
+        sys.modules["gc"].freeze()
+        sys.modules["gc"].collect()
         sys.modules["random"].seed(0)   # public APIs that draw from it (statistics.NormalDist.samples): same draws
         os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
     except BaseException:
@@ -856,9 +902,10 @@ class _Capture:
 
 def _run_script(code, stdin):
     """Script mode (stdin tests): sys.stdin is an io.StringIO of `stdin` (as LiveCodeBench patches it: no `.buffer`,
-    no newline translation), sys.stdout is a _Capture, the program runs as __main__, and the record's value is (printed text up to CAPTURE_KEEP characters, total printed characters,
-    sha256 hex of the printed text normalised as LiveCodeBench compares it: stripped, split into lines, each line
-    stripped, joined by newlines). SystemExit ends the program normally, as for a real script. Exits the child."""
+    no newline translation), sys.stdout is a _Capture, the program runs as __main__, and the record's value is
+    (printed text up to CAPTURE_KEEP characters, total printed characters, sha256 hex of the printed text normalised
+    as LiveCodeBench compares it: stripped, split into lines, each line stripped, joined by newlines). SystemExit
+    ends the program normally, as for a real script. Exits the child."""
     sha256, join = hashlib.sha256, "\n".join   # bound before untrusted code can touch module globals
     cap = _Capture()
     sys.stdin = io.StringIO(stdin)

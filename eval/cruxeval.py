@@ -8,7 +8,8 @@ abduction/deduction tasks inside the R1 template, the `<answer>` extraction and 
                sandbox.check_abduction([(code, gold_output, prediction)], pure=False)
 (pure=False: any expression is a prediction, as in AZR's executor and CRUXEval's harness; the RL loop's own checks
 are stricter.) A predicted input that AZR's executor cannot score (a line break, a trailing comment) is wrong, and a
-predicted output may not call f (the checker's f is an identity stand-in, not the task's program). The format check is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
+predicted output may not call f (the checker's f is an identity stand-in, not the task's program). The format check
+is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
 
 `evaluate_cruxeval(model, tokenizer, sandbox, data_dir, ...)` is the entry point azr.py calls every few steps.
 """

@@ -358,7 +358,15 @@ def test_validate_azr_rules(sb):
     "    functools.update_wrapper(W(), queue.Queue.get, (), ('__globals__',))\n"
     "    return x + int(d['__builtins__']['__import__']('time').time() * 2) % 2",
     "from functools import *\ndef f(x):\n    return wraps",
-    "import queue\ndef f(x):\n    s = ('{' + '0.__globals__[threading]._main_thread.native_id}').format(queue.Queue.get)\n"
+    # round 8: enum holds builtins as `bltns`; locals() at module level is the globals dict; enum.global_enum writes
+    # into any module by a run-time name
+    "import enum\ndef f(x):\n    return x + int(enum.bltns.eval(\"__import__('time').time()\") // 2) % 2",
+    "import re\ndef f(x):\n    return re.enum.bltns.getattr",
+    "from enum import bltns\ndef f(x):\n    return x",
+    "def f(x):\n    return x + int(B.eval(\"__import__('time').time()\") // 2) % 2\nB = locals()['__bu' + 'iltins__']",
+    "import enum\ndef f(x):\n    return enum.global_enum",
+    "import queue\ndef f(x):\n"
+    "    s = ('{' + '0.__globals__[threading]._main_thread.native_id}').format(queue.Queue.get)\n"
     "    return x + int(s) % 2",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
@@ -481,6 +489,28 @@ def test_single_def_regex_is_azrs_in_linear_time():
         assert re.findall(r"^[^\S\n]*def\s+(\w+)\s*\(", code, re.MULTILINE) == azr_re.findall(code), repr(code)
     with pytest.raises(ValueError, match="exactly one def"):
         sandbox.azr_program("\n" * 16000 + "x")   # AZR's regex backtracked quadratically here (0.45 s)
+
+
+def test_garbage_collector_counters_are_reset_in_every_child(sb):
+    """The allocations before a child's first automatic collection (seen through a finalizer on a cycle) depended on
+    the zygote's history, which differs between gold zygotes and drifts per request: a coin-flip gold."""
+    prog = ("hits, keep = [], []\nclass C:\n    __del__ = lambda self: hits.append(1)\ndef f():\n    a = C()\n"
+            "    a.me = a\n    del a\n    n = 0\n    while not hits and n < 100000:\n        keep.append([])\n"
+            "        n += 1\n    return n")
+    first = sb.run(prog, "")
+    sb.run("def f():\n    print('x' * 50000)\n    return [list(range(1000)) for _ in range(50)]", "")  # traffic
+    assert first.status == "ok" and all(sb.run(prog, "").value == first.value for _ in range(4))
+
+
+def test_abduction_answers_cannot_reach_f_through_an_alias(sb):
+    # check_pure lets an answer call the program's module-level names, never f: nor a name bound to something
+    # that calls f, which would let it brute-force f
+    for alias in ("g = f", "g = lambda y: f(y)", "h = f\ng = lambda y: h(y)"):
+        prog = "def f(x):\n    return (x * 7919) % 10007\n" + alias
+        assert "g" not in sandbox.module_names(prog)
+        assert sb.check_abduction([(prog, "5214", "next(x for x in range(10007) if g(x) == 5214)")]) == [False]
+    assert "P" in sandbox.module_names("from collections import namedtuple\nP = namedtuple('P', 'a')\n"
+                                       "def f(p):\n    return p.a")
 
 
 def test_random_is_seeded_in_every_child(sb):
