@@ -87,7 +87,10 @@ ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__"
 ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef",
                              "singledispatch", "singledispatchmethod", "gi_frame", "cr_frame", "ag_frame",
                              "tb_frame", "f_back", "f_globals", "f_builtins", "f_locals", "modules", "obj",
-                             "update_wrapper", "wraps", "global_enum"))  # get/set attributes by run-time names
+                             "update_wrapper", "wraps", "global_enum", "gi_code", "cr_code", "ag_code",
+                             "CodeType", "FunctionType", "LambdaType"))
+# (update_wrapper, wraps, global_enum: get/set attributes by run-time names; the code-object routes build functions
+# from raw bytecode, beyond any static check)
 MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge "
@@ -339,8 +342,9 @@ MODULE_ATTRS = _module_attrs()
 
 
 def _host_module_aliases():
-    """Attribute names under which a pure module, or a module it holds, holds a host module under another name
-    (enum.bltns is builtins: enum.bltns.eval, re.enum.bltns.getattr)."""
+    """Attribute names under which a pure module, or a module it holds, holds a module that is not pure: a host
+    module under another name (enum.bltns is builtins: enum.bltns.eval) or one programs may not import
+    (queue.types.CodeType and FunctionType build a function from raw bytecode that calls __import__)."""
     import inspect
     host, names, seen = set(MODULE_WORDS) | {"builtins"}, set(), set()
     todo = []
@@ -356,7 +360,8 @@ def _host_module_aliases():
         seen.add(id(mod))
         for k, v in vars(mod).items():
             if inspect.ismodule(v):
-                if v.__name__.split(".")[0] in host and k not in MODULE_WORDS:
+                if (v.__name__.split(".")[0] in host or v.__name__.split(".")[0] not in PURE_MODULES) and (
+                        k not in MODULE_WORDS):
                     names.add(k)
                 elif k not in MODULE_WORDS:
                     todo.append(v)

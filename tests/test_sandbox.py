@@ -365,6 +365,11 @@ def test_validate_azr_rules(sb):
     "from enum import bltns\ndef f(x):\n    return x",
     "def f(x):\n    return x + int(B.eval(\"__import__('time').time()\") // 2) % 2\nB = locals()['__bu' + 'iltins__']",
     "import enum\ndef f(x):\n    return enum.global_enum",
+    # round 9: code objects and the types that run them (a function built from raw bytecode calls __import__)
+    "import queue\ndef f(x):\n    return queue.types.FunctionType(queue.types.CodeType, {})",
+    "import typing\ndef f(x):\n    return typing.types",
+    "def f(x):\n    return (y for y in ()).gi_code.replace(co_argcount=0)",
+    "import json\ndef f(x):\n    return json.codecs.open",
     "import queue\ndef f(x):\n"
     "    s = ('{' + '0.__globals__[threading]._main_thread.native_id}').format(queue.Queue.get)\n"
     "    return x + int(s) % 2",
