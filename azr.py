@@ -14,6 +14,8 @@ Launch:
         --micro_batch=4 --seed-data ../shared/data/azr_seeds/7b_seed_io.jsonl --out out/azr-7b
     python azr.py --out out/azr-7b --resume ...     # continue from the latest checkpoint in --out (same flags)
 Flags are the Config fields below, as --name=value or --name value (hyphens and underscores are the same).
+Environment: NANOAZR_KERNELS=torch|triton|auto, NANOAZR_DATA (data folder of the in-loop CRUXEval), and under
+torchrun NANOAZR_DIST_TIMEOUT_MIN (minutes a rank waits for a stuck one; default 120).
 
 Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner, branch `paper`):
  1. No old-logprob recomputation pass: the update happens right after the rollouts with the same weights, so the
@@ -29,20 +31,23 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     gc, inspect, ctypes, importlib, resource, socket, signal, uuid, secrets; only sandbox.PURE_MODULES may be
     imported; not dataclasses, which compiles field names) or reaching modules, frames or imports without an
     import statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes,
-    `match` class patterns reading them, `id()`) are rejected, in the program and in its input, and only
+    `match` class patterns reading them, `id()`, `hash()`, `locals()`; the full list is in sandbox.py and the
+    README) are rejected, in the program and in its input, and only
     plain builtin values may be returned (a Counter or deque is bad_output). A solver's predicted input or output
     must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins, calls
-    of the program's constructors; not f), so it cannot compute itself by running the program, which official eval
+    of the program's constructors; not f, nor a name whose definition reaches f such as `g = f`), so it cannot
+    compute itself by running the program, which official eval
     allows (a reward hack). An empty
     answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple). Limits the
     official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096, return values
     up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the zygote's, and
-    --exec_timeout covers both calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
-    tell them apart). Rare official false positives score 0 here. AZR's executor quirks are kept where they change
-    rewards (executor_fails): its `input(` regex covers every line but the last of the program it builds, so it
-    rejects a proposal whose renamed program or input contains `input(` and an induction candidate containing it,
-    and the last line is evaluated alone, so a predicted abduction input (unstripped, as pasted) or a hidden
-    induction input spanning lines never scores. Programs run with `__name__` unset (AZR's bare globals dict: an
+    --exec_timeout covers both calls of f that every execution makes (validation's determinism pair; checks repeat
+    it so a program cannot tell them apart). Rare official false positives score 0 here. AZR's executor quirks are
+    kept where they change rewards (executor_fails): its `input(` regex covers every line but the last of the
+    program it builds, so it rejects a proposal whose renamed program or input contains `input(` (or whose input
+    ends in a comment) and an induction candidate containing it, and the last line is evaluated alone, so a
+    predicted abduction input (unstripped, as pasted) or a hidden induction input that spans lines or ends in a
+    comment never scores. Programs run with `__name__` unset (AZR's bare globals dict: an
     `if __name__ == "__main__":` block never runs). The official scorer splits prompt + response at the first
     "Assistant:", so a prompt quoting that word scores every response -1; we split the response alone.
  4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).

@@ -8,7 +8,8 @@ Layout (trusted on the left, untrusted on the right):
 A zygote is a fresh interpreter (never a fork of the caller, which may hold CUDA or torch state) that has preloaded
 the pure modules AZR programs import. It forks one child per execution. Before any untrusted byte runs, the child
 points stdin at /dev/null and stdout/stderr/result at pipes, closes every other descriptor, sets rlimits
-(CPU, address space, file size 0, 16 fds, no core) and installs a seccomp allowlist (default: kill the process;
+(CPU, address space mem_mb above the zygote's own size, file size 0, 16 fds, no processes, no core; script runs a
+256 MiB stack) and installs a seccomp allowlist (default: kill the process;
 file and pipe syscalls fail with EPERM so Python raises PermissionError; non-x86_64 arch and x32 numbers: kill).
 It then writes a one-byte "sandboxed" marker. The zygote enforces the wall-clock limit with SIGKILL, caps the
 captured output, reaps the child and relays raw bytes. Verdicts are computed here, in the caller, from those
@@ -33,7 +34,8 @@ arguments + a run in the other-hash-seed zygote + a default-repr address check).
 
 Not covered: kernel bugs in the allowed syscalls (mmap, brk, futex, ...); file metadata through
 newfstatat(path, AT_EMPTY_PATH) (allowed because glibc's fstat uses it; content is never readable); timing
-side channels between concurrent children; pool-wide memory (bounded only by workers x mem_mb, no cgroup);
+side channels between concurrent children; pool-wide memory (bounded only by one child per zygote, each with the
+zygote's size + mem_mb of address space; no cgroup);
 running as root is not dropped to another uid; hosts other than Linux x86_64 (refused, see SandboxUnavailable).
 """
 import ast
@@ -1044,7 +1046,6 @@ def _zygote_main(parent_pid, extra_modules):
         gc.collect()
         gc.freeze()   # keep preloaded objects out of the children's collections: fewer copy-on-write pages
         hello["threads"] = len(os.listdir("/proc/self/task"))
-        hello["vsz_mb"] = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE") >> 20
         if hello["threads"] != 1:
             raise SandboxUnavailable(f"zygote has {hello['threads']} threads after preloading; forking it is unsafe")
     except Exception as e:

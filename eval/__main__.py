@@ -1,7 +1,7 @@
 """python -m eval: measure a checkpoint on AZR's benchmarks and print the table beside the paper's (azr-spec.md 9).
 
     python -m eval --model qwen2.5-7b                                  # all default benchmarks, greedy
-    python -m eval --model runs/azr/step_200 --benchmarks cruxeval-i,cruxeval-o --limit 50
+    python -m eval --model out/azr/ckpt/step_000200 --benchmarks cruxeval-i,cruxeval-o --limit 50
     python -m eval --model qwen2.5-7b --samples 8 --temperature 0.6    # pass@1 and pass@k for k in 1,2,4,8
     torchrun --nproc_per_node 8 -m eval --model qwen2.5-7b             # problems split across ranks
     python -m eval --check-gold                                        # reference answers through the scorers

@@ -8,8 +8,10 @@ Scoring follows EvalPlus, the harness AZR used (azr-spec.md 9.1):
   the task gives 0), requiring the same type and length; plus EvalPlus's per-task oracles (MBPP set-equality and
   not-None tasks, Mbpp/164/295/558/581, HumanEval/32 `find_zero` checked through the polynomial). `plus` = base and
   plus inputs, the number AZR reports; `base` is recorded too.
-- Time limits as EvalPlus with AZR's flags: per input max(10 s, 8 x the reference's time), and at most 60 s per task
-  in total (EvalPlus's per-task cap).
+- Time limits as EvalPlus with AZR's flags: per input max(10 s, 8 x the reference's time), and the base inputs and
+  the plus inputs as two runs, each within min(60 s, the sum of its inputs' limits) + 1 s.
+- The program is the answer's code alone, sanitized as EvalPlus does (imports and what the entry point reaches;
+  demo calls, prints and `input()` lines dropped); the task prompt is never prepended. numpy is importable.
 
 How a program runs: the sandbox calls `f(inputs)` on a program made of the candidate code and a small driver `f`
 (below) that calls the entry point on each input (deep-copied), and returns, per input, the status, the repr of the

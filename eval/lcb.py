@@ -24,8 +24,9 @@ from the text inside the last <answer>.
 Scoring as LCB's grader: a problem passes when every test passes, run in order and stopping at the first failure,
 each test under TEST_LIMIT_S (AZR: --timeout 60) and the problem under LCB's global limit
 (TEST_LIMIT_S + 1) * n_tests + 5 s.
-- stdin tests: the program runs as a script (sandbox script mode: sys.stdin is the test input, prints are captured);
-  both outputs are stripped, split into lines and each line stripped; the line counts must match, and each line pair
+- stdin tests: LCB's import header + the program as LCB wraps it (wrapped_script: a final `__main__` guard
+  unwrapped, the body inside wrapped_function in a module named tmp_sol), run as a script (sandbox script mode:
+  sys.stdin is a StringIO of the test input, prints are captured); both outputs are stripped, split into lines and each line stripped; the line counts must match, and each line pair
   must be equal as text or, failing that, as lists of whitespace-separated Decimal numbers (LCB's float handling:
   "0.50" == "0.5", no tolerance beyond that).
 - functional tests: LCB's import header + the candidate + a driver that reads one JSON argument per stdin line (every
@@ -34,6 +35,9 @@ each test under TEST_LIMIT_S (AZR: --timeout 60) and the problem under LCB's glo
   that value == json.loads(expected) after a top-level tuple becomes a list (LCB's rule). A result that is not plain
   JSON data (a nested tuple, a set, a dict with non-str keys) never equals LCB's JSON expected value, so the driver
   reports it as unequal instead of letting json.dumps coerce it.
+Both kinds: integers up to 50,000 digits (programs and expected values), numpy importable and numpy scalar results
+compared by value, a Thread started for its stack size runs its target at once (threads are forbidden; script runs
+get a 256 MiB stack), 4 GiB of memory above the zygote (LCB sets none).
 Outputs longer than the sandbox returns as text are compared by digest of the normalised text (stdin: exact line
 text, no Decimal step; functional: canonical JSON text, so 2 and 2.0 differ there).
 """
