@@ -858,9 +858,9 @@ def _child(req, fds, libc, prog, zygote_pid):
         # override); a clock that jumps 1e9 s per read times out at once and tells nothing
         sys.modules["queue"].time = sys.modules["threading"]._time = itertools.count(0.0, 1e9).__next__
         # the garbage collector's counters are the zygote's history (the allocations before a first automatic
-        # collection, seen through a finalizer, drifted per request and differed between gold zygotes)
-        sys.modules["gc"].freeze()
-        sys.modules["gc"].collect()
+        # collection, seen through a finalizer, drifted per request and differed between gold zygotes): no automatic
+        # collections in a child (reference counting still frees everything acyclic; cycles wait for the exit)
+        sys.modules["gc"].disable()
         sys.modules["random"].seed(0)   # public APIs that draw from it (statistics.NormalDist.samples): same draws
         os.write(3, b"\x01")   # the supervisor treats a missing marker as our failure: nothing below can unsend it
     except BaseException:
