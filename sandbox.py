@@ -327,17 +327,21 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
     return code, tuple(_import_lines(tree))
 
 
+def _pure_module_objects():
+    """The pure modules, imported (those that import here)."""
+    modules = []
+    for name in PURE_MODULES:
+        try:
+            modules.append(__import__(name))
+        except ImportError:
+            continue
+    return modules
+
+
 def _module_attrs():
     """Attribute names under which a pure module holds another module (typing.types, json.decoder, ...)."""
     import inspect
-    names = set()
-    for m in PURE_MODULES:
-        try:
-            mod = __import__(m)
-        except ImportError:
-            continue
-        names |= {k for k, v in vars(mod).items() if inspect.ismodule(v)}
-    return frozenset(names)
+    return frozenset(k for mod in _pure_module_objects() for k, v in vars(mod).items() if inspect.ismodule(v))
 
 
 MODULE_ATTRS = _module_attrs()
@@ -348,24 +352,17 @@ def _host_module_aliases():
     module under another name (enum.bltns is builtins: enum.bltns.eval) or one programs may not import
     (queue.types.CodeType and FunctionType build a function from raw bytecode that calls __import__)."""
     import inspect
-    host, names, seen = set(MODULE_WORDS) | {"builtins"}, set(), set()
-    todo = []
-    for m in PURE_MODULES:
-        try:
-            todo.append(__import__(m))
-        except ImportError:
-            continue
+    names, seen, todo = set(), set(), _pure_module_objects()
     while todo:
         mod = todo.pop()
         if id(mod) in seen:
             continue
         seen.add(id(mod))
         for k, v in vars(mod).items():
-            if inspect.ismodule(v):
-                if (v.__name__.split(".")[0] in host or v.__name__.split(".")[0] not in PURE_MODULES) and (
-                        k not in MODULE_WORDS):
+            if inspect.ismodule(v) and k not in MODULE_WORDS:
+                if v.__name__.split(".")[0] not in PURE_MODULES:
                     names.add(k)
-                elif k not in MODULE_WORDS:
+                else:
                     todo.append(v)
     return frozenset(names)
 
