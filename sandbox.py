@@ -117,15 +117,20 @@ def _bad_attr(a):
         a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS)
 
 
+def _format_fields(text):
+    r"""The attribute and item names that the str.format fields of `text` read ('{0.x[k]}' -> 'x', 'k'): what follows
+    a '{' up to the next '}', ':' or '!', split at '.' and '['. Linear time (a regex such as r"\{[^}:!]*[.\[]"
+    backtracks quadratically on '{{{{...': 26 s in the trainer for a 64 KiB answer)."""
+    for part in re.split(r"[}:!]", text):
+        i = part.find("{")
+        if i >= 0:
+            yield from (name.strip() for name in re.findall(r"[.\[]([^.\[\]{}:!]*)", part[i:]))
+
+
 def _format_route(text):
     """The first attribute or item that a str.format field of `text` reads and that is a route (a dunder, a private
     name, a host-build attribute, a module word: '{0.sys.version}', '{0.ZLIB_RUNTIME_VERSION}'), else None."""
-    for part in re.split(r"[}:!]", text):
-        i = part.find("{")
-        for name in re.findall(r"[.\[]([^.\[\]{}:!]*)", part[i:] if i >= 0 else ""):
-            if _bad_attr(name.strip()) or name.strip() in MODULE_WORDS:
-                return name.strip()
-    return None
+    return next((name for name in _format_fields(text) if _bad_attr(name) or name in MODULE_WORDS), None)
 
 
 def _escape_route(node, modules):
@@ -455,14 +460,8 @@ _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred
 
 
 def _format_walk(text):
-    r"""Whether a str.format field name walks an attribute or item ('{0.x}', '{0[k]:{1}}'): a '{' followed by '.' or
-    '[' before any '}', ':' or '!'. What r"\{[^}:!]*[.\[]" finds, in linear time (that regex backtracks
-    quadratically on '{{{{...': 26 s in the trainer for a 64 KiB answer)."""
-    for part in re.split(r"[}:!]", text):
-        i = part.find("{")
-        if i >= 0 and (part.find(".", i) >= 0 or part.find("[", i) >= 0):
-            return True
-    return False
+    """Whether a str.format field name walks an attribute or item ('{0.x}', '{0[k]:{1}}')."""
+    return next(_format_fields(text), None) is not None
 
 
 def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
