@@ -54,16 +54,16 @@ class Qwen2Config:
         if not self.head_dim:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
-                             f"num_key_value_heads={self.num_key_value_heads}; fix config.json")
+            raise CheckpointError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                                  f"num_key_value_heads={self.num_key_value_heads}; fix config.json")
 
     @classmethod
     def from_hf(cls, d: dict, where: str = "config.json") -> "Qwen2Config":
         """Read an HF config dict, refusing anything that would silently compute something else."""
         if d.get("model_type") != "qwen2":
             arch = ",".join(d.get("architectures") or []) or "unknown architecture"
-            raise ValueError(f"{where} is model_type '{d.get('model_type')}' ({arch}), not 'qwen2': "
-                             "nanoAZR only runs Qwen2/Qwen2.5 checkpoints")
+            raise CheckpointError(f"{where} is model_type '{d.get('model_type')}' ({arch}), not 'qwen2': "
+                                  "nanoAZR only runs Qwen2/Qwen2.5 checkpoints")
         # transformers >= 5 nests rope_theta in rope_parameters; older configs keep it top-level. Qwen's YaRN recipe
         # adds a rope_scaling block, which may sit beside a default rope_parameters: both must be plain rotary.
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
@@ -72,11 +72,14 @@ class Qwen2Config:
                 raise CheckpointError(f"{where} asks for rope scaling {block}; only the default rotary is "
                                       "implemented (remove the block to run without YaRN)")
         if d.get("use_sliding_window"):
-            raise ValueError(f"{where} has use_sliding_window=true; sliding-window attention is not implemented")
+            raise CheckpointError(f"{where} has use_sliding_window=true; sliding-window attention is not implemented")
         if d.get("hidden_act", "silu") != "silu":
-            raise ValueError(f"{where} has hidden_act={d['hidden_act']!r}; Qwen2 uses silu")
+            raise CheckpointError(f"{where} has hidden_act={d['hidden_act']!r}; Qwen2 uses silu")
         kw = {f.name: d[f.name] for f in fields(cls) if d.get(f.name) is not None}
-        kw["rope_theta"] = float(rope.get("rope_theta", d.get("rope_theta", cls.rope_theta)))
+        # A key the file leaves out means what transformers' Qwen2Config means by it, not our dataclass's 0.5B
+        # default: an untied lm_head (tied would silently drop the stored lm_head.weight) and rope_theta 10000.
+        kw.setdefault("tie_word_embeddings", False)
+        kw["rope_theta"] = float(rope.get("rope_theta", d.get("rope_theta", 10000.0)))
         if isinstance(kw.get("eos_token_id"), list):   # Instruct configs list several; generation passes its own
             kw["eos_token_id"] = kw["eos_token_id"][0]
         return cls(**kw)
@@ -238,8 +241,9 @@ class Attention(nn.Module):
         B, T = (x.shape[0], 1) if x.dim() == 2 else x.shape[:2]  # decode carries [B, D], one token per row
         H, KVH, hd = self.n_head, self.n_kv_head, self.head_dim
         proj = cache.linear if cache is not None else (lambda layer, h: layer(h))
-        if cache is not None and cache.fused and positions is not None:
+        if cache is not None and cache.fused and positions is not None and not hd & (hd - 1):
             # Decode on CUDA: rotary for q and k and the K/V cache write in one kernel, q comes back [B, H, hd]
+            # (the kernel's head_dim is a power of two, as in every Qwen2.5; other sizes take the torch code below)
             kc, vc = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [blocks, KVH, block_size, hd]
             merged = cache.qkv.get(self)
             if merged is not None:  # one GEMM, then views: [B, 1, (H + 2*KVH) * hd] -> q, k, v
@@ -605,14 +609,35 @@ def resolve_checkpoint(name_or_path) -> str:
     from huggingface_hub import snapshot_download
     patterns = ["*.json", "*.safetensors", "*.txt", "tokenizer*"]
     try:  # the local HF cache first, so offline machines with a downloaded model just work
-        return snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
+        local = snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
     except Exception:
-        pass
+        local = None
+    # The cached snapshot is whatever was fetched before (only a tokenizer, or an interrupted download short of a
+    # shard): use it as it is only when its weights are all there.
+    if local is not None and _has_weights(local):
+        return local
     try:
         return snapshot_download(repo_id, allow_patterns=patterns)
     except Exception as e:
+        if local is not None:  # offline: loading the partial snapshot names the file it lacks
+            return local
         raise FileNotFoundError(f"{name!r} is not a local folder and downloading {repo_id} from the Hugging Face "
                                 f"hub failed ({type(e).__name__}); pass a local checkpoint folder") from None
+
+
+def _has_weights(folder) -> bool:
+    """Whether a folder holds config.json and every safetensors file its weights need (single or sharded)."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        return False
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if not os.path.isfile(index):
+        return os.path.isfile(os.path.join(folder, "model.safetensors"))
+    try:
+        with open(index) as f:
+            files = set(json.load(f)["weight_map"].values())
+    except Exception:  # unreadable: not complete (loading it reports why)
+        return False
+    return all(os.path.isfile(os.path.join(folder, f)) for f in files)
 
 
 def load_tokenizer(path):

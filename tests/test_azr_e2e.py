@@ -249,6 +249,11 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     shutil.copy(Path(tiny_ckpt) / "tokenizer.json", broken / "tokenizer.json")
     (broken / "model.safetensors").write_bytes((Path(tiny_ckpt) / "model.safetensors").read_bytes()[:1000])
     assert "truncated or corrupt" in one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o3'}"])
+    shutil.copy(Path(tiny_ckpt) / "model.safetensors", broken / "model.safetensors")
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps(dict(config, model_type="llama")))  # another architecture
+    msg = one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o4'}"])
+    assert "cannot load the model" in msg and "not 'qwen2'" in msg
     # checked before --out is made: a bad run leaves no folder behind
     assert "--out is empty" in one_line_error(capsys, ["--out= "])
     assert "is a file, not a folder" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={blocker}"])

@@ -125,3 +125,16 @@ def test_model_with_fused_layers_generates_the_same(monkeypatch):
                                   last=torch.zeros(2, dtype=torch.long), max_position=4)
         torch.testing.assert_close(logits[True], logits[False], atol=1e-5, rtol=1e-5)
         assert generate(qwen, prompts, 6, temperature=0) == plain  # fused_layers still forced on
+
+
+def test_fused_layers_with_a_head_dim_the_rotary_kernel_cannot_take(monkeypatch):
+    """The rotary + KV-write kernel needs a power-of-two head_dim; with another (here 12) the fused forward keeps the
+    fused norms and SwiGLU but rotates and writes K/V in torch, with the same greedy completions."""
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=96, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    qwen = Qwen2(cfg).eval()
+    prompts = [[5, 9, 11], list(range(1, 20)), [7]]
+    plain = generate(qwen, prompts, 4, temperature=0)
+    monkeypatch.setattr(kernels, "fused_layers", lambda device: True)
+    assert generate(qwen, prompts, 4, temperature=0) == plain

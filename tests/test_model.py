@@ -181,7 +181,7 @@ def test_one_line_errors(tmp_path, tiny_ckpt):
                  architectures=["LlamaForCausalLM"])
     os.makedirs(tmp_path / "llama")
     json.dump(llama, open(tmp_path / "llama" / "config.json", "w"))
-    msg = error_of(lambda: Qwen2.from_pretrained(tmp_path / "llama"), ValueError)
+    msg = error_of(lambda: Qwen2.from_pretrained(tmp_path / "llama"), CheckpointError)  # what azr.py reports in a line
     assert "'llama'" in msg and "Qwen2" in msg
     os.makedirs(tmp_path / "noweights")
     config = json.load(open(os.path.join(tiny_ckpt, "config.json")))
@@ -200,6 +200,9 @@ def test_one_line_errors(tmp_path, tiny_ckpt):
         (variant("kv0", config_with(num_key_value_heads=0)), "num_key_value_heads=0 must be a positive integer"),
         (variant("hidden_str", config_with(hidden_size="64")), "hidden_size='64' must be a positive integer"),
         (variant("yarn", config_with(rope_scaling={"rope_type": "yarn", "factor": 4.0})), "asks for rope scaling"),
+        (variant("swa", config_with(use_sliding_window=True)), "sliding-window attention is not implemented"),
+        (variant("gelu", config_with(hidden_act="gelu")), "Qwen2 uses silu"),
+        (variant("kv3", config_with(num_key_value_heads=3)), "is not a multiple of num_key_value_heads=3"),
         (variant("badjson", lambda f: open(f / "config.json", "w").write('{"a":')), "config.json is not valid JSON"),
         (variant("listjson", lambda f: open(f / "config.json", "w").write("[1]")), "holds a list"),
         (variant("badindex", lambda f: open(f / "model.safetensors.index.json", "w").write('{"weight_map": [1]}')),
@@ -309,3 +312,59 @@ def test_config_takes_the_first_of_several_eos_ids():
     d = {"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
          "intermediate_size": 128, "num_hidden_layers": 1, "vocab_size": 100, "eos_token_id": [7, 9]}
     assert Qwen2Config.from_hf(d).eos_token_id == 7
+
+
+def test_config_without_tie_or_rope_keys_reads_as_transformers_does(tmp_path):
+    """A config.json that leaves out tie_word_embeddings or rope_theta gets transformers' Qwen2Config defaults (untied,
+    theta 10000), not the 0.5B values of our dataclass: a tied default would silently drop the stored lm_head."""
+    hf, folder = make_reference(tmp_path, 64, 4, 2, 2, tied=False, theta=10000.0)
+    config = json.load(open(os.path.join(folder, "config.json")))
+    for key in ("tie_word_embeddings", "rope_parameters", "rope_theta"):
+        config.pop(key, None)
+    json.dump(config, open(os.path.join(folder, "config.json"), "w"))
+    again = transformers.Qwen2ForCausalLM.from_pretrained(folder).eval()
+    ours = Qwen2.from_pretrained(folder)
+    assert (ours.config.tie_word_embeddings, ours.config.rope_theta) == (False, 10000.0)
+    ids = torch.randint(0, hf.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, hf(ids).logits)  # transformers reads the same model back
+        assert (ours(ids) - hf(ids).logits).abs().max().item() < 1e-4
+
+
+def test_hub_name_with_a_partial_local_snapshot_downloads_the_rest(tmp_path, tiny_ckpt, monkeypatch):
+    """The local HF cache is tried first, but a snapshot without its weights (only the tokenizer or config fetched
+    before, or an interrupted download missing a shard) must not be returned while the hub can complete it. Offline,
+    the partial folder is returned so that loading names the missing file."""
+    import huggingface_hub
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(os.path.join(tiny_ckpt, "config.json"), partial / "config.json")
+    shutil.copy(os.path.join(tiny_ckpt, "tokenizer.json"), partial / "tokenizer.json")
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, local_files_only=False):
+        calls.append(local_files_only)
+        if local_files_only:
+            return str(partial)
+        if online:
+            return str(tiny_ckpt)
+        raise OSError("no network")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    online = True
+    assert resolve_checkpoint("qwen2.5-0.5b") == str(tiny_ckpt) and calls == [True, False]
+    # a sharded snapshot with one shard missing is partial too
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    json.dump(index, open(partial / "model.safetensors.index.json", "w"))
+    shutil.copy(os.path.join(tiny_ckpt, "model.safetensors"), partial / "model-00001-of-00002.safetensors")
+    calls.clear()
+    assert resolve_checkpoint("Qwen/Qwen2.5-0.5B") == str(tiny_ckpt) and calls == [True, False]
+    online = False
+    assert resolve_checkpoint("qwen2.5-0.5b") == str(partial)
+    with pytest.raises(FileNotFoundError, match="shard model-00002-of-00002.safetensors .* is missing"):
+        Qwen2.from_pretrained("qwen2.5-0.5b")
+    # a complete local snapshot is used as it is, with no download
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns=None, local_files_only=False: calls.append(local_files_only)
+                        or str(tiny_ckpt))
+    assert resolve_checkpoint("qwen2.5-0.5b") == str(tiny_ckpt) and calls == [True]
