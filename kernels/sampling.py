@@ -28,8 +28,10 @@ the threshold kernel cannot keep a 152k row in registers, so each radix pass re-
 these re-reads cheaper than HBM reads.
 
 Randomness: per-row seeds drawn from the caller's torch.Generator as a device tensor (no host sync, CUDA-graph
-friendly); U is 53 bits from two Philox outputs of the row's seed, and the cumulative sums are fp64, so a token of
-probability p is drawn with probability p up to fp32 rounding of its own exp, for p down to ~1e-16. The token
+friendly); U is 53 bits from two Philox outputs of the row's seed and the scan inside a split sums in fp64, but u
+ranges over the splits' fp32 partial masses, so a token's probability is right to about 1e-7 of its split's mass,
+not of its own p (with logits [0, -17], token 1's p = 4e-8 is lost in 1 + 4e-8 = 1 and never drawn; the torch
+reference draws the column against its chunk's own fp64 total, so there every p down to ~1e-16 holds). The token
 depends only on (row seed, logits), not on the split layout (up to rounding at a token boundary), so every GPU
 draws the same tokens from the same seed. The torch reference uses the same inversion, in two levels (see _invert).
 
@@ -315,8 +317,10 @@ if triton is not None:
             tl.store(need_k_ptr + rows, need, mask=row_ok)
             prefix = prefix * 16 + b
             if LAST_BITS > 0:
-                # the found digits are the key's top bits; low bits 0 map back to a float in (next lower value, it]
-                thr_key = tl.where((k > 0) & (k < V), prefix << (32 - LAST_BITS), thr_key)
+                # the found digits are the key's top bits; low bits 0 map back to a float in (next lower value, it].
+                # Not below _ukey(-inf) = 8388607: when k passes the row's finite logits the k-th is -inf, and -inf's
+                # top 16 (bf16) or 20 (fp16) bits with the rest 0 are a NaN key, which would mask the whole row
+                thr_key = tl.where((k > 0) & (k < V), tl.maximum(prefix << (32 - LAST_BITS), 8388607), thr_key)
         tl.store(prefix_ptr + rows, prefix, mask=row_ok)
         tl.store(thr_key_ptr + rows, thr_key, mask=row_ok)
         if WRITE_THR:

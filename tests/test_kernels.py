@@ -208,12 +208,24 @@ def test_without_logprobs_same_tokens(backend):
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-def test_split_vocab_gives_identical_tokens():
-    # Philox is keyed by (row seed, column): the split layout must not change the draw
-    x = torch.randn(5, 3001, generator=torch.Generator().manual_seed(1))
-    T = torch.tensor([1.0, 0.0, 0.5, 1.3, 0.9])
-    runs = [ks.sample_triton(x, T, top_p=0.95, generator=torch.Generator().manual_seed(3), num_splits=s)
-            for s in (1, 3, 8)]
+def test_split_vocab_gives_identical_tokens(monkeypatch):
+    """One uniform per row picks the token, so the split layout must not change the draw. The interpreter's tiles
+    (65,536 columns) keep V = 3001 in one split whatever num_splits asks for; tiles of 1,024 columns let the sampler
+    split it in 1, 2 or 3 (boundaries at 2048, or 1024 and 2048), and most of each row's mass sits on the columns
+    beside those boundaries, so draws land on both sides of them."""
+    monkeypatch.setattr(ks, "_tile", lambda: 1024)
+    layouts = []                                                 # (chunk, n_splits) of each launcher call
+    splits = ks._splits
+    monkeypatch.setattr(ks, "_splits", lambda *args: layouts.append(splits(*args)) or layouts[-1])
+    x = torch.randn(12, 3001, generator=torch.Generator().manual_seed(1))
+    x[:, [1022, 1023, 1024, 1025, 2046, 2047, 2048, 2049]] += 8.0
+    x[1, [1023, 2048]] = x[3, [1024, 2048]] = 20.0               # greedy rows: a max tied across splits
+    T = torch.tensor([1.0, 0.0, 0.5, 0.0, 1.3, 0.9, 1.0, 0.7, 1.0, 2.0, 1.0, 0.8])
+    runs = []
+    for n in (1, 2, 3):
+        runs.append(ks.sample_triton(x, T, top_p=0.95, generator=torch.Generator().manual_seed(3), num_splits=n))
+        assert layouts[-1][1] == n                               # the sampler's own call comes last
+    assert runs[0][0][[1, 3]].tolist() == [1023, 1024]           # the first index of the max wins
     for ids, logp in runs[1:]:
         assert torch.equal(ids, runs[0][0])
         torch.testing.assert_close(logp, runs[0][1], atol=1e-6, rtol=0)
@@ -237,14 +249,17 @@ def test_split_vocab_ties_across_splits_and_same_draws():
         torch.testing.assert_close(logp, runs[0][1], atol=1e-5, rtol=0)
 
 
-def test_masked_rows_never_nan(backend):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_rows_never_nan(backend, dtype):
     x = torch.randn(4, 64)
     x[0, 10:] = -math.inf                                         # masked vocabulary tail
     x[1] = -math.inf                                              # nothing left: id 0, logprob -inf
     x[2, ::2] = float("nan")                                      # NaN counts as -inf
     x[3, 5] = 1e30                                                # one huge finite logit
+    x = x.to(dtype)
     x0 = x.clone()
-    for kw in (dict(), dict(top_k=3), dict(top_p=0.7), dict(temperature=0.0), dict(temperature=0.3, top_k=5)):
+    for kw in (dict(), dict(top_k=3), dict(top_p=0.7), dict(temperature=0.0), dict(temperature=0.3, top_k=5),
+               dict(top_k=20)):                                   # row 0: top-k past its 10 finite logits
         ids, logp = kernels.sample(x, generator=torch.Generator().manual_seed(0), **kw)
         torch.testing.assert_close(x, x0, equal_nan=True, rtol=0, atol=0)  # the caller's logits stay untouched
         assert not torch.isnan(logp).any(), kw
@@ -310,12 +325,16 @@ def test_threshold_kernel_at_the_exact_top_p_boundary():
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-def test_threshold_kernel_top_k_at_or_past_the_vocabulary_keeps_all():
-    # per-row top_k tensors are not checked: k >= V means no top-k filter (-inf), as in the reference (which clamps)
-    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
-    k, p = torch.tensor([50, 53, 10**6]), torch.ones(3)
-    thr = ks.filter_threshold_triton(x, torch.ones(3), k, p, has_topp=False)
-    assert thr.tolist() == [-math.inf] * 3 == ks.filter_threshold_reference(x, k, p).tolist()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_threshold_kernel_top_k_at_or_past_the_vocabulary_keeps_all(dtype):
+    # per-row top_k tensors are not checked: k >= V means no top-k filter (-inf), as in the reference (which clamps);
+    # so does a k past the row's finite logits (row 3: the k-th largest is -inf), in every dtype
+    x = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    x[3, 5:] = -math.inf
+    x = x.to(dtype)
+    k, p = torch.tensor([50, 53, 10**6, 10]), torch.ones(4)
+    thr = ks.filter_threshold_triton(x, torch.ones(4), k, p, has_topp=False)
+    assert thr.tolist() == [-math.inf] * 4 == ks.filter_threshold_reference(x.float(), k, p).tolist()
 
 
 def test_threshold_reference_at_the_exact_top_p_boundary():
