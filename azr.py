@@ -817,10 +817,12 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
         stats["clipfrac"] += m["clipfrac"] / len(chunks)
     trained = master if master is not None and not sharded else params
     if world > 1 and not sharded:  # replicated weights: sum gradients (global weights already normalise)
+        # Every rank ran the same number of backward passes (padded above), so a gradient exists on all ranks or on
+        # none: none when no rank had a sequence to train, and then AdamW skips the step as one process does (a
+        # zero gradient would still apply weight decay and advance Adam's moments and step count).
         for p in trained:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
     # DTensor-aware under FSDP; --grad_clip=0 only measures the norm (a max norm of 0 would zero every gradient)
     grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip or float("inf"))
     if sharded and master is not None:  # 8-bit AdamW under FSDP steps the local shards (see optimizer_params)

@@ -1,6 +1,6 @@
 """Failures under torchrun (2 gloo processes on CPU): bad input gives one line, a crash on one rank stops every rank
 at once with that rank's error only, a full disk leaves the previous checkpoint intact and no partial folder, and
-a checkpoint saved without FSDP resumes with --fsdp=on."""
+a checkpoint saved without FSDP resumes with --fsdp=on, and that one in one process without FSDP."""
 import json
 import os
 import subprocess
@@ -99,7 +99,9 @@ def test_full_disk_on_rank0_during_checkpoint(tiny_ckpt, tmp_path):
 
 
 def test_checkpoint_without_fsdp_resumes_with_fsdp(tiny_ckpt, tmp_path):
-    """README: checkpoints hold full weights and AdamW state, so a run resumes on any number of processes."""
+    """README: checkpoints hold full weights and AdamW state, so a run resumes on any number of processes, with or
+    without FSDP: 2 processes without FSDP -> 2 with -> 1 without. FSDP saves AdamW's state keyed by parameter
+    names, and the plain optimizer loads it by position (its parameters come in the same order)."""
     out = tmp_path / "run"
     args = [f"--model={tiny_ckpt}", *FLAGS, f"--out={out}"]
     proc, _ = torchrun(REPO / "azr.py", args + ["--steps=1", "--fsdp=off"])
@@ -108,3 +110,9 @@ def test_checkpoint_without_fsdp_resumes_with_fsdp(tiny_ckpt, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(out / "ckpt" / "step_000002" / "optim.pt", weights_only=True)["state"]
     assert {int(s["step"]) for s in state.values()} == {2}  # AdamW's moments were loaded, not started afresh
+    assert all(isinstance(k, str) for k in state)  # FSDP's full optimizer state: keyed by names
+    proc = subprocess.run([sys.executable, str(REPO / "azr.py"), *args, "--steps=3", "--fsdp=off", "--resume"],
+                          env=ENV, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = torch.load(out / "ckpt" / "step_000003" / "optim.pt", weights_only=True)["state"]
+    assert {int(s["step"]) for s in after.values()} == {3} and len(after) == len(state)
