@@ -26,8 +26,8 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     number of ranks (torchrun == one process, tested).
  3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer: predicted inputs must parse as the
     arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
-    __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU limit are
-    rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
+    __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU or wall-clock
+    limit are rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
     gc, inspect, ctypes, importlib, resource, socket, signal, uuid, secrets; only sandbox.PURE_MODULES may be
     imported; not dataclasses, which compiles field names) or reaching modules, frames or imports without an
     import statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes,

@@ -2,11 +2,14 @@
 
 Layout (trusted on the left, untrusted on the right):
 
-    caller (trainer/eval) == Sandbox ==pipes==> zygote A x workers (PYTHONHASHSEED=0) --fork--> child (seccomp)
-                                     ==pipes==> zygote B x workers/2 (PYTHONHASHSEED=1) --fork--> child (seccomp)
+    caller (trainer/eval) == Sandbox ==pipes==> zygote A x workers (PYTHONHASHSEED=0) -- template --fork--> child
+                                     ==pipes==> zygote B x workers/2 (PYTHONHASHSEED=1) -- template --fork--> child
 
 A zygote is a fresh interpreter (never a fork of the caller, which may hold CUDA or torch state) that has preloaded
-the pure modules AZR programs import. It forks one child per execution. Before any untrusted byte runs, the child
+the pure modules AZR programs import. Before serving anything it forks its template, which from then on only forks
+one child per execution and reaps it, so every child starts from the same heap whatever the zygote served before
+(no order of identity-hashed objects, address or leftover request text tells one run from another); the zygote
+hands the request to the child in a memfd and supervises it. Before any untrusted byte runs, the child
 points stdin at /dev/null and stdout/stderr/result at pipes, closes every other descriptor, sets rlimits
 (CPU, address space mem_mb above the zygote's own size, file size 0, 16 fds, no processes, no core; script runs a
 256 MiB stack) and installs a seccomp allowlist (default: kill the process;
@@ -30,7 +33,8 @@ stdin tests (run(code, "", stdin=text): stdin text and the captured prints live 
 syscall; a capture flood ends as output_limit; tested in tests/test_eval_lcb.py), injected predicted
 inputs (argument text must parse as the arguments of one call to f), environment secrets (zygote env is
 scrubbed), orphans (parent-death signals, EOF detection), nondeterminism (two calls per child on fresh
-arguments + a run in the other-hash-seed zygote + a default-repr address check).
+arguments + a run in the other-hash-seed zygote + a default-repr address check; children of a template that never
+served a request, so no heap history; a timing margin on CPU and on wall time).
 
 Not covered: kernel bugs in the allowed syscalls (mmap, brk, futex, ...); file metadata through
 newfstatat(path, AT_EMPTY_PATH) (allowed because glibc's fstat uses it; content is never readable); timing
@@ -133,19 +137,30 @@ def _format_route(text):
     return next((name for name in _format_fields(text) if _bad_attr(name) or name in MODULE_WORDS), None)
 
 
-def _escape_route(node, modules):
+def _chain_root(node, roots):
+    """The node that a chain a.b, a[0], a(...) starts from (node itself when it is no such chain). roots: a memo
+    shared by every call on one tree, so that visiting each node of a long chain costs linear time in all."""
+    path = []
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)) and node not in roots:
+        path.append(node)
+        node = node.func if isinstance(node, ast.Call) else node.value
+    root = roots.get(node, node)
+    for n in path:
+        roots[n] = root
+    return root
+
+
+def _escape_route(node, modules, roots=None):
     """The name, attribute or import of `node` when it is one of the routes above, else None. modules: the names that
-    the program's import statements bind to modules."""
+    the program's import statements bind to modules. roots: _chain_root's memo for the tree `node` belongs to."""
     if isinstance(node, ast.Name) and (node.id in ESCAPE_NAMES or node.id in ESCAPE_ANYWHERE):
         return node.id
     if isinstance(node, ast.Attribute):
         a = node.attr
         if _bad_attr(a):
             return "." + a
-        if a in MODULE_WORDS:  # only then walk to the chain's root (every node of a long a.b.c... chain is visited)
-            root = node.value  # through a.b, a[0] and a(...) to the name they start from
-            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-                root = root.func if isinstance(root, ast.Call) else root.value
+        if a in MODULE_WORDS:  # only then find the chain's root, the name that a.b, a[0] and a(...) start from
+            root = _chain_root(node.value, {} if roots is None else roots)
             if not isinstance(root, ast.Name) or root.id in modules:  # `[queue][0].time`, `q.time` with q = queue
                 return "." + a
     if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
@@ -185,7 +200,7 @@ MAX_STDIN = 16 << 20       # stdin text characters for script runs (LiveCodeBenc
 CAPTURE_MAX = 16 << 20     # printed characters a script run may produce before it ends as output_limit
 CAPTURE_KEEP = 60000       # printed characters returned as text; longer output comes back as a digest too
 SCRIPT_STACK = 256 << 20   # main-thread stack of script runs (deep recursion; LCB's programs raise it with threads)
-TIMING_MARGIN = 0.25       # validate rejects programs using more than this fraction of the CPU limit (flaky checks)
+TIMING_MARGIN = 0.25       # validate rejects programs using more than this fraction of the CPU or wall limit (flaky)
 HASH_SEEDS = ("0", "1")    # zygote A (gold outputs), zygote B (determinism probe)
 RECYCLE_AFTER = 20000      # zygote requests before a fresh zygote replaces it (bounds any slow drift)
 # Modules a program may import: preloaded in the zygote, since the child cannot open files. numpy is not in the
@@ -286,6 +301,7 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
     flow = _module_flow(tree, real)
     if flow:
         raise ValueError(f"{flow!r} is not allowed in a program (a module used as a value can be renamed)")
+    roots = {}
     for node in ast.walk(tree):
         words, tops = [], []
         if isinstance(node, ast.Import):
@@ -304,7 +320,7 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         if other:  # (any module the zygote happens to hold would import: posix, _datetime, site, __main__, ...)
             raise ValueError(f"import of {other[0]!r} is not allowed: programs may import the pure standard modules "
                              "of sandbox.PRELOAD")
-        route = _escape_route(node, modules)
+        route = _escape_route(node, modules, roots=roots)
         if route:
             raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PURE_MODULES:
@@ -325,8 +341,9 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         flow = _module_flow(call, real, root=call.func)
         if flow:
             raise ValueError(f"{flow!r} is not allowed in an input (a module used as a value can be renamed)")
+        roots = {}
         for node in ast.walk(call):  # (a clock or host value here would make the gold vary)
-            route = _escape_route(node, modules)
+            route = _escape_route(node, modules, roots=roots)
             if route:
                 raise ValueError(f"{route!r} is not allowed in an input (it reaches modules, frames or imports)")
     return code, tuple(_import_lines(tree))
@@ -541,13 +558,19 @@ def module_names(program):
     except Exception:  # SyntaxError, RecursionError: no extra names
         return frozenset()
     # a name whose statement reaches f (g = f, h = lambda x: f(x), a class whose methods call f), directly or through
-    # another such name, would let an answer run f: not callable
-    reach = {"f"}
-    for _ in range(len(bound)):
-        new = set().union(*[here for here, used in bound if used & reach]) - reach if bound else set()
-        if not new:
-            break
-        reach |= new
+    # another such name, would let an answer run f: not callable (one traversal from f over the statements using
+    # each name; a pass over every statement per link was quadratic in a chain a1 = f, a2 = a1, ...)
+    users = {}
+    for i, (_, used) in enumerate(bound):
+        for name in used:
+            users.setdefault(name, []).append(i)
+    reach, todo, seen = {"f"}, ["f"], set()
+    while todo:
+        for i in users.get(todo.pop(), ()):
+            if i not in seen:
+                seen.add(i)
+                todo += bound[i][0] - reach
+                reach |= bound[i][0]
     return frozenset(names - reach)
 
 
@@ -566,6 +589,15 @@ def _pure_args(args, program=""):
 _NUM = (int, float, complex)
 
 
+def _spread(keys):
+    """Raises ValueError unless hashing spreads `keys` (of a set or dict about to be built here, from text or a record
+    a program made): ints equal modulo 2**61 - 1 share a hash, and 2,400 of them in one 64 KiB record made building
+    and comparing the set cost the trainer ~10x a plain one (quadratic). Legitimate values never collide so."""
+    if len(keys) > 64 and 2 * len(set(map(hash, keys))) < len(keys):
+        raise ValueError("set or dict keys with colliding hashes")
+    return keys
+
+
 def _lit(node, depth):
     """Builds exact builtin values from a literal AST (like ast.literal_eval, plus set()/frozenset()/bytearray())."""
     if depth > MAX_DEPTH:
@@ -577,11 +609,13 @@ def _lit(node, depth):
         return Ellipsis
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         items = [_lit(e, depth + 1) for e in node.elts]
-        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+        return {ast.List: list, ast.Tuple: tuple}[type(node)](items) if not isinstance(node, ast.Set) else \
+            set(_spread(items))
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ValueError("** in dict")
-        return {_lit(k, depth + 1): _lit(v, depth + 1) for k, v in zip(node.keys, node.values)}
+        keys = _spread([_lit(k, depth + 1) for k in node.keys])
+        return dict(zip(keys, [_lit(v, depth + 1) for v in node.values]))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = _lit(node.operand, depth + 1)
         if type(v) not in _NUM + (bool,):
@@ -599,7 +633,7 @@ def _lit(node, depth):
             arg = _lit(node.args[0], depth + 1)
             if type(arg) not in ((bytes,) if kind is bytearray else (list, tuple, set, frozenset)):
                 raise ValueError("unsupported constructor argument")
-            return kind(arg)
+            return kind(arg if kind is bytearray else _spread(list(arg)))
         return kind()
     raise ValueError("not a literal")
 
@@ -707,7 +741,7 @@ def _decode(buf, pos, depth=0):
             vals.append(v)
             texts.append(s)
         if tag == b"D":
-            v = dict(zip(vals[0::2], vals[1::2]))
+            v = dict(zip(_spread(vals[0::2]), vals[1::2]))
             if len(v) != n:
                 raise ValueError("duplicate key")
             return v, "{" + ", ".join(f"{k}: {x}" for k, x in zip(texts[0::2], texts[1::2])) + "}", pos
@@ -716,7 +750,7 @@ def _decode(buf, pos, depth=0):
             return vals, "[" + body + "]", pos
         if tag == b"t":
             return tuple(vals), "(" + body + ("," if n == 1 else "") + ")", pos
-        v = set(vals) if tag == b"S" else frozenset(vals)
+        v = set(_spread(vals)) if tag == b"S" else frozenset(_spread(vals))
         if len(v) != n:
             raise ValueError("duplicate set element")
         if tag == b"S":
@@ -824,18 +858,24 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def _child(req, fds, libc, prog, zygote_pid):
-    """In the forked child: confine, mark, then run untrusted code. Never returns."""
-    devnull, out_w, err_w, rec_w = fds
+def _child(fds, libc, prog, parent_pid):
+    """In a child of the template: read the request, confine, mark, then run untrusted code. Never returns."""
+    devnull, out_w, err_w, rec_w, req_mem = fds
     try:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != parent_pid:
+            os._exit(70)
+        size, chunks = os.fstat(req_mem).st_size, []
+        while size > sum(map(len, chunks)):
+            chunks.append(os.pread(req_mem, size - sum(map(len, chunks)), sum(map(len, chunks))))
+            if not chunks[-1]:
+                os._exit(73)
+        req = json.loads(b"".join(chunks))
         for src, dst in ((devnull, 0), (out_w, 1), (err_w, 2), (rec_w, 3)):
             os.dup2(src, dst)
         os.closerange(4, 1 << 16)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != zygote_pid:
-            os._exit(70)
         cpu = max(1, math.ceil(req["cpu_s"]))
-        # mem_mb of address space above the zygote's own size, which grows with its history (a limit that did not
-        # follow it let a program read that history: the largest bytes(n) that succeeds, a gold that flipped)
+        # mem_mb of address space above the child's own size (the template's, plus its request: a fixed limit let a
+        # program read the zygote's history, before the template, through the largest bytes(n) that succeeds)
         with open("/proc/self/statm", "rb") as fh:
             vsz = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         mem = vsz + (int(req["mem_mb"]) << 20)
@@ -853,7 +893,7 @@ def _child(req, fds, libc, prog, zygote_pid):
         # queue.Queue.get(timeout=) hands a program the monotonic clock (the remaining time, through methods it can
         # override); a clock that jumps 1e9 s per read times out at once and tells nothing
         sys.modules["queue"].time = sys.modules["threading"]._time = itertools.count(0.0, 1e9).__next__
-        # the garbage collector's counters are the zygote's history (the allocations before a first automatic
+        # the garbage collector's counters were the zygote's history (the allocations before a first automatic
         # collection, seen through a finalizer, drifted per request and differed between gold zygotes): no automatic
         # collections in a child (reference counting still frees everything acyclic; cycles wait for the exit)
         sys.modules["gc"].disable()
@@ -994,14 +1034,15 @@ _FLOOD_RECORD = _flood_record()   # length-prefixed outcome record, built before
 
 
 def _zygote_main(parent_pid, extra_modules):
-    """Preload, build the filter, say hello, then serve one request at a time: fork, watch, reap, reply."""
+    """Preload, build the filter, say hello, fork the template, then serve one request at a time: have the template
+    fork a child, watch it, read its status, have it reaped, reply."""
     libc = ctypes.CDLL(None, use_errno=True)
     # str(None.__hash__), the set order of builtin objects, ... read the addresses of static objects. With ASLR, a
     # bit of one differs between zygote processes: gold (A) zygotes would disagree with each other at check time, a
     # coin flip that validation (one A/B pair) passes half the time. So A zygotes run with ASLR off (re-exec once; it
     # protects nothing here, the child runs arbitrary code) and agree on them, while B zygotes keep it, so an output
     # that depends on randomised address bits still differs between A and B and fails validation. (Heap objects'
-    # addresses still drift with each zygote's history: hence no id() or hash() in programs.)
+    # addresses no longer drift with a zygote's history, see the template below; id() and hash() stay refused.)
     libc.personality.argtypes = [ctypes.c_ulong]
     pers = libc.personality(0xFFFFFFFF)   # (0xFFFFFFFF: query only)
     if os.environ.get("PYTHONHASHSEED") == HASH_SEEDS[0] and pers != -1 and not pers & _ADDR_NO_RANDOMIZE and \
@@ -1014,7 +1055,7 @@ def _zygote_main(parent_pid, extra_modules):
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0), os.dup2(devnull, 1)
-    hello = {"ok": True, "pid": os.getpid(), "fixed_addresses": fixed_addresses}
+    hello = {"ok": True, "fixed_addresses": fixed_addresses}   # the same text in every zygote (no pid)
     try:
         import platform
         if sys.platform != "linux" or platform.machine() != "x86_64":
@@ -1049,13 +1090,52 @@ def _zygote_main(parent_pid, extra_modules):
     _send(resp_fd, json.dumps(hello).encode())
     if not hello["ok"]:
         os._exit(1)
+    # Children are forked by a template: a fork of this zygote made before it serves anything, which does nothing
+    # but fork and reap. (Forked from the zygote itself, a child started from a heap shaped by every request the
+    # zygote had read, relayed and freed: anything hashed by identity, a set of the program's own objects, came out
+    # in an order that drifted per request and differed between gold zygotes, a coin-flip gold.) The request reaches
+    # the child through a memfd and its output leaves through pipes, all made here once and shared by every child
+    # in turn; the zygote empties the pipes after each child, so nothing carries over.
+    (out_r, out_w), (err_r, err_w), (rec_r, rec_w), (go_r, go_w), (pid_r, pid_w) = [os.pipe() for _ in range(5)]
+    req_mem = os.memfd_create("nanoazr-request")
     zygote_pid = os.getpid()
+    if os.fork() == 0:
+        for fd in (req_fd, resp_fd, out_r, err_r, rec_r, go_w, pid_r):
+            os.close(fd)
+        _template(go_r, pid_w, (devnull, out_w, err_w, rec_w, req_mem), libc, prog, zygote_pid)
+    for fd in (out_w, err_w, rec_w, go_r, pid_w):
+        os.close(fd)
+    for fd in (out_r, err_r, rec_r):
+        os.set_blocking(fd, False)
     while True:
         head = _read_exact(req_fd, 4)
         if head is None:
             os._exit(0)   # the caller closed the pipe or died
-        req = json.loads(_read_exact(req_fd, _U32.unpack(head)[0]))
-        _send(resp_fd, *_supervise(req, req_fd, devnull, libc, prog, zygote_pid))
+        raw = _read_exact(req_fd, _U32.unpack(head)[0])
+        _send(resp_fd, *_supervise(json.loads(raw), raw, req_fd, (out_r, err_r, rec_r, req_mem, go_w, pid_r)))
+
+
+def _template(go_r, pid_w, fds, libc, prog, zygote_pid):
+    """The zygote's template process: on b"f" forks a child (which reads the request itself) and writes its pid; on
+    the next byte (the zygote has read the exited child's status) reaps it. Each pass allocates and frees the same
+    objects in last-in-first-out order (pid, then waitpid's tuple), so every child starts from the same heap."""
+    try:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != zygote_pid:
+            os._exit(1)
+        sys.modules["gc"].disable()   # (no cycles are made here; collections would only add a varying step)
+        me = os.getpid()
+        while True:
+            if os.read(go_r, 1) != b"f":
+                os._exit(0)   # the zygote exited
+            pid = os.fork()
+            if pid == 0:
+                _child(fds, libc, prog, me)
+            os.write(pid_w, _U32.pack(pid))
+            os.read(go_r, 1)
+            os.waitpid(pid, 0)
+            del pid
+    except BaseException:
+        os._exit(1)
 
 
 def _send(fd, header, *blobs):
@@ -1065,15 +1145,19 @@ def _send(fd, header, *blobs):
     _write_all(fd, _U32.pack(len(body)) + body)
 
 
-def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
-    """Fork one child, enforce wall time and output caps with SIGKILL, reap it. -> (facts, record, stdout, stderr)."""
-    (out_r, out_w), (err_r, err_w), (rec_r, rec_w) = os.pipe(), os.pipe(), os.pipe()
+def _supervise(req, raw, req_fd, fds):
+    """Have the template fork one child for `raw` (the request's text), enforce wall time and output caps with
+    SIGKILL, read the exited child's status, have it reaped. -> (facts, record, stdout, stderr)."""
+    out_r, err_r, rec_r, req_mem, go_w, pid_r = fds
+    os.ftruncate(req_mem, 0)
+    os.lseek(req_mem, 0, os.SEEK_SET)
+    _write_all(req_mem, raw)
     t0 = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(req, (devnull, out_w, err_w, rec_w), libc, prog, zygote_pid)
-    for fd in (out_w, err_w, rec_w):
-        os.close(fd)
+    os.write(go_w, b"f")
+    head = _read_exact(pid_r, 4)
+    if head is None:
+        raise SandboxUnavailable("the template process exited")
+    pid = _U32.unpack(head)[0]   # the template reaps it only when told below: the pid stays this child's
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     bufs = {out_r: bytearray(), err_r: bytearray(), rec_r: bytearray()}
@@ -1082,7 +1166,7 @@ def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
         poller.register(fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
     poller.register(req_fd, 0)   # POLLHUP only: the caller died
-    killed, exited, open_fds = None, False, set(bufs)
+    killed, exited = None, False
     deadline = t0 + req["wall_s"]
 
     def kill(reason):
@@ -1090,7 +1174,22 @@ def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
         if killed is None and not exited:
             killed = reason
             os.kill(pid, signal.SIGKILL)
-    while open_fds or not exited:
+
+    def take(fd):   # one non-blocking read; False when the pipe is empty (the template holds its write end: no EOF)
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        totals[fd] += len(data)
+        cap = 2 * MAX_RECORD + 8192 if fd == rec_r else OUTPUT_CAP   # two encoded values + two messages
+        if len(bufs[fd]) < cap:
+            bufs[fd] += data[:cap - len(bufs[fd])]
+        if fd == rec_r and totals[fd] > cap:
+            kill("record")
+        elif fd != rec_r and totals[fd] > 4 * OUTPUT_CAP:
+            kill("output")
+        return bool(data)
+    while not exited:
         left = deadline - time.monotonic()
         if left <= 0:
             kill("wall")
@@ -1101,25 +1200,17 @@ def _supervise(req, req_fd, devnull, libc, prog, zygote_pid):
                 os._exit(0)
             if fd == pidfd:
                 exited = True
-                poller.unregister(pidfd)
-                continue
-            data = os.read(fd, 65536)
-            if not data:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-                continue
-            totals[fd] += len(data)
-            cap = 2 * MAX_RECORD + 8192 if fd == rec_r else OUTPUT_CAP   # two encoded values + two messages
-            if len(bufs[fd]) < cap:
-                bufs[fd] += data[:cap - len(bufs[fd])]
-            if fd == rec_r and totals[fd] > cap:
-                kill("record")
-            elif fd != rec_r and totals[fd] > 4 * OUTPUT_CAP:
-                kill("output")
-    _, status, ru = os.wait4(pid, 0)
-    for fd in (out_r, err_r, rec_r, pidfd):
-        os.close(fd)
-    facts = {"killed": killed, "cpu": ru.ru_utime + ru.ru_stime, "wall": time.monotonic() - t0,
+            else:
+                take(fd)
+    for fd in bufs:   # the child has exited: all it wrote is in the pipes; empty them for the next child
+        while take(fd):
+            pass
+    with open(f"/proc/{pid}/stat", "rb") as fh:   # a zombie's exit status and CPU time, before the reaping
+        stat = fh.read().rsplit(b")", 1)[1].split()
+    os.write(go_w, b"w")
+    os.close(pidfd)
+    status, ticks = int(stat[49]), os.sysconf("SC_CLK_TCK")
+    facts = {"killed": killed, "cpu": (int(stat[11]) + int(stat[12])) / ticks, "wall": time.monotonic() - t0,
              "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
              "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
              "out_total": totals[out_r], "err_total": totals[err_r]}
@@ -1466,6 +1557,9 @@ class Sandbox:
         if facts["cpu"] > TIMING_MARGIN * self.cpu_s:
             return Result("rejected", error=f"timing-fragile: used {facts['cpu']:.2f} s CPU of the {self.cpu_s} s "
                           f"limit (margin {TIMING_MARGIN:.0%})", **meta)
+        if facts["wall"] > TIMING_MARGIN * self.wall_s:   # a timed wait sleeps without CPU (Condition.wait(1.99))
+            return Result("rejected", error=f"timing-fragile: took {facts['wall']:.2f} s of the {self.wall_s} s "
+                          f"wall-clock limit (margin {TIMING_MARGIN:.0%})", **meta)
         b, outs_b, _ = self._execute(program, args, seed=HASH_SEEDS[1])
         if b.status == "sandbox_error":
             return Result("sandbox_error", error=b.error, **meta)
