@@ -219,7 +219,10 @@ def parse_config(argv):
         name, eq, value = arg[2:].partition("=")
         name = name.replace("-", "_")
         if name not in fields:
-            die(f"unknown flag --{name}; see the Config fields at the top of azr.py")
+            import difflib
+            near = difflib.get_close_matches(name, fields, n=1)
+            die(f"unknown flag --{name}; {f'did you mean --{near[0]}? ' if near else ''}"
+                "`python azr.py --help` lists every flag")
         if not eq:  # `--steps 5`, or a bare boolean flag `--resume`
             if fields[name].type is bool and (i + 1 >= len(argv) or argv[i + 1].startswith("--")):
                 value = "true"
@@ -240,7 +243,9 @@ def parse_config(argv):
             else:
                 values[name] = kind(text)
         except ValueError:
-            die(f"--{name}={text!r} is not a valid {kind.__name__}")
+            fix = ("use true or false" if kind is bool else
+                   f"give a {'whole ' if kind is int else ''}number such as --{name}={fields[name].default}")
+            die(f"--{name}={text!r} is not a valid {kind.__name__}; {fix}")
     preset = values.get("preset", Config.preset)
     if preset not in PRESETS:
         die(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -252,8 +257,12 @@ def parse_config(argv):
 def check_config(cfg):
     """Contradictory or out-of-range flags get one line each."""
     tasks = task_list(cfg)
-    if not tasks or any(t not in TASKS for t in tasks):
-        die(f"--tasks={cfg.tasks!r}: use a comma list of {', '.join(TASKS)}")
+    unknown = [t for t in tasks if t not in TASKS]
+    if not tasks or unknown:
+        die(f"--tasks={cfg.tasks!r}: {f'unknown task {unknown[0]!r}; ' if unknown else ''}use a comma list of "
+            f"{', '.join(TASKS)}")
+    if len(set(tasks)) < len(tasks):  # a task named twice would run, and append to its buffer, twice per step
+        die(f"--tasks={cfg.tasks!r} names a task twice; list each at most once")
     if not cfg.out.strip():
         die("--out is empty; name the run's folder, e.g. --out=out/azr")
     choices = dict(advantage=("trr++", "global", "grpo"), whiten=("token", "sequence"), device=("auto", "cpu", "cuda"),
@@ -441,9 +450,9 @@ def load_seed_buffers(path):
                 r = json.loads(line)
             except json.JSONDecodeError as e:
                 die(f"{p} line {n} is not valid JSON ({e}); it is not an AZR seed file")
-            name = bad_field(r, fields)
-            if name:
-                kind = "string" if fields[name] is str else "list of str"
+            name = bad_field(r, fields) or (r.get("imports") is not None and bad_field(r, {"imports": list}))
+            if name:  # imports may be absent or null, else a list of import lines (a string would split into chars)
+                kind = "string" if fields.get(name, list) is str else "list of str"
                 die(f"{p} line {n}: field {name!r} missing or not a {kind}; it is not an AZR seed file")
             out.append(r)
         if not out:
@@ -1317,6 +1326,10 @@ def preflight(cfg, device, rank):
     seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
     if cfg.eval_every and (rank == 0 or cfg.fsdp == "on"):  # the in-loop CRUXEval data, now and not at step 10
         from eval.data import DataError, default_data_dir, load_benchmark
+        if os.environ.get("NANOAZR_DATA") is not None and not default_data_dir().is_dir():  # azr.py has no --data-dir
+            die(f"--eval_every={cfg.eval_every} needs CRUXEval: NANOAZR_DATA={os.environ['NANOAZR_DATA']} is not a "
+                "folder; point it at the benchmark data folder, unset it (../shared/data, else the hub) or pass "
+                "--eval_every=0")
         try:
             for benchmark in ("cruxeval-i", "cruxeval-o"):
                 load_benchmark(benchmark, default_data_dir(), cfg.eval_limit or None)
@@ -1548,23 +1561,33 @@ def main(argv=None):
         dist.destroy_process_group()
 
 
+def rerun_advice(out):
+    """How to go on after a stop: --resume from the last checkpoint in `out`, or, before the first one was saved,
+    the same command afresh (--resume would find nothing to continue)."""
+    if out is not None and latest_checkpoint(out) is None:
+        return "no checkpoint was saved yet: rerun the same command without --resume to start over"
+    return "rerun with the same flags and --resume to continue from the last checkpoint (it is intact)"
+
+
 def entry(argv=None):
     """main() with one clear line for a full disk or Ctrl-C: every checkpoint is written to a temp folder and renamed,
     so the last complete one is intact and --resume continues from it."""
+    argv, out = sys.argv[1:] if argv is None else argv, None
     try:
+        out = parse_config(argv).out  # for the advice below; main() parses the same flags again
         main(argv)
     except KeyboardInterrupt:  # Ctrl-C reaches every rank: local rank 0 says it once
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("LOCAL_RANK", "0") != "0":
             sys.exit(2)
-        die("interrupted; rerun with the same flags and --resume to continue from the last checkpoint")
+        die(f"interrupted; {rerun_advice(out)}")
     except BrokenPipeError:  # `python azr.py --help | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        die(f"disk full while writing {e.filename2 or e.filename or 'output'}; free space, then rerun with --resume "
-            "(the last complete checkpoint is intact)", this_rank_only=True)
+        die(f"disk full while writing {e.filename2 or e.filename or 'output'}; free space, then {rerun_advice(out)}",
+            this_rank_only=True)
     except RuntimeError as e:  # gloo: another rank died mid-collective; it printed why and torchrun stops us all
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and ("closed by peer" in str(e) or "reset by peer" in str(e)):
             sys.stderr.flush()

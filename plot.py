@@ -7,7 +7,8 @@ azr.py writes one JSON object per step to RUN_DIR/metrics.jsonl: "step" plus key
 "propose/deduction/reward", "solve/abduction/accuracy", "solve/induction/response_len", "time/<phase>",
 "tokens_per_s". Panels are grouped by metric name: every "{role}/{task}/{metric}" key lands in the panel `metric`
 (one line per (role, task) and run), "time/<phase>" keys in the panel "time", any other key in its own panel.
-The same series has the same colour in every run; runs differ by line style, so two ablations compare at a glance.
+The same series has the same colour in every run and panel (no two series of one panel share one); runs differ by
+line style, so two ablations compare at a glance. A series of one point (a run's first step) is drawn as a dot.
 """
 import argparse
 import fnmatch
@@ -101,6 +102,22 @@ def smooth(values: list, weight: float) -> list:
     return out
 
 
+def series_colours(panels: dict) -> dict:
+    """{label: tab10 index}: one colour per series label in every panel and run, and (up to 10 labels in a panel)
+    no two labels of one panel share a colour: each label, in sorted order, takes the first index that no label it
+    shares a panel with has taken (a plain i % 10 gave time/learnability and time/update the same colour)."""
+    neighbours = {}
+    for series in panels.values():
+        labels = {label for label, _ in series}
+        for label in labels:
+            neighbours.setdefault(label, set()).update(labels - {label})
+    colours = {}
+    for label in sorted(neighbours):
+        taken = {colours[n] for n in neighbours[label] if n in colours}
+        colours[label] = next((i for i in range(10) if i not in taken), len(colours) % 10)
+    return colours
+
+
 def run_names(run_dirs) -> list:
     """Short legend names: the folder name, or the full path when two runs share a folder name."""
     names = [Path(d).name or str(d) for d in run_dirs]
@@ -114,6 +131,7 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not 0 <= smoothing < 1:
         raise PlotError(f"--smooth must be in [0, 1), got {smoothing}")
@@ -132,8 +150,7 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
         raise PlotError(f"no numeric metric matches --keys {wanted} in {', '.join(map(str, run_dirs))}")
 
     # One colour per series label (shared across runs and panels), one line style per run.
-    labels = sorted({label for series in panels.values() for label, _ in series})
-    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    colours = {label: plt.get_cmap("tab10")(i) for label, i in series_colours(panels).items()}
     styles = {run: LINESTYLES[i % len(LINESTYLES)] for i, run in enumerate(runs)}
 
     names = sorted(panels, key=lambda n: (PANEL_ORDER.index(n) if n in PANEL_ORDER else len(PANEL_ORDER), n))
@@ -145,9 +162,11 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
         for (label, run), (steps, values) in sorted(panels[name].items()):
             parts = [p for p in (label, run if len(runs) > 1 else "") if p]
             ax.plot(steps, smooth(values, smoothing), color=colours[label], linestyle=styles[run],
-                    linewidth=1.5, label=" | ".join(parts) or name)
+                    linewidth=1.5, label=" | ".join(parts) or name,
+                    marker="o" if len(steps) == 1 else None)  # a line through one point draws nothing
         ax.set_title(name)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best", ncol=2 if len(panels[name]) > 6 else 1)
     for ax in list(axes.flat)[len(names):]:
@@ -167,7 +186,8 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Plot nanoAZR training curves from RUN_DIR/metrics.jsonl.")
+    ap = argparse.ArgumentParser(description="Plot nanoAZR training curves from RUN_DIR/metrics.jsonl.",
+                                 allow_abbrev=False)  # a misspelled flag is an error, never another flag
     ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="azr.py --out folders to compare")
     ap.add_argument("--out", default="curves.png", help="output image (png; the suffix picks the format)")
     ap.add_argument("--keys", nargs="+", default=None,

@@ -279,7 +279,8 @@ def check_gold(benchmarks: list[str], data_dir, limit=None, lcb_file=None, sandb
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+    # no prefixes: a misspelled `--benchmark aime24` is an error, not --benchmarks by another name
+    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--model", help="local checkpoint folder, short name (qwen2.5-7b) or hub id")
     p.add_argument("--benchmarks", default=",".join(data.DEFAULT_BENCHMARKS),
                    help=f"comma-separated, from {','.join(data.ALL_BENCHMARKS)} (lcb-e needs --lcb-file; lcb "

@@ -127,7 +127,8 @@ def _hub_records(benchmark: str, local: Path) -> list[dict]:
         files = list_repo_files(repo, repo_type="dataset")
     except Exception as e:  # offline, no such repo, hub library missing
         raise DataError(f"{benchmark}: no file at {local} and the Hugging Face hub is unreachable for {repo} "
-                        f"({type(e).__name__}); put the file there or pass --data-dir / set NANOAZR_DATA") from None
+                        f"({type(e).__name__}); put the file there, or point NANOAZR_DATA (python -m eval: also "
+                        "--data-dir) at a folder holding it") from None
     # Prefer test-split jsonl, then json, then parquet; skip READMEs and scripts.
     ranked = []
     for f in files:

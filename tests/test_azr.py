@@ -56,6 +56,15 @@ def test_flag_spellings_and_types():
     (["--sandbox_workers=-1"], "--seed_rounds and --sandbox_workers >= 0"),
     (["--seed_rounds=-1"], "--seed_rounds and --sandbox_workers >= 0"),
     (["--kv_cache_tokens=4096", "--max_prompt_tokens=4000", "--max_response_tokens=200"], "cannot hold one rollout"),
+    # each line names the fix too: the nearest flag, the values a type takes, the task that is wrong
+    (["--step=3"], "unknown flag --step; did you mean --steps? `python azr.py --help` lists every flag"),
+    (["--seed_date=x_seed_io.jsonl"], "did you mean --seed_data?"),
+    (["--zzz=1"], "unknown flag --zzz; `python azr.py --help` lists every flag"),
+    (["--train_proposer=nope"], "--train_proposer='nope' is not a valid bool; use true or false"),
+    (["--steps=1.5"], "--steps='1.5' is not a valid int; give a whole number such as --steps=500"),
+    (["--lr=fast"], "--lr='fast' is not a valid float; give a number such as --lr=1e-06"),
+    (["--tasks=deduction,inductoin"], "unknown task 'inductoin'; use a comma list of deduction, abduction, induction"),
+    (["--tasks=deduction,deduction"], "names a task twice"),
 ])
 def test_bad_flags_one_line(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
@@ -442,6 +451,23 @@ def test_seed_file_errors(tmp_path, capsys):
     assert "not an AZR seed file" in capsys.readouterr().err
 
 
+def test_seed_file_imports_must_be_a_list_of_lines(tmp_path, capsys):
+    # a string would be split into one "import line" per character, failing every check of that task silently
+    good = {"snippet": "def f(a):\n    return a", "input": "1", "output": "1"}
+    good_f = {"snippet": "def f(a):\n    return a", "inputs": ["1"], "outputs": ["1"], "message": "m"}
+    io, fn = tmp_path / "x_seed_io.jsonl", tmp_path / "x_code_f_seed_io.jsonl"
+    for bad_io, bad_f in [({**good, "imports": "import math"}, good_f), (good, {**good_f, "imports": [1]})]:
+        io.write_text(json.dumps(bad_io) + "\n")
+        fn.write_text(json.dumps(bad_f) + "\n")
+        with pytest.raises(SystemExit):
+            azr.load_seed_buffers(io)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "line 1: field 'imports' missing or not a list of str" in err[0]
+    io.write_text(json.dumps({**good, "imports": None}) + "\n" + json.dumps({**good, "imports": ["import re"]}) + "\n")
+    fn.write_text(json.dumps(good_f) + "\n")
+    assert [e["imports"] for e in azr.load_seed_buffers(io)["deduction"]] == [[], ["import re"]]
+
+
 # ----------------------------------------------------------------------------- the update on a tiny model
 
 def sequence_logprob(qwen, prompt, response):
@@ -628,25 +654,47 @@ def test_resume_with_another_optimizer_layout_is_one_line(tmp_path, capsys):
         assert "same --optim and --fsdp" in err
 
 
-def test_full_disk_is_one_line(monkeypatch, capsys):
+def test_full_disk_is_one_line(monkeypatch, capsys, tmp_path):
     import errno
 
     def full(argv=None):
         raise OSError(errno.ENOSPC, "No space left on device", "out/azr/ckpt/.tmp_step_000002/model.safetensors")
-    monkeypatch.setattr(azr, "main", full)
-    with pytest.raises(SystemExit) as e:
-        azr.entry([])
-    assert e.value.code != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "disk full" in err[0] and "--resume" in err[0]
 
     def interrupted(argv=None):
         raise KeyboardInterrupt
-    monkeypatch.setattr(azr, "main", interrupted)
-    with pytest.raises(SystemExit) as e:
-        azr.entry([])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code != 0 and len(err) == 1 and "interrupted" in err[0] and "--resume" in err[0]
+
+    def stop(main, out):
+        monkeypatch.setattr(azr, "main", main)
+        with pytest.raises(SystemExit) as e:
+            azr.entry([f"--out={out}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code != 0 and len(err) == 1
+        return err[0]
+
+    # after a checkpoint: --resume; before the first one, --resume would find nothing, so: the same command afresh
+    out = tmp_path / "run"
+    (out / "ckpt" / "step_000002").mkdir(parents=True)
+    (out / "ckpt" / "step_000002" / "state.json").write_text("{}")
+    line = stop(full, out)
+    assert "disk full" in line and "rerun with the same flags and --resume" in line
+    line = stop(interrupted, out)
+    assert "interrupted" in line and "rerun with the same flags and --resume" in line
+    for main in (full, interrupted):
+        line = stop(main, tmp_path / "fresh")
+        assert "no checkpoint was saved yet: rerun the same command without --resume" in line
+
+
+def test_eval_data_folder_named_by_env_is_one_azr_line(monkeypatch, capsys, tmp_path):
+    # azr.py has no --data-dir: its line names NANOAZR_DATA only, and nothing is created
+    monkeypatch.setenv("NANOAZR_DATA", str(tmp_path / "no-data"))
+    cfg = azr.parse_config([f"--out={tmp_path / 'o'}", "--eval_every=5"])
+    with pytest.raises(SystemExit):
+        azr.preflight(cfg, torch.device("cpu"), 0)
+    err = capsys.readouterr().err.strip()
+    assert err == (f"azr.py: error: --eval_every=5 needs CRUXEval: NANOAZR_DATA={tmp_path / 'no-data'} is not a "
+                   "folder; point it at the benchmark data folder, unset it (../shared/data, else the hub) or pass "
+                   "--eval_every=0")
+    assert not (tmp_path / "o").exists()
 
 
 def test_batch_metrics_definitions():

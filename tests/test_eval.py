@@ -253,6 +253,9 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit) as e:
             main(["--model", "unused", flag, value])
         assert e.value.code == 2 and f"{flag} {value}: must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # a prefix of a flag is not that flag (--benchmark is no --benchmarks)
+        main(["--model", "unused", "--benchmark", "aime24"])
+    assert e.value.code == 2 and "unrecognized arguments: --benchmark aime24" in capsys.readouterr().err
 
 
 def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_path_one_thread):

@@ -147,3 +147,34 @@ def test_bad_out_path(tmp_path, capsys):
     assert "names no file" in error_of(capsys, [str(a), "--out", str(tmp_path)])
     assert plot.main([str(a), "--out", str(tmp_path / "c.svg")]) == 0
     assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_series_of_one_panel_never_share_a_colour(tmp_path):
+    # azr.py's real keys: 7 time/<phase> labels beside 9 role/task and buffer labels; i % 10 over all labels gave
+    # time/learnability and time/update one colour. Each label keeps one colour in every panel it appears in.
+    row = {"step": 1, **{f"time/{p}": 1.0 for p in ("propose", "validate", "learnability", "solve", "verify",
+                                                    "update", "step")}}
+    for task in ("deduction", "abduction", "induction"):
+        row.update({f"propose/{task}/reward": -1.0, f"solve/{task}/reward": -1.0, f"solve/{task}/accuracy": 0.0,
+                    f"buffer/{task}/size": 1})
+    panels = plot.collect_series({"r": [row]}, None)
+    colours = plot.series_colours(panels)
+    for name, series in panels.items():
+        used = [colours[label] for label, _ in series]
+        assert len(set(used)) == len(used), name
+    assert set(colours.values()) <= set(range(10))
+
+
+def test_a_run_of_one_step_is_drawn(tmp_path, monkeypatch):
+    # a line through one point draws nothing: a run's first step (or a one-step ablation) gets a dot
+    import matplotlib.axes
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, *args, **kwargs):
+        drawn.append((len(args[0]), kwargs.get("marker")))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    a, b = write_run(tmp_path / "a", 1, 1.0), write_run(tmp_path / "b", 3, 1.0)
+    assert plot.main([str(a), str(b), "--out", str(tmp_path / "c.png"), "--keys", "tokens_per_s"]) == 0
+    assert sorted(drawn) == [(1, "o"), (3, None)]
