@@ -11,8 +11,8 @@ one child per execution and reaps it, so every child starts from the same heap w
 (no order of identity-hashed objects, address or leftover request text tells one run from another); the zygote
 hands the request to the child in a memfd and supervises it. Before any untrusted byte runs, the child
 points stdin at /dev/null and stdout/stderr/result at pipes, closes every other descriptor, sets rlimits
-(CPU, address space mem_mb above the zygote's own size, file size 0, 16 fds, no processes, no core; script runs a
-256 MiB stack) and installs a seccomp allowlist (default: kill the process;
+(CPU, address space mem_mb above the zygote's own size, file size 0, 16 fds, no processes, no core (limit 1, see
+_child); script runs a 256 MiB stack) and installs a seccomp allowlist (default: kill the process;
 file and pipe syscalls fail with EPERM so Python raises PermissionError; non-x86_64 arch and x32 numbers: kill).
 It then writes a one-byte "sandboxed" marker. The zygote enforces the wall-clock limit with SIGKILL, caps the
 captured output, reaps the child and relays raw bytes. Verdicts are computed here, in the caller, from those
@@ -481,20 +481,23 @@ def _format_walk(text):
     return next(_format_fields(text), None) is not None
 
 
-def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
+def check_pure(node, scope=frozenset(), depth=0, calls=frozenset(), shadow=frozenset()):
     """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
     builtin or in scope, a variable of an enclosing lambda or comprehension (Python's scoping rules). calls: names
     that may only be called (check_abduction: the program's own module-level names, a namedtuple class or an
-    imported deque; never f, and never as values or with attributes, so an answer cannot rewrite a global table)."""
+    imported deque; never f, and never as values or with attributes, so an answer cannot rewrite a global table).
+    shadow: SAFE_CALLS names that the program binds as globals (`len = f`): in its namespace they are the
+    program's objects, not the builtins, so they count as program names (callable only when in calls)."""
     if depth > PURE_DEPTH:
         raise ValueError("predicted value nested too deep")
     if not isinstance(node, _SAFE_NODES):
         raise ValueError(f"{type(node).__name__} is not allowed in a predicted value")
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls - scope:
         for child in node.args + node.keywords:
-            check_pure(child, scope, depth + 1, calls)
+            check_pure(child, scope, depth + 1, calls, shadow)
         return
-    if isinstance(node, ast.Name) and node.id not in scope and node.id not in SAFE_CALLS:
+    if isinstance(node, ast.Name) and node.id not in scope and (node.id not in SAFE_CALLS or
+                                                             node.id in shadow):
         raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRS:
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
@@ -505,24 +508,24 @@ def check_pure(node, scope=frozenset(), depth=0, calls=frozenset()):
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args
         for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
-            check_pure(d, scope, depth + 1, calls)
+            check_pure(d, scope, depth + 1, calls, shadow)
         params = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
-        return check_pure(node.body, scope | params, depth + 1, calls)
+        return check_pure(node.body, scope | params, depth + 1, calls, shadow)
     if isinstance(node, _COMPS):  # the first iterable in the enclosing scope, then each target is visible onward
         inner = scope
         for gen in node.generators:
-            check_pure(gen.iter, inner, depth + 1, calls)
+            check_pure(gen.iter, inner, depth + 1, calls, shadow)
             targets = list(ast.walk(gen.target))
             if not all(isinstance(t, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.expr_context)) for t in targets):
                 raise ValueError("comprehension targets must be plain names")
             inner = inner | {t.id for t in targets if isinstance(t, ast.Name)}
             for cond in gen.ifs:
-                check_pure(cond, inner, depth + 1, calls)
+                check_pure(cond, inner, depth + 1, calls, shadow)
         for part in (node.key, node.value) if isinstance(node, ast.DictComp) else (node.elt,):
-            check_pure(part, inner, depth + 1, calls)
+            check_pure(part, inner, depth + 1, calls, shadow)
         return
     for child in ast.iter_child_nodes(node):
-        check_pure(child, scope, depth + 1, calls)
+        check_pure(child, scope, depth + 1, calls, shadow)
 
 
 def _pure_text(text):
@@ -540,11 +543,12 @@ def _pure_text(text):
 def module_names(program):
     """The names a program binds at module level (assignments, imports, classes), for check_pure's scope: not f,
     and not a name whose statement reaches f (see below)."""
-    names, bound = set(), []
+    names, bound, defs = set(), [], []
     try:
         for stmt in ast.parse(program).body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.add(stmt.name)
+                defs.append(stmt)
                 continue
             here = {stmt.name} if isinstance(stmt, ast.ClassDef) else set()
             for n in ast.walk(stmt):
@@ -559,19 +563,77 @@ def module_names(program):
         return frozenset()
     # a name whose statement reaches f (g = f, h = lambda x: f(x), a class whose methods call f), directly or through
     # another such name, would let an answer run f: not callable (one traversal from f over the statements using
-    # each name; a pass over every statement per link was quadratic in a chain a1 = f, a2 = a1, ...)
+    # each name; a pass over every statement per link was quadratic in a chain a1 = f, a2 = a1, ...). A statement
+    # that reaches f can also store it in any object it names without binding a name (`box['k'] = f` then
+    # `get = box.get`, `reg.append(f)`): every name such a statement uses reaches f too. So does every name that f's
+    # own body uses when f holds itself there (`reg['k'] = f` in f, run by a module-level `f(0)`): f's body
+    # names a name that reaches f other than as the callee of a plain call (recursion is fine).
     users = {}
-    for i, (_, used) in enumerate(bound):
+    for i, (here, used) in enumerate(bound):
         for name in used:
             users.setdefault(name, []).append(i)
     reach, todo, seen = {"f"}, ["f"], set()
     while todo:
-        for i in users.get(todo.pop(), ()):
-            if i not in seen:
-                seen.add(i)
-                todo += bound[i][0] - reach
-                reach |= bound[i][0]
+        while todo:
+            for i in users.get(todo.pop(), ()):
+                if i not in seen:
+                    seen.add(i)
+                    new = (bound[i][0] | bound[i][1]) - reach
+                    todo += new
+                    reach |= new
+        for d in [d for d in defs if _holds_itself(d, reach)]:
+            defs.remove(d)
+            new = {n.id for n in ast.walk(d) if isinstance(n, ast.Name)} - reach
+            todo += new
+            reach |= new
     return frozenset(names - reach)
+
+
+def _holds_itself(fdef, reach):
+    """Whether the body of `fdef` uses a name in `reach` as a value: anything but the callee of a call outside any
+    lambda (`reg.append(f)`, `key=lambda y: f(y)`, `f.__call__`). One pass."""
+    todo = [(child, False, False) for child in ast.iter_child_nodes(fdef)]
+    while todo:
+        node, in_lambda, callee = todo.pop()
+        if isinstance(node, ast.Name) and node.id in reach and (in_lambda or not callee):
+            return True
+        in_lambda = in_lambda or isinstance(node, ast.Lambda)
+        todo += [(c, in_lambda, isinstance(node, ast.Call) and c is node.func) for c in ast.iter_child_nodes(node)]
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def shadowed_builtins(program):
+    """The SAFE_CALLS names that a program can bind as globals: at module level (assignments, loop, with, except and
+    match targets, imports, class names, a walrus), or declared `global` in a function. An abduction answer runs in
+    the program's namespace, so there `len(x)` after `len = f` calls f (brute force) and `max.update(...)` after
+    `max = memo` rewrites f's table. One pass over the tree; unparsable: every SAFE_CALLS name."""
+    try:
+        tree = ast.parse(program)
+    except Exception:  # SyntaxError, RecursionError: the run fails anyway; refuse the names rather than guess
+        return SAFE_CALLS
+    names, todo = set(), [(tree, True)]
+    while todo:
+        node, top = todo.pop()
+        if isinstance(node, ast.Global):
+            names.update(node.names)
+        elif top:
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+            elif isinstance(node, ast.alias) and node.name != "*":
+                names.add(node.asname or node.name.split(".")[0])
+            elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.FunctionDef,
+                                   ast.AsyncFunctionDef, ast.ClassDef)) and node.name:
+                names.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                names.add(node.rest)
+        # a def, lambda or class body is another scope (its `global` statements still count); defaults, decorators
+        # and bases are evaluated at module level
+        inner = ()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            inner = {id(b) for b in (node.body if isinstance(node.body, list) else [node.body])}
+        todo += [(child, top and id(child) not in inner) for child in ast.iter_child_nodes(node)]
+    return SAFE_CALLS & frozenset(names)
 
 
 def _pure_args(args, program=""):
@@ -580,7 +642,7 @@ def _pure_args(args, program=""):
     try:
         node = _call_args(args)
         for arg in node.args + [k.value for k in node.keywords]:
-            check_pure(arg, calls=module_names(program))
+            check_pure(arg, calls=module_names(program), shadow=shadowed_builtins(program))
         return True
     except Exception:
         return False
@@ -879,9 +941,12 @@ def _child(fds, libc, prog, parent_pid):
         with open("/proc/self/statm", "rb") as fh:
             vsz = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         mem = vsz + (int(req["mem_mb"]) << 20)
+        # core size limit 1, not 0: a pipe core_pattern (apport, systemd-coredump) ignores RLIMIT_CORE, except that
+        # 1 aborts the dump before the host's handler starts (0 would start it, as root outside any sandbox, on
+        # every crash: each SIGSYS of a forbidden call); a file core_pattern needs a page at least, so none either
         for lim, val in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (mem, mem)),
                          (resource.RLIMIT_FSIZE, (0, 0)), (resource.RLIMIT_NOFILE, (16, 16)),
-                         (resource.RLIMIT_CORE, (0, 0)), (resource.RLIMIT_NPROC, (0, 0))):
+                         (resource.RLIMIT_CORE, (1, 1)), (resource.RLIMIT_NPROC, (0, 0))):
             resource.setrlimit(lim, val)
         if req.get("stdin") is not None:  # scripts (LiveCodeBench) recurse deep in the main thread: room to grow
             hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
@@ -1420,10 +1485,11 @@ class Sandbox:
             chunks = []
             while n:
                 try:
-                    fd = proc.stdout.fileno()
-                    if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    poller = select.poll()   # (select() refuses descriptors >= 1024, which a trainer may hold)
+                    poller.register(proc.stdout.fileno(), select.POLLIN)
+                    if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                         raise _WorkerLost("zygote did not answer in time")
-                    b = os.read(fd, n)
+                    b = os.read(proc.stdout.fileno(), n)
                 except (OSError, ValueError) as e:   # close() from another thread closed the pipe
                     raise _WorkerLost(f"zygote pipe: {e}") from None
                 if not b:

@@ -519,6 +519,47 @@ def test_abduction_answers_cannot_reach_f_through_an_alias(sb):
                                        "def f(p):\n    return p.a")
 
 
+def test_abduction_answers_cannot_reach_f_stored_in_an_object(sb):
+    """Round 11: only a statement's bound names counted as reaching f, so a statement that stores f in an object
+    without binding a name (`box['k'] = f`, `reg.append(f)`, or `reg['k'] = f` in f's own body run by a
+    module-level `f(0)`) left a callable getter of that object (`get = box.get`) to an answer: brute force of f."""
+    base = "def f(x):\n    return (x * 7919) % 10007\n"
+    for prog, call in ((base + "box = {}\nbox['k'] = f\nget = box.get", "get('k')"),
+                       (base + "reg = []\nreg.append(f)\npeek = reg.copy", "peek()[0]"),
+                       ("reg = {}\ndef f(x):\n    reg['k'] = f\n    return (x * 7919) % 10007\nf(0)\nget = reg.get",
+                        "get('k')")):
+        assert sb.validate(prog, "3").status == "ok"
+        assert sb.check_abduction([(prog, "5214", f"next(x for x in range(10007) if {call}(x) == 5214)"),
+                                   (prog, "5214", "1234")]) == [False, True]
+    # recursion is no escape: a namedtuple the program builds in f stays callable for answers
+    rec = ("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\n"
+           "def f(p, n):\n    if n == 0:\n        return p.x\n    return f(Pt(p.x + p.y, p.y), n - 1)")
+    assert "Pt" in sandbox.module_names(rec)
+    assert sb.check_abduction([(rec, "7", "Pt(1, 2), 3")]) == [True]
+
+
+def test_abduction_answers_cannot_call_a_shadowed_builtin(sb):
+    """Round 11: an answer is evaluated in the program's namespace, where a global named like a SAFE_CALLS builtin
+    (`len = f`, `for abs in [f]`, `import functools as sum`, `global max` in f) is the program's object, yet
+    check_pure passed the name as the builtin: the answer brute-forced f, or rewrote a table f reads."""
+    base = "def f(x):\n    return (x * 7919) % 10007\n"
+    for alias, name in (("len = f", "len"), ("sorted = lambda y: f(y)", "sorted"), ("for abs in [f]:\n    pass", "abs"),
+                        ("import functools\nsum = functools.partial(f)", "sum"), ("f(0)", "max")):
+        prog = base.replace("    return", "    global max\n    max = f\n    return") if name == "max" else base
+        prog += alias
+        assert sb.validate(prog, "3").status == "ok"
+        assert sb.check_abduction([(prog, "5214", f"next(x for x in range(10007) if {name}(x) == 5214)"),
+                                   (prog, "5214", "1234")]) == [False, True]
+    memo = "memo = {}\nmax = memo\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2"
+    assert sb.check_abduction([(memo, "75648", "(max.update({0: 75648}), 0)[1]"), (memo, "6", "3")]) == [False, True]
+    # builtins that are only local names of f (a parameter `list`, `sum = 0`) stay usable, as do a program's own
+    # harmless globals when called (`min = lambda a, b: a`), and a lambda parameter named like a builtin
+    local = "def f(list, n):\n    sum = 0\n    for x in list:\n        sum += x\n    return sum * n"
+    assert sb.check_abduction([(local, "12", "list(range(4)), sum([1, 1])")]) == [True]
+    own = "min = lambda a, b: a\ndef f(x):\n    return x + 1"
+    assert sb.check_abduction([(own, "3", "min(2, 9)"), (own, "3", "(lambda min: min)(2)")]) == [True, True]
+
+
 def test_random_is_seeded_in_every_child(sb):
     """statistics draws from `random` (a banned import, but reachable through a public API): every child starts
     from the same seed, so such a gold is the same at every check instead of a coin flip."""
@@ -911,3 +952,37 @@ def test_wall_time_fragile_is_rejected(sb):                      # C10, for the 
     res = sb.validate(prog, "0.45")   # 0.9 s of the fixture's 2 s wall limit, no CPU
     assert res.status == "rejected" and "wall" in res.error, res
     assert sb.validate(prog, "0.01").status == "ok"
+
+
+
+
+def test_crashes_make_no_core_dump_even_through_a_pipe(sb):
+    """Round 11: children ran with RLIMIT_CORE 0, which stops a core dump only for a file core_pattern. With a pipe
+    (apport, systemd-coredump: Ubuntu and Fedora defaults, and what a container inherits from its host) the kernel
+    ignores every limit but 1 and starts the host's handler, as root outside any sandbox, on each crash: every
+    SIGSYS of a forbidden call, SIGXCPU, SIGSEGV. Limit 1 aborts such a dump before the handler starts, and is
+    under the page a file dump needs. (We cannot set a pipe core_pattern here: it is the host's; so the limit.)"""
+    res = sb.run("import resource\ndef f():\n    return resource.getrlimit(resource.RLIMIT_CORE)", "")
+    assert (res.status, res.value) == ("ok", "(1, 1)")
+    # (lowering it to 0 again is refused like any prlimit64 with a new limit: EPERM, which setrlimit raises as such)
+    lower = "import resource\ndef f():\n    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n    return 0"
+    assert sb.run(lower, "").status in ("exception", "forbidden")
+
+
+def test_a_caller_holding_over_1024_descriptors():
+    """Round 11: the caller waited on zygote pipes with select(), which refuses descriptors >= 1024: in a trainer
+    holding that many files (CUDA, data loaders, sockets) every call came back as sandbox_error."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with Sandbox(workers=1, selftest=False) as s:
+            assert all(w.proc.stdout.fileno() >= 1024 for w in s._workers)
+            assert s.run("def f(x):\n    return x + 1", "1").value == "2"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
