@@ -33,7 +33,7 @@ stdin tests (run(code, "", stdin=text): stdin text and the captured prints live 
 syscall; a capture flood ends as output_limit; tested in tests/test_eval_lcb.py), injected predicted
 inputs (argument text must parse as the arguments of one call to f), environment secrets (zygote env is
 scrubbed), orphans (parent-death signals, EOF detection), nondeterminism (two calls per child on fresh
-arguments + a run in the other-hash-seed zygote + a default-repr address check; children of a template that never
+arguments + a run in the other-hash-seed zygote on the input re-spaced + a default-repr address check; children of a template that never
 served a request, so no heap history; a timing margin on CPU and on wall time).
 
 Not covered: kernel bugs in the allowed syscalls (mmap, brk, futex, ...); file metadata through
@@ -1626,11 +1626,15 @@ class Sandbox:
         if facts["wall"] > TIMING_MARGIN * self.wall_s:   # a timed wait sleeps without CPU (Condition.wait(1.99))
             return Result("rejected", error=f"timing-fragile: took {facts['wall']:.2f} s of the {self.wall_s} s "
                           f"wall-clock limit (margin {TIMING_MARGIN:.0%})", **meta)
-        b, outs_b, _ = self._execute(program, args, seed=HASH_SEEDS[1])
+        # B runs the same values as other text (the input padded with spaces): a child's heap, and with it the order
+        # of a set of the program's own objects hashed by address, follows the request's text, which differs between
+        # validation and every later check (a solver's input is other text for the same values)
+        pad = " " * 97
+        b, outs_b, _ = self._execute(program, args + pad, seed=HASH_SEEDS[1], arg_limit=self.max_args + len(pad))
         if b.status == "sandbox_error":
             return Result("sandbox_error", error=b.error, **meta)
         if b.status != "ok" or not _same(outs_b[0][1], v1):
-            return Result("nondeterministic", error=f"a zygote with another hash seed gave {b.status} "
+            return Result("nondeterministic", error=f"a zygote with another hash seed (the input re-spaced) gave {b.status} "
                           f"{truncate_output(b.value or b.error or '', 200)!r}", **meta)
         return Result("ok", value=text, **meta)
 

@@ -986,3 +986,17 @@ def test_a_caller_holding_over_1024_descriptors():
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_heap_that_follows_the_input_text_is_nondeterministic(monkeypatch):
+    """A child's heap follows its request's text, so a set of the program's own objects can come out in another
+    order for the same values written otherwise ("24" and "24" + 64 spaces), and a solver's input is other text than
+    the proposer's. With every zygote alike (one hash seed, ASLR off: the B zygotes' differences removed), only the
+    padded input text of the B run tells such a program from a deterministic one."""
+    monkeypatch.setattr(sandbox, "HASH_SEEDS", ("0", "0"))
+    with Sandbox(workers=1, selftest=False) as s:
+        orders = {s.run(_IDENTITY_ORDER, "24" + " " * k).value for k in (0, 64, 97, 300)}
+        assert len(orders) > 1   # (the premise: the text moves the order)
+        res = s.validate(_IDENTITY_ORDER, "24")
+        assert res.status == "nondeterministic" and "another hash seed" in res.error, res
+        assert s.validate("def f(x):\n    return sorted({x, x + 1})", "24").status == "ok"
