@@ -16,8 +16,10 @@
 # paged) and step compare nothing; the tests stages cover those paths.
 # Models are random weights at real shapes (no hub on the device); the tests make their own data.
 # Each stage runs under its own timeout, also capped by what is left of GPU_SH_BUDGET_S (default 540 s), so the
-# script ends in time even when a stage hangs; a failing stage never stops the next. The summary lists each stage's
-# exit code (124 = timed out). One log file, since the device tool brings back at most 8 files.
+# script ends in time even when a stage hangs (at most 10 s past the budget: a stage that ignores the timeout's TERM
+# is killed 10 s later); a failing stage never stops the next. The summary lists each stage's exit code (124 = timed
+# out, 137 = killed after it). One log file, since the device tool brings back at most 8 files. Give the device call
+# a timeout_s of at least GPU_SH_BUDGET_S + 30, and lower GPU_SH_BUDGET_S when less device time is left.
 # Needs the CUDA build of torch and the other requirements. The lent H200 image has torch, triton, transformers,
 # safetensors, tqdm and pytest (seen 2026-11: torch 2.11, triton 3.6, transformers 5.17, older than our pins; the
 # env stage prints what ran) but no network, so carry the rest as wheels (see /work/.library/device/README.md):

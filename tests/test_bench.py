@@ -91,3 +91,25 @@ def test_kernels_bench_checks_reject_positive_or_lowered_logprobs_and_wrong_grad
         monkeypatch.setattr(bench, "kernels", fake)
         with pytest.raises(AssertionError):
             bench.check_logprobs(h, w, t)
+
+
+def test_generate_bench_warms_up_on_cuda_with_the_timed_new_tokens(monkeypatch):
+    """On CUDA the cache length (prompt + new tokens) picks the decode-attention kernel's variant (split or not, the
+    block size's divisibility by 16), so the warm-up must generate as many new tokens as the timed call, or Triton
+    compiles inside the timed run. Pure Python: the engine and the device are stubbed out."""
+    bench = load("generate.py")
+    calls = []
+
+    def fake_generate(model, prompts, max_new_tokens, **kwargs):
+        calls.append(max_new_tokens)
+        return [[1] * max_new_tokens for _ in prompts]
+    monkeypatch.setattr(bench, "generate", fake_generate)
+    monkeypatch.setattr(bench, "build", lambda shape, device, dtype, with_hf=True: (object(), None))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    for device, want in (("cuda", [256, 256]), ("cpu", [4, 256])):
+        calls.clear()
+        monkeypatch.setattr(sys, "argv", ["generate.py", "--device", device, "--shapes", "tiny", "--batches", "2",
+                                          "--new-tokens", "256", "--skip-hf"])
+        bench.main()
+        assert calls == want, (device, calls)
