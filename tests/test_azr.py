@@ -792,3 +792,47 @@ def test_truncate_metrics_on_resume(tmp_path):
     path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "loss": 0.3}\n{"step": 4, "lo')
     azr.truncate_metrics(path, 2)
     assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2]
+
+
+def test_prompt_cap_keeps_a_prompt_of_exactly_the_cap_in_both_roles():
+    """Official filter: a prompt of max_prompt_tokens tokens is kept, one token more is dropped, for proposer and
+    solver prompts alike."""
+    class Chars:
+        def encode(self, text, add_special_tokens=False):
+            return list(text)
+    buffer = [entry(i) for i in range(10, 20)]  # equally long solver prompts
+    buffers = {"deduction": buffer, "abduction": [], "induction": []}
+    n_solve = len(azr.solver_text("deduction", buffer[0]))
+    n_propose = len(azr.proposer_text("deduction", {}, []))
+    assert n_solve < n_propose
+    for cap, sizes in ((n_solve - 1, (0, 0)), (n_solve, (0, 4)), (n_propose - 1, (0, 4)), (n_propose, (4, 4))):
+        cfg = azr.parse_config(["--batch_size=4", "--group_size=1", "--num_references=0",
+                                f"--max_prompt_tokens={cap}"])
+        b = azr.build_batches(buffers, ["deduction"], cfg, 1, Chars(), random.Random(0))
+        assert (len(b[("deduction", "propose")]), len(b[("deduction", "solve")])) == sizes, cap
+
+
+def test_seeding_proposals_parse_the_whole_response(sb, monkeypatch):
+    """propose_entries (the seeding phase) validates the whole decoded response, as the official seeding does."""
+    text = "I will write:\n```python\ndef g(x):\n    return x * 3\n```\n```input\n2\n```\nno tags at all"
+
+    class Tok:
+        eos_token_id = 0
+
+        def decode(self, ids, skip_special_tokens=True):
+            return ids
+    monkeypatch.setattr(azr, "rollout", lambda qwen, ids, *a, **k: [text for _ in ids])
+    got = azr.propose_entries("deduction", [{"prompt_ids": [1]}], None, Tok(), sb, azr.Config(), 0, 0, 1, False)
+    assert [(e["program"], e["output"]) for e in got] == [("def f(x):\n    return x * 3", "6")]
+
+
+def test_die_names_the_rank_for_a_failure_of_its_own(monkeypatch, capsys):
+    """Under torchrun an error only this rank met says which rank; one every rank meets is the plain line."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    for own, line in ((True, "azr.py: error: (rank 1) disk full"), (False, "azr.py: error: disk full")):
+        with pytest.raises(SystemExit):
+            azr.die("disk full", this_rank_only=own)
+        assert capsys.readouterr().err.strip() == line

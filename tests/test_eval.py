@@ -747,3 +747,38 @@ def test_reference_runs_and_failures(tmp_path, monkeypatch):
 
 def test_boxed_without_braces():
     assert mathscore.extract_answer("so the result is \\boxed 5 and not 7") == "5"  # no braces, as the harness accepts
+
+
+def test_sanitize_follows_every_name_an_assignment_binds():
+    """A tuple, starred or annotated assignment defines each name it binds, so the entry point reaches it."""
+    code = ("LO, (HI, *REST) = 1, (5, 6)\nW: int = 2\nX = 9\ndef g(v):\n    return min(max(v, LO), HI) * W + len(REST)\n"
+            "print(g(3))\n")
+    assert codeeval.sanitize(code, "g") == ("LO, (HI, *REST) = 1, (5, 6)\nW: int = 2\n"
+                                            "def g(v):\n    return min(max(v, LO), HI) * W + len(REST)\n")
+
+
+def test_empty_olympiadbench_gold_is_a_data_error():
+    """An OlympiadBench final answer with nothing but `$` signs and spaces is a data error, never the gold ""."""
+    for raw in ("", "$ $", "$$"):
+        with pytest.raises(ValueError, match="empty"):
+            mathscore.gold_answer("olympiadbench", {"final_answer": [raw]})
+
+
+def test_lcb_execution_programs_get_azrs_import_lines(sandbox):
+    """AZR's add_imports as ported: each line goes in front of the program when its trigger text occurs (here
+    `comb(`, `inf)`, `gcd`), in the table's order, and a `from typing import List` lowered with List stays valid;
+    the prepared program runs."""
+    code = "from typing import List\ndef g(a: List[int]) -> int:\n    return comb(5, 2) + gcd(4, 6) + min(a, default=inf)"
+    prepared = data.azr_lcb_program(code, "g")
+    assert prepared == ("from math import comb\nfrom math import inf\nfrom math import gcd\nfrom typing import List\n"
+                        "def f(a: list[int]) -> int:\n    return comb(5, 2) + gcd(4, 6) + min(a, default=inf)")
+    assert cruxeval.score_cruxeval("lcb-e", [{"id": "c", "code": prepared, "input": "[20]", "output": "32"}],
+                                   ["</think> <answer>\n```input\n[20]\n```\n</answer>"], sandbox)[0]["verdict"]
+
+
+def test_math_problems_are_stripped_in_the_prompt():
+    """As simpleRL's evaluation builds math prompts: the problem text is stripped first."""
+    from eval.__main__ import build_prompts
+    for template in templates.TEMPLATES:
+        padded = build_prompts("math500", [{"problem": "\n  What is 1 + 1? \n"}], template)
+        assert padded == build_prompts("math500", [{"problem": "What is 1 + 1?"}], template), template

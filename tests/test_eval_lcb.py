@@ -295,3 +295,15 @@ def _item(kind, pairs, func=""):
 def test_programs_graded_as_lcb(code, kind, pairs, func, passes, lcb_box):
     item = _item(kind, pairs, func)
     assert lcb.run_tests(item, lcb.program_for(item, code), lcb_box)[0] is passes
+
+
+def test_lcb_limits_and_module_level_imports(lcb_box):
+    """As LCB's grader: 4 GiB of memory above the zygote (LCB sets none; the sandbox default is 1 GiB), the imports
+    of a stdin program stay at module level (a star import inside wrapped_function would not compile), and an
+    expected value of more than 4,300 digits parses in the trainer."""
+    for code, pairs in (("print(len(bytes(1536 << 20)))\n", [("\n", f"{1536 << 20}\n")]),
+                        ("from math import *\nprint(floor(float(input())))\n", [("2.5\n", "2\n")])):
+        item = _item("stdin", pairs)
+        assert lcb.run_tests(item, lcb.program_for(item, code), lcb_box)[0], code
+    big = "1" + "0" * 4999
+    assert lcb.functional_ok(big + "\n", len(big) + 1, "", big) and not lcb.functional_ok("1\n", 2, "", big)

@@ -368,3 +368,12 @@ def test_hub_name_with_a_partial_local_snapshot_downloads_the_rest(tmp_path, tin
                         lambda repo_id, allow_patterns=None, local_files_only=False: calls.append(local_files_only)
                         or str(tiny_ckpt))
     assert resolve_checkpoint("qwen2.5-0.5b") == str(tiny_ckpt) and calls == [True]
+
+
+def test_a_snapshot_without_config_json_is_partial(tmp_path, tiny_ckpt):
+    """A cached hub snapshot holding the weights but no config.json is not used as it is (the hub completes it)."""
+    import model
+    shutil.copy(os.path.join(tiny_ckpt, "model.safetensors"), tmp_path / "model.safetensors")
+    assert not model._has_weights(str(tmp_path))
+    shutil.copy(os.path.join(tiny_ckpt, "config.json"), tmp_path / "config.json")
+    assert model._has_weights(str(tmp_path))

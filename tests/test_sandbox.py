@@ -1000,3 +1000,93 @@ def test_heap_that_follows_the_input_text_is_nondeterministic(monkeypatch):
         res = s.validate(_IDENTITY_ORDER, "24")
         assert res.status == "nondeterministic" and "another hash seed" in res.error, res
         assert s.validate("def f(x):\n    return sorted({x, x + 1})", "24").status == "ok"
+
+
+@pytest.mark.parametrize("code", [
+    "async def g():\n    pass\ndef f(x):\n    c = g()\n    c.close()\n    return c.cr_code.co_name",  # (no `def` line)
+    "async def g():\n    yield 1\ndef f(x):\n    return g().ag_code.co_name",
+    "def f(x):\n    return x.CodeType",
+    "def f(x):\n    return x.FunctionType",
+    "def f(x):\n    return x.LambdaType",
+    "import zlib\ndef f(x):\n    return zlib.ZLIB_VERSION",
+    "def f(x):\n    return '{0.sys}'.format(x)",
+    "def f(x):\n    return '{0.ZLIB_VERSION}'.format(x)",
+    "import queue\ndef f(x):\n    return ('{q.' + '__globals__}').format_map({'q': queue.Queue.get})",
+    "def f(x):\n    match x:\n        case object(random=r):\n            return r",
+    "import abc\nfrom collections import namedtuple\nclass C(namedtuple('P', 'gi_frame'), abc.ABC):\n    pass\n"
+    "C.register(type(i for i in ()))\ndef f(x):\n    match (i for i in ()):\n        case C(fr):\n"
+    "            return fr.f_lineno + x",
+    "from re import enum\ndef f(x):\n    for m in [enum]:\n        return m.sys.version",
+    "import re\ndef f(x):\n    m = re.enum\n    return m.sys.version",
+])
+def test_each_escape_rule_refuses_on_its_own(code):
+    """Mutation round 4: one rule alone refuses each of these (in the cases above a module passed as a value often
+    meets the module-flow rule first): the code-object and type names on any object, every host-build attribute,
+    module words and host attributes in a constant format field, format_map on a built template, a class pattern's
+    module-word keyword, a positional pattern through __match_args__ (a namedtuple field), a module from
+    `from <pure> import <module>` or an attribute holding one, used as a value."""
+    with pytest.raises(ValueError, match="not allowed"):
+        sandbox.azr_program(code, (), "1")
+
+
+def test_ordinary_inputs_and_patterns_are_accepted(sb):
+    """Mutation round 4: builtin class patterns bind the subject itself (str(s) is no attribute read); a comment
+    inside a multi-line input is fine (only a trailing comment on the pasted line breaks AZR's call)."""
+    prog = ("def f(x):\n    match x:\n        case bool(b):\n            return 'bool'\n        case str(s):\n"
+            "            return s\n        case bytes(b) | bytearray(b):\n            return len(b)\n"
+            "        case tuple(t):\n            return len(t)\n    return None")
+    assert [sb.validate(prog, a).value for a in ("True", "'ab'", "b'xyz'", "(1, 2)")] == ["'bool'", "'ab'", "3", "2"]
+    assert sb.validate("def f(s):\n    return len(s)", "[1,  # one\n 2]").value == "2"
+
+
+def test_program_classes_are_callable_in_predictions(sb):
+    """A class the program defines is one of its constructors (module_names), so a pure prediction may call it."""
+    prog = "from collections import namedtuple\nclass P(namedtuple('P', 'a')):\n    pass\ndef f(p):\n    return p.a * 2"
+    assert "P" in sandbox.module_names(prog)
+    assert sb.check_abduction([(prog, "6", "P(3)"), (prog, "6", "P(4)")]) == [True, False]
+
+
+def test_colliding_keys_in_a_returned_dict_or_frozenset_are_refused(sb):
+    """Round 10's hash-collision refusal covers every decoded container, not only sets: 200 ints equal modulo
+    2**61 - 1 as a dict's keys or a frozenset make no value (bad_output); 200 spread keys are fine."""
+    for body in ("{k * STEP: 0 for k in range(n)}", "frozenset(k * STEP for k in range(n))"):
+        prog = "def f(n):\n    return " + body
+        assert sb.validate(prog.replace("STEP", "(2 ** 61 - 1)"), "200").status == "bad_output", body
+        assert sb.validate(prog.replace("STEP", "(2 ** 61 - 3)"), "200").status == "ok", body
+
+
+def test_non_literal_golds_run_only_when_pure(sb):
+    """A gold that is not a literal is evaluated only if check_pure accepts it; a 403-character gold is cut (no
+    value) only with the "..." of truncate_output in its middle."""
+    assert sb.check_deduction([("__import__('os').sep", "'/'"), ("len([1, 2])", "2")]) == [False, True]
+    gold = "dict(a='" + "x" * 393 + "')"
+    assert len(gold) == 403 and not sandbox.is_truncated(gold)
+    assert sb.check_deduction([(gold, repr({"a": "x" * 393}))]) == [True]
+
+
+def test_cpu_time_counts_system_time(sb):
+    """The CPU time that the timing margin reads is user + system time: page faults are system time."""
+    prog = ("import os\ndef f():\n    for _ in range(20):\n        b = b'x' * (32 << 20)\n    t = os.times()\n"
+            "    return [t.user, t.system]")
+    res, outs, facts = sb._execute(prog, "")
+    user, system = outs[-1][1]
+    assert res.status == "ok" and system > 0.05 and facts["cpu"] >= user + system - 0.02, (outs, facts)
+
+
+def test_scripts_recurse_deep_in_the_main_thread(sb):
+    """Script runs (LiveCodeBench) get SCRIPT_STACK: a memoised recursion 60,000 calls deep (C stack per level)
+    overflows the default 8 MiB stack."""
+    code = ("import sys, functools\nsys.setrecursionlimit(10 ** 6)\n@functools.lru_cache(None)\ndef g(n):\n"
+            "    return 0 if n == 0 else g(n - 1) + 1\nprint(g(60000))\n")
+    res = sb.run(code, "", stdin="")
+    assert res.status == "ok" and eval(res.value)[0] == "60000\n", res
+
+
+def test_abduction_answers_cannot_reach_f_through_a_lambda_stored_by_f(sb):
+    """Mutation round 4: f that stores a lambda calling f (`reg['k'] = lambda y: f(y)`) holds itself as surely as
+    `reg['k'] = f`: a call of f inside a lambda is a use as a value, so a getter of reg is no constructor."""
+    prog = ("reg = {}\ndef f(x):\n    reg['k'] = lambda y: f(y)\n    return (x * 7919) % 10007\nf(0)\n"
+            "get = reg.get")
+    assert "get" not in sandbox.module_names(prog)
+    assert sb.check_abduction([(prog, "5214", "next(x for x in range(10007) if get('k')(x) == 5214)"),
+                               (prog, "5214", "1234")]) == [False, True]
