@@ -926,12 +926,13 @@ def _child(fds, libc, prog, parent_pid):
     try:
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) or os.getppid() != parent_pid:
             os._exit(70)
-        size, chunks = os.fstat(req_mem).st_size, []
-        while size > sum(map(len, chunks)):
-            chunks.append(os.pread(req_mem, size - sum(map(len, chunks)), sum(map(len, chunks))))
-            if not chunks[-1]:
+        size, raw = os.fstat(req_mem).st_size, b""
+        while len(raw) < size:   # (one pread in practice)
+            part = os.pread(req_mem, size - len(raw), len(raw))
+            if not part:
                 os._exit(73)
-        req = json.loads(b"".join(chunks))
+            raw += part
+        req = json.loads(raw)
         for src, dst in ((devnull, 0), (out_w, 1), (err_w, 2), (rec_w, 3)):
             os.dup2(src, dst)
         os.closerange(4, 1 << 16)
