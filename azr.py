@@ -1132,7 +1132,10 @@ def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
     per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
     name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
     if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
-        optim_sd = load_optim_file(ckpt, name)
+        # Under FSDP every rank reads the whole optim.pt (set_optimizer_state_dict wants the full state on each rank
+        # and keeps only its shard): mapped, the ranks share the file's pages instead of each holding a private copy
+        # (7B: 61 GB of fp32 exp_avg + exp_avg_sq, 8 x 61 GB of host RAM unmapped)
+        optim_sd = load_optim_file(ckpt, name, mmap=sharded and not per_rank)
         if sharded and not per_rank:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
             if all(isinstance(k, int) for g in optim_sd["param_groups"] for k in g["params"]):
@@ -1324,7 +1327,7 @@ def preflight(cfg, device, rank):
     if saved.get("optim", cfg.optim) != cfg.optim:  # AdamW and 8-bit AdamW states do not convert
         die(f"{ckpt} was trained with --optim={saved['optim']}; resume with that --optim (or start a fresh --out)")
     seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
-    if cfg.eval_every and (rank == 0 or cfg.fsdp == "on"):  # the in-loop CRUXEval data, now and not at step 10
+    if cfg.eval_every:  # the in-loop CRUXEval data (every rank evaluates a share), now and not at step 10
         from eval.data import DataError, default_data_dir, load_benchmark
         if os.environ.get("NANOAZR_DATA") is not None and not default_data_dir().is_dir():  # azr.py has no --data-dir
             die(f"--eval_every={cfg.eval_every} needs CRUXEval: NANOAZR_DATA={os.environ['NANOAZR_DATA']} is not a "
@@ -1530,14 +1533,16 @@ def main(argv=None):
         for (task, role), recs in results.items():
             metrics.update(batch_metrics(task, role, recs))
         metrics.update({f"buffer/{task}/size": len(buf) for task, buf in buffers.items()})
-        if cfg.eval_every and step % cfg.eval_every == 0 and (rank == 0 or sharded):  # greedy CRUXEval-I/O
+        if cfg.eval_every and step % cfg.eval_every == 0:  # greedy CRUXEval-I/O
             from eval.cruxeval import evaluate_cruxeval
             from eval.data import default_data_dir
             t0 = time.time()
             with_gathered_weights(qwen, sharded, True)
+            # every rank holds the whole model (gathered under FSDP): each decodes 1/world of the problems
             scores = evaluate_cruxeval(qwen, tokenizer, sandbox, default_data_dir(), limit=cfg.eval_limit or None,
                                        max_new_tokens=cfg.eval_max_tokens,
-                                       cuda_graphs=cfg.cuda_graphs and device.type == "cuda")
+                                       cuda_graphs=cfg.cuda_graphs and device.type == "cuda",
+                                       rank=rank, world=world)
             with_gathered_weights(qwen, sharded, False)
             metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})
         if rank == 0:

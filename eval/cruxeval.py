@@ -52,21 +52,31 @@ def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sa
 
 
 def evaluate_cruxeval(model, tokenizer, sandbox, data_dir, limit=None, max_new_tokens=8096, progress=False,
-                      cuda_graphs=False) -> dict:
+                      cuda_graphs=False, rank=0, world=1) -> dict:
     """Greedy CRUXEval-I/O accuracy of `model`: {"cruxeval-i": acc, "cruxeval-o": acc}, each in [0, 1].
 
     limit: first N problems of each (None = all 800). max_new_tokens is capped so that prompt + completion fits the
-    model's context. Single process; azr.py calls it on one rank.
+    model's context. rank, world: under torchrun with the whole model on every rank (azr.py; under FSDP the weights
+    gathered), each rank generates and checks problems rank, rank + world, ... and the counts are summed over the
+    default process group (a CPU tensor: its gloo side), so every rank returns the same scores: 8 ranks decode the
+    1,600 prompts (up to 8,096 greedy tokens each) in an eighth of the time one rank would.
     """
     from eval.data import load_benchmark
     from eval.generation import complete
 
     out = {}
     for benchmark in ("cruxeval-i", "cruxeval-o"):
-        items = load_benchmark(benchmark, data_dir, limit)
+        items = load_benchmark(benchmark, data_dir, limit)[rank::world]
         texts = [cruxeval_prompt(benchmark, it) for it in items]
         completions = complete(model, tokenizer, texts, max_new_tokens, temperature=0.0, progress=progress,
-                               cuda_graphs=cuda_graphs)
-        scored = score_cruxeval(benchmark, items, completions, sandbox)
-        out[benchmark] = sum(s["verdict"] for s in scored) / len(scored)
+                               cuda_graphs=cuda_graphs) if items else []
+        scored = score_cruxeval(benchmark, items, completions, sandbox) if items else []
+        hits, n = sum(s["verdict"] for s in scored), len(scored)
+        if world > 1:
+            import torch
+            import torch.distributed as dist
+            counts = torch.tensor([hits, n], dtype=torch.float64)
+            dist.all_reduce(counts)
+            hits, n = counts.tolist()
+        out[benchmark] = hits / n
     return out
