@@ -24,35 +24,39 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
  2. Loss normalisation: one token-mean (or sequence-mean) over the whole batch of 384, not a token-mean per
     micro-batch of 16 averaged over 24 micro-batches, so the loss does not depend on the micro-batch size or on the
     number of ranks (torchrun == one process, tested).
- 3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer: predicted inputs must parse as the
-    arguments of one call (no `gold == f(<pasted text>)` injection), values compare as decoded builtins (no custom
-    __eq__), determinism is checked across two hash seeds, and programs using over 25% of the CPU or wall-clock
-    limit are rejected as timing-fragile. Besides AZR's banned imports, programs importing host modules (sys, os, platform,
-    gc, inspect, ctypes, importlib, resource, socket, signal, uuid, secrets; only sandbox.PURE_MODULES may be
-    imported; not dataclasses, which compiles field names) or reaching modules, frames or imports without an
-    import statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes,
-    `match` class patterns reading them, `id()`, `hash()`, `locals()`; the full list is in sandbox.py and the
-    README) are rejected, in the program and in its input, and only
-    plain builtin values may be returned (a Counter or deque is bad_output). A solver's predicted input or output
-    must be a pure expression (sandbox.check_pure: literals, operators, comprehensions, lambdas, safe builtins, calls
-    of the program's constructors; not f, nor a name whose definition reaches f such as `g = f`), so it cannot
-    compute itself by running the program, which official eval
-    allows (a reward hack). An empty
-    answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple). Limits the
-    official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096, return values
-    up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the zygote's, and
-    --exec_timeout covers both calls of f that every execution makes (validation's determinism pair; checks repeat
-    it so a program cannot tell them apart). Rare official false positives score 0 here. AZR's executor quirks are
-    kept where they change rewards (executor_fails): its `input(` regex covers every line but the last of the
-    program it builds, so it rejects a proposal whose renamed program or input contains `input(` (or whose input
-    ends in a comment) and an induction candidate containing it, and the last line is evaluated alone, so a
-    predicted abduction input (unstripped, as pasted) or a hidden induction input that spans lines or ends in a
-    comment never scores. Programs run with `__name__` unset (AZR's bare globals dict: an
-    `if __name__ == "__main__":` block never runs). The official scorer splits prompt + response at the first
-    "Assistant:", so a prompt quoting that word scores every response -1; we split the response alone.
+ 3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer, and the sandbox is stricter than AZR's:
+    - predicted inputs must parse as the arguments of one call (no `gold == f(<pasted text>)` injection); values
+      compare as decoded builtins (no custom __eq__);
+    - determinism is checked across two hash seeds, and programs using over 25% of the CPU or wall-clock limit are
+      rejected as timing-fragile;
+    - besides AZR's banned imports, only sandbox.PURE_MODULES may be imported: host modules (sys, os, platform, gc,
+      inspect, ctypes, importlib, resource, socket, signal, builtins, uuid, secrets, mmap, fcntl) and dataclasses
+      (which compiles field names) are rejected, and so is reaching modules, frames or imports without an import
+      statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes, `match`
+      class patterns reading them, `id()`, `hash()`, `locals()`; the full list is in sandbox.py and the README), in
+      the program and in its input;
+    - only plain builtin values may be returned (a Counter or deque is bad_output);
+    - a solver's predicted input or output must be a pure expression (sandbox.check_pure: literals, operators,
+      comprehensions, lambdas, safe builtins, calls of the program's constructors; not f, nor a name whose
+      definition reaches f such as `g = f`), so it cannot compute itself by running the program, which official
+      eval allows (a reward hack); an empty answer is no answer (officially eval("") fails; here "(\n)" would have
+      been the empty tuple);
+    - limits the official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096,
+      return values up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the
+      zygote's, and --exec_timeout covers both calls of f that every execution makes (validation's determinism
+      pair; checks repeat it so a program cannot tell them apart).
+    Rare official false positives score 0 here. AZR's executor quirks are kept where they change rewards
+    (executor_fails): its `input(` regex covers every line but the last of the program it builds, so it rejects a
+    proposal whose renamed program or input contains `input(` (or whose input ends in a comment) and an induction
+    candidate containing it, and the last line is evaluated alone, so a predicted abduction input (unstripped, as
+    pasted) or a hidden induction input that spans lines or ends in a comment never scores. Programs run with
+    `__name__` unset (AZR's bare globals dict: an `if __name__ == "__main__":` block never runs). The official
+    scorer splits prompt + response at the first "Assistant:", so a prompt quoting that word scores every response
+    -1; we split the response alone.
  4. Executions run in parallel worker processes instead of one serial worker (same verdicts, faster).
- 5. Randomness: every sampling decision of step t (batch composition, references, generation seeds) derives from
-    (--seed, t, rank), not from global NumPy/torch RNGs, so --resume reproduces a run exactly (tested).
+ 5. Randomness: every sampling decision of step t derives from (--seed, t) (batch composition and references, the
+    same on every rank) or (--seed, t, rank) (generation seeds), not from global NumPy/torch RNGs, so --resume
+    reproduces a run exactly (tested).
  6. Solver batches are the official max_new loader's: 2B-1 candidates (entries stamped at the previous step
     first, then a uniform fill from the whole buffer), over-long prompts dropped, shuffled, the first B kept, so
     about half of a step's valid proposals reach the next solver batch. Ours shuffles with the step's RNG (the
@@ -68,9 +72,11 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     shards are gathered once per generation phase. In-loop validation is CRUXEval-I/O only (no LCB-Execution data).
 11. Checkpoints store buffers as JSON (not pickle) and the weights as HF safetensors holding the fp32 master
     weights when training in bf16 (exact resume; evaluation casts on load).
-12. Optional knobs the paper branch lacks, all off by default: clip-higher, k3 KL to the initial policy,
-    group-relative advantages over several samples per prompt, filtering of all-equal groups, overlong masking,
-    sequence-mean aggregation, per-sequence whitening, 8-bit AdamW.
+12. Optional knobs the paper branch lacks, all off by default: clip-higher (--clip_high), k3 KL to the initial
+    policy (--kl_coef), group-relative advantages over several samples per prompt (--advantage=grpo --group_size),
+    one global baseline (--advantage=global), filtering of all-equal groups (--filter_groups), overlong masking
+    (--mask_overlong), sequence-mean aggregation (--loss_agg=seq-mean), per-sequence whitening (--whiten=sequence),
+    8-bit AdamW (--optim=adamw8bit).
 13. Each generation phase of a step (proposals, learnability rollouts, solver answers) is one engine call for all
     three task types, not one per batch: a call lasts as long as its longest rollout (up to 8,096 tokens), so this
     waits for three tails per step instead of nine. Nothing else changes: batches and references are drawn at the
@@ -99,14 +105,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from model import write_atomic
+import kernels
+import prompts
+from model import CheckpointError, Qwen2, generate, load_tokenizer, resolve_checkpoint, write_atomic
+from sandbox import Sandbox, SandboxUnavailable, pasted_call_fails, truncate_output
 
 TASKS = ("deduction", "abduction", "induction")
 ROLES = ("propose", "solve")
-ZERO_PROGRAM = "def f(a):\n    return a"  # AZR's hard-coded identity "zero triplet" (azr-spec.md section 7)
-PHASES = ("propose", "validate", "learnability", "solve", "verify", "update")
-ZERO_INDUCTION_INPUTS = ['"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
-                         '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"', "1001101100010001"]
+PHASES = ("propose", "validate", "learnability", "solve", "verify", "update")  # metrics time/<phase>, the log line
 
 
 # -----------------------------------------------------------------------------
@@ -254,6 +260,10 @@ def parse_config(argv):
     return cfg
 
 
+def task_list(cfg):
+    return [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+
+
 def check_config(cfg):
     """Contradictory or out-of-range flags get one line each."""
     tasks = task_list(cfg)
@@ -283,7 +293,7 @@ def check_config(cfg):
         die("--num_references must be >= 0, --learnability_samples >= 1, --induction_inputs >= 2")
     if cfg.clip_low < 0 or cfg.clip_high < 0 or cfg.kl_coef < 0 or cfg.lr <= 0:
         die("--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0")
-    floats = [f.name for f in dataclasses.fields(cfg) if f.type in (float, "float")]
+    floats = [f.name for f in dataclasses.fields(cfg) if f.type is float]
     bad = [n for n in floats if not math.isfinite(getattr(cfg, n))]
     if bad:
         die(f"--{bad[0]}={getattr(cfg, bad[0])}: must be a finite number")
@@ -306,10 +316,6 @@ def check_config(cfg):
             f"--max_response_tokens = {cfg.max_prompt_tokens + cfg.max_response_tokens} tokens; raise it (or 0)")
 
 
-def task_list(cfg):
-    return [t.strip() for t in cfg.tasks.split(",") if t.strip()]
-
-
 # -----------------------------------------------------------------------------
 # Rewards (azr-spec.md section 4.2; placed on the last response token, here one scalar per sequence)
 
@@ -325,8 +331,7 @@ def proposer_reward(format_ok, valid, accuracy):
     The -0.5 for trivial/impossible tasks is what the code does (the paper's Eq. 4 says 0; issue #37)."""
     if not (format_ok and valid):
         return -1.0
-    learnability = 1.0 - accuracy if 0.0 < accuracy < 1.0 else 0.0
-    return learnability if learnability > 0 else -0.5
+    return 1.0 - accuracy if 0.0 < accuracy < 1.0 else -0.5
 
 
 def solver_reward(format_ok, correct):
@@ -414,6 +419,14 @@ def policy_loss(logprobs, old_logprobs, advantages, weights, clip_low, clip_high
 #   deduction/abduction: {program, input, output, imports, step}
 #   induction:           {program, inputs, outputs, message, imports, step}
 
+BUFFER_FIELDS = {"deduction": {"program": str, "input": str, "output": str},
+                 "abduction": {"program": str, "input": str, "output": str},
+                 "induction": {"program": str, "inputs": list, "outputs": list, "message": str}}
+ZERO_PROGRAM = "def f(a):\n    return a"  # AZR's hard-coded identity "zero triplet" (azr-spec.md section 7)
+ZERO_INDUCTION_INPUTS = ['"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
+                         '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"', "1001101100010001"]
+
+
 def zero_buffers():
     """The identity zero triplet in every buffer (the start of the seeding phase)."""
     triplet = {"program": ZERO_PROGRAM, "input": '"Hello world"', "output": '"Hello world"', "imports": [], "step": 0}
@@ -440,7 +453,8 @@ def load_seed_buffers(path):
     f_path = io_path.with_name(io_path.name.replace("_seed_io.jsonl", "_code_f_seed_io.jsonl"))
     for p in (io_path, f_path):
         if not p.is_file():
-            die(f"seed file {p} not found; --seed-data takes AZR's *_seed_io.jsonl with its *_code_f_seed_io.jsonl beside it")
+            die(f"seed file {p} not found; --seed-data takes AZR's *_seed_io.jsonl with its *_code_f_seed_io.jsonl "
+                "beside it")
     def rows(p, fields):  # JSON objects whose fields have the seed files' types
         out = []
         for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
@@ -499,8 +513,9 @@ def induction_split(entry):
 
 
 # -----------------------------------------------------------------------------
-# Distributed helpers: plain torchrun. Every rank holds the same buffers and builds the same global batches from
-# the same (seed, step) RNG, rolls out the prompts i with i % world == rank, and all ranks exchange the results.
+# Distributed helpers and seeds: plain torchrun. Every rank holds the same buffers and builds the same global
+# batches from the same (seed, step) RNG, rolls out the prompts i with i % world == rank, and all ranks exchange the
+# results.
 
 def print0(*args, rank=0, **kwargs):
     if rank == 0:
@@ -523,18 +538,33 @@ def derived_seed(*parts):
 
 
 # -----------------------------------------------------------------------------
-# Rollouts: tokenise prompt texts (R1 "zero" template, raw concatenation, no chat template), generate with the
-# current weights (model.generate samples through kernels.sample), decode. Returns completion ids [B][L].
+# Rollouts and batches: prompt texts (R1 "zero" template, raw concatenation, no chat template) -> token ids ->
+# generate with the current weights (model.generate, sampling through kernels.sample) -> completion ids [B][L].
 
 def rollout(qwen, prompt_ids, cfg, eos_id, seed, progress=False):
     """One sampled completion per prompt (token ids, EOS excluded); T=1.0, top-p 1, top-k off in the paper."""
-    from model import generate
     if not prompt_ids:
         return []
     return generate(qwen, prompt_ids, cfg.max_response_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                     top_p=cfg.top_p, stop_token_ids=(eos_id,), seed=seed, progress=progress,
                     cuda_graphs=cfg.cuda_graphs and qwen.device.type == "cuda", max_batch=cfg.max_batch,
                     kv_cache_tokens=cfg.kv_cache_tokens or None)
+
+
+def with_gathered_weights(qwen, sharded, on):
+    """Generation with FSDP2: gather every layer's weights once (bf16) and keep them gathered for the whole
+    generation phase, instead of an all-gather per decode step (ranks decode different numbers of steps, so
+    per-forward collectives would deadlock). No-op without FSDP."""
+    if not sharded:
+        return
+    from torch.distributed.fsdp import FSDPModule
+    for m in [m for m in qwen.modules() if isinstance(m, FSDPModule)]:
+        if on:
+            m.unshard()
+        else:
+            m.reshard()
+        if m is not qwen:  # the root stays gathered after forward (FSDP2's own heuristic)
+            m.set_reshard_after_forward(not on, recurse=False)
 
 
 def response_record(item, completion, max_tokens, eos_id):
@@ -549,16 +579,16 @@ def encode(tokenizer, text):
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def proposer_text(task, data, references, num_inputs=10):
-    import prompts
+def proposer_text(task, source, references, num_inputs=prompts.NUM_INPUTS):
+    """The proposer prompt: induction shows source["program"]; deduction/abduction show the K references."""
     if task == "induction":
-        return prompts.r1_wrap(prompts.induction_proposer_prompt(data["program"], num_inputs))
+        return prompts.r1_wrap(prompts.induction_proposer_prompt(source["program"], num_inputs))
     refs = [{"program": e["program"], "input": e["input"], "output": e["output"]} for e in references]
     return prompts.r1_wrap(prompts.proposer_prompt(task, refs))
 
 
 def solver_text(task, entry):
-    import prompts
+    """The solver prompt for a buffer entry; induction shows only the given half of its pairs."""
     if task == "induction":
         (given_in, given_out), _ = induction_split(entry)
         entry = {"inputs": given_in, "outputs": given_out, "message": entry["message"]}
@@ -567,8 +597,9 @@ def solver_text(task, entry):
 
 def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
     """The six (task, role) batches of step `step`, from the buffers as they are at the start of the step (so the
-    solver trains on the previous step's proposals: the official one-step lag). Each batch is a list of items
-    {prompt_ids, group, ...}; prompts over max_prompt_tokens are dropped (official)."""
+    solver trains on the previous step's proposals: the official one-step lag). Each batch is a list of items:
+    propose {prompt_ids, group} (induction adds the shown program and its imports), solve {prompt_ids, group, entry};
+    prompts over max_prompt_tokens are dropped (official), so a batch may be smaller than batch_size."""
     n_prompts = cfg.batch_size // cfg.group_size
     batches = {}
     for task in tasks:
@@ -582,6 +613,7 @@ def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
                 data = {}
                 text = proposer_text(task, data, sample_references(buffers[task], cfg.num_references, rng))
             propose.append({"prompt_ids": encode(tokenizer, text), "group": g, **data})
+        propose = [it for it in propose if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
         # the official max_new loader: 2B-1 candidates, over-long prompts dropped, shuffled, the first B kept (so
         # about half of the previous step's proposals make the batch)
         candidates = sample_solver_batch(buffers[task], 2 * n_prompts - 1, step, cfg.solver_window, rng)
@@ -592,7 +624,6 @@ def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
             ids = encode(tokenizer, solver_text(task, entry))
             if len(ids) <= cfg.max_prompt_tokens:
                 solve.append({"prompt_ids": ids, "group": len(solve), "entry": entry})
-        propose = [it for it in propose if len(it["prompt_ids"]) <= cfg.max_prompt_tokens]
         for role, items in (("propose", propose), ("solve", solve)):
             batches[(task, role)] = [it for it in items for _ in range(cfg.group_size)]  # group_size samples each
     return batches
@@ -602,28 +633,27 @@ def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
 # Scoring: proposals are parsed and validated in the sandbox; solver answers are checked in the sandbox.
 
 def validate_proposals(task, items, texts, sandbox, cfg, whole_response=False):
-    """Parse each proposer response and validate it. Returns one dict per response with format_ok, answer and
-    `entry` (the buffer entry with gold outputs) or None when unparseable/invalid. whole_response: parse the
-    blocks from the whole response, not just its <answer> (the official seeding phase does)."""
-    import prompts
-    from sandbox import truncate_output
+    """Parse each proposer response and validate it in the sandbox. Returns (records, #executions): one record per
+    response with format_ok, `entry` (the buffer entry with gold outputs, or None when unparseable/invalid) and, once
+    parsed, the proposal and the sandbox status. whole_response: parse the blocks from the whole response, not just
+    its <answer> (the official seeding phase does)."""
     records, jobs = [], []  # jobs: (record index, program, input text)
     for i, (item, text) in enumerate(zip(items, texts)):
         format_ok, answer = prompts.parse_response(text)
         if whole_response:
             answer = text
         proposal = prompts.parse_proposal(task, answer, cfg.induction_inputs)
-        records.append({"format_ok": format_ok, "answer": answer, "entry": None})
+        records.append({"format_ok": format_ok, "entry": None})
         if proposal is None:
             continue
         records[-1]["proposal"] = proposal
-        if task == "induction":  # the last 10 input fences, each run on the program the prompt showed
+        if task == "induction":  # the last cfg.induction_inputs input fences, each run on the shown program
             jobs += [(i, item["program"], x) for x in proposal["inputs"]]
         else:
             jobs.append((i, proposal["program"], proposal["input"]))
     results = sandbox.validate_many([(code, args) for _, code, args in jobs]) if jobs else []
     by_record = {}
-    for (i, code, _), res in zip(jobs, results):
+    for (i, _, _), res in zip(jobs, results):
         by_record.setdefault(i, []).append(res)
     for i, results_i in by_record.items():
         rec, item = records[i], items[i]
@@ -644,7 +674,6 @@ def validate_proposals(task, items, texts, sandbox, cfg, whole_response=False):
 def check_answers(task, entries, texts, sandbox, format_required=True):
     """Solver responses -> (format_ok list, correct list, #executions). Trained responses need the R1 format
     (and, for induction, a fenced program); learnability rollouts only extract the <answer> (no format check)."""
-    import prompts
     if format_required:
         parsed = [prompts.parse_response(t) for t in texts]
     else:
@@ -681,13 +710,18 @@ def executor_fails(task, entry, prediction):
       lines or ends in a comment (that task is unsolvable).
     Deduction answers are compared by `eval` in the trainer, not by the executor: unaffected. Proposal validation
     applies the regex to the program and the proposed input (sandbox.azr_program, Sandbox.validate)."""
-    from sandbox import pasted_call_fails
     if task == "abduction":
         return pasted_call_fails(prediction)
     if task == "induction":
         hidden = induction_split(entry)[1][0]
         return "input(" in prediction or any(pasted_call_fails(x.strip()) for x in hidden)
     return False
+
+
+def tick(clock, **amounts):
+    """Add to the step's counters (seconds per phase, tokens, executions)."""
+    for key, value in amounts.items():
+        clock[key] = clock.get(key, 0.0) + value
 
 
 def learnability(jobs, qwen, tokenizer, sandbox, cfg, seed, clock):
@@ -715,12 +749,6 @@ def learnability(jobs, qwen, tokenizer, sandbox, cfg, seed, clock):
     for k, i in enumerate(run):
         acc[i] = learnability_accuracy(correct[k * n:(k + 1) * n])
     return acc
-
-
-def tick(clock, **amounts):
-    """Add to the step's counters (seconds per phase, tokens, executions)."""
-    for key, value in amounts.items():
-        clock[key] = clock.get(key, 0.0) + value
 
 
 def propose_phase(items, qwen, tokenizer, sandbox, cfg, seeds, clock, sharded, progress=False):
@@ -768,7 +796,6 @@ def sequence_logprobs(qwen, pairs, device, temperature=1.0):
     """pairs: [(prompt_ids, response_ids)] -> (logprobs [N], entropy [N]) over all N response tokens, in order,
     under logits / temperature: the distribution the rollouts were sampled from (azr-spec.md 5.2).
     Rows are right-padded: under causal attention padding after a sequence never touches it, so no mask."""
-    from kernels import token_logprobs
     T = max(len(p) + len(r) for p, r in pairs)
     ids = torch.zeros(len(pairs), T, dtype=torch.long)
     rows, cols, targets = [], [], []
@@ -779,16 +806,20 @@ def sequence_logprobs(qwen, pairs, device, temperature=1.0):
         targets += r
     hidden = qwen(ids.to(device), return_hidden=True)  # [B, T, D]
     h = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]  # [N, D]
-    return token_logprobs(h, qwen.lm_head.weight, torch.tensor(targets, device=device), temperature=temperature,
-                          with_entropy=True)
+    return kernels.token_logprobs(h, qwen.lm_head.weight, torch.tensor(targets, device=device),
+                                  temperature=temperature, with_entropy=True)
 
 
 def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_model=None, sharded=False):
     """One optimizer step on this rank's sequences [{prompt_ids, response_ids, advantage, weight}], where the
     per-token weights sum to 1 over the whole global batch, so summing gradients over ranks gives the global loss.
-    master: fp32 copies of bf16 parameters (the optimizer steps those, then copies back)."""
+    master: what optimizer_params returned: fp32 copies of bf16 parameters (the optimizer steps those, then copies
+    back), or under FSDP the local shards 8-bit AdamW steps; None: the optimizer steps the parameters themselves.
+    rank: unused (callers pass it positionally)."""
     device = next(qwen.parameters()).device
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]["prompt_ids"]) + len(sequences[i]["response_ids"]))
+    # micro-batches of similar lengths pad less
+    order = sorted(range(len(sequences)),
+                   key=lambda i: len(sequences[i]["prompt_ids"]) + len(sequences[i]["response_ids"]))
     chunks = [order[i:i + cfg.micro_batch] for i in range(0, len(order), cfg.micro_batch)]
     if world > 1:  # FSDP needs the same number of forward/backward passes on every rank: pad with empty chunks
         n = torch.tensor(len(chunks))
@@ -852,23 +883,8 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
     return stats
 
 
-def optimizer_params(qwen, master, sharded, cfg):
-    """Tensors the optimizer steps instead of the parameters, or None: the fp32 masters, or, for 8-bit AdamW under
-    FSDP (bitsandbytes' kernels reject DTensors), plain tensors sharing storage with each rank's local shards."""
-    if sharded and cfg.optim == "adamw8bit":
-        return [torch.nn.Parameter(p.to_local(), requires_grad=False) for p in qwen.parameters()]
-    return master
-
-
-def make_optimizer(params, cfg):
-    if cfg.optim == "adamw8bit":  # bitsandbytes only when asked (keeps the default path dependency-free)
-        import logging
-        # on AVX512-BF16 CPUs its import warns that a 4-bit matmul kernel from the hub is missing: unused here
-        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-        import bitsandbytes as bnb
-        return bnb.optim.AdamW8bit(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-
+# -----------------------------------------------------------------------------
+# Policy and optimizer setup: fp32 master weights, FSDP2 sharding, the frozen KL reference, 8-bit AdamW.
 
 def setup_policy(path, cfg, device, compute_dtype, world):
     """Load the policy in fp32 (the master copy), then either keep fp32, cast to bf16 with separate fp32 master
@@ -876,7 +892,6 @@ def setup_policy(path, cfg, device, compute_dtype, world):
 
     Why fp32 masters: at lr 1e-6 an Adam update is ~1e-6 relative, below bf16's 2^-8 resolution, so updating bf16
     weights in place rounds almost every update away."""
-    from model import Qwen2
     qwen = Qwen2.from_pretrained(path, device=device, dtype=torch.float32)
     qwen.gradient_checkpointing = cfg.grad_checkpointing
     if cfg.fsdp == "on":
@@ -898,7 +913,6 @@ def setup_reference(path, device, compute_dtype, sharded):
     """The frozen initial policy of the k3 KL ablation, in the compute dtype. Under FSDP it is sharded like the
     policy (each rank keeps 1/world of it; every forward all-gathers one layer at a time), so the KL term does not
     bring back the replicated copy that FSDP removed."""
-    from model import Qwen2
     ref = Qwen2.from_pretrained(path, device=device, dtype=compute_dtype).eval()
     ref.requires_grad_(False)
     if sharded:
@@ -909,29 +923,28 @@ def setup_reference(path, device, compute_dtype, sharded):
     return ref
 
 
-def with_gathered_weights(qwen, sharded, on):
-    """Generation with FSDP2: gather every layer's weights once (bf16) and keep them gathered for the whole
-    generation phase, instead of an all-gather per decode step (ranks decode different numbers of steps, so
-    per-forward collectives would deadlock). No-op without FSDP."""
-    if not sharded:
-        return
-    from torch.distributed.fsdp import FSDPModule
-    for m in [m for m in qwen.modules() if isinstance(m, FSDPModule)]:
-        if on:
-            m.unshard()
-        else:
-            m.reshard()
-        if m is not qwen:  # the root stays gathered after forward (FSDP2's own heuristic)
-            m.set_reshard_after_forward(not on, recurse=False)
+def optimizer_params(qwen, master, sharded, cfg):
+    """Tensors the optimizer steps instead of the parameters, or None: the fp32 masters, or, for 8-bit AdamW under
+    FSDP (bitsandbytes' kernels reject DTensors), plain tensors sharing storage with each rank's local shards."""
+    if sharded and cfg.optim == "adamw8bit":
+        return [torch.nn.Parameter(p.to_local(), requires_grad=False) for p in qwen.parameters()]
+    return master
+
+
+def make_optimizer(params, cfg):
+    if cfg.optim == "adamw8bit":  # bitsandbytes only when asked (keeps the default path dependency-free)
+        import logging
+        # on AVX512-BF16 CPUs its import warns that a 4-bit matmul kernel from the hub is missing: unused here
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+        import bitsandbytes as bnb
+        return bnb.optim.AdamW8bit(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: out/ckpt/step_NNNNNN/ = HF folder (config.json, model.safetensors, tokenizer files) + optim.pt +
-# buffers.json + state.json; written to a temp folder and renamed, then `latest` is replaced atomically.
-
-MODEL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
-              "vocab_size")
-
+# Checkpoints: out/ckpt/step_NNNNNN/ = HF folder (config.json, model.safetensors, tokenizer files) + optim.pt (8-bit
+# AdamW under FSDP: optim_rank{r}.pt per rank) + buffers.json + state.json (step, config, RNGs, world size); written
+# to a temp folder and renamed, then `latest` is replaced atomically.
 
 def full_state(qwen, optimizer, master, sharded):
     """Full (unsharded, fp32 when training in bf16) model and optimizer state dicts, on CPU."""
@@ -995,6 +1008,7 @@ def save_torch(obj, path):
 
 
 def list_state(x):
+    """random.getstate()'s nested tuples as lists, for JSON (load_training_state turns them back)."""
     return [list_state(v) for v in x] if isinstance(x, tuple) else x
 
 
@@ -1038,11 +1052,6 @@ def checkpoint_step(ckpt):
     return step
 
 
-BUFFER_FIELDS = {"deduction": {"program": str, "input": str, "output": str},
-                 "abduction": {"program": str, "input": str, "output": str},
-                 "induction": {"program": str, "inputs": list, "outputs": list, "message": str}}
-
-
 def buffers_problem(buffers):
     """What makes a saved buffers.json unusable (the loop would crash on it mid-step), or None."""
     if not isinstance(buffers, dict) or set(buffers) != set(TASKS):
@@ -1057,6 +1066,10 @@ def buffers_problem(buffers):
     return None
 
 
+MODEL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+              "vocab_size")
+
+
 def check_same_model(ckpt, source):
     """A checkpoint from another model gets one line instead of a shape-mismatch traceback."""
     a = json.loads((Path(ckpt) / "config.json").read_text())
@@ -1065,6 +1078,44 @@ def check_same_model(ckpt, source):
     if diff:
         die(f"checkpoint {ckpt} is from another model ({', '.join(f'{k} {a.get(k)} vs {b.get(k)}' for k in diff)}); "
             f"use the same --model or a fresh --out")
+
+
+def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
+    """Resume: load the optimizer state (as saved, or re-split for 8-bit AdamW saved by another number of ranks) and
+    the global RNGs. Returns (buffers, step)."""
+    state = json.loads((Path(ckpt) / "state.json").read_text())
+    saved_world = state.get("world", 1)
+    per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
+    name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
+    if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
+        # Under FSDP every rank reads the whole optim.pt (set_optimizer_state_dict wants the full state on each rank
+        # and keeps only its shard): mapped, the ranks share the file's pages instead of each holding a private copy
+        # (7B: 61 GB of fp32 exp_avg + exp_avg_sq, 8 x 61 GB of host RAM unmapped)
+        optim_sd = load_optim_file(ckpt, name, mmap=sharded and not per_rank)
+        if sharded and not per_rank:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+            if all(isinstance(k, int) for g in optim_sd["param_groups"] for k in g["params"]):
+                # saved with --fsdp=off: keyed by parameter index; FSDP's loader wants parameter names
+                names = [n for n, _ in qwen.named_parameters()]
+                optim_sd = {"state": {names[k]: v for k, v in optim_sd["state"].items()},
+                            "param_groups": [{**g, "params": [names[k] for k in g["params"]]}
+                                             for g in optim_sd["param_groups"]]}
+            set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+        else:
+            optimizer.load_state_dict(optim_sd)
+    elif optim == "adamw8bit" and (Path(ckpt) / "optim_rank0.pt").is_file():  # per-rank 8-bit state, another split
+        reshard_adamw8bit(ckpt, saved_world, optimizer, rank if sharded else 0, world if sharded else 1)
+    else:
+        saved = state.get("config", {})
+        die(f"{ckpt} cannot resume here (no {name}; saved by {saved_world} processes with --optim="
+            f"{saved.get('optim', '?')} --fsdp={saved.get('fsdp', '?')}): resume with the same --optim and --fsdp, "
+            "or, if they are the same, delete that damaged folder to resume from the checkpoint before it")
+    random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    if saved_world != world:  # every rank seeds its rollouts with its rank: the split changes what is sampled
+        print0(f"note: resuming on {world} process(es), saved by {saved_world}: the rollouts from here on differ from "
+               "an uninterrupted run's (the weights, optimizer and buffers load exactly)", rank=rank, file=sys.stderr)
+    return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
 
 
 def reshard_adamw8bit(ckpt, saved_world, optimizer, rank, world):
@@ -1126,49 +1177,13 @@ def load_optim_file(ckpt, name, mmap=False):
         this_rank_only=name != "optim.pt")
 
 
-def load_training_state(ckpt, optimizer, sharded, qwen, rank, world, optim):
-    state = json.loads((Path(ckpt) / "state.json").read_text())
-    saved_world = state.get("world", 1)
-    per_rank = sharded and optim == "adamw8bit"  # 8-bit AdamW under FSDP: one file per rank (save_checkpoint)
-    name = f"optim_rank{rank}.pt" if per_rank else "optim.pt"
-    if (Path(ckpt) / name).is_file() and (not per_rank or saved_world == world):  # the same layout: load as saved
-        # Under FSDP every rank reads the whole optim.pt (set_optimizer_state_dict wants the full state on each rank
-        # and keeps only its shard): mapped, the ranks share the file's pages instead of each holding a private copy
-        # (7B: 61 GB of fp32 exp_avg + exp_avg_sq, 8 x 61 GB of host RAM unmapped)
-        optim_sd = load_optim_file(ckpt, name, mmap=sharded and not per_rank)
-        if sharded and not per_rank:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-            if all(isinstance(k, int) for g in optim_sd["param_groups"] for k in g["params"]):
-                # saved with --fsdp=off: keyed by parameter index; FSDP's loader wants parameter names
-                names = [n for n, _ in qwen.named_parameters()]
-                optim_sd = {"state": {names[k]: v for k, v in optim_sd["state"].items()},
-                            "param_groups": [{**g, "params": [names[k] for k in g["params"]]}
-                                             for g in optim_sd["param_groups"]]}
-            set_optimizer_state_dict(qwen, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
-        else:
-            optimizer.load_state_dict(optim_sd)
-    elif optim == "adamw8bit" and (Path(ckpt) / "optim_rank0.pt").is_file():  # per-rank 8-bit state, another split
-        reshard_adamw8bit(ckpt, saved_world, optimizer, rank if sharded else 0, world if sharded else 1)
-    else:
-        saved = state.get("config", {})
-        die(f"{ckpt} cannot resume here (no {name}; saved by {saved_world} processes with --optim="
-            f"{saved.get('optim', '?')} --fsdp={saved.get('fsdp', '?')}): resume with the same --optim and --fsdp, "
-            "or, if they are the same, delete that damaged folder to resume from the checkpoint before it")
-    random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in state["python_rng"]))
-    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    if saved_world != world:  # every rank seeds its rollouts with its rank: the split changes what is sampled
-        print0(f"note: resuming on {world} process(es), saved by {saved_world}: the rollouts from here on differ from "
-               "an uninterrupted run's (the weights, optimizer and buffers load exactly)", rank=rank, file=sys.stderr)
-    return json.loads((Path(ckpt) / "buffers.json").read_text()), state["step"]
-
-
 # -----------------------------------------------------------------------------
 # Seeding phase (no --seed-data): grow a seed buffer from the zero triplet with the frozen initial policy, as
 # AZR's scripts/seeding do, then induction seeds from those programs. No model updates.
 
 def run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded):
-    seeds = zero_buffers()
-    triplets, induction = seeds["deduction"], seeds["induction"]
+    zero = zero_buffers()
+    triplets, induction = zero["deduction"], zero["induction"]
     seen = {json.dumps(triplets[0], sort_keys=True)}
     # First the triplets (abduction and deduction proposals conditioned on the growing seed set), then, as the
     # official _init_seed_dataset does, induction seeds from the finished triplets. Each part runs <= seed_rounds.
@@ -1310,7 +1325,6 @@ def preflight(cfg, device, rank):
         import importlib.util
         if importlib.util.find_spec(cfg.log) is None:
             die(f"--log={cfg.log} needs a package that is not installed: pip install {cfg.log}")
-    import kernels
     try:
         kernels.backend(device)  # NANOAZR_KERNELS is read at the first sampling call
     except (ValueError, RuntimeError) as e:
@@ -1375,10 +1389,9 @@ def main(argv=None):
     out, ckpt, saved, seed_buffers = preflight(cfg, device, rank)
 
     # model + tokenizer: "tiny" is made on the spot (deterministic), everything else resolved by model.py
-    import model as model_lib
     if cfg.model != "tiny":
         try:
-            source = model_lib.resolve_checkpoint(cfg.model)
+            source = resolve_checkpoint(cfg.model)
         except Exception as e:  # unknown names, offline hub ids, missing folders: model.py words the fix
             die(f"--model={cfg.model}: {e}")
     try:
@@ -1408,12 +1421,13 @@ def main(argv=None):
         changed = [k for k, v in dataclasses.asdict(cfg).items()
                    if k not in ("steps", "resume", "out") and saved.get(k) != v]
         if changed:  # allowed (e.g. a new eval cadence), but the run is then no longer an exact continuation
-            print0(f"warning: resuming with changed flags: {', '.join(f'{k}={saved.get(k)}->{getattr(cfg, k)}' for k in changed)}", rank=rank)
+            print0("warning: resuming with changed flags: "
+                   + ", ".join(f"{k}={saved.get(k)}->{getattr(cfg, k)}" for k in changed), rank=rank)
     try:  # a broken folder (config, weights, tokenizer) gets model.py's one line, not a traceback
-        tokenizer = model_lib.load_tokenizer(source)
+        tokenizer = load_tokenizer(source)
         qwen, master, sharded = setup_policy(str(ckpt or source), cfg, device, compute_dtype, world)
         ref_model = setup_reference(source, device, compute_dtype, sharded) if cfg.kl_coef > 0 else None
-    except (model_lib.CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, FileNotFoundError) as e:
         if ckpt is not None:
             die(f"checkpoint {ckpt} is damaged ({e}); delete that folder to resume from the checkpoint before it")
         die(f"cannot load the model: {e}")
@@ -1425,7 +1439,6 @@ def main(argv=None):
     print0(f"model {source} on {device} ({compute_dtype}), {sum(p.numel() for p in qwen.parameters()) / 1e6:.1f}M "
            f"params, world {world}, fsdp {sharded}, fp32 master {master is not None}", rank=rank)
 
-    from sandbox import Sandbox, SandboxUnavailable
     try:  # the ranks of one machine share its cores
         sandbox = Sandbox(workers=cfg.sandbox_workers or max(1, (os.cpu_count() or 1) // world),
                           cpu_s=cfg.exec_timeout, wall_s=cfg.exec_timeout)
@@ -1484,11 +1497,11 @@ def main(argv=None):
         # well-formatted answers are checked in the sandbox: -1 bad format, -0.5 wrong, +1 right
         for task in tasks:
             t0 = time.time()
-            items, (completions, texts) = batches[(task, "solve")][rank::world], solved[task]
-            format_ok, correct, n_exec = check_answers(task, [it["entry"] for it in items], texts, sandbox)
+            own, texts = solved[task]
+            format_ok, correct, n_exec = check_answers(task, [it["entry"] for it in mine[task]], texts, sandbox)
             local = [{**response_record(it, c, cfg.max_response_tokens, eos), "format_ok": f, "correct": bool(ok),
                       "reward": solver_reward(f, ok), "text": t}
-                     for it, c, f, ok, t in zip(items, completions, format_ok, correct, texts)]
+                     for it, c, f, ok, t in zip(mine[task], own, format_ok, correct, texts)]
             results[(task, "solve")] = gather_strided(local, rank, world)
             tick(clock, verify=time.time() - t0, exec_s=time.time() - t0, executions=n_exec)
 
@@ -1544,7 +1557,7 @@ def main(argv=None):
                                        cuda_graphs=cfg.cuda_graphs and device.type == "cuda",
                                        rank=rank, world=world)
             with_gathered_weights(qwen, sharded, False)
-            metrics.update({f"eval/{k}": v for k, v in scores.items()}, **{"time/eval": time.time() - t0})
+            metrics.update({**{f"eval/{k}": v for k, v in scores.items()}, "time/eval": time.time() - t0})
         if rank == 0:
             print(log_line(step, metrics, tasks), flush=True)
             with open(out / "metrics.jsonl", "a") as f:
