@@ -1090,3 +1090,103 @@ def test_abduction_answers_cannot_reach_f_through_a_lambda_stored_by_f(sb):
     assert "get" not in sandbox.module_names(prog)
     assert sb.check_abduction([(prog, "5214", "next(x for x in range(10007) if get('k')(x) == 5214)"),
                                (prog, "5214", "1234")]) == [False, True]
+
+
+def test_abduction_answers_cannot_reach_f_through_a_decorator_or_a_storing_call(sb):
+    """Round 12: a name that reaches f can be a function that stores its argument where its definition points:
+    `@deco` with deco = lambda fn: reg.append(fn) or fn, `store(f)` with store = lambda fn: reg.append(fn), or a
+    generator expression in f's body that calls f later, left a getter of reg to an answer: brute force of f."""
+    body = "    return (x * 7919) % 10007\n"
+    for prog, call in (("reg = []\ndeco = lambda fn: reg.append(fn) or fn\nget = lambda i: reg[i]\n@deco\n"
+                        "def f(x):\n" + body, "get(0)(x)"),
+                       ("reg = []\nget = lambda i: reg[i]\n@(lambda fn: reg.append(fn) or fn)\ndef f(x):\n" + body,
+                        "get(0)(x)"),
+                       ("reg = []\nstore = lambda fn: reg.append(fn)\nget = lambda i: reg[i]\ndef f(x):\n" + body +
+                        "store(f)", "get(0)(x)"),
+                       ("import itertools\nreg = []\nget = lambda i: reg[i]\ndef f(x):\n    if not reg:\n"
+                        "        reg.append(f(i) for i in itertools.count())\n" + body + "f(0)", None)):
+        assert sb.validate(prog, "3").status == "ok"
+        assert "get" not in sandbox.module_names(prog)
+        guess = (f"next(x for x in range(10007) if {call} == 5214)" if call else
+                 "next(i for i, v in enumerate(get(0)) if v == 5214)")
+        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True]
+    # a generator that a builtin uses up at once is plain recursion (unless the program rebinds that builtin)
+    tree = ("from collections import namedtuple\nNode = namedtuple('Node', 'v kids')\nreg = []\n"
+            "get = lambda i: reg[i]\ndef f(n):\n"
+            "    return n.v + sum(f(c) for c in n.kids) + max((f(c) for c in n.kids), default=0)\n")
+    assert {"Node", "get"} <= sandbox.module_names(tree)
+    assert "get" not in sandbox.module_names("sum = lambda g: reg.append(g)\n" + tree)
+    assert sb.check_abduction([(tree, "7", "Node(1, [Node(2, []), Node(2, [])])")]) == [True]
+
+
+def test_abduction_answers_cannot_rewrite_the_state_f_reads(sb):
+    """Round 12: an answer may call the program's names, and a name that reaches the state f reads is a setter or
+    getter of it: `put = memo.update` (`put({0: gold}) or 0`), `table = lambda: memo` (`table().update(...)`), a
+    lambda's mutable default that f reads through it, a class attribute list that a lambda __init__ appends to, a
+    class attribute assigned outside the class (`K.values = {}`). Each made any abduction answer right.
+    Constructors stay callable: namedtuples, Enum classes, imports, lambdas whose defaults are constants."""
+    memo = "memo = {}\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2\n"
+    for prog, hack in ((memo + "put = memo.update", "put({0: 75648}) or 0"),
+                       (memo + "table = lambda: memo", "table().update({0: 75648}) or 0"),
+                       ("push = lambda v, acc=[]: acc.append(v) or acc[0]\ndef f(x):\n    return push(x)",
+                        "(push(75648), 0)[1]"),
+                       ("class C:\n    items = []\n    __init__ = lambda self, v: self.items.append(v)\n"
+                        "def f(x):\n    return C.items[0] if C.items else x", "(C(75648), 0)[1]"),
+                       ("class K:\n    pass\n" + memo.replace("memo", "K.values"),
+                        "K().values.update({0: 75648}) or 0")):
+        assert sb.validate(prog, "3").status == "ok"
+        assert sb.check_abduction([(prog, "75648", hack), (prog, "6" if "n * 2" in prog else "3", "3")]) == \
+            [False, True], prog
+    keep = {"from collections import namedtuple\nPt = namedtuple('Pt', ['x', 'y'])\ndef f(p):\n    return p.x - p.y":
+            "Pt",
+            "from enum import Enum\nclass Color(Enum):\n    RED = 1\ndef f(c):\n    return c == Color.RED": "Color",
+            "MOD = 10 ** 9 + 7\nsq = lambda x, k=2: x ** k % MOD\ndef f(x):\n    return sq(x)": "sq",
+            "from typing import NamedTuple\nclass P(NamedTuple):\n    a: int\n    b: int = 0\ndef f(p):\n"
+            "    return P(p.b, p.a)": "P",
+            "from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\nORIGIN = Pt(0, 0)\nQ = deque()\n"
+            "def f(p):\n    Q.append(p)\n    return p.x - ORIGIN.x": "Pt deque"}
+    for prog, name in keep.items():
+        assert set(name.split()) <= sandbox.module_names(prog), prog
+    assert sb.check_abduction([(list(keep)[0], "-1", "Pt(1, 2)"), (list(keep)[2], "9", "sq(1) + 2")]) == [True, True]
+
+
+def test_heap_addresses_that_follow_the_input_text_fail_validation(sb):
+    """Round 12: bits of f's own address (`repr(f)[-4:-1]`, inside a page: ASLR leaves them alone) followed the
+    input's text: `[1, 2, 3]` and `[1, 2, 3]  ` gave other outputs, yet the B run on the input padded by 97 spaces
+    happened to agree, so the gold depended on how an answer was written. B children now shift the heap by a
+    random amount first."""
+    prog = "def f(x):\n    return repr(f)[-4:-1]"
+    args = "[1, 2, 3]"
+    assert len({sb.run(prog, args + " " * k).value for k in (0, 2, 300)}) > 1   # (the premise: the text moves it)
+    probes = {sb._execute(prog, args, seed=sandbox.HASH_SEEDS[1])[0].value for _ in range(6)}
+    assert len(probes) > 1, probes
+    # (one validation passes such a program with odds ~1/60 (the B shift can land on A's offset): 3 passes of 8 have
+    # odds ~3e-4)
+    verdicts = [sb.validate(prog, args).status for _ in range(8)]
+    assert verdicts.count("nondeterministic") >= 6, verdicts
+    assert sb.validate("def f(x):\n    return sorted(set(x))", args).status == "ok"
+
+
+def test_a_zygote_that_cannot_be_restarted_is_a_sandbox_error():
+    """Round 12: when a zygote had died (or was recycled) and starting its successor failed in the caller (no
+    descriptor left for its pipes: EMFILE; EAGAIN or ENOMEM from the fork), the OSError escaped run() and every
+    check instead of a sandbox_error verdict, and the trainer crashed. The next call, with descriptors back, runs."""
+    with Sandbox(workers=1, selftest=False) as s:
+        assert s.run("def f(x):\n    return x", "1").status == "ok"
+        for pid in s.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            res = s.run("def f(x):\n    return x", "1")
+            checks = s.check_abduction([("def f(x):\n    return x", "1", "1")])
+        finally:
+            for fd in held:
+                os.close(fd)
+        assert res.status == "sandbox_error" and "cannot start" in res.error, res
+        assert checks == [None]
+        assert s.run("def f(x):\n    return x", "1").value == "1"
