@@ -64,7 +64,9 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     smaller instead of crashing (issue #14).
  7. Induction tasks with fewer than 10 inputs (the zero-triplet seed has 6) show the first half and hide the rest.
  8. Learnability rollouts run only for valid proposals that also pass the format check (the others get -1
-    whatever their accuracy, so the official rollouts for them are wasted compute).
+    whatever their accuracy, so the official rollouts for them are wasted compute), and not at all under
+    --train_proposer=false, where they would feed no gradient (the logged proposer rewards then read -0.5 for every
+    valid proposal).
  9. The seeding phase (no --seed-data) parses the whole response, as the official one does, but keeps
     comments/globals in seed programs (the official seeding scripts strip them); it is bounded by --seed_rounds,
     since a weak model may never fill 256 seeds.
@@ -132,7 +134,8 @@ class Config:
     dtype: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float32
     # self-play
     tasks: str = "deduction,abduction,induction"  # comma list; Table 2 ablations drop some
-    train_proposer: bool = True     # False = proposer still proposes but gets no gradient (Table 2 "solver only")
+    train_proposer: bool = True     # False = proposer still proposes but gets no gradient and no learnability
+                                    # rollouts (Table 2 "solver only")
     batch_size: int = 64            # sequences per (task, role) batch, global over ranks (6 x 64 = 384)
     num_references: int = 6         # K reference triplets in ded/abd proposer prompts (0 allowed)
     learnability_samples: int = 8   # solver rollouts per valid proposal for the learnability reward
@@ -401,9 +404,11 @@ def policy_loss(logprobs, old_logprobs, advantages, weights, clip_low, clip_high
     loss = sum_t w_t * max(-A_t r_t, -A_t clip(r_t, 1-eps_low, 1+eps_high)) - c_H sum_t w_t H_t
            + c_KL sum_t w_t k3_t,   with r_t = exp(logp_t - old_t) and k3 = exp(ref - logp) - (ref - logp) - 1."""
     ratio = torch.exp(logprobs - old_logprobs)
-    surrogate = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_low, 1 + clip_high))
+    clipped = -advantages * ratio.clamp(1 - clip_low, 1 + clip_high)
+    surrogate = torch.maximum(-advantages * ratio, clipped)
     loss = (weights * surrogate).sum()
-    metrics = {"clipfrac": ((ratio - 1).abs() > clip_low).float().mean().item() if len(ratio) else 0.0}
+    # clipfrac: the weight of the tokens whose clipped term is the active one (no gradient), as the entropy is summed
+    metrics = {"clipfrac": (weights * (clipped > -advantages * ratio)).sum().item()}
     if entropy is not None and entropy_coef:
         loss = loss - entropy_coef * (weights * entropy).sum()
     if ref_logprobs is not None and kl_coef:
@@ -854,7 +859,7 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
         stats["loss"] += loss.item()
         stats["entropy"] += (w * entropy.detach()).sum().item()
         stats["kl"] += m.get("kl", 0.0)
-        stats["clipfrac"] += m["clipfrac"] / len(chunks)
+        stats["clipfrac"] += m["clipfrac"]
     trained = master if master is not None and not sharded else params
     if world > 1 and not sharded:  # replicated weights: sum gradients (global weights already normalise)
         # Every rank ran the same number of backward passes (padded above), so a gradient exists on all ranks or on
@@ -876,9 +881,9 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
             for mp, p in zip(master, params):
                 p.copy_(mp)
     if world > 1:
-        t = torch.tensor([stats["loss"], stats["entropy"], stats["kl"]], dtype=torch.float64)
+        t = torch.tensor([stats["loss"], stats["entropy"], stats["kl"], stats["clipfrac"]], dtype=torch.float64)
         dist.all_reduce(t)
-        stats["loss"], stats["entropy"], stats["kl"] = t.tolist()
+        stats["loss"], stats["entropy"], stats["kl"], stats["clipfrac"] = t.tolist()
     stats["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
     return stats
 

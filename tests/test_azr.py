@@ -314,6 +314,14 @@ def test_policy_loss_terms():
         loss, _ = azr.policy_loss(lp, old, torch.tensor([1.0]), torch.tensor([1.0]), 0.2, eps_high)
         loss.backward()
         assert (lp.grad.abs().item() == 0.0) == grad_zero
+    # clipfrac: the weight of the tokens whose clipped term is active, by each side's own bound: ratios 1.25 (A > 0)
+    # and 0.75 (A < 0) at eps_low 0.2, eps_high 0.28 clip only the second (weight 0.3); with A < 0 a ratio of 1.25
+    # is never clipped
+    lp, old = torch.tensor([0.0, 0.0, 0.0]), torch.log(torch.tensor([0.8, 1 / 0.75, 0.8]))
+    _, m = azr.policy_loss(lp, old, torch.tensor([1.0, -1.0, -1.0]), torch.tensor([0.5, 0.3, 0.2]), 0.2, 0.28)
+    assert m["clipfrac"] == pytest.approx(0.3)
+    _, m = azr.policy_loss(lp, old, torch.tensor([1.0, -1.0, -1.0]), torch.tensor([0.5, 0.3, 0.2]), 0.2, 0.2)
+    assert m["clipfrac"] == pytest.approx(0.8)
     # entropy bonus and k3 KL (zero when the policy equals the reference)
     ent = torch.tensor([2.0, 4.0])
     loss, m = azr.policy_loss(logp.detach(), logp.detach(), adv, w, 0.2, 0.2, ent, 0.001, logp.detach(), 0.1)
