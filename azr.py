@@ -180,6 +180,8 @@ class Config:
     sandbox_workers: int = 0        # 0 = this machine's cores / ranks
     exec_timeout: float = 10.0      # seconds per execution
     save_every: int = 10            # checkpoint every N steps (and at the last step)
+    keep_optim: int = 2             # optimizer state stays in the newest N checkpoints only (Qwen2.5-7B: 61 GB each,
+                                    # 3 TB over 500 steps); older ones keep weights, buffers and state; 0 = all
     eval_every: int = 10            # in-loop CRUXEval-I/O (greedy); 0 = off
     eval_limit: int = 0             # 0 = all 800 problems
     eval_max_tokens: int = 8096     # generation cap of the in-loop CRUXEval answers
@@ -302,9 +304,10 @@ def check_config(cfg):
         die(f"--{bad[0]}={getattr(cfg, bad[0])}: must be a finite number")
     if min(cfg.max_prompt_tokens, cfg.max_response_tokens, cfg.buffer_cap, cfg.seed_buffer_size,
            cfg.eval_max_tokens) < 1 or min(cfg.eval_every, cfg.eval_limit, cfg.dump_every, cfg.seed_rounds,
-                                          cfg.sandbox_workers) < 0:
+                                          cfg.sandbox_workers, cfg.keep_optim) < 0:
         die("--max_prompt_tokens, --max_response_tokens, --buffer_cap, --seed_buffer_size and --eval_max_tokens must "
-            "be >= 1; --eval_every, --eval_limit, --dump_every, --seed_rounds and --sandbox_workers >= 0 (0 = off/auto)")
+            "be >= 1; --eval_every, --eval_limit, --dump_every, --seed_rounds, --sandbox_workers and --keep_optim >= 0 "
+            "(0 = off/auto/all)")
     if not (cfg.exec_timeout > 0 and cfg.grad_clip >= 0 and cfg.weight_decay >= 0 and cfg.entropy_coef >= 0
             and 0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
         die("--exec_timeout must be > 0, --grad_clip, --weight_decay and --entropy_coef >= 0, --beta1 and --beta2 in "
@@ -994,11 +997,21 @@ def save_checkpoint(out, step, qwen, optimizer, master, sharded, buffers, cfg, s
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             write_atomic(root / "latest", final.name)
+            drop_old_optimizer_state(root, cfg.keep_optim)
         except BaseException:  # disk full, Ctrl-C: drop the partial folder (the previous checkpoint is untouched)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     if dist.is_initialized():
         dist.barrier()
+
+
+def drop_old_optimizer_state(root, keep):
+    """Delete optim*.pt from all but the newest `keep` checkpoints (0 = keep all). Only --resume reads them, and at
+    Qwen2.5-7B each is 61 GB (fp32 exp_avg and exp_avg_sq), 50 checkpoints of a 500-step run 3 TB; the weights
+    (30 GB), buffers and state stay for eval and plots. Runs after the new checkpoint is complete."""
+    for ckpt in complete_checkpoints(root)[:-keep] if keep else []:
+        for f in ckpt.glob("optim*.pt"):
+            f.unlink()
 
 
 def save_torch(obj, path):
@@ -1026,8 +1039,13 @@ def latest_checkpoint(out):
         name = pointer.read_text(errors="replace").strip()
         if re.fullmatch(r"step_\d+", name) and (root / name / "state.json").is_file():
             return root / name
-    steps = sorted(p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and (p / "state.json").is_file())
+    steps = complete_checkpoints(root)
     return steps[-1] if steps else None
+
+
+def complete_checkpoints(root):
+    """The step_* folders under ckpt/ whose state.json (written last before the rename) is there, oldest first."""
+    return sorted(p for p in root.glob("step_*") if re.fullmatch(r"step_\d+", p.name) and (p / "state.json").is_file())
 
 
 def checkpoint_step(ckpt):
@@ -1042,7 +1060,8 @@ def checkpoint_step(ckpt):
     if not (ckpt / "model.safetensors").is_file() and not (ckpt / "model.safetensors.index.json").is_file():
         damaged("no model.safetensors")
     if not (ckpt / "optim.pt").is_file() and not (ckpt / "optim_rank0.pt").is_file():
-        damaged("no optim.pt")
+        die(f"checkpoint {ckpt} holds no optimizer state (only the newest --keep_optim checkpoints keep optim.pt); "
+            "resume from a newer one, or train on from its weights with --model and a fresh --out")
     try:
         step = json.loads((ckpt / "state.json").read_text())["step"]
         buffers = json.loads((ckpt / "buffers.json").read_text())

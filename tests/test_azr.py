@@ -46,6 +46,7 @@ def test_flag_spellings_and_types():
     (["--max_response_tokens=0"], "--max_response_tokens"),
     (["--buffer_cap=-1"], "--buffer_cap"),
     (["--eval_every=-1"], "--eval_every"),
+    (["--keep_optim=-1"], "--keep_optim"),
     (["--beta2=1"], "--beta1 and --beta2 in [0, 1)"),
     (["steps"], "unexpected argument"),
     # each range check at its boundary (the accepted side is test_range_boundaries_accepted)
@@ -53,8 +54,8 @@ def test_flag_spellings_and_types():
     (["--beta1=1"], "--beta1 and --beta2 in [0, 1)"),
     (["--top_k=-1"], "--top_k >= 0"),
     (["--top_p=0"], "--top_p in (0, 1]"),
-    (["--sandbox_workers=-1"], "--seed_rounds and --sandbox_workers >= 0"),
-    (["--seed_rounds=-1"], "--seed_rounds and --sandbox_workers >= 0"),
+    (["--sandbox_workers=-1"], "--sandbox_workers and --keep_optim >= 0"),
+    (["--seed_rounds=-1"], "--sandbox_workers and --keep_optim >= 0"),
     (["--kv_cache_tokens=4096", "--max_prompt_tokens=4000", "--max_response_tokens=200"], "cannot hold one rollout"),
     # each line names the fix too: the nearest flag, the values a type takes, the task that is wrong
     (["--step=3"], "unknown flag --step; did you mean --steps? `python azr.py --help` lists every flag"),
@@ -793,6 +794,28 @@ def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path):
     no_step = azr.zero_buffers()
     del no_step["induction"][0]["step"]
     assert "induction entry 0" in azr.buffers_problem(no_step)
+
+
+def test_keep_optim_drops_old_optimizer_state(tiny_ckpt, tmp_path, capsys):
+    """--keep_optim=N: after each save only the newest N complete checkpoints keep optim*.pt (at 7B 61 GB each);
+    the rest keep weights, buffers and state, and resuming from one says what to do. 0 keeps every one."""
+    qwen = Qwen2.from_pretrained(str(tiny_ckpt))
+    opt, buffers, root = torch.optim.AdamW(qwen.parameters()), azr.zero_buffers(), tmp_path / "ckpt"
+    (root / "step_000009").mkdir(parents=True)  # a save that died before state.json: not a checkpoint to count
+    for step in (1, 2, 3):
+        azr.save_checkpoint(tmp_path, step, qwen, opt, None, False, buffers, azr.Config(keep_optim=2), str(tiny_ckpt),
+                            0)
+    have = {p.name: (p / "optim.pt").is_file() for p in azr.complete_checkpoints(root)}
+    assert have == {"step_000001": False, "step_000002": True, "step_000003": True}
+    assert all((root / f"step_00000{s}" / "model.safetensors").is_file() for s in (1, 2, 3))
+    assert azr.checkpoint_step(root / "step_000002") == 2
+    with pytest.raises(SystemExit):
+        azr.checkpoint_step(root / "step_000001")
+    assert "holds no optimizer state" in capsys.readouterr().err
+    azr.save_checkpoint(tmp_path, 4, qwen, opt, None, False, buffers, azr.Config(keep_optim=0), str(tiny_ckpt), 0)
+    assert [(p / "optim.pt").is_file() for p in azr.complete_checkpoints(root)] == [False, True, True, True]
+    azr.drop_old_optimizer_state(root, 1)
+    assert [(p / "optim.pt").is_file() for p in azr.complete_checkpoints(root)] == [False, False, False, True]
 
 
 def test_truncate_metrics_on_resume(tmp_path):
