@@ -1617,6 +1617,8 @@ class Sandbox:
                 self._popen(w)
                 self._hello(w)
             proc, data = w.proc, json.dumps(req).encode()   # proc: close() may clear w.proc meanwhile
+            if proc is None:   # (close() from another thread since the check above)
+                raise SandboxUnavailable("Sandbox is closed")
             try:
                 _write_all(proc.stdin.fileno(), _U32.pack(len(data)) + data)
             except (OSError, ValueError) as e:

@@ -1167,6 +1167,18 @@ def test_heap_addresses_that_follow_the_input_text_fail_validation(sb):
     assert sb.validate("def f(x):\n    return sorted(set(x))", args).status == "ok"
 
 
+def test_close_from_another_thread_during_a_call_is_a_sandbox_error():
+    """close() can run between a call's closed check and its use of the zygote (another thread: a trainer's
+    shutdown while a pool still runs checks); the call then said AttributeError instead of a sandbox_error."""
+    with Sandbox(workers=1, selftest=False) as s:
+        for w in s._workers:
+            s._kill(w)   # the next call starts a zygote, and close() lands right after its hello
+        hello = s._hello
+        s._hello = lambda w: (hello(w), s.close())
+        res = s.run("def f(x):\n    return x", "1")
+    assert res.status == "sandbox_error" and "closed" in res.error, res
+
+
 def test_a_zygote_that_cannot_be_restarted_is_a_sandbox_error():
     """Round 12: when a zygote had died (or was recycled) and starting its successor failed in the caller (no
     descriptor left for its pipes: EMFILE; EAGAIN or ENOMEM from the fork), the OSError escaped run() and every
