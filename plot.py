@@ -28,11 +28,12 @@ class PlotError(Exception):
 
 
 def load_metrics(run_dir) -> list:
-    """The rows of RUN_DIR/metrics.jsonl, in file order. Raises PlotError naming the file and line on bad input."""
+    """The rows of RUN_DIR/metrics.jsonl (or of the metrics file itself, when given one), in file order. Raises
+    PlotError naming the file and line on bad input."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise PlotError(f"run folder {run_dir} does not exist; pass the --out folder of an azr.py run")
-    path = run_dir / "metrics.jsonl"
+    path = run_dir if run_dir.is_file() else run_dir / "metrics.jsonl"
     if not path.is_file():
         raise PlotError(f"{path} not found; is {run_dir} the --out folder of an azr.py run?")
     text = path.read_text()
@@ -119,8 +120,9 @@ def series_colours(panels: dict) -> dict:
 
 
 def run_names(run_dirs) -> list:
-    """Short legend names: the folder name, or the full path when two runs share a folder name."""
-    names = [Path(d).name or str(d) for d in run_dirs]
+    """Short legend names: the run folder's name (a metrics file's folder), or the full path when two runs share
+    a name."""
+    names = [(Path(d).parent if Path(d).is_file() else Path(d)).name or str(d) for d in run_dirs]
     if len(set(names)) < len(names):
         names = [str(d) for d in run_dirs]
     return names
@@ -188,7 +190,8 @@ def plot(run_dirs, out, keys=None, smoothing=0.0, title=None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Plot nanoAZR training curves from RUN_DIR/metrics.jsonl.",
                                  allow_abbrev=False)  # a misspelled flag is an error, never another flag
-    ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="azr.py --out folders to compare")
+    ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                    help="azr.py --out folders to compare (or their metrics.jsonl files)")
     ap.add_argument("--out", default="curves.png", help="output image (png; the suffix picks the format)")
     ap.add_argument("--keys", nargs="+", default=None,
                     help="metric keys or fnmatch patterns to draw, e.g. 'solve/*/accuracy' '*/reward' (default: all)")

@@ -82,6 +82,15 @@ def error_of(capsys, argv):
     return err
 
 
+def test_a_metrics_file_is_taken_for_its_run(tmp_path):
+    """A run's metrics.jsonl given instead of its folder (said "does not exist" of a file that exists): the same
+    rows, and the legend names the run folder."""
+    a = write_run(tmp_path / "paper", 5, 1.0)
+    assert plot.load_metrics(a / "metrics.jsonl") == plot.load_metrics(a)
+    assert plot.run_names([a / "metrics.jsonl", tmp_path / "other"]) == ["paper", "other"]
+    assert plot.main([str(a / "metrics.jsonl"), "--out", str(tmp_path / "c.png")]) == 0
+
+
 def test_missing_folder(tmp_path, capsys):
     err = error_of(capsys, [str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")])
     assert "nope does not exist" in err
