@@ -62,11 +62,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         max_new_tokens: cap on sampled tokens per completion (a sampled stop id counts toward it).
         temperature, top_k, top_p: passed to kernels.sample; temperature=0 is greedy.
         stop_token_ids: a completion ends at the first of these; the stop id is not included.
+        return_logprobs: also return each sampled token's log-probability (see kernels.sample).
         seed: makes sampling reproducible: the same arguments give the same completions. The tokens also depend on
             the schedule (which rows share a step draws the random numbers), so max_batch, a kv_cache_tokens budget
             tight enough to preempt, or generating a subset of the prompts changes them; greedy decoding never
             changes. On CUDA the default budget follows the free memory: pass kv_cache_tokens for runs that must
             repeat exactly.
+        progress: show a tqdm bar of finished sequences.
         max_batch: most sequences decoded together (rows of the block table).
         kv_cache_tokens: KV cache budget in tokens (at least one longest prompt + max_new_tokens). Default: 60% of
             free GPU memory on CUDA; elsewhere every row gets room for the longest sequence (no preemption).
@@ -189,12 +191,12 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
             for state in (row_req, row_pos, row_last, row_blocks, row_admitted):
                 state.pop()
 
-    def release(done):
+    def finish(done):  # rows that sampled a stop id or reached max_new_tokens
         remove(done)
         if bar is not None:
             bar.update(len(done))
 
-    def take():  # a free block for one row
+    def take_block():  # a free block for one row
         b = free_blocks.pop()
         refs[b] = 1
         return b
@@ -265,12 +267,12 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                 if in_place:  # whole-row blocks, row b in block b + 1
                     blocks.append([first + j + 1])
                 elif src[j] == j:
-                    blocks.append([take() for _ in range(-(-n // block_size))])
+                    blocks.append([take_block() for _ in range(-(-n // block_size))])
                 else:  # the full blocks of the copied prompt are only ever read: share them
                     shared = blocks[src[j]][:n // block_size]
                     for b in shared:
                         refs[b] += 1
-                    blocks.append(shared + ([take()] if n % block_size else []))
+                    blocks.append(shared + ([take_block()] if n % block_size else []))
             table = [b + [0] * (-(-T // block_size) - len(b)) for b in blocks]  # [group, T / bs]; pad -> sink
             cache.block_table[first:first + len(group), :len(table[0])] = torch.tensor(table, device=device)
             # Right padding: the causal mask alone is then right for every real token (see Attention).
@@ -291,13 +293,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
             row_blocks += blocks
             row_admitted += range(admitted, admitted + len(group))
             admitted += len(group)
-            release(record(new_ids, new_lps, first))
+            finish(record(new_ids, new_lps, first))
             continue
 
         # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
         needy = preempt_until_blocks_suffice() if per_seq > 1 else []  # one whole-row block: nothing to hand out
         if needy:
-            new = [take() for _ in needy]
+            new = [take_block() for _ in needy]
             for r, b in zip(needy, new):
                 row_blocks[r].append(b)
             where = torch.tensor([needy, [len(row_blocks[r]) - 1 for r in needy], new], device=device)  # [3, k]
@@ -305,7 +307,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         new_ids, new_lps = sample(decode(row_last, row_pos))  # logits [n, V]
         for row in range(len(row_pos)):
             row_pos[row] += 1
-        release(record(new_ids, new_lps))
+        finish(record(new_ids, new_lps))
 
     if bar is not None:
         bar.close()

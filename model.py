@@ -12,7 +12,6 @@ The batched generation engine lives in engine.py; `generate` is re-exported here
 """
 import errno
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, fields
@@ -22,13 +21,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 import kernels
-from safetensors.torch import save_file
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Config: the fields of a Hugging Face Qwen2 config.json that change the computation.
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be used as it is; the message is one line naming the file and the fix."""
+
 
 @dataclass
 class Qwen2Config:
@@ -97,11 +100,6 @@ class Qwen2Config:
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be used as it is; the message is one line naming the file and the fix."""
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -165,10 +163,13 @@ class KVCache:
         self.block_table = torch.zeros(slots, per_row, dtype=torch.long, device=device)  # 0 = no block
         if static:
             self.block_table += 1 + torch.arange(slots * per_row, device=device).view(slots, per_row)
-        self.positions = torch.arange(per_row * block_size, device=device)  # [>= max_len]
-        cos, sin = rotary_cos_sin(self.positions[None], hd, config.rope_theta, dtype)  # [1, 1, max_len, hd]
-        self.cos, self.sin = cos[0, 0], sin[0, 0]  # [max_len, hd]: the same values the forward would compute
+        self.positions = torch.arange(per_row * block_size, device=device)  # [P], P = per_row * block_size >= max_len
+        cos, sin = rotary_cos_sin(self.positions[None], hd, config.rope_theta, dtype)  # [1, 1, P, hd]
+        self.cos, self.sin = cos[0, 0], sin[0, 0]  # [P, hd]: the same values the forward would compute
         self.heads = torch.arange(KVH, device=device)[:, None]  # [KVH, 1]
+        # For the in-place layout (row b is block b + 1): the flat row of (block b + 1, head h, offset 0), [slots*KVH]
+        self.row_base = self.flat_index(1 + torch.arange(slots, device=device)[:, None],
+                                        torch.zeros(1, 1, dtype=torch.long, device=device))
         # Set by Qwen2.forward for the current call, shared by all layers:
         self.write_index = None  # [rows*KVH*T]: rows of the flat [blocks*KVH*block_size, hd] view each K/V goes to
         self.lengths = None  # [B] visible positions of each row in the current decode step
@@ -192,8 +193,6 @@ class KVCache:
                 self.qkv = {m: (torch.cat([m.q_proj.weight, m.k_proj.weight, m.v_proj.weight]).detach(),
                                 torch.cat([m.q_proj.bias, m.k_proj.bias, m.v_proj.bias]).detach())
                             for m in model.modules() if isinstance(m, Attention)}
-        self.row_base = self.flat_index(1 + torch.arange(slots, device=device)[:, None],
-                                        torch.zeros(1, 1, dtype=torch.long, device=device))  # [slots*KVH]: (b+1, h, 0)
 
         # CPU only: for the few rows of a decode step, the CPU GEMM runs 25-40% faster with the weight stored
         # [in, out] than with nn.Linear's [out, in] (measured, 1 thread: [32, 256] x [256, 704] 69 vs 92 us). So
@@ -261,7 +260,8 @@ class Attention(nn.Module):
 
         if cache is not None:
             # Write the new K/V into their cache blocks: one index_copy_ through the flat [blocks*KVH*bs, hd] view,
-            # with the index Qwen2.forward computed once for all layers (prefill padding goes to block 0).
+            # with the index Qwen2.forward computed once for all layers. Prefill padding past a row's own blocks goes
+            # to block 0; padding inside its last block lies past the row's length, masked until decode overwrites it.
             kc, vc = cache.k[self.layer_idx], cache.v[self.layer_idx]  # [blocks, KVH, block_size, hd]
             kc.view(-1, hd).index_copy_(0, cache.write_index, k.reshape(-1, hd))  # k [B, KVH, T, hd]
             vc.view(-1, hd).index_copy_(0, cache.write_index, v.reshape(-1, hd))
@@ -276,15 +276,14 @@ class Attention(nn.Module):
             # mask None -> plain causal (flash kernels); else bool [B, 1, T, T] for left-padded batches.
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                enable_gqa=gqa)  # [B, H, T, hd]
-        else:
-            # Decode: row b holds one new token at positions[b]. fp32 scores and softmax whatever the cache dtype, as
-            # training's SDPA computes them; on CUDA a Triton kernel that reads only each row's own length through
-            # the block table, elsewhere dense matmuls over the gathered blocks (kernels/attention.py)
-            y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, cache.block_table,
-                                         cache.plan)  # [B, H, hd]
-            return proj(self.o_proj, y.view(B, H * hd))
-        y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]
-        return proj(self.o_proj, y)
+            y = y.transpose(1, 2).reshape(B, T, H * hd)  # [B, T, H*hd]
+            return proj(self.o_proj, y)
+        # Decode: row b holds one new token at positions[b]. fp32 scores and softmax whatever the cache dtype, as
+        # training's SDPA computes them; on CUDA a Triton kernel that reads only each row's own length through the
+        # block table, elsewhere dense matmuls over the gathered blocks (kernels/attention.py)
+        y = kernels.decode_attention(q.reshape(B, H, hd), kc, vc, cache.lengths, cache.block_table,
+                                     cache.plan)  # [B, H, hd]
+        return proj(self.o_proj, y.view(B, H * hd))
 
 
 class MLP(nn.Module):
@@ -412,7 +411,7 @@ class Qwen2(nn.Module):
             # Prefill: every row starts at position 0; position t of row slots[i] goes to its block t // bs.
             t = cache.positions[:T]
             cache.write_index = cache.flat_index(cache.block_table[slots][:, t // cache.block_size],
-                                                 (t % cache.block_size)[None])  # [N*KVH*T]
+                                                 (t % cache.block_size)[None])  # [B*KVH*T]
             cos, sin = cache.cos[None, None, :T], cache.sin[None, None, :T]  # [1, 1, T, hd]
         else:
             if attention_mask is not None and not bool(attention_mask.all()):
@@ -470,8 +469,8 @@ class Qwen2(nn.Module):
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {folder} does not match its config.json: missing {missing[:3]}"
-                             f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                             f"{'...' if len(unexpected) > 3 else ''}")
+                                  f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+                                  f"{'...' if len(unexpected) > 3 else ''}")
         shapes = {k: tuple(v.shape) for k, v in qwen.state_dict().items()}
         wrong = [k for k in shapes if tuple(state[k].shape) != shapes[k]]
         if wrong:
@@ -510,8 +509,8 @@ def _save_safetensors(state, file):
 
 def write_atomic(path, content):
     """Write `content` (str, or a function that writes the given temp path) to `path` via a temp file + rename, so a
-    crash or a full disk never leaves a half-written file. Used for every file nanoAZR writes (weights, buffers,
-    metrics dumps, eval results)."""
+    crash or a full disk never leaves a half-written file. Used by save_pretrained, and by azr.py and eval/ for the
+    files they write whole (step dumps, `latest`, eval results); azr.py also renames each checkpoint folder whole."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -574,7 +573,7 @@ def load_safetensors(folder, device="cpu", dtype=None) -> dict:
                     state[key] = t.to(dtype) if dtype is not None else t
         except Exception as e:  # safetensors reports truncation as a header/size error deep inside
             raise CheckpointError(f"cannot read {file} (truncated or corrupt? re-download it): "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return state
 
 
@@ -648,7 +647,7 @@ def load_tokenizer(path):
         # (transformers would build an empty tokenizer, and every prompt would encode to nothing)
         raise CheckpointError(f"no tokenizer in {folder} (tokenizer.json); copy the tokenizer files of the base "
                               "model (tokenizer.json, tokenizer_config.json) beside the weights")
-    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")):  # a truncated file: name it (transformers would not)
         _read_json(os.path.join(folder, "tokenizer.json"), "tokenizer.json")
     try:
         return AutoTokenizer.from_pretrained(folder)

@@ -38,7 +38,8 @@ def _triton_importable() -> bool:
 
 
 def backend(device) -> str:
-    """'triton' or 'torch': which implementation `sample` and `token_logprobs` use for tensors on `device`."""
+    """'triton' or 'torch': which implementation `sample` and `token_logprobs` use for tensors on `device`. The
+    decode attention and the fused layers also need a CUDA device (fused_decode_attention, fused_layers)."""
     device = torch.device(device)
     choice = os.environ.get("NANOAZR_KERNELS", "auto")
     if choice not in ("auto", "torch", "triton"):
@@ -115,10 +116,9 @@ def decode_attention(q, k_cache, v_cache, lengths, block_table, plan=None):
 
 
 def fused_decode_attention(device, head_dim) -> bool:
-    """Whether decode_attention runs the Triton kernel on this device (then it needs no plan)."""
-    device = torch.device(device)
-    return (device.type == "cuda" and backend(device) == "triton"
-            and head_dim >= 16 and head_dim & (head_dim - 1) == 0)  # tl.dot's shapes
+    """Whether decode_attention runs the Triton kernel on this device (then it needs no plan): where the fused
+    layers run, for a power-of-two head_dim >= 16 (tl.dot's shapes)."""
+    return fused_layers(device) and head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
 def decode_plan(lengths, block_table, L, KVH, block_size, dtype, in_place=False):

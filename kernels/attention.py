@@ -18,9 +18,10 @@ whatever the cache dtype (training's SDPA keeps them in fp32 too). When the cach
 chunk, a second kernel combines the chunks' partial softmaxes (flash-decoding), so a few long rows still spread
 over the whole GPU; chunks past a row's length return at once.
 
-Dispatch: the Triton kernel on CUDA tensors (unless NANOAZR_KERNELS=torch); everywhere else the reference, which
-is also the test oracle. Under TRITON_INTERPRET=1 the engine still uses the reference on CPU (the interpreter
-would make every decode step of the test suite 100x slower); the tests call the kernel directly.
+Dispatch (kernels.decode_attention): the Triton kernel on CUDA tensors with a power-of-two head_dim >= 16 (unless
+NANOAZR_KERNELS=torch); everywhere else the reference, which is also the test oracle. Under TRITON_INTERPRET=1 the
+engine still uses the reference on CPU (the interpreter would make every decode step of the test suite 100x slower);
+the tests call the kernel directly.
 """
 import math
 
@@ -187,7 +188,8 @@ def decode_chunks(B, KVH, capacity, split=SPLIT_T, programs=0):
     S = -(-capacity // split)
     if B * KVH * S < programs:
         S = max(S, min(-(-programs // (B * KVH)), -(-capacity // 128)))
-    chunk = -(-(-(-capacity // S)) // 64) * 64
+    per_chunk = -(-capacity // S)              # ceil(capacity / S) positions ...
+    chunk = -(-per_chunk // 64) * 64           # ... rounded up to whole BLOCK_T = 64 steps
     return -(-capacity // chunk), chunk
 
 

@@ -139,13 +139,14 @@ if triton is not None:
 
 
 def _rms_norm(x, residual, weight, eps):
+    """(norm of s, s) with s = residual + x; without a residual (norm of x, that same tensor again)."""
     D = x.shape[-1]
     out = torch.empty_like(x)
-    total = torch.empty_like(x) if residual is not None else out  # out: an unused dummy without a residual
-    _rms_norm_kernel[(x.numel() // D,)](x, residual if residual is not None else x, weight, out, total, D, eps,
+    summed = torch.empty_like(x) if residual is not None else out  # out: an unused dummy without a residual
+    _rms_norm_kernel[(x.numel() // D,)](x, residual if residual is not None else x, weight, out, summed, D, eps,
                                         HAS_RES=residual is not None, BLOCK_D=triton.next_power_of_2(D),
                                         num_warps=8 if D >= 2048 else 4)
-    return out, total
+    return out, summed
 
 
 def rms_norm_triton(x, weight, eps):

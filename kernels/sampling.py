@@ -96,8 +96,9 @@ def _static_flags(logits, temperature, top_k, top_p):
     return greedy_only, has_topk, has_topp
 
 
-def _params(logits, temperature, top_k, top_p):
-    """Validate python-scalar knobs (tensor knobs are trusted: checking them would need a host sync)."""
+def _knob_rows(logits, temperature, top_k, top_p):
+    """(T, k, p): the knobs as [B] tensors (float32, int64, float32). Python-scalar knobs are validated; tensor knobs
+    are trusted (checking them would need a host sync) and clamped into range instead."""
     if not isinstance(temperature, torch.Tensor) and not temperature >= 0:  # NaN too
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if not isinstance(top_k, torch.Tensor) and (top_k < 0 or int(top_k) != top_k):
@@ -133,21 +134,21 @@ def filter_threshold_reference(z, top_k, top_p):
     return torch.maximum(thr_k, thr_p)
 
 
-CHUNK = 128  # columns per chunk of the reference's two-level argmax and inversion
+REF_CHUNK = 128  # columns per chunk of the reference's two-level argmax and inversion (the kernels' CHUNK is a split)
 
 
 def _first_argmax(zc, m):
-    """argmax(-1) of zc [B, C, CHUNK] viewed as [B, C*CHUNK], whose row maxima are m [B]: the first index holding the
-    maximum. Two short passes (which chunk, then where in it): on CPU torch's argmax carries an index through its
-    reduction and runs ~15x slower than amax ([32, 8192] fp32, 1 thread: 222 vs 15 us)."""
+    """argmax(-1) of zc [B, C, REF_CHUNK] viewed as [B, C*REF_CHUNK], whose row maxima are m [B]: the first index
+    holding the maximum. Two short passes (which chunk, then where in it): on CPU torch's argmax carries an index
+    through its reduction and runs ~15x slower than amax ([32, 8192] fp32, 1 thread: 222 vs 15 us)."""
     B = zc.shape[0]
     c = (zc.amax(-1) == m[:, None]).int().argmax(-1)                                  # [B] first chunk with the max
     j = (zc[torch.arange(B, device=zc.device), c] == m[:, None]).int().argmax(-1)   # [B] first column in it
-    return c * CHUNK + j
+    return c * REF_CHUNK + j
 
 
 def _invert(pc, mass, generator):
-    """Draw one column per row of pc [B, C, CHUNK] (unnormalised probabilities; mass [B, C] its chunk sums) by
+    """Draw one column per row of pc [B, C, REF_CHUNK] (unnormalised probabilities; mass [B, C] its chunk sums) by
     inversion, in two levels: a chunk with probability proportional to its mass, then a column of it in proportion
     to its own. Two uniforms per row instead of one per column: on CPU drawing V uniforms and their logarithms cost
     10x the rest of sampling. The cumulative sums are float64, and U <= 1 - 2^-53 (torch.rand's float64 grid) makes
@@ -158,9 +159,9 @@ def _invert(pc, mass, generator):
     U = torch.rand(B, 2, generator=generator, dtype=torch.float64, device=pc.device)
     cdf = mass.double().cumsum(-1)                                                    # [B, C]
     c = torch.searchsorted(cdf, U[:, :1] * cdf[:, -1:], right=True).clamp_(max=C - 1)[:, 0]
-    inside = pc[torch.arange(B, device=pc.device), c].double().cumsum(-1)             # [B, CHUNK]
-    j = torch.searchsorted(inside, U[:, 1:] * inside[:, -1:], right=True).clamp_(max=CHUNK - 1)[:, 0]
-    return c * CHUNK + j
+    inside = pc[torch.arange(B, device=pc.device), c].double().cumsum(-1)             # [B, REF_CHUNK]
+    j = torch.searchsorted(inside, U[:, 1:] * inside[:, -1:], right=True).clamp_(max=REF_CHUNK - 1)[:, 0]
+    return c * REF_CHUNK + j
 
 
 def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, with_logprobs=True):
@@ -169,7 +170,7 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
     only when a filter is on). Like the Triton kernels it draws by inversion of the cumulative distribution: O(B)
     random numbers rather than one per logit, which on CPU is what matters most."""
     _check_logits(logits)
-    T, k, p = _params(logits, temperature, top_k, top_p)
+    T, k, p = _knob_rows(logits, temperature, top_k, top_p)
     greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
     greedy = T <= 0
     B, V = logits.shape
@@ -180,13 +181,13 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
         x.nan_to_num_(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
         return x.div_(scale) if scaled else x
 
-    # z [B, C*CHUNK]: the float32 copy, -inf columns padding V to whole chunks; zv its first V columns (a view)
-    z = torch.nn.functional.pad(logits.float(), (0, -V % CHUNK), value=-math.inf)
+    # z [B, C*REF_CHUNK]: the float32 copy, -inf columns padding V to whole chunks; zv its first V columns (a view)
+    z = torch.nn.functional.pad(logits.float(), (0, -V % REF_CHUNK), value=-math.inf)
     zv = scaled_logits(z[:, :V])
     if (has_topk or has_topp) and not greedy_only:
         thr = torch.where(greedy, -math.inf, filter_threshold_reference(zv, k, p))  # greedy rows: no filtering
         zv.masked_fill_(zv < thr[:, None], -math.inf)
-    zc = z.view(B, -1, CHUNK)
+    zc = z.view(B, -1, REF_CHUNK)
     if z.numel() > 1 << 16:
         m = z.amax(-1)                                                        # [B]
         argmax = _first_argmax(zc, m)
@@ -196,7 +197,7 @@ def sample_reference(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None
         return argmax, None
     # z becomes the unnormalised probabilities exp(z - m), as exp2((z - m) * log2(e)) (torch's CPU exp2 is 3x faster
     # than its exp)
-    pc = zc.sub_(m[:, None, None]).mul_(1 / math.log(2)).exp2_()              # [B, C, CHUNK]
+    pc = zc.sub_(m[:, None, None]).mul_(1 / math.log(2)).exp2_()              # [B, C, REF_CHUNK]
     mass = pc.sum(-1)                                                         # [B, C]
     total = mass.sum(-1)
     # A finite max puts exp2(0) = 1 in the sum; an all -inf row or a +inf logit makes it NaN (-inf - -inf, inf - inf)
@@ -505,7 +506,7 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
     B, V = logits.shape
     dev = logits.device
-    T, k, p = _params(logits, temperature, top_k, top_p)
+    T, k, p = _knob_rows(logits, temperature, top_k, top_p)
     # one seed per row from the caller's generator, as a device tensor: no host sync, capturable
     seeds = torch.randint(0, 2**31 - 1, (B,), device=dev, generator=generator, dtype=torch.int64)
     # python-scalar knobs decide statically which filters exist (constexpr flags); tensor knobs may hold anything
