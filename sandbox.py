@@ -597,15 +597,29 @@ def module_names(program):
                 seen.add(i)
                 todo += bound[i][1] - reads
                 reads |= bound[i][1]
-    # (a name whose attribute or item is assigned anywhere, `K.values = {}`, holds state whatever its definition)
-    mutated = set()
+    # (a name whose attribute or item is assigned anywhere, `K.values = {}`, holds state whatever its definition;
+    # so does a name that a function rebinds through `global` (`memo = None` at module level, `memo = {}` in f).
+    # Round 13: the object assigned on may be reached through an alias (`A = J` or `K.j = J`, then `A.values = {}`
+    # or `K.j.values = {}`; `type(J()).values = {}`), and such a J stayed callable: `J().values.update({0: gold})
+    # or 0` was right for any gold. So every name in an assigned target counts, and so do the names its
+    # definitions use; and once the program assigns any attribute, so does every module-level name it uses other
+    # than as a callee, since any of those values may be the object assigned on)
+    mutated, attributes = set(), False
     for n in ast.walk(tree):
-        if isinstance(n, (ast.Attribute, ast.Subscript)) and not isinstance(n.ctx, ast.Load):
-            root = n.value
-            while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
-                root = root.func if isinstance(root, ast.Call) else root.value
-            if isinstance(root, ast.Name):
-                mutated.add(root.id)
+        if isinstance(n, ast.Global):
+            mutated.update(n.names)
+        elif isinstance(n, (ast.Attribute, ast.Subscript)) and not isinstance(n.ctx, ast.Load):
+            mutated |= {m.id for m in ast.walk(n) if isinstance(m, ast.Name)}
+            attributes = attributes or isinstance(n, ast.Attribute)
+    if attributes:
+        callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        mutated |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and
+                     id(n) not in callees and n.id in binders}
+    todo = list(mutated)
+    while todo:
+        for i in binders.get(todo.pop(), ()):
+            todo += bound[i][1] - mutated
+            mutated |= bound[i][1]
     reach = {"f"} | {n for n in reads if n in mutated or any(not inert[i] for i in binders.get(n, ()))}
     # (a reached name's definition `q = deque()`, `ORIGIN = Pt(0, 0)` does not make the type it calls reach it: an
     # import, or an inert class or namedtuple, called on an answer's values makes new objects; a class whose body

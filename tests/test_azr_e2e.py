@@ -432,3 +432,41 @@ def test_torchrun_two_processes_train_as_one(tiny_ckpt, tmp_path, monkeypatch):
     wa, wb = load_file(str(ca / "model.safetensors")), load_file(str(cb / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], atol=1e-4, rtol=0)  # 2 Adam steps of ~lr = 1e-3 each
+
+
+EVAL_WORKER = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+import azr, eval.generation, torch.distributed as dist
+from eval import cruxeval, data
+limit = 3
+known = {cruxeval.cruxeval_prompt(b, it): (b, it) for b in ("cruxeval-i", "cruxeval-o")
+         for it in data.load_benchmark(b, data.default_data_dir(), limit)}
+def gold(model, tokenizer, texts, max_new_tokens, **kwargs):  # every answer right; each rank notes what it decoded
+    with open(f"{sys.argv[2]}/eval_rank{dist.get_rank()}.txt", "a") as f:
+        f.write(f"{len(texts)}\n")
+    return [cruxeval.gold_completion(*known[t]) for t in texts]
+eval.generation.complete = gold
+azr.entry(sys.argv[3:] + [f"--eval_limit={limit}"])
+'''
+
+
+@pytest.mark.parametrize("fsdp", ["on", "off"])
+def test_torchrun_in_loop_eval_runs_on_every_rank_and_splits_the_problems(fsdp, tiny_ckpt, tmp_path, data_dir):
+    """Mutation round 5: azr.py's in-loop CRUXEval runs on every rank (the counts are summed over the process group:
+    a rank that skipped it would leave the others waiting in all_reduce) and passes rank and world, so each rank
+    decodes its share: 3 problems per benchmark on 2 ranks are 2 + 1 prompts, not 3 + 3. With or without FSDP."""
+    script = tmp_path / "worker.py"
+    script.write_text(EVAL_WORKER)
+    env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1", "NANOAZR_DATA": str(data_dir)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(REPO), str(tmp_path), f"--model={tiny_ckpt}", "--steps=1", f"--out={tmp_path / 'o'}", "--batch_size=4",
+           "--max_response_tokens=12", "--seed_rounds=0", "--sandbox_workers=1", f"--fsdp={fsdp}", "--eval_every=1",
+           "--eval_max_tokens=4"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = [(tmp_path / f"eval_rank{r}.txt").read_text().split() if (tmp_path / f"eval_rank{r}.txt").is_file()
+             else [] for r in (0, 1)]
+    assert calls == [["2", "2"], ["1", "1"]]
+    (m,) = read_metrics(tmp_path / "o")
+    assert m["eval/cruxeval-i"] == m["eval/cruxeval-o"] == 1.0 and m["time/eval"] > 0

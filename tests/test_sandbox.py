@@ -1202,3 +1202,142 @@ def test_a_zygote_that_cannot_be_restarted_is_a_sandbox_error():
         assert res.status == "sandbox_error" and "cannot start" in res.error, res
         assert checks == [None]
         assert s.run("def f(x):\n    return x", "1").value == "1"
+
+
+_SETDEFAULT = "def f(n):\n    return memo.setdefault(n, n * 2)\n"
+
+
+def test_abduction_answers_cannot_rewrite_state_behind_an_inert_looking_name(sb):
+    """Mutation round 5: each rule that makes a name f reads hold state, on its own. A dict literal, a call of
+    something that is no namedtuple/Enum factory (`dict()`, `defaultdict()`), a keyword-only mutable lambda default,
+    a binding inside a compound statement, a table f reaches through one or two getters (or the later of two
+    bindings), a class given an attribute outside its body, a list filled by a call that stores f, a class whose
+    __call__ runs f: each left a setter or a getter callable, and any abduction answer was right."""
+    setters = ["memo = {}\n" + _SETDEFAULT + "put = memo.update",
+               "memo = dict()\n" + _SETDEFAULT + "put = memo.update",
+               "from collections import defaultdict\nmemo = defaultdict()\n" + _SETDEFAULT + "put = memo.update",
+               "if True:\n    memo = {}\n" + _SETDEFAULT + "put = memo.update",
+               "memo = {}\ntable = lambda: memo\n" + _SETDEFAULT.replace("memo.", "table().") + "put = memo.update",
+               "memo = {}\ntable = lambda: memo\nget = lambda: table()\n" + _SETDEFAULT.replace("memo.", "get().") +
+               "put = memo.update",
+               "memo = {}\nget = lambda: {}\nget = lambda: memo\n" + _SETDEFAULT.replace("memo.", "get().") +
+               "put = memo.update",
+               "push = lambda v, *, acc=[]: acc.append(v) or acc[0]\nput = lambda d: push(d[0])\ndef f(n):\n"
+               "    return push(n * 2)"]
+    cases = [(prog, "put({0: 75648}) or 0") for prog in setters]
+    cases.append(("class K:\n    pass\nK.values = {}\n" + _SETDEFAULT.replace("memo", "K.values"),
+                  "K().values.update({0: 75648}) or 0"))
+    for prog, hack in cases:
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert sb.check_abduction([(prog, "75648", hack), (prog, "6", "3")]) == [False, True], prog
+    body = "def f(x):\n    return (x * 7919) % 10007\n"
+    for prog, call in (("reg = list()\nstore = reg.append\nget = reg.copy\n" + body + "store(f)", "get()[0](x)"),
+                       ("class C:\n    __call__ = lambda self, x: f(x)\n" + body, "C()(x)")):
+        assert sb.validate(prog, "3").status == "ok", prog
+        guess = f"next(x for x in range(10007) if {call} == 5214)"
+        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
+
+
+def test_abduction_answers_cannot_reach_f_through_a_global_that_f_rebinds(sb):
+    """Mutation round 5: f can store itself without reading the name it stores in (`global g`, `g = f`), so only
+    _holds_itself finds it: f as a value, in a lambda, in a generator kept by `iter`, by a `.join` that is not
+    str's, by a non-consumer inside a consumer's generator, or by a consumer the program rebinds. Each left g or a
+    getter of it callable: an answer brute-forced f."""
+    body = "    return (x * 7919) % 10007\nf(0)"
+    head = "import itertools\ng = None\nget = lambda: g\nclass R:\n    join = lambda self, it: it\n"
+    for store, call in (("f", "g(x) == 5214"), ("lambda y: f(y)", "g(x) == 5214"),
+                        ("(f(i) for i in itertools.count())", None),
+                        ("iter(f(i) for i in itertools.count())", None),
+                        ("R().join(f(i) for i in itertools.count())", None),
+                        ("list(iter(f(i) for i in itertools.count()) for _ in 'a')[0]", None),
+                        ("sum(f(i) for i in itertools.count())", None)):
+        prog = ("sum = lambda it: it\n" if store.startswith("sum") else "") + head + \
+            f"def f(x):\n    global g\n    g = {store}\n" + body
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert not {"g", "get"} & sandbox.module_names(prog), prog
+        guess = (f"next(x for x in range(10007) if {call})" if call else
+                 "next(i for i, v in enumerate(get()) if v == 5214)")
+        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
+
+
+@pytest.mark.parametrize("consumer", ["sum", "min", "max", "any", "all", "list", "tuple", "set", "frozenset",
+                                      "sorted", "dict", "next", "'-'.join"])
+def test_recursion_through_a_consumer_keeps_the_programs_constructors(consumer):
+    """Mutation round 5: f recursing inside a generator that a builtin uses up at once does not hold itself, so the
+    names in its body (here the namedtuple it builds) stay callable in an answer; each consumer on its own."""
+    gen = "(str(f(c)) for c in n.kids)" if consumer == "'-'.join" else "(f(c) for c in n.kids)"
+    call = f"{consumer}({gen}, 0)" if consumer == "next" else f"{consumer}({gen})"
+    prog = ("from collections import namedtuple\nNode = namedtuple('Node', 'v kids')\nget = lambda: 0\n"
+            f"def f(n):\n    return Node(n.v, [len(str({call}))])\n")
+    assert {"Node", "get"} <= sandbox.module_names(prog)
+
+
+def test_inert_definitions_keep_their_names_callable():
+    """Mutation round 5: each inert form on its own (a class whose instance f reads, a namedtuple with list fields
+    that f calls, the functional Enum, a class with a docstring, a class based on a namedtuple factory, a class
+    holding a tuple) leaves its name callable in an answer."""
+    keep = {"class C:\n    A = 1\nORIGIN = C()\ndef f(p):\n    return p + ORIGIN.A": "C",
+            "from collections import namedtuple\nPt = namedtuple('Pt', ['x', 'y'])\ndef f(p):\n    return Pt(p.y, p.x)":
+            "Pt",
+            "from enum import Enum\nColor = Enum('Color', 'RED GREEN')\ndef f(c):\n    return c == Color.RED": "Color",
+            'class K:\n    """doc"""\n    A = 1\ndef f(n):\n    return K.A + n': "K",
+            "from collections import namedtuple\nclass P(namedtuple('P', 'a b')):\n    pass\ndef f(p):\n"
+            "    return P(p.b, p.a)": "P",
+            "class K:\n    DIRS = ((0, 1), (1, 0))\ndef f(x):\n    return K.DIRS[x]": "K"}
+    for prog, name in keep.items():
+        assert name in sandbox.module_names(prog), prog
+
+
+def test_abduction_answers_cannot_rewrite_state_through_an_alias_or_a_global(sb):
+    """Round 13 (found by mutation testing): the state f reads was found by the names an assignment target starts
+    from, so a class given an attribute through an alias (`A = J`, `K.j = J`, `type(J())`, `(lambda c: c)(J)`)
+    stayed callable and `J().values.update({0: gold}) or 0` was right for any gold; so was a setter of a name that
+    f rebinds through `global` (`memo = None` at module level)."""
+    tail = "def f(n):\n    return J.values.setdefault(n, n * 2)"
+    for alias in ("A = J\nA.values = {}\n", "class K:\n    pass\nK.j = J\nK.j.values = {}\n",
+                  "type(J()).values = {}\n", "(lambda c: c)(J).values = {}\n", "A = [J]\nA[0].values = {}\n"):
+        prog = "class J:\n    pass\n" + alias + tail
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "J" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "75648", "J().values.update({0: 75648}) or 0"), (prog, "6", "3")]) == \
+            [False, True], prog
+    # (f reading the class only through its instances: the class is found in the assigned target, or through the
+    # definition of the name assigned on)
+    for alias in ("type(J()).values = {}\n", "A = type(J())\nA.values = {}\n"):
+        prog = "class J:\n    pass\n" + alias + tail.replace("J.values", "J().values")
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert sb.check_abduction([(prog, "75648", "J().values.update({0: 75648}) or 0"), (prog, "6", "3")]) == \
+            [False, True], prog
+    prog = ("memo = None\nput = lambda d: memo.update(d)\ndef f(n):\n    global memo\n    if memo is None:\n"
+            "        memo = {}\n    return memo.setdefault(n, n * 2)\nf(1)")
+    assert sb.validate(prog, "3").status == "ok"
+    assert sb.check_abduction([(prog, "75648", "put({0: 75648}) or 0"), (prog, "6", "3")]) == [False, True]
+    # (an alias in a program that assigns no attribute leaves the class callable, as before)
+    assert "J" in sandbox.module_names("class J:\n    A = 1\nB = J\ndef f(n):\n    return B.A + n")
+    # (nor does an assigned attribute make a name that is only called, such as a constructor, hold state)
+    assert "Pt" in sandbox.module_names("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\n"
+                                        "class K:\n    pass\nK.tag = 1\ndef f(p):\n    return Pt(p.y, p.x)")
+
+
+def test_a_respawn_racing_close_is_a_sandbox_error():
+    """Mutation round 5: close() stops the spawner while another thread's call may be respawning a dead zygote;
+    its RuntimeError is a sandbox_error too, not an exception out of run()."""
+    with Sandbox(workers=1, selftest=False) as s:
+        assert s.run("def f(x):\n    return x", "1").status == "ok"
+        for pid in s.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        s._spawner.shutdown(wait=False)   # what close() does first, seen by a call already past its closed check
+        res = s.run("def f(x):\n    return x", "1")
+        assert res.status == "sandbox_error" and "cannot start" in res.error, res
+
+
+def test_b_children_shift_each_small_object_size_class(sb):
+    """Mutation round 5: the B children's heap shift covers the size classes on its own, each by its own part: an
+    `object()` (16 bytes: the object() shift), an instance with empty __slots__ (32 bytes: the int shift), one
+    with 40 slots (352 bytes: the bytes shift up to 512). Without that part, the address bits of such an object
+    were the same in every B run."""
+    for prog in ("def f(x):\n    return repr(object())[-4:-1]",
+                 "class C:\n    __slots__ = ()\ndef f(x):\n    return repr(C())[-4:-1]",
+                 "class C:\n    __slots__ = tuple('a%d' % i for i in range(40))\ndef f(x):\n    return repr(C())[-4:-1]"):
+        probes = {sb._execute(prog, "[1, 2, 3]", seed=sandbox.HASH_SEEDS[1])[0].value for _ in range(6)}
+        assert len(probes) > 1, (prog, probes)
