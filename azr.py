@@ -1302,12 +1302,13 @@ def log_line(step, metrics, tasks):
 
 
 def dump_step(out, step, results, batches):
-    """One JSONL row per sequence: response, reward, and the proposal (with gold outputs) or the task + verdict."""
+    """One JSONL row per sequence: its prompt's group (the samples of one prompt share it), response, reward, and the
+    proposal (with gold outputs) or the task + verdict."""
     rows = []
     for (task, role), recs in results.items():
         for j, r in enumerate(recs):
-            row = {"step": step, "task": task, "role": role, "response": r["text"], "reward": r["reward"],
-                   "format_ok": r["format_ok"]}
+            row = {"step": step, "task": task, "role": role, "group": r["group"], "response": r["text"],
+                   "reward": r["reward"], "format_ok": r["format_ok"]}
             if role == "propose":
                 row.update(valid=r["valid"], status=r["status"], learnability_acc=r["acc"], entry=r["entry"])
             else:

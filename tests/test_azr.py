@@ -739,20 +739,20 @@ def test_dump_step_rows(tmp_path):
     # one row per sequence: proposals with validity, status, learnability acc and entry; answers with the verdict and
     # the task entry of their own position in the solver batch
     prop = {"text": "p", "reward": 0.75, "format_ok": True, "valid": True, "status": "ok", "acc": 0.25,
-            "entry": {"x": 1}}
+            "entry": {"x": 1}, "group": 0}
     bad = {"text": "q", "reward": -1.0, "format_ok": True, "valid": False, "status": "timeout", "acc": None,
-           "entry": None}
-    ans = [{"text": f"a{j}", "reward": r, "format_ok": True, "correct": c} for j, (r, c) in enumerate([(1.0, True),
-                                                                                                      (-0.5, False)])]
+           "entry": None, "group": 1}
+    ans = [{"text": f"a{j}", "reward": r, "format_ok": True, "correct": c, "group": j}
+           for j, (r, c) in enumerate([(1.0, True), (-0.5, False)])]
     results = {("deduction", "propose"): [prop, bad], ("deduction", "solve"): ans}
     batches = {("deduction", "propose"): [{}, {}], ("deduction", "solve"): [{"entry": {"e": 0}}, {"entry": {"e": 1}}]}
     azr.dump_step(tmp_path, 7, results, batches)
     rows = [json.loads(x) for x in (tmp_path / "dumps" / "step_000007.jsonl").read_text().splitlines()]
-    assert rows[0] == {"step": 7, "task": "deduction", "role": "propose", "response": "p", "reward": 0.75,
+    assert rows[0] == {"step": 7, "task": "deduction", "role": "propose", "group": 0, "response": "p", "reward": 0.75,
                        "format_ok": True, "valid": True, "status": "ok", "learnability_acc": 0.25, "entry": {"x": 1}}
     assert (rows[1]["status"], rows[1]["valid"], rows[1]["learnability_acc"]) == ("timeout", False, None)
-    assert [(r["response"], r["correct"], r["task_entry"]) for r in rows[2:]] == [("a0", True, {"e": 0}),
-                                                                                ("a1", False, {"e": 1})]
+    assert [(r["group"], r["response"], r["correct"], r["task_entry"]) for r in rows[2:]] == [
+        (0, "a0", True, {"e": 0}), (1, "a1", False, {"e": 1})]
 
 
 def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path):
