@@ -457,7 +457,8 @@ def load_seed_buffers(path):
     """AZR's published seed files -> buffers. The ded/abd buffers start as two copies of the same 256 triplets."""
     io_path = Path(path)
     if not io_path.name.endswith("_seed_io.jsonl") or io_path.name.endswith("_code_f_seed_io.jsonl"):
-        die(f"--seed-data={path}: give AZR's *_seed_io.jsonl (its *_code_f_seed_io.jsonl must sit beside it)")
+        die(f"--seed-data={path}: {'' if io_path.is_file() else 'no such file; '}give AZR's *_seed_io.jsonl (its "
+            "*_code_f_seed_io.jsonl must sit beside it)")
     f_path = io_path.with_name(io_path.name.replace("_seed_io.jsonl", "_code_f_seed_io.jsonl"))
     for p in (io_path, f_path):
         if not p.is_file():
@@ -1365,6 +1366,9 @@ def preflight(cfg, device, rank):
     saved = json.loads((ckpt / "state.json").read_text()).get("config", {}) if ckpt is not None else {}
     if saved.get("optim", cfg.optim) != cfg.optim:  # AdamW and 8-bit AdamW states do not convert
         die(f"{ckpt} was trained with --optim={saved['optim']}; resume with that --optim (or start a fresh --out)")
+    if saved.get("preset", cfg.preset) != cfg.preset:  # a preset sets a dozen flags: only a warning would train on
+        die(f"{ckpt} was trained with --preset={saved['preset']}; resume with the run's own command plus --resume "
+            f"(without it, batch size, lr, token caps, ... take --preset={cfg.preset}'s values)")
     seed_buffers = load_seed_buffers(cfg.seed_data) if cfg.seed_data and ckpt is None else None
     if cfg.eval_every:  # the in-loop CRUXEval data (every rank evaluates a share), now and not at step 10
         from eval.data import DataError, default_data_dir, load_benchmark
@@ -1372,9 +1376,9 @@ def preflight(cfg, device, rank):
             die(f"--eval_every={cfg.eval_every} needs CRUXEval: NANOAZR_DATA={os.environ['NANOAZR_DATA']} is not a "
                 "folder; point it at the benchmark data folder, unset it (../shared/data, else the hub) or pass "
                 "--eval_every=0")
-        try:
+        try:  # data_dir None: NANOAZR_DATA, else ../shared/data, else the hub (a folder passed here must exist)
             for benchmark in ("cruxeval-i", "cruxeval-o"):
-                load_benchmark(benchmark, default_data_dir(), cfg.eval_limit or None)
+                load_benchmark(benchmark, None, cfg.eval_limit or None)
         except DataError as e:
             die(f"--eval_every={cfg.eval_every} needs CRUXEval: {e} (or pass --eval_every=0)")
     return out, ckpt, saved, seed_buffers
@@ -1573,11 +1577,10 @@ def main(argv=None):
         metrics.update({f"buffer/{task}/size": len(buf) for task, buf in buffers.items()})
         if cfg.eval_every and step % cfg.eval_every == 0:  # greedy CRUXEval-I/O
             from eval.cruxeval import evaluate_cruxeval
-            from eval.data import default_data_dir
             t0 = time.time()
             with_gathered_weights(qwen, sharded, True)
             # every rank holds the whole model (gathered under FSDP): each decodes 1/world of the problems
-            scores = evaluate_cruxeval(qwen, tokenizer, sandbox, default_data_dir(), limit=cfg.eval_limit or None,
+            scores = evaluate_cruxeval(qwen, tokenizer, sandbox, None, limit=cfg.eval_limit or None,
                                        max_new_tokens=cfg.eval_max_tokens,
                                        cuda_graphs=cfg.cuda_graphs and device.type == "cuda",
                                        rank=rank, world=world)

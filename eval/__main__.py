@@ -306,7 +306,7 @@ def main(argv=None):
                    help="on CUDA, decode steps as CUDA graphs (engine.py; default on; the CPU decodes eagerly)")
     p.add_argument("--out", default=None, help="output folder (default runs/eval/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
-    p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes (default: CPU count)")
+    p.add_argument("--sandbox-workers", type=int, default=None, help="sandbox processes per rank (default: CPU count / ranks)")
     p.add_argument("--check-gold", action="store_true", help="score the reference answers instead of a model")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)

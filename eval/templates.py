@@ -29,6 +29,9 @@ answer (our choice, unverified).
 LiveCodeBench uses its own AZR prompt (eval/lcb.py). CRUXEval always uses AZR's solver prompts inside the R1
 training template (`prompts.r1_wrap`), as AZR's in-loop validation does.
 """
+import os
+import re
+
 from prompts import R1_PREAMBLE
 
 TEMPLATES = ("azr", "azr_boxed", "qwen-boxed")
@@ -43,10 +46,14 @@ CODE_RESPONSE_PREFIX = ("Below is a Python script with a self-contained function
 
 
 def default_template(model_name: str) -> str:
-    """azr for AZR checkpoints (ours or the released ones), azr_boxed for AZR-Coder-7B, qwen-boxed otherwise."""
+    """azr for AZR checkpoints (ours or the released ones), azr_boxed for AZR-Coder-7B, qwen-boxed otherwise. Ours are
+    known by name or, wherever the run's --out was, by the files azr.py writes beside the weights (state.json and
+    buffers.json): a checkpoint trained on the R1 template is evaluated on it."""
     name = str(model_name).lower().replace("_", "-")
-    if "absolute-zero" in name or "azr" in name:
+    if "absolute-zero" in name or re.search(r"(?<![a-z])azr(?![a-z])", name):  # not "nanoazr/models/Qwen2.5-7B"
         return "azr_boxed" if "coder-7b" in name else "azr"
+    if all(os.path.isfile(os.path.join(str(model_name), f)) for f in ("state.json", "buffers.json")):
+        return "azr"
     return "qwen-boxed"
 
 

@@ -451,6 +451,9 @@ def test_seed_file_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         azr.load_seed_buffers(tmp_path / "missing_seed_io.jsonl")
     assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a typo in the name: say first that there is no such file
+        azr.load_seed_buffers(tmp_path / "7b_seeds_io.jsonl")
+    assert "7b_seeds_io.jsonl: no such file; give AZR's *_seed_io.jsonl" in capsys.readouterr().err
     (tmp_path / "x_seed_io.jsonl").write_text('{"snippet": "def f(a):\\n    return a"}\n')
     with pytest.raises(SystemExit):
         azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")  # the induction file is missing
@@ -663,6 +666,26 @@ def test_resume_with_another_optimizer_layout_is_one_line(tmp_path, capsys):
         assert "same --optim and --fsdp" in err
 
 
+def test_resume_without_the_runs_preset_is_one_line(tmp_path, capsys):
+    """`--resume` of a --preset paper run typed without --preset would train on at the tiny preset's lr (1e-4),
+    batch size and 24-token cap with only a warning: one line instead, before anything is written."""
+    ckpt = tmp_path / "run" / "ckpt" / "step_000010"
+    ckpt.mkdir(parents=True)
+    for name, text in (("config.json", "{}"), ("buffers.json", json.dumps(azr.zero_buffers())),
+                       ("state.json", json.dumps({"step": 10, "config": {"preset": "paper", "optim": "adamw"}}))):
+        (ckpt / name).write_text(text)
+    (ckpt / "model.safetensors").write_bytes(b"")
+    (ckpt / "optim.pt").write_bytes(b"")
+    cfg = azr.parse_config([f"--out={tmp_path / 'run'}", "--resume", "--steps=20", "--model=qwen2.5-7b"])
+    with pytest.raises(SystemExit):
+        azr.preflight(cfg, torch.device("cpu"), 0)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"azr.py: error: {ckpt} was trained with --preset=paper;") and "\n" not in err
+    cfg = azr.parse_config([f"--out={tmp_path / 'run'}", "--resume", "--steps=20", "--preset=paper",
+                            "--eval_every=0"])
+    assert azr.preflight(cfg, torch.device("cpu"), 0)[1] == ckpt
+
+
 def test_full_disk_is_one_line(monkeypatch, capsys, tmp_path):
     import errno
 
@@ -704,6 +727,23 @@ def test_eval_data_folder_named_by_env_is_one_azr_line(monkeypatch, capsys, tmp_
                    "folder; point it at the benchmark data folder, unset it (../shared/data, else the hub) or pass "
                    "--eval_every=0")
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_data_without_folder_or_env_comes_from_the_hub(monkeypatch, tmp_path):
+    # a clone without ../shared/data beside it and no NANOAZR_DATA: the in-loop CRUXEval goes to the hub, as
+    # `python -m eval` does (it used to stop: the default folder was passed on as if the user had named it)
+    from eval import data
+    monkeypatch.delenv("NANOAZR_DATA", raising=False)
+    monkeypatch.setattr(data, "REPO", tmp_path / "clone" / "nanoAZR")
+    asked = []
+
+    def hub(benchmark, local):
+        asked.append(benchmark)
+        return [{"code": "def f(a):\n    return a", "input": "1", "output": "1", "id": "sample_0"}]
+    monkeypatch.setattr(data, "_hub_records", hub)
+    cfg = azr.parse_config([f"--out={tmp_path / 'o'}", "--eval_every=5"])
+    azr.preflight(cfg, torch.device("cpu"), 0)
+    assert asked == ["cruxeval-i", "cruxeval-o"]
 
 
 def test_batch_metrics_definitions():

@@ -671,6 +671,22 @@ def test_hub_download_prefers_the_test_split(tmp_path, monkeypatch):
     assert got == [("HuggingFaceH4/aime_2024", "data/test.jsonl")] and items[0]["answer"] == "2"
 
 
+def test_default_template_knows_a_training_checkpoint_by_its_files(tmp_path):
+    # an azr.py checkpoint under an --out whose path does not say "azr" is still evaluated on the R1 template
+    ckpt = tmp_path / "run1" / "ckpt" / "step_000500"
+    ckpt.mkdir(parents=True)
+    assert "azr" not in str(ckpt).lower()
+    (ckpt / "config.json").write_text("{}")
+    assert templates.default_template(str(ckpt)) == "qwen-boxed"  # a plain HF folder: a base model
+    (ckpt / "state.json").write_text("{}")
+    (ckpt / "buffers.json").write_text("{}")
+    assert templates.default_template(str(ckpt)) == "azr"
+    assert templates.default_template("Qwen/Qwen2.5-7B") == "qwen-boxed"
+    # base weights kept inside a clone named nanoAZR are still a base model
+    assert templates.default_template("/home/me/nanoAZR/models/Qwen2.5-7B") == "qwen-boxed"
+    assert templates.default_template("out/azr-7b/ckpt/step_000500") == "azr"
+
+
 def test_default_template_only_coder_7b_is_boxed():
     assert templates.default_template("andrewzh/Absolute_Zero_Reasoner-Coder-3b") == "azr"
     assert templates.default_template("andrewzh/Absolute_Zero_Reasoner-Coder-7b") == "azr_boxed"
