@@ -543,25 +543,33 @@ def _pure_text(text):
 def module_names(program):
     """The names a program binds at module level (assignments, imports, classes), for check_pure's scope: not f,
     not a name whose statement reaches f, and not a name that reaches the state f reads (see below)."""
-    names, bound, defs, inert, stmts = set(), [], [], [], []
+    names, bound, inert, stmts = set(), [], [], []
     try:
         tree = ast.parse(program)
         for stmt in tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.add(stmt.name)
-                defs.append(stmt)
                 if stmt.decorator_list:  # `@deco def f` is `f = deco(f)`: the decorator holds f and may store it
                     bound.append(({stmt.name}, {stmt.name} | {n.id for d in stmt.decorator_list for n in ast.walk(d)
                                                                if isinstance(n, ast.Name)}))
                     inert.append(False)
                     stmts.append(stmt)
                 continue
+            # (Red-team round 13: a match capture binds too (`case {**memo}:`, `case [*memo]`): a name with no
+            # definition here looked like one whose value holds no state, and a setter of it stayed callable. So
+            # does a def or class inside an `if`, `try`, `for` or `with`: that statement is f's definition)
             here = {stmt.name} if isinstance(stmt, ast.ClassDef) else set()
             for n in ast.walk(stmt):
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                     here.add(n.id)
                 elif isinstance(n, ast.alias) and n.name != "*":
                     here.add(n.asname or n.name.split(".")[0])
+                elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+                    here.add(n.name)
+                elif isinstance(n, ast.MatchMapping) and n.rest:
+                    here.add(n.rest)
+                elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    here.add(n.name)
             used = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             bound.append((here, used))
             inert.append(_inert(stmt))
@@ -589,7 +597,17 @@ def module_names(program):
             users.setdefault(name, []).append(i)
         for name in here:
             binders.setdefault(name, []).append(i)
-    reads = {n.id for d in defs for n in ast.walk(d) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    # Red-team round 13: f defined inside a module-level `if`, `try`, `for` or `with` (the single-def rule counts a
+    # def at any indentation) was no def here, so nothing f reads or stores was followed (`put = memo.update` stayed
+    # callable): every def at module scope counts. And f's own locals are not the module's state (its defaults,
+    # decorators and annotations are read at module level): `totals[k] = v` on a local dict made f hold itself, so no
+    # name in its body (a namedtuple, an Enum, an imported deque) stayed callable for honest answers.
+    defs = _module_defs(tree)
+    local = {id(d): _local_names(d) for d in defs}
+    reads = {n.id for d in defs for part in [d.args, d.returns] + d.decorator_list if part   # (module scope)
+             for n in ast.walk(part) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    reads |= {n.id for d in defs for s in d.body for n in ast.walk(s) if isinstance(n, ast.Name) and
+              isinstance(n.ctx, ast.Load) and n.id not in local[id(d)]}
     todo, seen = list(reads), set()
     while todo:   # what f reads, and what the statements defining those names use (one pass per statement)
         for i in binders.get(todo.pop(), ()):
@@ -605,12 +623,14 @@ def module_names(program):
     # definitions use; and once the program assigns any attribute, so does every module-level name it uses other
     # than as a callee, since any of those values may be the object assigned on)
     mutated, attributes = set(), False
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Global):
-            mutated.update(n.names)
-        elif isinstance(n, (ast.Attribute, ast.Subscript)) and not isinstance(n.ctx, ast.Load):
-            mutated |= {m.id for m in ast.walk(n) if isinstance(m, ast.Name)}
-            attributes = attributes or isinstance(n, ast.Attribute)
+    for top in tree.body:
+        own = local.get(id(top), frozenset())   # (an item or attribute assigned on a local of f; the flag still counts)
+        for n in ast.walk(top):
+            if isinstance(n, ast.Global):
+                mutated.update(n.names)
+            elif isinstance(n, (ast.Attribute, ast.Subscript)) and not isinstance(n.ctx, ast.Load):
+                mutated |= {m.id for m in ast.walk(n) if isinstance(m, ast.Name)} - own
+                attributes = attributes or isinstance(n, ast.Attribute)
     if attributes:
         callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         mutated |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and
@@ -627,26 +647,72 @@ def module_names(program):
     types = {n for n, ids in binders.items() if n not in mutated and all(inert[i] and (isinstance(stmts[i], (
         ast.Import, ast.ImportFrom, ast.ClassDef)) or isinstance(getattr(stmts[i], "value", None), ast.Call))
         for i in ids)}
-    todo, seen, seen_def = list(reach), set(), set()
+    # (a def holds itself once a name it keeps (_kept_names) is reached: each reached name is popped once and looks
+    # up the defs keeping it. Red-team round 13: re-testing every def after each one found was quadratic in a chain
+    # of `async def`s, which the single-def rule does not count: 0.7 s per program in the trainer)
     consumers = _CONSUMERS - shadowed_builtins(program)   # (f's generators that these use up call f at once)
+    keepers, held = {}, set()
+    for d in defs:
+        for name in _kept_names(d, consumers):
+            keepers.setdefault(name, []).append(d)
+    todo, seen, seen_def = list(reach), set(), set()
     while todo:
-        while todo:
-            name = todo.pop()
-            for i, defining in [(i, False) for i in users.get(name, ())] + [(i, True) for i in binders.get(name, ())]:
-                if i not in (seen_def if defining else seen):
-                    (seen_def if defining else seen).add(i)
-                    new = (bound[i][0] | bound[i][1]) - reach - (types if defining else set())
-                    todo += new
-                    reach |= new
-        for d in [d for d in defs if _holds_itself(d, reach, consumers)]:
-            defs.remove(d)
-            new = {n.id for n in ast.walk(d) if isinstance(n, ast.Name)} - reach
-            todo += new
-            reach |= new
+        name = todo.pop()
+        for d in keepers.get(name, ()):
+            if id(d) not in held:
+                held.add(id(d))
+                new = {n.id for n in ast.walk(d) if isinstance(n, ast.Name)} - reach
+                todo += new
+                reach |= new
+        for i, defining in [(i, False) for i in users.get(name, ())] + [(i, True) for i in binders.get(name, ())]:
+            if i not in (seen_def if defining else seen):
+                (seen_def if defining else seen).add(i)
+                new = (bound[i][0] | bound[i][1]) - reach - (types if defining else set())
+                todo += new
+                reach |= new
     return frozenset(names - reach)
 
 
-_FACTORIES = frozenset(("namedtuple", "NamedTuple", "Enum", "IntEnum", "Flag", "IntFlag", "StrEnum"))
+def _module_defs(tree):
+    """The defs at module scope: statements, and defs inside a module-level `if`, `for`, `while`, `try`, `with` or
+    `match` (not methods: a class is its methods' definition)."""
+    defs, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            defs.append(node)
+        elif isinstance(node, ast.stmt) and not isinstance(node, ast.ClassDef):
+            todo += [c for c in ast.iter_child_nodes(node) if isinstance(c, (ast.stmt, ast.excepthandler,
+                                                                             ast.match_case))]
+        elif isinstance(node, (ast.excepthandler, ast.match_case)):
+            todo += node.body
+    return defs
+
+
+def _local_names(fdef):
+    """The names a def binds in its own scope (parameters; assignment, loop, with and import targets outside its
+    lambdas, comprehensions, classes and defs), less those declared global anywhere in it (a class body in f with
+    `global memo` reads the module's memo though f binds its own): in its body these are never the module's names.
+    (Fewer is safe: a local counted as a global only keeps more names from answers.)"""
+    a = fdef.args
+    names = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
+    declared = {name for n in ast.walk(fdef) if isinstance(n, ast.Global) for name in n.names}
+    todo = list(fdef.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, ast.alias) and node.name != "*":
+            names.add(node.asname or node.name.split(".")[0])
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)   # (its body, defaults, decorators and bases: not followed)
+        elif not isinstance(node, (ast.Lambda,) + _COMPS):
+            todo += ast.iter_child_nodes(node)
+    return names - declared
+
+
+_FACTORIES = frozenset(("namedtuple", "NamedTuple", "Enum", "IntEnum", "Flag", "IntFlag", "StrEnum", "auto"))
+# (auto: `RED = auto()` in an Enum, the usual idiom, made the class hold state, so Color(1) was refused)
 
 
 def _inert_value(v):
@@ -655,24 +721,30 @@ def _inert_value(v):
     factory called on literals (`namedtuple('Pt', ['x', 'y'])`)."""
     if isinstance(v, ast.Lambda):
         return all(d is None or _inert_value(d) for d in v.args.defaults + v.args.kw_defaults)
-    if isinstance(v, ast.Call):
+    if isinstance(v, ast.Call):   # (Red-team round 13: a list inside a list or tuple is a value the class keeps,
+        # not field names: `defaults=[[]]` is one list that every instance shares, so Box(0).items.append(gold) set
+        # what f read; an Enum member's value)
         name = v.func.id if isinstance(v.func, ast.Name) else v.func.attr if isinstance(v.func, ast.Attribute) else ""
         return name in _FACTORIES and all(isinstance(n, (ast.Constant, ast.List, ast.Tuple, ast.keyword, ast.Load))
-                                          for a in v.args + v.keywords for n in ast.walk(a))
+                                          for a in v.args + v.keywords for n in ast.walk(a)) and not any(
+            isinstance(e, ast.List) for a in v.args + v.keywords for n in ast.walk(a)
+            if isinstance(n, (ast.List, ast.Tuple)) for e in n.elts)
     return all(isinstance(n, (ast.Constant, ast.Tuple, ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.IfExp,
                               ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)) for n in ast.walk(v))
 
 
 def _inert(stmt):
     """Whether a module-level statement binds only names whose values hold no state of their own (_inert_value;
-    imports; classes whose bases are names or factories and whose bodies hold only inert values)."""
+    imports; classes with at most one base, a name or a factory, whose bodies hold only inert values)."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Pass)) or (
             isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
         return True
-    if isinstance(stmt, ast.ClassDef):
-        return not stmt.decorator_list and all(isinstance(b, (ast.Name, ast.Attribute)) or _inert_value(b)
-                                               for b in stmt.bases + [k.value for k in stmt.keywords]) and \
-            all(_inert(s) for s in stmt.body)
+    if isinstance(stmt, ast.ClassDef):   # (Red-team round 13: one base at most. An Enum with a mixin, `class
+        # E(list, Enum)` or a user class based on list, makes each member a list the class holds, and E([1]) hands
+        # it out: E([1]).append(gold) set what f read)
+        return not stmt.decorator_list and len(stmt.bases) < 2 and all(
+            isinstance(b, (ast.Name, ast.Attribute)) or _inert_value(b)
+            for b in stmt.bases + [k.value for k in stmt.keywords]) and all(_inert(s) for s in stmt.body)
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
         return all(isinstance(t, ast.Name) for t in targets) and (stmt.value is None or _inert_value(stmt.value))
@@ -683,16 +755,19 @@ _CONSUMERS = frozenset(("sum", "min", "max", "any", "all", "list", "tuple", "set
                         "next"))   # builtins that use up a generator at once
 
 
-def _holds_itself(fdef, reach, consumers=_CONSUMERS):
-    """Whether the body of `fdef` uses a name in `reach` as a value: anything but the callee of a call outside any
-    lambda or kept generator expression (`reg.append(f)`, `key=lambda y: f(y)`, `f.__call__`, `reg.append(f(i) for
-    i in count())`, which an answer could iterate to brute-force f; `sum(f(c) for c in kids)` is plain recursion:
-    consumers, the builtins of _CONSUMERS the program does not rebind, and `'...'.join`, use it up). One pass."""
-    todo, eager = [(child, False, False) for child in ast.iter_child_nodes(fdef)], set()
+def _kept_names(fdef, consumers=_CONSUMERS):
+    """The names that make `fdef` hold itself once one of them reaches f: every name its body uses as a value, that
+    is anything but the callee of a call outside any lambda or kept generator expression (`reg.append(f)`,
+    `key=lambda y: f(y)`, `f.__call__`, `reg.append(f(i) for i in count())`, which an answer could iterate to
+    brute-force f; `sum(f(c) for c in kids)` is plain recursion: consumers, the builtins of _CONSUMERS the program
+    does not rebind, and `'...'.join`, use it up). Red-team round 13: and the callee of a call other than fdef's own
+    name (recursion): a call of a name that reaches f can return an object holding f (`g = make()` through `global
+    g`, make = lambda: (lambda y: f(y)), or an instance of a class whose method calls f). One pass."""
+    todo, eager, kept = [(child, False, False) for child in ast.iter_child_nodes(fdef)], set(), set()
     while todo:
         node, in_lambda, callee = todo.pop()
-        if isinstance(node, ast.Name) and node.id in reach and (in_lambda or not callee):
-            return True
+        if isinstance(node, ast.Name) and (in_lambda or not callee or node.id != fdef.name):
+            kept.add(node.id)
         if isinstance(node, ast.Call) and ((isinstance(node.func, ast.Name) and node.func.id in consumers) or (
                 isinstance(node.func, ast.Attribute) and node.func.attr == "join" and
                 isinstance(node.func.value, ast.Constant) and type(node.func.value.value) is str)):
@@ -700,7 +775,7 @@ def _holds_itself(fdef, reach, consumers=_CONSUMERS):
         in_lambda = in_lambda or isinstance(node, ast.Lambda) or (isinstance(node, ast.GeneratorExp) and
                                                                   id(node) not in eager)   # (a generator runs later)
         todo += [(c, in_lambda, isinstance(node, ast.Call) and c is node.func) for c in ast.iter_child_nodes(node)]
-    return False
+    return kept
 
 
 @functools.lru_cache(maxsize=4096)

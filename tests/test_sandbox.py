@@ -1240,7 +1240,7 @@ def test_abduction_answers_cannot_rewrite_state_behind_an_inert_looking_name(sb)
 
 def test_abduction_answers_cannot_reach_f_through_a_global_that_f_rebinds(sb):
     """Mutation round 5: f can store itself without reading the name it stores in (`global g`, `g = f`), so only
-    _holds_itself finds it: f as a value, in a lambda, in a generator kept by `iter`, by a `.join` that is not
+    _kept_names finds it: f as a value, in a lambda, in a generator kept by `iter`, by a `.join` that is not
     str's, by a non-consumer inside a consumer's generator, or by a consumer the program rebinds. Each left g or a
     getter of it callable: an answer brute-forced f."""
     body = "    return (x * 7919) % 10007\nf(0)"
@@ -1341,3 +1341,134 @@ def test_b_children_shift_each_small_object_size_class(sb):
                  "class C:\n    __slots__ = tuple('a%d' % i for i in range(40))\ndef f(x):\n    return repr(C())[-4:-1]"):
         probes = {sb._execute(prog, "[1, 2, 3]", seed=sandbox.HASH_SEEDS[1])[0].value for _ in range(6)}
         assert len(probes) > 1, (prog, probes)
+
+
+def test_abduction_answers_cannot_rewrite_state_bound_by_a_match_capture(sb):
+    """Red-team round 13: a name bound only by a match capture (`case memo:`, `case [*memo]`, `case {**memo}`) had
+    no definition in module_names, so its value looked like one that holds no state: a setter of the table f reads
+    stayed callable, and an answer scored any gold (f here only returns even numbers; the gold 7 scored)."""
+    tail = "put = memo.update\ndef f(n):\n    return memo.setdefault(n, n * 2)"
+    for head in ("match {}:\n    case memo:\n        pass\n", "match {}:\n    case {**memo}:\n        pass\n",
+                 "match [0]:\n    case [*memo]:\n        pass\n"):
+        prog = head + (tail if "*memo]" not in head else
+                       "put = memo.append\ndef f(n):\n    return memo[-1] if len(memo) > 1 else n * 2")
+        hack = "put({0: 7}) or 0" if "*memo]" not in head else "(put(7), 0)[1]"
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "put" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", hack), (prog, "6", "3")]) == [False, True], prog
+
+
+def test_abduction_answers_cannot_rewrite_a_namedtuple_default(sb):
+    """Red-team round 13: a namedtuple factory called on literals counted as inert, but `defaults=[[]]` is one list
+    that every instance shares: Box(0).items.append(gold) set what f read, for any gold. Field-name lists and
+    constant defaults keep the class callable."""
+    prog = ("from collections import namedtuple\nBox = namedtuple('Box', 'x items', defaults=[[]])\n"
+            "def f(x):\n    b = Box(x)\n    return b.items[-1] if b.items else x * 2")
+    assert sb.validate(prog, "3").status == "ok"
+    assert "Box" not in sandbox.module_names(prog)
+    assert sb.check_abduction([(prog, "7", "(Box(0).items.append(7), 0)[1]"), (prog, "6", "3")]) == [False, True]
+    for factory in ("namedtuple('Box', ['x', 'items'], defaults=[0])", "namedtuple('Box', 'x items', defaults=(0,))",
+                    "Enum('Box', [('A', 1), ('B', 2)])"):
+        keep = f"from collections import namedtuple\nfrom enum import Enum\nBox = {factory}\ndef f(b):\n    return Box"
+        assert "Box" in sandbox.module_names(keep), keep
+
+
+def test_abduction_answers_cannot_rewrite_a_member_of_an_enum_with_a_mixin(sb):
+    """Red-team round 13: an Enum with a mutable mixin (`class E(list, Enum)`, `class Cfg(dict, Enum)`, or a user
+    class based on list) makes each member a list or dict that the class holds, and E(value) hands it out; the class
+    counted as inert, so E([1]).append(gold) set what f read. A class with more than one base is not inert."""
+    cases = (("class E(list, Enum):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x", "(E([1]).append(7), 1)[1]"),
+             ("class Cfg(dict, Enum):\n    A = (((0, 1),),)\ndef f(x):\n    return Cfg.A.get(x, x * 2)",
+              "(Cfg({0: 1}).update({5: 7}), 5)[1]"),
+             ("class L(list):\n    pass\nclass E(L, Enum):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x",
+              "(E([1]).append(7), 1)[1]"),
+             ("class B(list, Enum):\n    pass\nclass E(B):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x",
+              "(E([1]).append(7), 1)[1]"))
+    for body, hack in cases:
+        prog = "from enum import Enum\n" + body
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert not {"E", "Cfg"} & sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", hack), (prog, "3" if "E.A" in prog else "6", "3")]) == \
+            [False, True], prog
+    for value in ("1", "auto()"):   # (auto(), the usual idiom, made the class hold state: Color(1) was refused)
+        honest = f"from enum import Enum, auto\nclass Color(Enum):\n    RED = {value}\n    BLUE = {value}\n" \
+            "def f(c):\n    return c == Color.RED"
+        assert "Color" in sandbox.module_names(honest), honest
+        assert sb.check_abduction([(honest, "True", "Color(1)")]) == [True]
+
+
+def test_abduction_answers_cannot_reach_f_through_a_call_that_f_stores(sb):
+    """Red-team round 13: f's body could call any reached name (only recursion was meant), and the call can return
+    an object holding f: f stored make() (a lambda calling f) or C() (C's method calls f) through `global g`, and
+    `get = lambda: g` stayed callable: an answer brute-forced f."""
+    head = "g = None\nget = lambda: g\n"
+    tail = "    return (x * 7919) % 10007\nf(0)"
+    for helper, store, call in (("make = lambda: (lambda y: f(y))\n", "make()", "get()(x)"),
+                                ("class C:\n    count = lambda self, y: f(y)\n", "C()", "get().count(x)")):
+        prog = head + helper + "def f(x):\n    global g\n    g = " + store + "\n" + tail
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert not {"g", "get"} & sandbox.module_names(prog), prog
+        guess = f"next(x for x in range(10007) if {call} == 5214)"
+        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
+    # (plain recursion, and calls of names that do not reach f, keep the program's constructors)
+    rec = ("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\nsq = lambda v: v * v\n"
+           "def f(p, n):\n    return sq(p.x) if n == 0 else f(Pt(p.x + p.y, p.y), n - 1)")
+    assert {"Pt", "sq"} <= sandbox.module_names(rec)
+
+
+def test_abduction_answers_see_f_defined_inside_a_compound_statement(sb):
+    """Red-team round 13: module_names took f's definition only from a module-level `def` statement, but the
+    single-def rule counts a def at any indentation: f defined inside an `if`, `try` or `for` escaped every rule
+    about the state f reads, and `put = memo.update` stayed callable (the gold 7 scored; f only returns evens)."""
+    body = "    def f(n):\n        return memo.setdefault(n, n * 2)\n"
+    for wrap in ("if True:\n" + body, "try:\n" + body + "except Exception:\n    pass\n", "for _ in [0]:\n" + body):
+        prog = "memo = {}\nput = memo.update\n" + wrap
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "put" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
+
+
+def test_honest_answers_may_call_constructors_when_f_writes_its_own_locals(sb):
+    """Red-team round 13: a local of f (`totals[k] = v` on a dict f made) counted as module state that f reads, so f
+    held itself and no name in its body stayed callable: honest answers calling a namedtuple, an Enum, an imported
+    deque or a helper lambda (accepted before round 12) were refused. A name that f only binds locally is not the
+    module's; but a global declared in a class inside f, and a default of f, are."""
+    nt = "from collections import namedtuple\nItem = namedtuple('Item', 'name qty')\n"
+    honest = {nt + "def f(items):\n    totals = {}\n    for it in items:\n"
+              "        totals[it.name] = totals.get(it.name, 0) + it.qty\n"
+              "    return sorted(tuple(Item(k, v)) for k, v in totals.items())": "[Item('a', 1), Item('a', 2)]",
+              "from enum import Enum\nclass Color(Enum):\n    RED = 1\n    BLUE = 2\ndef f(cs):\n    seen = {}\n"
+              "    for c in cs:\n        seen[c.name] = seen.get(c.name, 0) + 1\n    return sorted(seen.items())":
+              "[Color(1), Color(2), Color(1)]",
+              "from collections import deque\ndef f(q):\n    pos = {}\n    while q:\n        v = q.popleft()\n"
+              "        pos[v] = len(q)\n    return pos, isinstance(q, deque)": "deque([3, 1, 2])",
+              "sq = lambda v: v * v\ndef f(xs):\n    memo = {}\n    for x in xs:\n        memo[x] = sq(x)\n"
+              "    return memo": "[sq(2), 3]"}
+    for prog, answer in honest.items():
+        gold = sb.validate(prog, answer)
+        assert gold.status == "ok", prog
+        assert sb.check_abduction([(gold.program, gold.value, answer)]) == [True], prog
+    tail = "put = memo.update\n"
+    for prog in ("memo = {}\n" + tail + "def f(n):\n    memo = 0\n    class K:\n        global memo\n"
+                 "        v = memo.setdefault(n, n * 2)\n    return K.v + memo",
+                 "memo = {}\n" + tail + "def f(n, memo=memo):\n    return memo.setdefault(n, n * 2)"):
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "put" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
+    # (an attribute assigned through f's local alias of a class still makes the class hold state)
+    alias = "class J:\n    values = ()\ndef f(n):\n    a = J\n    if a.values == ():\n        a.values = {}\n" \
+        "    return a.values.setdefault(n, n * 2)"
+    assert "J" not in sandbox.module_names(alias)
+
+
+def test_module_names_is_linear_in_chains_of_async_defs():
+    """Red-team round 13: the single-def rule does not count `async def`, and module_names re-tested every def each
+    time one was found to hold itself: a chain of 400 (each holding itself once the previous one did) cost 0.7 s of
+    trainer time per program. Each reached name now looks up the defs it makes hold themselves."""
+    chain = "def f(x):\n    return x\na0 = f\n" + "".join(f"async def a{i}():\n    return [a{i - 1}, a{i}]\n"
+                                                       for i in range(390, 0, -1))
+    flat = chain.replace("return [a", "return [b")
+    sandbox.azr_program(chain)
+    assert "a1" not in sandbox.module_names(chain) and "a1" in sandbox.module_names(flat)
+    sandbox.module_names.cache_clear()
+    assert _seconds(sandbox.module_names, chain + "#") < 5 * _seconds(sandbox.module_names, flat + "#") + 0.05
