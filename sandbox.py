@@ -45,6 +45,7 @@ running as root is not dropped to another uid; hosts other than Linux x86_64 (re
 import ast
 import builtins
 import ctypes
+import enum
 import functools
 import hashlib
 import importlib
@@ -62,6 +63,7 @@ import struct
 import subprocess
 import sys
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -735,10 +737,17 @@ def _inert_value(v):
 
 def _inert(stmt):
     """Whether a module-level statement binds only names whose values hold no state of their own (_inert_value;
-    imports; classes with at most one base, a name or a factory, whose bodies hold only inert values)."""
-    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Pass)) or (
-            isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+    `from M import` classes and functions; classes with at most one base, a name or a factory, whose bodies hold only
+    inert values)."""
+    if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
         return True
+    # (Mutation round 6: a module hands out the objects it keeps, `keyword.kwlist` or `from keyword import kwlist`,
+    # a list that `put = kwlist.append` filled with any gold. So an import holds state unless what it binds cannot
+    # be filled: _imports_no_state)
+    if isinstance(stmt, ast.ImportFrom):
+        return all(_imports_no_state(stmt.module, a.name) for a in stmt.names)
+    if isinstance(stmt, ast.Import):
+        return all(_imports_no_state(a.name) for a in stmt.names)
     if isinstance(stmt, ast.ClassDef):   # (Red-team round 13: one base at most. An Enum with a mixin, `class
         # E(list, Enum)` or a user class based on list, makes each member a list the class holds, and E([1]) hands
         # it out: E([1]).append(gold) set what f read)
@@ -748,6 +757,39 @@ def _inert(stmt):
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
         return all(isinstance(t, ast.Name) for t in targets) and (stmt.value is None or _inert_value(stmt.value))
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports_no_state(module, name=None):
+    """Whether `from module import name` (`import module` for name None) binds only what an answer can call or read
+    but never fill: a class, a function, an immutable constant, a typing construct, an enum member, or a module of
+    only those (math; not keyword, whose kwlist is a list, nor re, which holds copyreg.dispatch_table). Imports the
+    module here, as _missing_names does: validation allowed only pure ones."""
+    if not module or name == "*" or module.split(".")[0] not in PURE_MODULES:
+        return False
+    try:
+        value = importlib.import_module(module)
+        value = value if name is None else getattr(value, name)
+    except Exception:  # ImportError, AttributeError: not a name to call
+        return False
+    return _holds_no_state(value, set())
+
+
+def _holds_no_state(value, seen):
+    if isinstance(value, type) or type(value).__name__ in ("function", "builtin_function_or_method",
+                                                            "method_descriptor", "wrapper_descriptor"):
+        return True
+    if isinstance(value, (type(None), bool, int, float, complex, str, bytes, enum.Enum)) or \
+            type(value).__module__ == "typing":
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_holds_no_state(v, seen) for v in value)
+    if isinstance(value, types.ModuleType):   # every public attribute, each module once
+        if value.__name__ in seen:
+            return True
+        seen.add(value.__name__)
+        return all(_holds_no_state(v, seen) for k, v in vars(value).items() if not k.startswith("_"))
     return False
 
 

@@ -1472,3 +1472,88 @@ def test_module_names_is_linear_in_chains_of_async_defs():
     assert "a1" not in sandbox.module_names(chain) and "a1" in sandbox.module_names(flat)
     sandbox.module_names.cache_clear()
     assert _seconds(sandbox.module_names, chain + "#") < 5 * _seconds(sandbox.module_names, flat + "#") + 0.05
+
+
+def test_abduction_answers_cannot_call_a_class_bound_inside_a_compound_statement(sb):
+    """Mutation round 6: a class (or def) inside a module-level `if`/`for` binds its name there; a setter of f's table
+    defined that way (`update = memo.update` in its body) is reached as the user of memo only if the statement binds
+    the class's name. Otherwise an earlier inert binding (`G = None`) left G callable: G().update({0: 7}) or 0."""
+    for wrap in ("if True:\n", "for _ in [0]:\n"):
+        prog = "memo = {}\nG = None\n" + wrap + "    class G:\n        update = memo.update\n" \
+            "def f(n):\n    return memo.setdefault(n, n * 2)"
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "G" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "G().update({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
+
+
+def test_abduction_answers_see_what_f_reads_beside_other_async_defs(sb):
+    """Mutation round 6: the reads are taken from every def at module scope; an `async def` (which the single-def rule
+    does not count) after f must not hide f's own reads: put = memo.update stayed callable."""
+    for extra in ("async def g():\n    pass\n", "if True:\n    async def g():\n        pass\n"):
+        prog = "memo = {}\nput = memo.update\ndef f(n):\n    return memo.setdefault(n, n * 2)\n" + extra
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "put" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
+
+
+def test_abduction_names_bound_only_in_fs_lambdas_comprehensions_or_classes_are_still_the_modules(sb):
+    """Mutation round 6: f's locals are left out of what f reads, but a name bound only inside a lambda (walrus), a
+    comprehension or a class body in f is not f's local: f's other uses of it read the module's memo, and its setter
+    must stay out of answers."""
+    tail = "    return memo.setdefault(n, n * 2)"
+    for inner in ("    g = lambda: (memo := 0)\n", "    g = [0 for memo in ()]\n", "    g = (memo for memo in ())\n",
+                  "    class K:\n        memo = 0\n"):
+        prog = "memo = {}\nput = memo.update\ndef f(n):\n" + inner + tail
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "put" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
+
+
+def test_abduction_answers_cannot_reach_f_that_holds_itself_beside_other_async_defs(sb):
+    """Mutation round 6: every def at module scope is looked up when a name it keeps is reached, not just one of
+    them: with an `async def` after f, f storing itself through `global g` went unseen and `get = lambda: g` let an
+    answer brute-force f."""
+    prog = "g = None\nget = lambda: g\ndef f(x):\n    global g\n    g = f\n    return (x * 7919) % 10007\nf(0)\n" \
+        "async def h():\n    pass"
+    assert sb.validate(prog, "3").status == "ok"
+    assert not {"g", "get"} & sandbox.module_names(prog)
+    guess = "next(x for x in range(10007) if get()(x) == 5214)"
+    assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True]
+
+
+def test_abduction_answers_cannot_rewrite_a_namedtuple_default_in_a_tuple(sb):
+    """Mutation round 6: the shared mutable default may sit in a tuple of defaults as well as a list."""
+    for defaults in ("([],)", "(0, [])"):
+        prog = (f"from collections import namedtuple\nBox = namedtuple('Box', 'w x items', defaults={defaults})\n"
+                "def f(x):\n    b = Box(0, x)\n    return b.items[-1] if b.items else x * 2")
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert "Box" not in sandbox.module_names(prog), prog
+        assert sb.check_abduction([(prog, "7", "(Box(0, 0).items.append(7), 0)[1]"), (prog, "6", "3")]) == \
+            [False, True], prog
+
+
+def test_abduction_answers_cannot_rewrite_a_list_inside_an_enum_factorys_members(sb):
+    """Mutation round 6: a list inside the functional Enum's member list is each member's value, one list that the
+    class keeps: E([1]).value.append(gold) set what f read."""
+    prog = "from enum import Enum\nE = Enum('E', [('A', [1])])\ndef f(x):\n    return E.A.value[-1] * x"
+    assert sb.validate(prog, "3").status == "ok"
+    assert "E" not in sandbox.module_names(prog)
+    assert sb.check_abduction([(prog, "7", "(E([1]).value.append(7), 1)[1]"), (prog, "3", "3")]) == [False, True]
+
+
+def test_abduction_answers_cannot_rewrite_an_imported_mutable_object(sb):
+    """Mutation round 6, found in the original code: `from keyword import kwlist` (or `import keyword`) is an import,
+    so its value counted as holding no state, and `put = kwlist.append` stayed callable: (put(7), 0)[1] scored gold 7.
+    Imported classes and functions stay callable (an answer building a deque or a Fraction is honest)."""
+    for prog in ("from keyword import kwlist\nput = kwlist.append\n"
+                 "def f(n):\n    return kwlist[-1] if kwlist[-1] != 'yield' else n * 2",
+                 "import keyword\nput = keyword.kwlist.append\n"
+                 "def f(n):\n    return keyword.kwlist[-1] if keyword.kwlist[-1] != 'yield' else n * 2"):
+        assert sb.validate(prog, "3").status == "ok", prog
+        assert sb.check_abduction([(prog, "7", "(put(7), 0)[1]"), (prog, "6", "3")]) == [False, True], prog
+    honest = ("import math\nfrom collections import deque\nfrom fractions import Fraction\nfrom math import gcd\n"
+              "def f(q):\n    return sorted(q)[0] + gcd(4, 6) + Fraction(1, 2).denominator + math.floor(0.5)")
+    assert {"math", "deque", "Fraction", "gcd"} <= sandbox.module_names(honest)
+    # a module is inert only if nothing public in it, its submodules included, can be filled: re holds
+    # re.copyreg.dispatch_table (a dict), copy its dispatch_table
+    assert not sandbox._imports_no_state("re") and not sandbox._imports_no_state("copy", "dispatch_table")
