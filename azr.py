@@ -37,10 +37,10 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
       the program and in its input;
     - only plain builtin values may be returned (a Counter or deque is bad_output);
     - a solver's predicted input or output must be a pure expression (sandbox.check_pure: literals, operators,
-      comprehensions, lambdas, safe builtins, calls of the program's constructors; not f, nor a name whose
-      definition reaches f such as `g = f`), so it cannot compute itself by running the program, which official
-      eval allows (a reward hack); an empty answer is no answer (officially eval("") fails; here "(\n)" would have
-      been the empty tuple);
+      comprehensions, lambdas, safe builtins; no name the program binds, so not f, `g = f`, a setter of f's memo
+      table, nor a constructor such as a namedtuple: an abduction task whose input builds one is unanswerable), so
+      it cannot compute itself by running the program or set the state f reads, which official eval allows (reward
+      hacks); an empty answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple);
     - limits the official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096,
       return values up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the
       zygote's, and --exec_timeout covers both calls of f that every execution makes (validation's determinism

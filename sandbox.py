@@ -45,7 +45,6 @@ running as root is not dropped to another uid; hosts other than Linux x86_64 (re
 import ast
 import builtins
 import ctypes
-import enum
 import functools
 import hashlib
 import importlib
@@ -63,7 +62,6 @@ import struct
 import subprocess
 import sys
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -462,8 +460,13 @@ def _call_args(args, limit=MAX_ARGS):
 # A solver's predicted value (the input of abduction, the output of deduction) may be an expression, as AZR's eval
 # allows ([0] * 3, dict(a=1), 'ab'.upper(), [i * i for i in range(4)], lambda x: x < 2), but in the RL loop only a
 # pure one: literals, operators, comprehensions, lambdas, and calls of the builtins and builtin-type methods below.
-# No other name (not f), no underscore or frame attribute, so an answer cannot compute itself by running the
-# program, brute-force f, or reach the harness to forge its result record (reward hacks that AZR's eval allows).
+# No other name, no underscore or frame attribute, so an answer cannot compute itself by running the program,
+# brute-force f, or reach the harness to forge its result record (reward hacks that AZR's eval allows). An abduction
+# answer runs in the program's namespace, and no name the program binds may appear in it either, constructors
+# included (`Pt(1, 2)`, `deque([1])`): a name other than f can still hold f (`g = f`, `reg.append(f)`) or the state
+# f reads (`put = memo.update`: `put({0: gold}) or 0` scores any gold), and the static rule that told such names
+# from constructors was broken in six successive red-team rounds. No input of the 6,424 CRUXEval and AZR seed
+# program-input pairs calls a program name; a proposed task whose input does is unanswerable (learnability 0).
 SAFE_CALLS = frozenset(("abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "chr", "complex", "dict",
                         "divmod", "enumerate", "filter", "float", "format", "frozenset", "hex", "int", "isinstance",
                         "iter", "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr",
@@ -483,21 +486,15 @@ def _format_walk(text):
     return next(_format_fields(text), None) is not None
 
 
-def check_pure(node, scope=frozenset(), depth=0, calls=frozenset(), shadow=frozenset()):
+def check_pure(node, scope=frozenset(), depth=0, shadow=frozenset()):
     """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
-    builtin or in scope, a variable of an enclosing lambda or comprehension (Python's scoping rules). calls: names
-    that may only be called (check_abduction: the program's own module-level names, a namedtuple class or an
-    imported deque; never f, and never as values or with attributes, so an answer cannot rewrite a global table).
+    builtin or in scope, a variable of an enclosing lambda or comprehension (Python's scoping rules).
     shadow: SAFE_CALLS names that the program binds as globals (`len = f`): in its namespace they are the
-    program's objects, not the builtins, so they count as program names (callable only when in calls)."""
+    program's objects, not the builtins, so they are refused like every other program name."""
     if depth > PURE_DEPTH:
         raise ValueError("predicted value nested too deep")
     if not isinstance(node, _SAFE_NODES):
         raise ValueError(f"{type(node).__name__} is not allowed in a predicted value")
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls - scope:
-        for child in node.args + node.keywords:
-            check_pure(child, scope, depth + 1, calls, shadow)
-        return
     if isinstance(node, ast.Name) and node.id not in scope and (node.id not in SAFE_CALLS or
                                                              node.id in shadow):
         raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
@@ -510,24 +507,24 @@ def check_pure(node, scope=frozenset(), depth=0, calls=frozenset(), shadow=froze
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args
         for d in a.defaults + [d for d in a.kw_defaults if d is not None]:
-            check_pure(d, scope, depth + 1, calls, shadow)
+            check_pure(d, scope, depth + 1, shadow)
         params = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
-        return check_pure(node.body, scope | params, depth + 1, calls, shadow)
+        return check_pure(node.body, scope | params, depth + 1, shadow)
     if isinstance(node, _COMPS):  # the first iterable in the enclosing scope, then each target is visible onward
         inner = scope
         for gen in node.generators:
-            check_pure(gen.iter, inner, depth + 1, calls, shadow)
+            check_pure(gen.iter, inner, depth + 1, shadow)
             targets = list(ast.walk(gen.target))
             if not all(isinstance(t, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.expr_context)) for t in targets):
                 raise ValueError("comprehension targets must be plain names")
             inner = inner | {t.id for t in targets if isinstance(t, ast.Name)}
             for cond in gen.ifs:
-                check_pure(cond, inner, depth + 1, calls, shadow)
+                check_pure(cond, inner, depth + 1, shadow)
         for part in (node.key, node.value) if isinstance(node, ast.DictComp) else (node.elt,):
-            check_pure(part, inner, depth + 1, calls, shadow)
+            check_pure(part, inner, depth + 1, shadow)
         return
     for child in ast.iter_child_nodes(node):
-        check_pure(child, scope, depth + 1, calls, shadow)
+        check_pure(child, scope, depth + 1, shadow)
 
 
 def _pure_text(text):
@@ -539,285 +536,6 @@ def _pure_text(text):
         return True
     except Exception:  # ValueError, SyntaxError, RecursionError, MemoryError
         return False
-
-
-@functools.lru_cache(maxsize=4096)
-def module_names(program):
-    """The names a program binds at module level (assignments, imports, classes), for check_pure's scope: not f,
-    not a name whose statement reaches f, and not a name that reaches the state f reads (see below)."""
-    names, bound, inert, stmts = set(), [], [], []
-    try:
-        tree = ast.parse(program)
-        for stmt in tree.body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                names.add(stmt.name)
-                if stmt.decorator_list:  # `@deco def f` is `f = deco(f)`: the decorator holds f and may store it
-                    bound.append(({stmt.name}, {stmt.name} | {n.id for d in stmt.decorator_list for n in ast.walk(d)
-                                                               if isinstance(n, ast.Name)}))
-                    inert.append(False)
-                    stmts.append(stmt)
-                continue
-            # (Red-team round 13: a match capture binds too (`case {**memo}:`, `case [*memo]`): a name with no
-            # definition here looked like one whose value holds no state, and a setter of it stayed callable. So
-            # does a def or class inside an `if`, `try`, `for` or `with`: that statement is f's definition)
-            here = {stmt.name} if isinstance(stmt, ast.ClassDef) else set()
-            for n in ast.walk(stmt):
-                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                    here.add(n.id)
-                elif isinstance(n, ast.alias) and n.name != "*":
-                    here.add(n.asname or n.name.split(".")[0])
-                elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
-                    here.add(n.name)
-                elif isinstance(n, ast.MatchMapping) and n.rest:
-                    here.add(n.rest)
-                elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    here.add(n.name)
-            used = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            bound.append((here, used))
-            inert.append(_inert(stmt))
-            stmts.append(stmt)
-            names |= here
-    except Exception:  # SyntaxError, RecursionError: no extra names
-        return frozenset()
-    # a name whose statement reaches f (g = f, h = lambda x: f(x), a class whose methods call f), directly or through
-    # another such name, would let an answer run f: not callable (one traversal from f over the statements using
-    # each name; a pass over every statement per link was quadratic in a chain a1 = f, a2 = a1, ...). A statement
-    # that reaches f can also store it in any object it names without binding a name (`box['k'] = f` then
-    # `get = box.get`, `reg.append(f)`): every name such a statement uses reaches f too. So does every name that f's
-    # own body uses when f holds itself there (`reg['k'] = f` in f, run by a module-level `f(0)`): f's body
-    # names a name that reaches f other than as the callee of a plain call (recursion is fine).
-    # Round 12: a name that reaches f may be a function that stores its argument where its definition points
-    # (`store = lambda fn: reg.append(fn)`, `store(f)`; a decorator `deco = lambda fn: reg.append(fn) or fn`), so
-    # the names a reaching name's own statements use reach f too. And an answer must not reach the state f reads:
-    # a setter or getter of f's globals (`put = memo.update`, `table = lambda: memo`, then `put({0: gold}) or 0`)
-    # made any abduction answer right. So the traversal also starts from every name f reads, through the
-    # statements that define it, whose value can hold state (anything but imports, immutable constants, lambdas
-    # with constant defaults, namedtuple/Enum-style factories of literals, and classes made only of those).
-    users, binders = {}, {}
-    for i, (here, used) in enumerate(bound):
-        for name in used:
-            users.setdefault(name, []).append(i)
-        for name in here:
-            binders.setdefault(name, []).append(i)
-    # Red-team round 13: f defined inside a module-level `if`, `try`, `for` or `with` (the single-def rule counts a
-    # def at any indentation) was no def here, so nothing f reads or stores was followed (`put = memo.update` stayed
-    # callable): every def at module scope counts. And f's own locals are not the module's state (its defaults,
-    # decorators and annotations are read at module level): `totals[k] = v` on a local dict made f hold itself, so no
-    # name in its body (a namedtuple, an Enum, an imported deque) stayed callable for honest answers.
-    defs = _module_defs(tree)
-    local = {id(d): _local_names(d) for d in defs}
-    reads = {n.id for d in defs for part in [d.args, d.returns] + d.decorator_list if part   # (module scope)
-             for n in ast.walk(part) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    reads |= {n.id for d in defs for s in d.body for n in ast.walk(s) if isinstance(n, ast.Name) and
-              isinstance(n.ctx, ast.Load) and n.id not in local[id(d)]}
-    todo, seen = list(reads), set()
-    while todo:   # what f reads, and what the statements defining those names use (one pass per statement)
-        for i in binders.get(todo.pop(), ()):
-            if i not in seen:
-                seen.add(i)
-                todo += bound[i][1] - reads
-                reads |= bound[i][1]
-    # (a name whose attribute or item is assigned anywhere, `K.values = {}`, holds state whatever its definition;
-    # so does a name that a function rebinds through `global` (`memo = None` at module level, `memo = {}` in f).
-    # Round 13: the object assigned on may be reached through an alias (`A = J` or `K.j = J`, then `A.values = {}`
-    # or `K.j.values = {}`; `type(J()).values = {}`), and such a J stayed callable: `J().values.update({0: gold})
-    # or 0` was right for any gold. So every name in an assigned target counts, and so do the names its
-    # definitions use; and once the program assigns any attribute, so does every module-level name it uses other
-    # than as a callee, since any of those values may be the object assigned on)
-    mutated, attributes = set(), False
-    for top in tree.body:
-        own = local.get(id(top), frozenset())   # (an item or attribute assigned on a local of f; the flag still counts)
-        for n in ast.walk(top):
-            if isinstance(n, ast.Global):
-                mutated.update(n.names)
-            elif isinstance(n, (ast.Attribute, ast.Subscript)) and not isinstance(n.ctx, ast.Load):
-                mutated |= {m.id for m in ast.walk(n) if isinstance(m, ast.Name)} - own
-                attributes = attributes or isinstance(n, ast.Attribute)
-    if attributes:
-        callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        mutated |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and
-                     id(n) not in callees and n.id in binders}
-    todo = list(mutated)
-    while todo:
-        for i in binders.get(todo.pop(), ()):
-            todo += bound[i][1] - mutated
-            mutated |= bound[i][1]
-    reach = {"f"} | {n for n in reads if n in mutated or any(not inert[i] for i in binders.get(n, ()))}
-    # (a reached name's definition `q = deque()`, `ORIGIN = Pt(0, 0)` does not make the type it calls reach it: an
-    # import, or an inert class or namedtuple, called on an answer's values makes new objects; a class whose body
-    # uses a reached name is still reached, as its user)
-    types = {n for n, ids in binders.items() if n not in mutated and all(inert[i] and (isinstance(stmts[i], (
-        ast.Import, ast.ImportFrom, ast.ClassDef)) or isinstance(getattr(stmts[i], "value", None), ast.Call))
-        for i in ids)}
-    # (a def holds itself once a name it keeps (_kept_names) is reached: each reached name is popped once and looks
-    # up the defs keeping it. Red-team round 13: re-testing every def after each one found was quadratic in a chain
-    # of `async def`s, which the single-def rule does not count: 0.7 s per program in the trainer)
-    consumers = _CONSUMERS - shadowed_builtins(program)   # (f's generators that these use up call f at once)
-    keepers, held = {}, set()
-    for d in defs:
-        for name in _kept_names(d, consumers):
-            keepers.setdefault(name, []).append(d)
-    todo, seen, seen_def = list(reach), set(), set()
-    while todo:
-        name = todo.pop()
-        for d in keepers.get(name, ()):
-            if id(d) not in held:
-                held.add(id(d))
-                new = {n.id for n in ast.walk(d) if isinstance(n, ast.Name)} - reach
-                todo += new
-                reach |= new
-        for i, defining in [(i, False) for i in users.get(name, ())] + [(i, True) for i in binders.get(name, ())]:
-            if i not in (seen_def if defining else seen):
-                (seen_def if defining else seen).add(i)
-                new = (bound[i][0] | bound[i][1]) - reach - (types if defining else set())
-                todo += new
-                reach |= new
-    return frozenset(names - reach)
-
-
-def _module_defs(tree):
-    """The defs at module scope: statements, and defs inside a module-level `if`, `for`, `while`, `try`, `with` or
-    `match` (not methods: a class is its methods' definition)."""
-    defs, todo = [], list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            defs.append(node)
-        elif isinstance(node, ast.stmt) and not isinstance(node, ast.ClassDef):
-            todo += [c for c in ast.iter_child_nodes(node) if isinstance(c, (ast.stmt, ast.excepthandler,
-                                                                             ast.match_case))]
-        elif isinstance(node, (ast.excepthandler, ast.match_case)):
-            todo += node.body
-    return defs
-
-
-def _local_names(fdef):
-    """The names a def binds in its own scope (parameters; assignment, loop, with and import targets outside its
-    lambdas, comprehensions, classes and defs), less those declared global anywhere in it (a class body in f with
-    `global memo` reads the module's memo though f binds its own): in its body these are never the module's names.
-    (Fewer is safe: a local counted as a global only keeps more names from answers.)"""
-    a = fdef.args
-    names = {p.arg for p in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if p is not None}
-    declared = {name for n in ast.walk(fdef) if isinstance(n, ast.Global) for name in n.names}
-    todo = list(fdef.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, ast.alias) and node.name != "*":
-            names.add(node.asname or node.name.split(".")[0])
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)   # (its body, defaults, decorators and bases: not followed)
-        elif not isinstance(node, (ast.Lambda,) + _COMPS):
-            todo += ast.iter_child_nodes(node)
-    return names - declared
-
-
-_FACTORIES = frozenset(("namedtuple", "NamedTuple", "Enum", "IntEnum", "Flag", "IntFlag", "StrEnum", "auto"))
-# (auto: `RED = auto()` in an Enum, the usual idiom, made the class hold state, so Color(1) was refused)
-
-
-def _inert_value(v):
-    """Whether a module-level value holds no state an answer could change: an expression of immutable constants, a
-    lambda whose defaults are such (its body's names are followed by module_names), or a namedtuple/Enum-style
-    factory called on literals (`namedtuple('Pt', ['x', 'y'])`)."""
-    if isinstance(v, ast.Lambda):
-        return all(d is None or _inert_value(d) for d in v.args.defaults + v.args.kw_defaults)
-    if isinstance(v, ast.Call):   # (Red-team round 13: a list inside a list or tuple is a value the class keeps,
-        # not field names: `defaults=[[]]` is one list that every instance shares, so Box(0).items.append(gold) set
-        # what f read; an Enum member's value)
-        name = v.func.id if isinstance(v.func, ast.Name) else v.func.attr if isinstance(v.func, ast.Attribute) else ""
-        return name in _FACTORIES and all(isinstance(n, (ast.Constant, ast.List, ast.Tuple, ast.keyword, ast.Load))
-                                          for a in v.args + v.keywords for n in ast.walk(a)) and not any(
-            isinstance(e, ast.List) for a in v.args + v.keywords for n in ast.walk(a)
-            if isinstance(n, (ast.List, ast.Tuple)) for e in n.elts)
-    return all(isinstance(n, (ast.Constant, ast.Tuple, ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.IfExp,
-                              ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)) for n in ast.walk(v))
-
-
-def _inert(stmt):
-    """Whether a module-level statement binds only names whose values hold no state of their own (_inert_value;
-    `from M import` classes and functions; classes with at most one base, a name or a factory, whose bodies hold only
-    inert values)."""
-    if isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
-        return True
-    # (Mutation round 6: a module hands out the objects it keeps, `keyword.kwlist` or `from keyword import kwlist`,
-    # a list that `put = kwlist.append` filled with any gold. So an import holds state unless what it binds cannot
-    # be filled: _imports_no_state)
-    if isinstance(stmt, ast.ImportFrom):
-        return all(_imports_no_state(stmt.module, a.name) for a in stmt.names)
-    if isinstance(stmt, ast.Import):
-        return all(_imports_no_state(a.name) for a in stmt.names)
-    if isinstance(stmt, ast.ClassDef):   # (Red-team round 13: one base at most. An Enum with a mixin, `class
-        # E(list, Enum)` or a user class based on list, makes each member a list the class holds, and E([1]) hands
-        # it out: E([1]).append(gold) set what f read)
-        return not stmt.decorator_list and len(stmt.bases) < 2 and all(
-            isinstance(b, (ast.Name, ast.Attribute)) or _inert_value(b)
-            for b in stmt.bases + [k.value for k in stmt.keywords]) and all(_inert(s) for s in stmt.body)
-    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        return all(isinstance(t, ast.Name) for t in targets) and (stmt.value is None or _inert_value(stmt.value))
-    return False
-
-
-@functools.lru_cache(maxsize=1024)
-def _imports_no_state(module, name=None):
-    """Whether `from module import name` (`import module` for name None) binds only what an answer can call or read
-    but never fill: a class, a function, an immutable constant, a typing construct, an enum member, or a module of
-    only those (math; not keyword, whose kwlist is a list, nor re, which holds copyreg.dispatch_table). Imports the
-    module here, as _missing_names does: validation allowed only pure ones."""
-    if not module or name == "*" or module.split(".")[0] not in PURE_MODULES:
-        return False
-    try:
-        value = importlib.import_module(module)
-        value = value if name is None else getattr(value, name)
-    except Exception:  # ImportError, AttributeError: not a name to call
-        return False
-    return _holds_no_state(value, set())
-
-
-def _holds_no_state(value, seen):
-    if isinstance(value, type) or type(value).__name__ in ("function", "builtin_function_or_method",
-                                                            "method_descriptor", "wrapper_descriptor"):
-        return True
-    if isinstance(value, (type(None), bool, int, float, complex, str, bytes, enum.Enum)) or \
-            type(value).__module__ == "typing":
-        return True
-    if isinstance(value, (tuple, frozenset)):
-        return all(_holds_no_state(v, seen) for v in value)
-    if isinstance(value, types.ModuleType):   # every public attribute, each module once
-        if value.__name__ in seen:
-            return True
-        seen.add(value.__name__)
-        return all(_holds_no_state(v, seen) for k, v in vars(value).items() if not k.startswith("_"))
-    return False
-
-
-_CONSUMERS = frozenset(("sum", "min", "max", "any", "all", "list", "tuple", "set", "frozenset", "sorted", "dict",
-                        "next"))   # builtins that use up a generator at once
-
-
-def _kept_names(fdef, consumers=_CONSUMERS):
-    """The names that make `fdef` hold itself once one of them reaches f: every name its body uses as a value, that
-    is anything but the callee of a call outside any lambda or kept generator expression (`reg.append(f)`,
-    `key=lambda y: f(y)`, `f.__call__`, `reg.append(f(i) for i in count())`, which an answer could iterate to
-    brute-force f; `sum(f(c) for c in kids)` is plain recursion: consumers, the builtins of _CONSUMERS the program
-    does not rebind, and `'...'.join`, use it up). Red-team round 13: and the callee of a call other than fdef's own
-    name (recursion): a call of a name that reaches f can return an object holding f (`g = make()` through `global
-    g`, make = lambda: (lambda y: f(y)), or an instance of a class whose method calls f). One pass."""
-    todo, eager, kept = [(child, False, False) for child in ast.iter_child_nodes(fdef)], set(), set()
-    while todo:
-        node, in_lambda, callee = todo.pop()
-        if isinstance(node, ast.Name) and (in_lambda or not callee or node.id != fdef.name):
-            kept.add(node.id)
-        if isinstance(node, ast.Call) and ((isinstance(node.func, ast.Name) and node.func.id in consumers) or (
-                isinstance(node.func, ast.Attribute) and node.func.attr == "join" and
-                isinstance(node.func.value, ast.Constant) and type(node.func.value.value) is str)):
-            eager |= {id(a) for a in node.args if isinstance(a, ast.GeneratorExp)}
-        in_lambda = in_lambda or isinstance(node, ast.Lambda) or (isinstance(node, ast.GeneratorExp) and
-                                                                  id(node) not in eager)   # (a generator runs later)
-        todo += [(c, in_lambda, isinstance(node, ast.Call) and c is node.func) for c in ast.iter_child_nodes(node)]
-    return kept
 
 
 @functools.lru_cache(maxsize=4096)
@@ -855,12 +573,12 @@ def shadowed_builtins(program):
 
 
 def _pure_args(args, program=""):
-    """Whether every argument of a predicted input text passes check_pure; the program's module-level names may be
-    called (constructors: Pt(1, 2), deque([1])), nothing more."""
+    """Whether every argument of a predicted input text passes check_pure, the builtins that `program` rebinds
+    refused with every other program name."""
     try:
         node = _call_args(args)
         for arg in node.args + [k.value for k in node.keywords]:
-            check_pure(arg, calls=module_names(program), shadow=shadowed_builtins(program))
+            check_pure(arg, shadow=shadowed_builtins(program))
         return True
     except Exception:
         return False

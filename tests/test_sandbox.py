@@ -508,36 +508,6 @@ def test_garbage_collector_counters_are_reset_in_every_child(sb):
     assert first.status == "ok" and all(sb.run(prog, "").value == first.value for _ in range(4))
 
 
-def test_abduction_answers_cannot_reach_f_through_an_alias(sb):
-    # check_pure lets an answer call the program's module-level names, never f: nor a name bound to something
-    # that calls f, which would let it brute-force f
-    for alias in ("g = f", "g = lambda y: f(y)", "h = f\ng = lambda y: h(y)"):
-        prog = "def f(x):\n    return (x * 7919) % 10007\n" + alias
-        assert "g" not in sandbox.module_names(prog)
-        assert sb.check_abduction([(prog, "5214", "next(x for x in range(10007) if g(x) == 5214)")]) == [False]
-    assert "P" in sandbox.module_names("from collections import namedtuple\nP = namedtuple('P', 'a')\n"
-                                       "def f(p):\n    return p.a")
-
-
-def test_abduction_answers_cannot_reach_f_stored_in_an_object(sb):
-    """Round 11: only a statement's bound names counted as reaching f, so a statement that stores f in an object
-    without binding a name (`box['k'] = f`, `reg.append(f)`, or `reg['k'] = f` in f's own body run by a
-    module-level `f(0)`) left a callable getter of that object (`get = box.get`) to an answer: brute force of f."""
-    base = "def f(x):\n    return (x * 7919) % 10007\n"
-    for prog, call in ((base + "box = {}\nbox['k'] = f\nget = box.get", "get('k')"),
-                       (base + "reg = []\nreg.append(f)\npeek = reg.copy", "peek()[0]"),
-                       ("reg = {}\ndef f(x):\n    reg['k'] = f\n    return (x * 7919) % 10007\nf(0)\nget = reg.get",
-                        "get('k')")):
-        assert sb.validate(prog, "3").status == "ok"
-        assert sb.check_abduction([(prog, "5214", f"next(x for x in range(10007) if {call}(x) == 5214)"),
-                                   (prog, "5214", "1234")]) == [False, True]
-    # recursion is no escape: a namedtuple the program builds in f stays callable for answers
-    rec = ("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\n"
-           "def f(p, n):\n    if n == 0:\n        return p.x\n    return f(Pt(p.x + p.y, p.y), n - 1)")
-    assert "Pt" in sandbox.module_names(rec)
-    assert sb.check_abduction([(rec, "7", "Pt(1, 2), 3")]) == [True]
-
-
 def test_abduction_answers_cannot_call_a_shadowed_builtin(sb):
     """Round 11: an answer is evaluated in the program's namespace, where a global named like a SAFE_CALLS builtin
     (`len = f`, `for abs in [f]`, `import functools as sum`, `global max` in f) is the program's object, yet
@@ -552,12 +522,60 @@ def test_abduction_answers_cannot_call_a_shadowed_builtin(sb):
                                    (prog, "5214", "1234")]) == [False, True]
     memo = "memo = {}\nmax = memo\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2"
     assert sb.check_abduction([(memo, "75648", "(max.update({0: 75648}), 0)[1]"), (memo, "6", "3")]) == [False, True]
-    # builtins that are only local names of f (a parameter `list`, `sum = 0`) stay usable, as do a program's own
-    # harmless globals when called (`min = lambda a, b: a`), and a lambda parameter named like a builtin
+    # a program's own global named like a builtin is a program name (refused), a lambda parameter so named is not
+    own = "min = lambda a, b: a\ndef f(x):\n    return x + 1"
+    assert sb.check_abduction([(own, "3", "min(2, 9)"), (own, "3", "(lambda min: min)(2)")]) == [False, True]
+
+
+_BRUTE = "    return (x * 7919) % 10007\n"   # f: gold 5214, whose input 1234 an answer could find by brute force of f
+_MEMO = "def f(n):\n    return memo.setdefault(n, n * 2)\n"   # f returns only even numbers: the gold 7 is a hack
+# One program per route of red-team rounds 6-13 and mutation rounds 4-6 that reached f, or the state f reads, through
+# a name the program binds, when answers could call the program's names that a static rule judged constructors.
+ABDUCTION_HACKS = [
+    ("def f(x):\n" + _BRUTE + "g = f", "g"),                                             # alias
+    ("def f(x):\n" + _BRUTE + "box = {}\nbox['k'] = f\nget = box.get", "get('k')"),       # stored in an object
+    ("reg = []\ndeco = lambda fn: reg.append(fn) or fn\nget = lambda i: reg[i]\n@deco\ndef f(x):\n" + _BRUTE,
+     "get(0)"),                                                                          # a decorator storing f
+    ("g = None\nget = lambda: g\ndef f(x):\n    global g\n    g = f\n" + _BRUTE + "f(0)", "get()"),  # global
+    ("class C:\n    __call__ = lambda self, x: f(x)\ndef f(x):\n" + _BRUTE, "C()"),        # a method calling f
+    ("memo = {}\nput = memo.update\n" + _MEMO, "put({0: 7}) or 0"),                     # a setter of f's table
+    ("memo = {}\ntable = lambda: memo\n" + _MEMO, "table().update({0: 7}) or 0"),          # a getter
+    ("class K:\n    pass\nK.values = {}\n" + _MEMO.replace("memo", "K.values"), "K().values.update({0: 7}) or 0"),
+    ("match {}:\n    case {**memo}:\n        pass\nput = memo.update\n" + _MEMO, "put({0: 7}) or 0"),
+    ("from collections import namedtuple\nBox = namedtuple('Box', 'x items', defaults=[[]])\n"   # shared default
+     "def f(n):\n    b = Box(n)\n    return b.items[-1] if b.items else n * 2", "(Box(0).items.append(7), 0)[1]"),
+    ("from enum import Enum\nclass E(list, Enum):\n    A = ((2,),)\ndef f(n):\n    return E.A[-1] * n",
+     "(E([2]).append(7), 1)[1]"),                                                         # an Enum with a mixin
+    ("from keyword import kwlist\nput = kwlist.append\n"                                  # an imported list
+     "def f(n):\n    return kwlist[-1] if kwlist[-1] != 'yield' else n * 2", "(put(7), 0)[1]"),
+    ("memo = {}\nput = memo.update\nif True:\n    " + _MEMO.replace("\n    ", "\n        "),  # f inside an if
+     "put({0: 7}) or 0"),
+]
+
+
+@pytest.mark.parametrize("prog,hack", ABDUCTION_HACKS)
+def test_abduction_answers_call_no_name_the_program_binds(sb, prog, hack):
+    """Each program is a valid proposal and its honest answer scores, but an answer naming anything the program
+    binds is refused before it runs: with names of the program callable, each of these scored any gold."""
+    brute = "7919" in prog
+    gold, honest = ("5214", "1234") if brute else ("6", "3")
+    answer = f"next(x for x in range(10007) if {hack}(x) == 5214)" if brute else hack
+    assert sb.validate(prog, honest).value == gold
+    assert sb.check_abduction([(prog, "5214" if brute else "7", answer), (prog, gold, honest)]) == [False, True]
+    assert sb.run(prog, answer).value == ("5214" if brute else "7")   # what the hack does when it runs
+
+
+def test_abduction_answers_cannot_call_the_programs_constructors(sb):
+    """The cost of the rule above: an answer building a namedtuple, an Enum member, a deque or a program's own class
+    is refused (none of the 6,424 CRUXEval and seed inputs does); plain values that f treats alike still score, and
+    so do the builtins a program only binds inside f."""
+    prog = ("from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\n"
+            "def f(p, d):\n    return p[0] + p[1] + len(d)")
+    assert sb.validate(prog, "Pt(1, 2), deque([0])").value == "4"
+    assert sb.check_abduction([(prog, "4", "Pt(1, 2), deque([0])"), (prog, "4", "(1, 2), [0]"),
+                               (prog, "4", "(1, 2), list(range(1))")]) == [False, True, True]
     local = "def f(list, n):\n    sum = 0\n    for x in list:\n        sum += x\n    return sum * n"
     assert sb.check_abduction([(local, "12", "list(range(4)), sum([1, 1])")]) == [True]
-    own = "min = lambda a, b: a\ndef f(x):\n    return x + 1"
-    assert sb.check_abduction([(own, "3", "min(2, 9)"), (own, "3", "(lambda min: min)(2)")]) == [True, True]
 
 
 def test_random_is_seeded_in_every_child(sb):
@@ -635,15 +653,10 @@ def test_predictions_must_be_pure(sb):                             # D5, D6: rew
     assert sb.check_deduction(list(zip(golds, pure))) == [True] * 5
     ident = "def f(x):\n    return x"
     assert sb.check_abduction([(ident, g, p) for g, p in zip(golds, pure)]) == [True] * 5
-    # the program's own module-level names (a namedtuple, an import) may appear in a predicted input; f never
-    pt = ("from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\n"
-          "def f(p, d):\n    return p.x + len(d)")
-    assert sb.check_abduction([(pt, "3", "Pt(1, 2), deque([0, 0])"), (pt, "3", "Pt(1, 2), f(Pt(0, 0), [])")]) == \
-        [True, False]
     assert sb.check_deduction([("'3-x'", "'{}-{}'.format(3, 'x')"), ("'1'", "'{0.real}'.format(1)"),
                                ("'1.50'", "format(1.5, '.2f')"), ("'x'", "'{0.__doc__:{1}}'.format(1, '')")]) == \
         [True, False, True, False]
-    # the program's names may only be called: an input cannot rewrite the globals f reads
+    # no name of the program: an input cannot rewrite the globals f reads
     memo = "memo = {}\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2"
     assert sb.check_abduction([(memo, "6", "3"), (memo, "75648", "(memo.update({0: 75648}), 0)[1]"),
                                (memo, "75648", "memo.setdefault(1, 75648) and 1")]) == [True, False, False]
@@ -917,16 +930,6 @@ def test_escape_filter_is_linear_in_attribute_chains():
     assert _seconds(sandbox.azr_program, deep) < 5 * _seconds(sandbox.azr_program, flat) + 0.05
 
 
-def test_module_names_is_linear_in_alias_chains():
-    """Round 10: the names reaching f (g = f, h = g, ...) were found by repeated passes over every statement, one
-    pass per link: 0.4 s of trainer time per check_abduction of a 16 KB program. Now one traversal."""
-    chain = "def f(x):\n    return x\na0 = f\n" + "".join(f"a{i + 1}=a{i}\n" for i in range(1500))
-    flat = "def f(x):\n    return x\na0 = f\n" + "".join(f"a{i + 1}=b{i}\n" for i in range(1500))
-    assert sandbox.module_names(chain) == frozenset() and "a1" in sandbox.module_names(flat)
-    sandbox.module_names.cache_clear()
-    assert _seconds(sandbox.module_names, chain + "#") < 5 * _seconds(sandbox.module_names, flat + "#") + 0.05
-
-
 def test_colliding_hashes_are_refused(sb):
     """Round 10: ints equal modulo 2**61 - 1 share a hash; a program returning 2,400 of them as a set (a 57 KiB
     record) cost the trainer ~10x a plain set to decode and compare, quadratic in the set's size (0.18 s of trainer
@@ -1039,13 +1042,6 @@ def test_ordinary_inputs_and_patterns_are_accepted(sb):
     assert sb.validate("def f(s):\n    return len(s)", "[1,  # one\n 2]").value == "2"
 
 
-def test_program_classes_are_callable_in_predictions(sb):
-    """A class the program defines is one of its constructors (module_names), so a pure prediction may call it."""
-    prog = "from collections import namedtuple\nclass P(namedtuple('P', 'a')):\n    pass\ndef f(p):\n    return p.a * 2"
-    assert "P" in sandbox.module_names(prog)
-    assert sb.check_abduction([(prog, "6", "P(3)"), (prog, "6", "P(4)")]) == [True, False]
-
-
 def test_colliding_keys_in_a_returned_dict_or_frozenset_are_refused(sb):
     """Round 10's hash-collision refusal covers every decoded container, not only sets: 200 ints equal modulo
     2**61 - 1 as a dict's keys or a frozenset make no value (bad_output); 200 spread keys are fine."""
@@ -1080,74 +1076,6 @@ def test_scripts_recurse_deep_in_the_main_thread(sb):
             "    return 0 if n == 0 else g(n - 1) + 1\nprint(g(60000))\n")
     res = sb.run(code, "", stdin="")
     assert res.status == "ok" and eval(res.value)[0] == "60000\n", res
-
-
-def test_abduction_answers_cannot_reach_f_through_a_lambda_stored_by_f(sb):
-    """Mutation round 4: f that stores a lambda calling f (`reg['k'] = lambda y: f(y)`) holds itself as surely as
-    `reg['k'] = f`: a call of f inside a lambda is a use as a value, so a getter of reg is no constructor."""
-    prog = ("reg = {}\ndef f(x):\n    reg['k'] = lambda y: f(y)\n    return (x * 7919) % 10007\nf(0)\n"
-            "get = reg.get")
-    assert "get" not in sandbox.module_names(prog)
-    assert sb.check_abduction([(prog, "5214", "next(x for x in range(10007) if get('k')(x) == 5214)"),
-                               (prog, "5214", "1234")]) == [False, True]
-
-
-def test_abduction_answers_cannot_reach_f_through_a_decorator_or_a_storing_call(sb):
-    """Round 12: a name that reaches f can be a function that stores its argument where its definition points:
-    `@deco` with deco = lambda fn: reg.append(fn) or fn, `store(f)` with store = lambda fn: reg.append(fn), or a
-    generator expression in f's body that calls f later, left a getter of reg to an answer: brute force of f."""
-    body = "    return (x * 7919) % 10007\n"
-    for prog, call in (("reg = []\ndeco = lambda fn: reg.append(fn) or fn\nget = lambda i: reg[i]\n@deco\n"
-                        "def f(x):\n" + body, "get(0)(x)"),
-                       ("reg = []\nget = lambda i: reg[i]\n@(lambda fn: reg.append(fn) or fn)\ndef f(x):\n" + body,
-                        "get(0)(x)"),
-                       ("reg = []\nstore = lambda fn: reg.append(fn)\nget = lambda i: reg[i]\ndef f(x):\n" + body +
-                        "store(f)", "get(0)(x)"),
-                       ("import itertools\nreg = []\nget = lambda i: reg[i]\ndef f(x):\n    if not reg:\n"
-                        "        reg.append(f(i) for i in itertools.count())\n" + body + "f(0)", None)):
-        assert sb.validate(prog, "3").status == "ok"
-        assert "get" not in sandbox.module_names(prog)
-        guess = (f"next(x for x in range(10007) if {call} == 5214)" if call else
-                 "next(i for i, v in enumerate(get(0)) if v == 5214)")
-        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True]
-    # a generator that a builtin uses up at once is plain recursion (unless the program rebinds that builtin)
-    tree = ("from collections import namedtuple\nNode = namedtuple('Node', 'v kids')\nreg = []\n"
-            "get = lambda i: reg[i]\ndef f(n):\n"
-            "    return n.v + sum(f(c) for c in n.kids) + max((f(c) for c in n.kids), default=0)\n")
-    assert {"Node", "get"} <= sandbox.module_names(tree)
-    assert "get" not in sandbox.module_names("sum = lambda g: reg.append(g)\n" + tree)
-    assert sb.check_abduction([(tree, "7", "Node(1, [Node(2, []), Node(2, [])])")]) == [True]
-
-
-def test_abduction_answers_cannot_rewrite_the_state_f_reads(sb):
-    """Round 12: an answer may call the program's names, and a name that reaches the state f reads is a setter or
-    getter of it: `put = memo.update` (`put({0: gold}) or 0`), `table = lambda: memo` (`table().update(...)`), a
-    lambda's mutable default that f reads through it, a class attribute list that a lambda __init__ appends to, a
-    class attribute assigned outside the class (`K.values = {}`). Each made any abduction answer right.
-    Constructors stay callable: namedtuples, Enum classes, imports, lambdas whose defaults are constants."""
-    memo = "memo = {}\ndef f(n):\n    if n in memo:\n        return memo[n]\n    memo[n] = n * 2\n    return n * 2\n"
-    for prog, hack in ((memo + "put = memo.update", "put({0: 75648}) or 0"),
-                       (memo + "table = lambda: memo", "table().update({0: 75648}) or 0"),
-                       ("push = lambda v, acc=[]: acc.append(v) or acc[0]\ndef f(x):\n    return push(x)",
-                        "(push(75648), 0)[1]"),
-                       ("class C:\n    items = []\n    __init__ = lambda self, v: self.items.append(v)\n"
-                        "def f(x):\n    return C.items[0] if C.items else x", "(C(75648), 0)[1]"),
-                       ("class K:\n    pass\n" + memo.replace("memo", "K.values"),
-                        "K().values.update({0: 75648}) or 0")):
-        assert sb.validate(prog, "3").status == "ok"
-        assert sb.check_abduction([(prog, "75648", hack), (prog, "6" if "n * 2" in prog else "3", "3")]) == \
-            [False, True], prog
-    keep = {"from collections import namedtuple\nPt = namedtuple('Pt', ['x', 'y'])\ndef f(p):\n    return p.x - p.y":
-            "Pt",
-            "from enum import Enum\nclass Color(Enum):\n    RED = 1\ndef f(c):\n    return c == Color.RED": "Color",
-            "MOD = 10 ** 9 + 7\nsq = lambda x, k=2: x ** k % MOD\ndef f(x):\n    return sq(x)": "sq",
-            "from typing import NamedTuple\nclass P(NamedTuple):\n    a: int\n    b: int = 0\ndef f(p):\n"
-            "    return P(p.b, p.a)": "P",
-            "from collections import namedtuple, deque\nPt = namedtuple('Pt', 'x y')\nORIGIN = Pt(0, 0)\nQ = deque()\n"
-            "def f(p):\n    Q.append(p)\n    return p.x - ORIGIN.x": "Pt deque"}
-    for prog, name in keep.items():
-        assert set(name.split()) <= sandbox.module_names(prog), prog
-    assert sb.check_abduction([(list(keep)[0], "-1", "Pt(1, 2)"), (list(keep)[2], "9", "sq(1) + 2")]) == [True, True]
 
 
 def test_heap_addresses_that_follow_the_input_text_fail_validation(sb):
@@ -1204,121 +1132,6 @@ def test_a_zygote_that_cannot_be_restarted_is_a_sandbox_error():
         assert s.run("def f(x):\n    return x", "1").value == "1"
 
 
-_SETDEFAULT = "def f(n):\n    return memo.setdefault(n, n * 2)\n"
-
-
-def test_abduction_answers_cannot_rewrite_state_behind_an_inert_looking_name(sb):
-    """Mutation round 5: each rule that makes a name f reads hold state, on its own. A dict literal, a call of
-    something that is no namedtuple/Enum factory (`dict()`, `defaultdict()`), a keyword-only mutable lambda default,
-    a binding inside a compound statement, a table f reaches through one or two getters (or the later of two
-    bindings), a class given an attribute outside its body, a list filled by a call that stores f, a class whose
-    __call__ runs f: each left a setter or a getter callable, and any abduction answer was right."""
-    setters = ["memo = {}\n" + _SETDEFAULT + "put = memo.update",
-               "memo = dict()\n" + _SETDEFAULT + "put = memo.update",
-               "from collections import defaultdict\nmemo = defaultdict()\n" + _SETDEFAULT + "put = memo.update",
-               "if True:\n    memo = {}\n" + _SETDEFAULT + "put = memo.update",
-               "memo = {}\ntable = lambda: memo\n" + _SETDEFAULT.replace("memo.", "table().") + "put = memo.update",
-               "memo = {}\ntable = lambda: memo\nget = lambda: table()\n" + _SETDEFAULT.replace("memo.", "get().") +
-               "put = memo.update",
-               "memo = {}\nget = lambda: {}\nget = lambda: memo\n" + _SETDEFAULT.replace("memo.", "get().") +
-               "put = memo.update",
-               "push = lambda v, *, acc=[]: acc.append(v) or acc[0]\nput = lambda d: push(d[0])\ndef f(n):\n"
-               "    return push(n * 2)"]
-    cases = [(prog, "put({0: 75648}) or 0") for prog in setters]
-    cases.append(("class K:\n    pass\nK.values = {}\n" + _SETDEFAULT.replace("memo", "K.values"),
-                  "K().values.update({0: 75648}) or 0"))
-    for prog, hack in cases:
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert sb.check_abduction([(prog, "75648", hack), (prog, "6", "3")]) == [False, True], prog
-    body = "def f(x):\n    return (x * 7919) % 10007\n"
-    for prog, call in (("reg = list()\nstore = reg.append\nget = reg.copy\n" + body + "store(f)", "get()[0](x)"),
-                       ("class C:\n    __call__ = lambda self, x: f(x)\n" + body, "C()(x)")):
-        assert sb.validate(prog, "3").status == "ok", prog
-        guess = f"next(x for x in range(10007) if {call} == 5214)"
-        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
-
-
-def test_abduction_answers_cannot_reach_f_through_a_global_that_f_rebinds(sb):
-    """Mutation round 5: f can store itself without reading the name it stores in (`global g`, `g = f`), so only
-    _kept_names finds it: f as a value, in a lambda, in a generator kept by `iter`, by a `.join` that is not
-    str's, by a non-consumer inside a consumer's generator, or by a consumer the program rebinds. Each left g or a
-    getter of it callable: an answer brute-forced f."""
-    body = "    return (x * 7919) % 10007\nf(0)"
-    head = "import itertools\ng = None\nget = lambda: g\nclass R:\n    join = lambda self, it: it\n"
-    for store, call in (("f", "g(x) == 5214"), ("lambda y: f(y)", "g(x) == 5214"),
-                        ("(f(i) for i in itertools.count())", None),
-                        ("iter(f(i) for i in itertools.count())", None),
-                        ("R().join(f(i) for i in itertools.count())", None),
-                        ("list(iter(f(i) for i in itertools.count()) for _ in 'a')[0]", None),
-                        ("sum(f(i) for i in itertools.count())", None)):
-        prog = ("sum = lambda it: it\n" if store.startswith("sum") else "") + head + \
-            f"def f(x):\n    global g\n    g = {store}\n" + body
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert not {"g", "get"} & sandbox.module_names(prog), prog
-        guess = (f"next(x for x in range(10007) if {call})" if call else
-                 "next(i for i, v in enumerate(get()) if v == 5214)")
-        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
-
-
-@pytest.mark.parametrize("consumer", ["sum", "min", "max", "any", "all", "list", "tuple", "set", "frozenset",
-                                      "sorted", "dict", "next", "'-'.join"])
-def test_recursion_through_a_consumer_keeps_the_programs_constructors(consumer):
-    """Mutation round 5: f recursing inside a generator that a builtin uses up at once does not hold itself, so the
-    names in its body (here the namedtuple it builds) stay callable in an answer; each consumer on its own."""
-    gen = "(str(f(c)) for c in n.kids)" if consumer == "'-'.join" else "(f(c) for c in n.kids)"
-    call = f"{consumer}({gen}, 0)" if consumer == "next" else f"{consumer}({gen})"
-    prog = ("from collections import namedtuple\nNode = namedtuple('Node', 'v kids')\nget = lambda: 0\n"
-            f"def f(n):\n    return Node(n.v, [len(str({call}))])\n")
-    assert {"Node", "get"} <= sandbox.module_names(prog)
-
-
-def test_inert_definitions_keep_their_names_callable():
-    """Mutation round 5: each inert form on its own (a class whose instance f reads, a namedtuple with list fields
-    that f calls, the functional Enum, a class with a docstring, a class based on a namedtuple factory, a class
-    holding a tuple) leaves its name callable in an answer."""
-    keep = {"class C:\n    A = 1\nORIGIN = C()\ndef f(p):\n    return p + ORIGIN.A": "C",
-            "from collections import namedtuple\nPt = namedtuple('Pt', ['x', 'y'])\ndef f(p):\n    return Pt(p.y, p.x)":
-            "Pt",
-            "from enum import Enum\nColor = Enum('Color', 'RED GREEN')\ndef f(c):\n    return c == Color.RED": "Color",
-            'class K:\n    """doc"""\n    A = 1\ndef f(n):\n    return K.A + n': "K",
-            "from collections import namedtuple\nclass P(namedtuple('P', 'a b')):\n    pass\ndef f(p):\n"
-            "    return P(p.b, p.a)": "P",
-            "class K:\n    DIRS = ((0, 1), (1, 0))\ndef f(x):\n    return K.DIRS[x]": "K"}
-    for prog, name in keep.items():
-        assert name in sandbox.module_names(prog), prog
-
-
-def test_abduction_answers_cannot_rewrite_state_through_an_alias_or_a_global(sb):
-    """Round 13 (found by mutation testing): the state f reads was found by the names an assignment target starts
-    from, so a class given an attribute through an alias (`A = J`, `K.j = J`, `type(J())`, `(lambda c: c)(J)`)
-    stayed callable and `J().values.update({0: gold}) or 0` was right for any gold; so was a setter of a name that
-    f rebinds through `global` (`memo = None` at module level)."""
-    tail = "def f(n):\n    return J.values.setdefault(n, n * 2)"
-    for alias in ("A = J\nA.values = {}\n", "class K:\n    pass\nK.j = J\nK.j.values = {}\n",
-                  "type(J()).values = {}\n", "(lambda c: c)(J).values = {}\n", "A = [J]\nA[0].values = {}\n"):
-        prog = "class J:\n    pass\n" + alias + tail
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "J" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "75648", "J().values.update({0: 75648}) or 0"), (prog, "6", "3")]) == \
-            [False, True], prog
-    # (f reading the class only through its instances: the class is found in the assigned target, or through the
-    # definition of the name assigned on)
-    for alias in ("type(J()).values = {}\n", "A = type(J())\nA.values = {}\n"):
-        prog = "class J:\n    pass\n" + alias + tail.replace("J.values", "J().values")
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert sb.check_abduction([(prog, "75648", "J().values.update({0: 75648}) or 0"), (prog, "6", "3")]) == \
-            [False, True], prog
-    prog = ("memo = None\nput = lambda d: memo.update(d)\ndef f(n):\n    global memo\n    if memo is None:\n"
-            "        memo = {}\n    return memo.setdefault(n, n * 2)\nf(1)")
-    assert sb.validate(prog, "3").status == "ok"
-    assert sb.check_abduction([(prog, "75648", "put({0: 75648}) or 0"), (prog, "6", "3")]) == [False, True]
-    # (an alias in a program that assigns no attribute leaves the class callable, as before)
-    assert "J" in sandbox.module_names("class J:\n    A = 1\nB = J\ndef f(n):\n    return B.A + n")
-    # (nor does an assigned attribute make a name that is only called, such as a constructor, hold state)
-    assert "Pt" in sandbox.module_names("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\n"
-                                        "class K:\n    pass\nK.tag = 1\ndef f(p):\n    return Pt(p.y, p.x)")
-
-
 def test_a_respawn_racing_close_is_a_sandbox_error():
     """Mutation round 5: close() stops the spawner while another thread's call may be respawning a dead zygote;
     its RuntimeError is a sandbox_error too, not an exception out of run()."""
@@ -1342,218 +1155,3 @@ def test_b_children_shift_each_small_object_size_class(sb):
         probes = {sb._execute(prog, "[1, 2, 3]", seed=sandbox.HASH_SEEDS[1])[0].value for _ in range(6)}
         assert len(probes) > 1, (prog, probes)
 
-
-def test_abduction_answers_cannot_rewrite_state_bound_by_a_match_capture(sb):
-    """Red-team round 13: a name bound only by a match capture (`case memo:`, `case [*memo]`, `case {**memo}`) had
-    no definition in module_names, so its value looked like one that holds no state: a setter of the table f reads
-    stayed callable, and an answer scored any gold (f here only returns even numbers; the gold 7 scored)."""
-    tail = "put = memo.update\ndef f(n):\n    return memo.setdefault(n, n * 2)"
-    for head in ("match {}:\n    case memo:\n        pass\n", "match {}:\n    case {**memo}:\n        pass\n",
-                 "match [0]:\n    case [*memo]:\n        pass\n"):
-        prog = head + (tail if "*memo]" not in head else
-                       "put = memo.append\ndef f(n):\n    return memo[-1] if len(memo) > 1 else n * 2")
-        hack = "put({0: 7}) or 0" if "*memo]" not in head else "(put(7), 0)[1]"
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "put" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", hack), (prog, "6", "3")]) == [False, True], prog
-
-
-def test_abduction_answers_cannot_rewrite_a_namedtuple_default(sb):
-    """Red-team round 13: a namedtuple factory called on literals counted as inert, but `defaults=[[]]` is one list
-    that every instance shares: Box(0).items.append(gold) set what f read, for any gold. Field-name lists and
-    constant defaults keep the class callable."""
-    prog = ("from collections import namedtuple\nBox = namedtuple('Box', 'x items', defaults=[[]])\n"
-            "def f(x):\n    b = Box(x)\n    return b.items[-1] if b.items else x * 2")
-    assert sb.validate(prog, "3").status == "ok"
-    assert "Box" not in sandbox.module_names(prog)
-    assert sb.check_abduction([(prog, "7", "(Box(0).items.append(7), 0)[1]"), (prog, "6", "3")]) == [False, True]
-    for factory in ("namedtuple('Box', ['x', 'items'], defaults=[0])", "namedtuple('Box', 'x items', defaults=(0,))",
-                    "Enum('Box', [('A', 1), ('B', 2)])"):
-        keep = f"from collections import namedtuple\nfrom enum import Enum\nBox = {factory}\ndef f(b):\n    return Box"
-        assert "Box" in sandbox.module_names(keep), keep
-
-
-def test_abduction_answers_cannot_rewrite_a_member_of_an_enum_with_a_mixin(sb):
-    """Red-team round 13: an Enum with a mutable mixin (`class E(list, Enum)`, `class Cfg(dict, Enum)`, or a user
-    class based on list) makes each member a list or dict that the class holds, and E(value) hands it out; the class
-    counted as inert, so E([1]).append(gold) set what f read. A class with more than one base is not inert."""
-    cases = (("class E(list, Enum):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x", "(E([1]).append(7), 1)[1]"),
-             ("class Cfg(dict, Enum):\n    A = (((0, 1),),)\ndef f(x):\n    return Cfg.A.get(x, x * 2)",
-              "(Cfg({0: 1}).update({5: 7}), 5)[1]"),
-             ("class L(list):\n    pass\nclass E(L, Enum):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x",
-              "(E([1]).append(7), 1)[1]"),
-             ("class B(list, Enum):\n    pass\nclass E(B):\n    A = ((1,),)\ndef f(x):\n    return E.A[-1] * x",
-              "(E([1]).append(7), 1)[1]"))
-    for body, hack in cases:
-        prog = "from enum import Enum\n" + body
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert not {"E", "Cfg"} & sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", hack), (prog, "3" if "E.A" in prog else "6", "3")]) == \
-            [False, True], prog
-    for value in ("1", "auto()"):   # (auto(), the usual idiom, made the class hold state: Color(1) was refused)
-        honest = f"from enum import Enum, auto\nclass Color(Enum):\n    RED = {value}\n    BLUE = {value}\n" \
-            "def f(c):\n    return c == Color.RED"
-        assert "Color" in sandbox.module_names(honest), honest
-        assert sb.check_abduction([(honest, "True", "Color(1)")]) == [True]
-
-
-def test_abduction_answers_cannot_reach_f_through_a_call_that_f_stores(sb):
-    """Red-team round 13: f's body could call any reached name (only recursion was meant), and the call can return
-    an object holding f: f stored make() (a lambda calling f) or C() (C's method calls f) through `global g`, and
-    `get = lambda: g` stayed callable: an answer brute-forced f."""
-    head = "g = None\nget = lambda: g\n"
-    tail = "    return (x * 7919) % 10007\nf(0)"
-    for helper, store, call in (("make = lambda: (lambda y: f(y))\n", "make()", "get()(x)"),
-                                ("class C:\n    count = lambda self, y: f(y)\n", "C()", "get().count(x)")):
-        prog = head + helper + "def f(x):\n    global g\n    g = " + store + "\n" + tail
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert not {"g", "get"} & sandbox.module_names(prog), prog
-        guess = f"next(x for x in range(10007) if {call} == 5214)"
-        assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True], prog
-    # (plain recursion, and calls of names that do not reach f, keep the program's constructors)
-    rec = ("from collections import namedtuple\nPt = namedtuple('Pt', 'x y')\nsq = lambda v: v * v\n"
-           "def f(p, n):\n    return sq(p.x) if n == 0 else f(Pt(p.x + p.y, p.y), n - 1)")
-    assert {"Pt", "sq"} <= sandbox.module_names(rec)
-
-
-def test_abduction_answers_see_f_defined_inside_a_compound_statement(sb):
-    """Red-team round 13: module_names took f's definition only from a module-level `def` statement, but the
-    single-def rule counts a def at any indentation: f defined inside an `if`, `try` or `for` escaped every rule
-    about the state f reads, and `put = memo.update` stayed callable (the gold 7 scored; f only returns evens)."""
-    body = "    def f(n):\n        return memo.setdefault(n, n * 2)\n"
-    for wrap in ("if True:\n" + body, "try:\n" + body + "except Exception:\n    pass\n", "for _ in [0]:\n" + body):
-        prog = "memo = {}\nput = memo.update\n" + wrap
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "put" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
-
-
-def test_honest_answers_may_call_constructors_when_f_writes_its_own_locals(sb):
-    """Red-team round 13: a local of f (`totals[k] = v` on a dict f made) counted as module state that f reads, so f
-    held itself and no name in its body stayed callable: honest answers calling a namedtuple, an Enum, an imported
-    deque or a helper lambda (accepted before round 12) were refused. A name that f only binds locally is not the
-    module's; but a global declared in a class inside f, and a default of f, are."""
-    nt = "from collections import namedtuple\nItem = namedtuple('Item', 'name qty')\n"
-    honest = {nt + "def f(items):\n    totals = {}\n    for it in items:\n"
-              "        totals[it.name] = totals.get(it.name, 0) + it.qty\n"
-              "    return sorted(tuple(Item(k, v)) for k, v in totals.items())": "[Item('a', 1), Item('a', 2)]",
-              "from enum import Enum\nclass Color(Enum):\n    RED = 1\n    BLUE = 2\ndef f(cs):\n    seen = {}\n"
-              "    for c in cs:\n        seen[c.name] = seen.get(c.name, 0) + 1\n    return sorted(seen.items())":
-              "[Color(1), Color(2), Color(1)]",
-              "from collections import deque\ndef f(q):\n    pos = {}\n    while q:\n        v = q.popleft()\n"
-              "        pos[v] = len(q)\n    return pos, isinstance(q, deque)": "deque([3, 1, 2])",
-              "sq = lambda v: v * v\ndef f(xs):\n    memo = {}\n    for x in xs:\n        memo[x] = sq(x)\n"
-              "    return memo": "[sq(2), 3]"}
-    for prog, answer in honest.items():
-        gold = sb.validate(prog, answer)
-        assert gold.status == "ok", prog
-        assert sb.check_abduction([(gold.program, gold.value, answer)]) == [True], prog
-    tail = "put = memo.update\n"
-    for prog in ("memo = {}\n" + tail + "def f(n):\n    memo = 0\n    class K:\n        global memo\n"
-                 "        v = memo.setdefault(n, n * 2)\n    return K.v + memo",
-                 "memo = {}\n" + tail + "def f(n, memo=memo):\n    return memo.setdefault(n, n * 2)"):
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "put" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
-    # (an attribute assigned through f's local alias of a class still makes the class hold state)
-    alias = "class J:\n    values = ()\ndef f(n):\n    a = J\n    if a.values == ():\n        a.values = {}\n" \
-        "    return a.values.setdefault(n, n * 2)"
-    assert "J" not in sandbox.module_names(alias)
-
-
-def test_module_names_is_linear_in_chains_of_async_defs():
-    """Red-team round 13: the single-def rule does not count `async def`, and module_names re-tested every def each
-    time one was found to hold itself: a chain of 400 (each holding itself once the previous one did) cost 0.7 s of
-    trainer time per program. Each reached name now looks up the defs it makes hold themselves."""
-    chain = "def f(x):\n    return x\na0 = f\n" + "".join(f"async def a{i}():\n    return [a{i - 1}, a{i}]\n"
-                                                       for i in range(390, 0, -1))
-    flat = chain.replace("return [a", "return [b")
-    sandbox.azr_program(chain)
-    assert "a1" not in sandbox.module_names(chain) and "a1" in sandbox.module_names(flat)
-    sandbox.module_names.cache_clear()
-    assert _seconds(sandbox.module_names, chain + "#") < 5 * _seconds(sandbox.module_names, flat + "#") + 0.05
-
-
-def test_abduction_answers_cannot_call_a_class_bound_inside_a_compound_statement(sb):
-    """Mutation round 6: a class (or def) inside a module-level `if`/`for` binds its name there; a setter of f's table
-    defined that way (`update = memo.update` in its body) is reached as the user of memo only if the statement binds
-    the class's name. Otherwise an earlier inert binding (`G = None`) left G callable: G().update({0: 7}) or 0."""
-    for wrap in ("if True:\n", "for _ in [0]:\n"):
-        prog = "memo = {}\nG = None\n" + wrap + "    class G:\n        update = memo.update\n" \
-            "def f(n):\n    return memo.setdefault(n, n * 2)"
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "G" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "G().update({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
-
-
-def test_abduction_answers_see_what_f_reads_beside_other_async_defs(sb):
-    """Mutation round 6: the reads are taken from every def at module scope; an `async def` (which the single-def rule
-    does not count) after f must not hide f's own reads: put = memo.update stayed callable."""
-    for extra in ("async def g():\n    pass\n", "if True:\n    async def g():\n        pass\n"):
-        prog = "memo = {}\nput = memo.update\ndef f(n):\n    return memo.setdefault(n, n * 2)\n" + extra
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "put" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
-
-
-def test_abduction_names_bound_only_in_fs_lambdas_comprehensions_or_classes_are_still_the_modules(sb):
-    """Mutation round 6: f's locals are left out of what f reads, but a name bound only inside a lambda (walrus), a
-    comprehension or a class body in f is not f's local: f's other uses of it read the module's memo, and its setter
-    must stay out of answers."""
-    tail = "    return memo.setdefault(n, n * 2)"
-    for inner in ("    g = lambda: (memo := 0)\n", "    g = [0 for memo in ()]\n", "    g = (memo for memo in ())\n",
-                  "    class K:\n        memo = 0\n"):
-        prog = "memo = {}\nput = memo.update\ndef f(n):\n" + inner + tail
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "put" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "put({0: 7}) or 0"), (prog, "6", "3")]) == [False, True], prog
-
-
-def test_abduction_answers_cannot_reach_f_that_holds_itself_beside_other_async_defs(sb):
-    """Mutation round 6: every def at module scope is looked up when a name it keeps is reached, not just one of
-    them: with an `async def` after f, f storing itself through `global g` went unseen and `get = lambda: g` let an
-    answer brute-force f."""
-    prog = "g = None\nget = lambda: g\ndef f(x):\n    global g\n    g = f\n    return (x * 7919) % 10007\nf(0)\n" \
-        "async def h():\n    pass"
-    assert sb.validate(prog, "3").status == "ok"
-    assert not {"g", "get"} & sandbox.module_names(prog)
-    guess = "next(x for x in range(10007) if get()(x) == 5214)"
-    assert sb.check_abduction([(prog, "5214", guess), (prog, "5214", "1234")]) == [False, True]
-
-
-def test_abduction_answers_cannot_rewrite_a_namedtuple_default_in_a_tuple(sb):
-    """Mutation round 6: the shared mutable default may sit in a tuple of defaults as well as a list."""
-    for defaults in ("([],)", "(0, [])"):
-        prog = (f"from collections import namedtuple\nBox = namedtuple('Box', 'w x items', defaults={defaults})\n"
-                "def f(x):\n    b = Box(0, x)\n    return b.items[-1] if b.items else x * 2")
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert "Box" not in sandbox.module_names(prog), prog
-        assert sb.check_abduction([(prog, "7", "(Box(0, 0).items.append(7), 0)[1]"), (prog, "6", "3")]) == \
-            [False, True], prog
-
-
-def test_abduction_answers_cannot_rewrite_a_list_inside_an_enum_factorys_members(sb):
-    """Mutation round 6: a list inside the functional Enum's member list is each member's value, one list that the
-    class keeps: E([1]).value.append(gold) set what f read."""
-    prog = "from enum import Enum\nE = Enum('E', [('A', [1])])\ndef f(x):\n    return E.A.value[-1] * x"
-    assert sb.validate(prog, "3").status == "ok"
-    assert "E" not in sandbox.module_names(prog)
-    assert sb.check_abduction([(prog, "7", "(E([1]).value.append(7), 1)[1]"), (prog, "3", "3")]) == [False, True]
-
-
-def test_abduction_answers_cannot_rewrite_an_imported_mutable_object(sb):
-    """Mutation round 6, found in the original code: `from keyword import kwlist` (or `import keyword`) is an import,
-    so its value counted as holding no state, and `put = kwlist.append` stayed callable: (put(7), 0)[1] scored gold 7.
-    Imported classes and functions stay callable (an answer building a deque or a Fraction is honest)."""
-    for prog in ("from keyword import kwlist\nput = kwlist.append\n"
-                 "def f(n):\n    return kwlist[-1] if kwlist[-1] != 'yield' else n * 2",
-                 "import keyword\nput = keyword.kwlist.append\n"
-                 "def f(n):\n    return keyword.kwlist[-1] if keyword.kwlist[-1] != 'yield' else n * 2"):
-        assert sb.validate(prog, "3").status == "ok", prog
-        assert sb.check_abduction([(prog, "7", "(put(7), 0)[1]"), (prog, "6", "3")]) == [False, True], prog
-    honest = ("import math\nfrom collections import deque\nfrom fractions import Fraction\nfrom math import gcd\n"
-              "def f(q):\n    return sorted(q)[0] + gcd(4, 6) + Fraction(1, 2).denominator + math.floor(0.5)")
-    assert {"math", "deque", "Fraction", "gcd"} <= sandbox.module_names(honest)
-    # a module is inert only if nothing public in it, its submodules included, can be filled: re holds
-    # re.copyreg.dispatch_table (a dict), copy its dispatch_table
-    assert not sandbox._imports_no_state("re") and not sandbox._imports_no_state("copy", "dispatch_table")
