@@ -225,7 +225,10 @@ def run_eval(model_path: str, benchmarks: list[str], data_dir, out_dir: Path, te
         dist.destroy_process_group()
     if rank != 0:
         return {}
-    records = [r for part in gathered for r in part]
+    # rank r held problems r, r + world, ...: back to problem order, so the files are those of one process
+    order = {(b, it["id"]): (i, k) for i, b in enumerate(benchmarks) for k, it in enumerate(all_items[b])}
+    records = sorted((r for part in gathered for r in part),
+                     key=lambda r: (order[r["benchmark"], r["id"]], r["sample"]))
     ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= samples} | {samples})  # pass@k reported
     results = {}
     for b in benchmarks:

@@ -2,6 +2,10 @@
 (sandboxed for code), and an end-to-end run of the tiny model through `python -m eval`."""
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -601,6 +605,27 @@ def test_end_to_end_tiny_model(tiny_ckpt, data_dir, tmp_path, code_runner, torch
     assert set(sampled["aime24"]) == {"pass@1", "pass@2", "pass@3", "n"}
     lines = (tmp_path / "sampled" / "samples.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["sample"] for x in lines) == [0, 0, 1, 1, 2, 2]
+
+
+def test_torchrun_splits_the_problems_and_writes_what_one_process_does(tiny_ckpt, data_dir, tmp_path):
+    """`torchrun -m eval`: each rank decodes and scores its share (problems r, r + world, ...), rank 0 gathers, and
+    the files are those of one process, records in problem order (3 problems on 2 ranks: an uneven split)."""
+    env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1", "NANOAZR_DATA": str(data_dir)}
+    flags = ["-m", "eval", f"--model={tiny_ckpt}", "--benchmarks=cruxeval-o,aime24", "--limit=3",
+             "--max-new-tokens=6", "--sandbox-workers=1", "--no-progress", "--device=cpu"]
+    repo = Path(__file__).resolve().parent.parent
+    for n in (1, 2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"] if n > 1 \
+            else [sys.executable]
+        proc = subprocess.run(cmd + flags + [f"--out={tmp_path / str(n)}"], env=env, capture_output=True, text=True,
+                              timeout=240, cwd=repo)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("samples.jsonl", "results.md"):
+        assert (tmp_path / "2" / name).read_text() == (tmp_path / "1" / name).read_text(), name
+    one, two = (json.loads((tmp_path / str(n) / "results.json").read_text()) for n in (1, 2))
+    assert two["results"] == one["results"] and [r["n"] for r in one["results"].values()] == [3, 3]
+    ids = [json.loads(line)["id"] for line in (tmp_path / "1" / "samples.jsonl").read_text().splitlines()]
+    assert ids[:3] == [it["id"] for it in data.load_benchmark("cruxeval-o", data_dir, 3)]
 
 
 def test_evaluate_cruxeval_for_the_training_loop(tiny_ckpt, data_dir, sandbox, torch_path_one_thread):
