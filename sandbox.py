@@ -543,7 +543,10 @@ def shadowed_builtins(program):
     """The SAFE_CALLS names that a program can bind as globals: at module level (assignments, loop, with, except and
     match targets, imports, class names, a walrus), or declared `global` in a function. An abduction answer runs in
     the program's namespace, so there `len(x)` after `len = f` calls f (brute force) and `max.update(...)` after
-    `max = memo` rewrites f's table. One pass over the tree; unparsable: every SAFE_CALLS name."""
+    `max = memo` rewrites f's table. Every SAFE_CALLS name when the program binds `__builtins__` (`import math as
+    __builtins__`, `case __builtins__:`), where the answer's builtins are then looked up, or star-imports (`math.len =
+    f` then `from math import *` binds len = f: names known only at run time). One pass over the tree; unparsable:
+    every SAFE_CALLS name."""
     try:
         tree = ast.parse(program)
     except Exception:  # SyntaxError, RecursionError: the run fails anyway; refuse the names rather than guess
@@ -556,7 +559,7 @@ def shadowed_builtins(program):
         elif top:
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 names.add(node.id)
-            elif isinstance(node, ast.alias) and node.name != "*":
+            elif isinstance(node, ast.alias):  # "*" too (see the end)
                 names.add(node.asname or node.name.split(".")[0])
             elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.FunctionDef,
                                    ast.AsyncFunctionDef, ast.ClassDef)) and node.name:
@@ -569,7 +572,7 @@ def shadowed_builtins(program):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             inner = {id(b) for b in (node.body if isinstance(node.body, list) else [node.body])}
         todo += [(child, top and id(child) not in inner) for child in ast.iter_child_nodes(node)]
-    return SAFE_CALLS & frozenset(names)
+    return SAFE_CALLS if names & {"*", "__builtins__"} else SAFE_CALLS & frozenset(names)
 
 
 def _pure_args(args, program=""):

@@ -527,6 +527,24 @@ def test_abduction_answers_cannot_call_a_shadowed_builtin(sb):
     assert sb.check_abduction([(own, "3", "min(2, 9)"), (own, "3", "(lambda min: min)(2)")]) == [False, True]
 
 
+@pytest.mark.parametrize("tail", [
+    "import math\nmath.len, math.next, math.range = f, next, range\nimport math as __builtins__",
+    "match {'len': f, 'next': next, 'range': range}:\n    case __builtins__:\n        pass",
+    "match {'len': f, 'next': next, 'range': range}:\n    case {**__builtins__}:\n        pass",
+    "from json.decoder import BACKSLASH\nBACKSLASH.update(len=f, next=next, range=range)\n"
+    "from json.decoder import BACKSLASH as __builtins__",
+    "import math\nmath.len = f\nfrom math import *"])
+def test_abduction_answers_cannot_call_builtins_the_program_replaces(sb, tail):
+    """Round 14: a program that binds `__builtins__` through a binding no Name node shows (an import alias, a match
+    capture) chooses where the answer's builtins are looked up, and one that star-imports a module after setting its
+    attributes binds names no statement shows: `len(x)` in the answer called f (brute force) with no name refused."""
+    prog = "def f(x):\n    return (x * 7919) % 10007\n" + tail
+    assert sb.validate(prog, "1234").value == "5214"
+    hack = "next(x for x in range(10007) if len(x) == 5214)"
+    assert sb.run(prog, hack).value == "5214"   # what the hack does when it runs: f(1234), found by brute force
+    assert sb.check_abduction([(prog, "5214", hack), (prog, "5214", "1234")]) == [False, True]
+
+
 _BRUTE = "    return (x * 7919) % 10007\n"   # f: gold 5214, whose input 1234 an answer could find by brute force of f
 _MEMO = "def f(n):\n    return memo.setdefault(n, n * 2)\n"   # f returns only even numbers: the gold 7 is a hack
 # One program per route of red-team rounds 6-13 and mutation rounds 4-6 that reached f, or the state f reads, through
