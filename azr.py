@@ -33,7 +33,7 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
       inspect, ctypes, importlib, resource, socket, signal, builtins, uuid, secrets, mmap, fcntl) and dataclasses
       (which compiles field names) are rejected, and so is reaching modules, frames or imports without an import
       statement (`__import__`, `eval`, `getattr`, `typing.sys`, a module used as a value, dunder attributes, `match`
-      class patterns reading them, `id()`, `hash()`, `locals()`; the full list is in sandbox.py and the README), in
+      class patterns, star imports, `id()`, `hash()`, `locals()`; the full list is in sandbox.py and the README), in
       the program and in its input;
     - only plain builtin values may be returned (a Counter or deque is bad_output);
     - a solver's predicted input or output must be a pure expression (sandbox.check_pure: literals, operators,

@@ -84,8 +84,9 @@ HOST_ATTRS = frozenset(("ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "unidata_version
 # Also ours, a filter for proposal validation (sandbox.md 4.5): the routes from a program to modules, frames, imports
 # and eval that need no import statement (`__import__('time')`, `dataclasses.sys`, `from uuid import os`,
 # `().__class__.__base__.__subclasses__()`, `operator.attrgetter('__globals__')`, typing.get_type_hints evaluating a
-# string annotation). Each is checked as a name, an attribute and an imported name. The kernel, not this list, is the
-# boundary; what slips past it (str.format fields built at run time, say) still meets the determinism checks.
+# string annotation). ESCAPE_NAMES are checked as names (builtins) and imported names, ESCAPE_ANYWHERE as attributes
+# and imported names (star imports and the text `__builtins__` are refused, so any other name is a builtin or one the
+# program bound itself). The kernel, not this list, is the boundary; what slips past still meets the determinism checks.
 ESCAPE_NAMES = frozenset(("__import__", "__builtins__", "__loader__", "__spec__", "eval", "exec", "compile", "getattr",
                           "setattr", "delattr", "vars", "globals", "locals", "breakpoint", "id", "hash"))  # as names
 # (id, hash: addresses of heap objects, whose bits differ between zygote processes: a coin-flip gold. str(f) and the
@@ -97,26 +98,19 @@ ESCAPE_ANYWHERE = frozenset(("attrgetter", "methodcaller", "Formatter", "get_fie
                              "CodeType", "FunctionType", "LambdaType"))
 # (update_wrapper, wraps, global_enum: get/set attributes by run-time names; the code-object routes build functions
 # from raw bytecode, beyond any static check)
-MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)  # module attrs
+# Refused as attributes of any object, not only of a name known to hold a module: `q.time` with q = queue, a module
+# from AttributeError.obj or a class pattern. No real program reads such an attribute (CRUXEval and the AZR seeds).
+MODULE_WORDS = frozenset(w for w in BANNED_IMPORTS + HOST_IMPORTS + CODEGEN_IMPORTS if "." not in w)
 SAFE_DUNDERS = frozenset("__" + n + "__" for n in (
     "name qualname doc class len iter next reversed contains getitem setitem delitem missing eq ne lt le gt ge "
     "str repr bool int float index round trunc floor ceil abs neg pos invert add sub mul matmul truediv floordiv mod "
     "divmod pow lshift rshift and or xor radd rsub rmul rtruediv rfloordiv rmod rpow rand ror rxor call").split())
 NAMEDTUPLE_ATTRS = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
-STAR_IMPORTS_OK = ("math", "cmath", "itertools", "functools", "collections", "string", "heapq", "bisect", "fractions",
-                   "decimal", "statistics", "re")
-_FORMAT_DUNDER = re.compile(r"\{[^{}]*__")  # a str.format field that walks to a dunder: '{0.__globals__[sys]}'
-
-
-_SELF_MATCHING = frozenset(("bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set", "str",
-                            "tuple"))
 
 
 def _bad_attr(a):
-    """Whether reading attribute `a` (a.b, a class pattern's keyword, a str.format field) is an escape route on any
-    object. (Module words are routes on modules: a class pattern or a format field, which no alias tracking can
-    follow, refuses them outright.)"""
-    return a in ESCAPE_ANYWHERE or a in HOST_ATTRS or a in HOST_MODULE_ALIASES or (
+    """Whether reading attribute `a` (a.b, or an imported name) is an escape route on any object."""
+    return a in ESCAPE_ANYWHERE or a in HOST_ATTRS or a in HOST_MODULE_ALIASES or a in MODULE_WORDS or (
         a.startswith("__") and a not in SAFE_DUNDERS) or (
         a.startswith("_") and not a.startswith("__") and a not in NAMEDTUPLE_ATTRS)
 
@@ -131,58 +125,33 @@ def _format_fields(text):
             yield from (name.strip() for name in re.findall(r"[.\[]([^.\[\]{}:!]*)", part[i:]))
 
 
-def _format_route(text):
-    """The first attribute or item that a str.format field of `text` reads and that is a route (a dunder, a private
-    name, a host-build attribute, a module word: '{0.sys.version}', '{0.ZLIB_RUNTIME_VERSION}'), else None."""
-    return next((name for name in _format_fields(text) if _bad_attr(name) or name in MODULE_WORDS), None)
+def _format_walk(text):
+    """Whether a str.format field name walks an attribute or item ('{0.x}', '{0[k]:{1}}')."""
+    return next(_format_fields(text), None) is not None
 
 
-def _chain_root(node, roots):
-    """The node that a chain a.b, a[0], a(...) starts from (node itself when it is no such chain). roots: a memo
-    shared by every call on one tree, so that visiting each node of a long chain costs linear time in all."""
-    path = []
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)) and node not in roots:
-        path.append(node)
-        node = node.func if isinstance(node, ast.Call) else node.value
-    root = roots.get(node, node)
-    for n in path:
-        roots[n] = root
-    return root
+def _computed_format(node):
+    """Whether `node` is x.format or x.format_map with a template other than a constant whose fields walk no attribute
+    or item: such a field reads attributes by a name that no static check sees ('{0.__globals__[sys]}', or any field
+    of a template built at run time). The same rule holds for programs, inputs and predicted values."""
+    return isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
+        isinstance(node.value, ast.Constant) and type(node.value.value) is str and not _format_walk(node.value.value))
 
 
-def _escape_route(node, modules, roots=None):
-    """The name, attribute or import of `node` when it is one of the routes above, else None. modules: the names that
-    the program's import statements bind to modules. roots: _chain_root's memo for the tree `node` belongs to."""
-    if isinstance(node, ast.Name) and (node.id in ESCAPE_NAMES or node.id in ESCAPE_ANYWHERE):
+def _escape_route(node):
+    """The name, attribute or import of `node` when it is one of the routes above, else None."""
+    if isinstance(node, ast.Name) and node.id in ESCAPE_NAMES:
         return node.id
-    if isinstance(node, ast.Attribute):
-        a = node.attr
-        if _bad_attr(a):
-            return "." + a
-        if a in MODULE_WORDS:  # only then find the chain's root, the name that a.b, a[0] and a(...) start from
-            root = _chain_root(node.value, {} if roots is None else roots)
-            if not isinstance(root, ast.Name) or root.id in modules:  # `[queue][0].time`, `q.time` with q = queue
-                return "." + a
-    if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
-            isinstance(node.value, ast.Constant) and type(node.value.value) is str):  # fields built at run time
-        return "str.format on a template that is not a constant"
-    if isinstance(node, ast.MatchClass):  # `case object(time=t)` is getattr(subject, 'time'); positional
-        bad = [a for a in node.kwd_attrs if _bad_attr(a) or a in MODULE_WORDS]  # patterns read __match_args__ names
-        if bad:
-            return "case ...(" + bad[0] + "=...)"
-        if node.patterns and not (isinstance(node.cls, ast.Name) and node.cls.id in _SELF_MATCHING):
-            return "a positional class pattern"
+    if isinstance(node, ast.Attribute) and _bad_attr(node.attr):
+        return "." + node.attr
+    if _computed_format(node):
+        return "str.format other than on a constant template whose fields walk no attribute or item"
+    if isinstance(node, ast.MatchClass):  # `case C(x)` reads the attributes that C.__match_args__ names, `case
+        return "a class pattern"          # object(time=t)` the one named: getattr by name (and `int = C` rebinds int)
     if isinstance(node, ast.ImportFrom):
         for alias in node.names:
-            if alias.name == "*" and node.module not in STAR_IMPORTS_OK:
-                return f"from {node.module} import *"
-            if alias.name in ESCAPE_NAMES or alias.name in ESCAPE_ANYWHERE or alias.name in MODULE_WORDS or (
-                    alias.name in HOST_MODULE_ALIASES) or (
-                    alias.name in HOST_ATTRS or alias.name.startswith("_")):
-                return f"from {node.module} import {alias.name}"
-    if isinstance(node, ast.Constant) and type(node.value) is str and (_FORMAT_DUNDER.search(node.value) or
-                                                                       _format_route(node.value)):
-        return "a format field reaching a module, dunder or private attribute"
+            if alias.name == "*" or alias.name in ESCAPE_NAMES or alias.name.startswith("_") or _bad_attr(alias.name):
+                return f"from {node.module} import {alias.name}"  # (a star import binds names out of sight)
     return None
 
 
@@ -275,6 +244,9 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         raise ValueError(f"program must be a str, got {type(code).__name__}")
     if len(code) > MAX_CODE:
         raise ValueError(f"program is {len(code)} characters, over the {MAX_CODE} cap")
+    if "__builtins__" in code:  # bound at module level (`import enum as __builtins__`, `except E as`, `case`), it is
+        # where the bare names of every later function resolve: enum's `bltns` and `sys`, a star import by another name
+        raise ValueError("'__builtins__' is not allowed in a program (it rebinds where bare names resolve)")
     # AZR's r"^\s*def\s+(\w+)\s*\(" (MULTILINE), without its quadratic backtracking over blank lines: same matches
     names = re.findall(r"^[^\S\n]*def\s+(\w+)\s*\(", code, re.MULTILINE)
     if len(names) != 1:
@@ -283,25 +255,12 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         tree = ast.parse(code)
     except Exception as e:  # SyntaxError, or RecursionError/MemoryError on pathological input
         raise ValueError(f"program does not parse: {type(e).__name__}: {e}") from None
-    # names that may hold a module: what `import` and `from X import Y` bind, and any name assigned from one of them
-    # (q = queue, def g(m=queue)), so `q.time` is `queue.time`
-    modules = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-               for a in n.names}
-    for _ in range(3):
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name) and n.value.id in modules:
-                modules |= {t.id for t in n.targets if isinstance(t, ast.Name)}
-            elif isinstance(n, ast.arguments):
-                params = n.posonlyargs + n.args
-                for p, d in zip(params[len(params) - len(n.defaults):] + n.kwonlyargs, n.defaults + n.kw_defaults):
-                    if isinstance(d, ast.Name) and d.id in modules:
-                        modules.add(p.arg)
+    # a module may only be used as module.attr: as a value its repr names its file on this host
     real = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) for a in getattr(n, "names", ())
             if isinstance(n, ast.Import) or (isinstance(n, ast.ImportFrom) and a.name in MODULE_ATTRS)}
     flow = _module_flow(tree, real)
     if flow:
-        raise ValueError(f"{flow!r} is not allowed in a program (a module used as a value can be renamed)")
-    roots = {}
+        raise ValueError(f"{flow!r} is not allowed in a program (a module may only be used as module.attr)")
     for node in ast.walk(tree):
         words, tops = [], []
         if isinstance(node, ast.Import):
@@ -320,7 +279,7 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         if other:  # (any module the zygote happens to hold would import: posix, _datetime, site, __main__, ...)
             raise ValueError(f"import of {other[0]!r} is not allowed: programs may import the pure standard modules "
                              "of sandbox.PRELOAD")
-        route = _escape_route(node, modules, roots=roots)
+        route = _escape_route(node)
         if route:
             raise ValueError(f"{route!r} is not allowed in a program (it reaches modules, frames or imports)")
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PURE_MODULES:
@@ -340,10 +299,9 @@ def azr_program(code, extra_modules=(), args=None, max_args=MAX_ARGS):
         call = _call_args(args, max_args)
         flow = _module_flow(call, real, root=call.func)
         if flow:
-            raise ValueError(f"{flow!r} is not allowed in an input (a module used as a value can be renamed)")
-        roots = {}
+            raise ValueError(f"{flow!r} is not allowed in an input (a module may only be used as module.attr)")
         for node in ast.walk(call):  # (a clock or host value here would make the gold vary)
-            route = _escape_route(node, modules, roots=roots)
+            route = _escape_route(node)
             if route:
                 raise ValueError(f"{route!r} is not allowed in an input (it reaches modules, frames or imports)")
     return code, tuple(_import_lines(tree))
@@ -394,8 +352,8 @@ HOST_MODULE_ALIASES = _host_module_aliases()
 
 def _module_flow(tree, modules, root=None):
     """The first name or attribute that holds a module and is used other than as the object of an attribute
-    (`m = queue`, `for m in [queue]`, `match queue:`, `f(queue)`, `t = typing.types`), else None: once a module is
-    a value, the filter cannot follow it, so `m.time` would pass."""
+    (`m = queue`, `for m in [queue]`, `match queue:`, `f(queue)`, `t = json.decoder`), else None: a module as a value
+    shows its file's path on this host (str(statistics)) and is a name no check follows."""
     parents = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
@@ -481,11 +439,6 @@ _SAFE_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Starred
                ast.unaryop, ast.boolop, ast.cmpop) + _COMPS
 
 
-def _format_walk(text):
-    """Whether a str.format field name walks an attribute or item ('{0.x}', '{0[k]:{1}}')."""
-    return next(_format_fields(text), None) is not None
-
-
 def check_pure(node, scope=frozenset(), depth=0, shadow=frozenset()):
     """Raises ValueError unless the expression tree `node` is pure (see SAFE_CALLS). A name must be a SAFE_CALLS
     builtin or in scope, a variable of an enclosing lambda or comprehension (Python's scoping rules).
@@ -500,9 +453,7 @@ def check_pure(node, scope=frozenset(), depth=0, shadow=frozenset()):
         raise ValueError(f"name {node.id!r} is not allowed in a predicted value")
     if isinstance(node, ast.Attribute) and node.attr not in SAFE_ATTRS:
         raise ValueError(f"attribute {node.attr!r} is not allowed in a predicted value")
-    if isinstance(node, ast.Attribute) and node.attr in ("format", "format_map") and not (
-            isinstance(node.value, ast.Constant) and type(node.value.value) is str and
-            not _format_walk(node.value.value)):
+    if _computed_format(node):
         raise ValueError("str.format only on a constant whose fields do not walk attributes or items")
     if isinstance(node, ast.Lambda):  # defaults in the enclosing scope, the body with the parameters
         a = node.args

@@ -230,7 +230,7 @@ def test_monkeypatching_does_not_leak(sb):                       # D10, D11, D12
 ])
 def test_determinism(sb, code, status, monkeypatch):
     # the run-time checks, behind the static filter (test_escape_routes_are_rejected), which rejects most of these
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules, roots=None: None)
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)
     monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     args = "[1, 2]" if "f(a)" in code else ""
     res = sb.validate(code, args)
@@ -247,7 +247,7 @@ def test_timing_fragile_is_rejected(sb, monkeypatch):           # C10
 
 def test_harness_is_identical_across_modes(sb, monkeypatch):      # D14
     # the program walks frames, as an attacker would: past the static filter
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules, roots=None: None)
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)
     monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     code = ("def f():\n    import sys\n    fr, names = sys._getframe(), []\n    while fr:\n"
             "        names.append(fr.f_code.co_name)\n        fr = fr.f_back\n"
@@ -374,6 +374,20 @@ def test_validate_azr_rules(sb):
     "import queue\ndef f(x):\n"
     "    s = ('{' + '0.__globals__[threading]._main_thread.native_id}').format(queue.Queue.get)\n"
     "    return x + int(s) % 2",
+    # round 15: a positional class pattern on a builtin type name the program rebinds reads the attributes that the
+    # class's __match_args__ name (a namedtuple field: getattr by name): AttributeError.obj, enum.bltns, eval
+    "import abc, enum\nfrom collections import namedtuple\nclass C(namedtuple('P', 'obj'), abc.ABC):\n    pass\n"
+    "class B(namedtuple('P', 'bltns'), abc.ABC):\n    pass\nclass E(namedtuple('P', 'eval'), abc.ABC):\n    pass\n"
+    "C.register(AttributeError)\nlist, set, str = C, B, E\ndef f(x):\n    try:\n        enum.nope\n"
+    "    except AttributeError as e:\n        match e:\n            case list(m):\n"
+    "                B.register(type(m))\n                match m:\n                    case set(b):\n"
+    "                        E.register(type(b))\n                        match b:\n"
+    "                            case str(ev):\n"
+    "                                return x + int(ev(\"__import__('time').time()\") * 10) % 2",
+    # round 15: a module bound as __builtins__ is where the bare names of functions defined after it resolve
+    "import enum as __builtins__\ndef f(x):\n    return [x, sys.version, bltns.eval(\"__import__('time').time()\", "
+    "{'__bu' + 'iltins__': bltns})]",
+    "import enum\ntry:\n    enum.nope\nexcept AttributeError as __builtins__:\n    pass\ndef f(x):\n    return x",
 ])
 def test_escape_routes_are_rejected(sb, code):                    # 4.5 filter, E2, E9, E12
     res = sb.validate(code, "1")
@@ -430,19 +444,20 @@ def test_madvise_advice_is_filtered(sb):
 
 
 def test_escape_filter_keeps_ordinary_programs(sb):
+    assert sb.validate("def f(obj):\n    return sorted(obj)", "[2, 1]").value == "[1, 2]"   # (a CRUXEval name)
     nt = ("from collections import namedtuple\nP = namedtuple('P', 'x y')\n"
           "def f(x):\n    return (P(x, 2)._replace(y=3)._asdict()['y'], type(x).__name__)")
     assert sb.validate(nt, "1").value == "(3, 'int')"
     glob = "total = 0\ndef f(x):\n    global total\n    total = x\n    return total"  # ast.Global has `names` too
     assert sb.validate(glob, "4").value == "4"
     common = ("import re\nfrom functools import reduce\nfrom collections import namedtuple\n"
-              "E = namedtuple('E', 'time')\n"
-              "def f(s):\n    return (re.compile(r'\\d+').findall(s), reduce(set.__or__, [{1}, {2}]), E(3).time, "
+              "E = namedtuple('E', 'tick')\n"
+              "def f(s):\n    return (re.compile(r'\\d+').findall(s), reduce(set.__or__, [{1}, {2}]), E(3).tick, "
               "'{}-{:>3}'.format(1, 2))")
     assert sb.validate(common, "'a1b22'").value == "(['1', '22'], {1, 2}, 3, '1-  2')"
-    # modules as attribute roots, submodules, structural patterns on builtin types
+    # modules as attribute roots, submodules, sequence patterns
     mods = ("import math, collections.abc, json\nfrom functools import reduce\nimport operator\n"
-            "def f(x):\n    match x:\n        case [int(a), *rest]:\n            pass\n"
+            "def f(x):\n    match x:\n        case [a, *rest]:\n            pass\n"
             "    return (reduce(operator.add, map(math.isqrt, x)), isinstance(x, collections.abc.Sequence), "
             "json.decoder.JSONDecodeError.__name__)")
     assert sb.validate(mods, "[4, 9]").value == "(5, True, 'JSONDecodeError')"
@@ -537,9 +552,11 @@ def test_abduction_answers_cannot_call_a_shadowed_builtin(sb):
 def test_abduction_answers_cannot_call_builtins_the_program_replaces(sb, tail):
     """Round 14: a program that binds `__builtins__` through a binding no Name node shows (an import alias, a match
     capture) chooses where the answer's builtins are looked up, and one that star-imports a module after setting its
-    attributes binds names no statement shows: `len(x)` in the answer called f (brute force) with no name refused."""
+    attributes binds names no statement shows: `len(x)` in the answer called f (brute force) with no name refused.
+    (Since round 15 validation refuses such programs, `__builtins__` and star imports; the answer rule still holds
+    for checks of programs that were never validated.)"""
     prog = "def f(x):\n    return (x * 7919) % 10007\n" + tail
-    assert sb.validate(prog, "1234").value == "5214"
+    assert sb.validate(prog, "1234").status == "rejected"
     hack = "next(x for x in range(10007) if len(x) == 5214)"
     assert sb.run(prog, hack).value == "5214"   # what the hack does when it runs: f(1234), found by brute force
     assert sb.check_abduction([(prog, "5214", hack), (prog, "5214", "1234")]) == [False, True]
@@ -864,7 +881,7 @@ def test_decoder_refuses_duplicate_set_elements():
 def test_memory_address_in_the_output_is_nondeterministic(sb, monkeypatch):
     """An object made once at module level has the same address in both calls and (forked zygotes) in both hash
     seeds' children; only the address pattern check catches it (E4)."""
-    monkeypatch.setattr(sandbox, "_escape_route", lambda node, modules, roots=None: None)
+    monkeypatch.setattr(sandbox, "_escape_route", lambda node: None)
     monkeypatch.setattr(sandbox, "_module_flow", lambda tree, modules, root=None: None)
     res = sb.validate("o = object()\ndef f():\n    return repr(o)", "")
     assert res.status == "nondeterministic" and "memory address" in res.error, res
@@ -936,16 +953,6 @@ def _seconds(fn, *args):
     t0 = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t0
-
-
-def test_escape_filter_is_linear_in_attribute_chains():
-    """Round 10: each attribute named like a module (`.os`, `.time`) walked its chain to the root, so a chain of n
-    of them on a plain variable (`x.os.os.os...`, accepted: x is no module) cost n^2/2 steps: 0.7 s of trainer
-    time for a 9 KB proposal, 0.15 s for a 4 KB input. Each node's root is now found once."""
-    deep = "def f(x):\n    return x" + ".os" * 2000 + "\n"
-    flat = "def f(x):\n    return [x" + ", x" * 2000 + "]\n"   # as many nodes, no chain
-    sandbox.azr_program(deep, args="1")
-    assert _seconds(sandbox.azr_program, deep) < 5 * _seconds(sandbox.azr_program, flat) + 0.05
 
 
 def test_colliding_hashes_are_refused(sb):
@@ -1032,6 +1039,8 @@ def test_heap_that_follows_the_input_text_is_nondeterministic(monkeypatch):
     "import zlib\ndef f(x):\n    return zlib.ZLIB_VERSION",
     "def f(x):\n    return '{0.sys}'.format(x)",
     "def f(x):\n    return '{0.ZLIB_VERSION}'.format(x)",
+    "def f(x):\n    return x" + ".os" * 2000,                 # a module word on any object (no root is looked for)
+    "def f(x):\n    match '{0.__globals__[sys]}':\n        case object(format=fm):\n            return fm(f)",
     "import queue\ndef f(x):\n    return ('{q.' + '__globals__}').format_map({'q': queue.Queue.get})",
     "def f(x):\n    match x:\n        case object(random=r):\n            return r",
     "import abc\nfrom collections import namedtuple\nclass C(namedtuple('P', 'gi_frame'), abc.ABC):\n    pass\n"
@@ -1043,20 +1052,24 @@ def test_heap_that_follows_the_input_text_is_nondeterministic(monkeypatch):
 def test_each_escape_rule_refuses_on_its_own(code):
     """Mutation round 4: one rule alone refuses each of these (in the cases above a module passed as a value often
     meets the module-flow rule first): the code-object and type names on any object, every host-build attribute,
-    module words and host attributes in a constant format field, format_map on a built template, a class pattern's
-    module-word keyword, a positional pattern through __match_args__ (a namedtuple field), a module from
-    `from <pure> import <module>` or an attribute holding one, used as a value."""
+    a format field walking an attribute, format_map on a built template, a module word on any object, a class
+    pattern (a keyword one reading a module word or the format method of a constant, a positional one through
+    __match_args__, a namedtuple field), a module from `from <pure> import <module>` or an attribute holding one,
+    used as a value."""
     with pytest.raises(ValueError, match="not allowed"):
         sandbox.azr_program(code, (), "1")
 
 
 def test_ordinary_inputs_and_patterns_are_accepted(sb):
-    """Mutation round 4: builtin class patterns bind the subject itself (str(s) is no attribute read); a comment
-    inside a multi-line input is fine (only a trailing comment on the pasted line breaks AZR's call)."""
-    prog = ("def f(x):\n    match x:\n        case bool(b):\n            return 'bool'\n        case str(s):\n"
-            "            return s\n        case bytes(b) | bytearray(b):\n            return len(b)\n"
-            "        case tuple(t):\n            return len(t)\n    return None")
-    assert [sb.validate(prog, a).value for a in ("True", "'ab'", "b'xyz'", "(1, 2)")] == ["'bool'", "'ab'", "3", "2"]
+    """Round 15: class patterns are refused, builtin ones too (the name `str` can be rebound to a class whose
+    __match_args__ read any attribute; no CRUXEval or AZR seed program has a class pattern); sequence, mapping and
+    value patterns are fine. A comment inside a multi-line input is fine (only a trailing comment on the pasted line
+    breaks AZR's call)."""
+    prog = ("def f(x):\n    match x:\n        case [a, *rest]:\n            return a\n        case {'k': v}:\n"
+            "            return v\n        case 'ab' | 3:\n            return 0\n    return None")
+    assert [sb.validate(prog, a).value for a in ("[5, 6]", "{'k': 2}", "'ab'", "(1, 2)")] == ["5", "2", "0", "1"]
+    res = sb.validate("def f(x):\n    match x:\n        case str(s):\n            return s", "'ab'")
+    assert res.status == "rejected" and "class pattern" in res.error, res
     assert sb.validate("def f(s):\n    return len(s)", "[1,  # one\n 2]").value == "2"
 
 
