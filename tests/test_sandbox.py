@@ -701,6 +701,79 @@ def test_predictions_must_be_pure(sb):                             # D5, D6: rew
             sandbox.check_pure(ast.parse(bad, mode="eval").body)
 
 
+def test_pure_predictions_take_every_allowed_form():
+    """Mutation round 7: each node type, scope rule and attribute type that check_pure allows had no answer using it
+    (only hacks were tested), so dropping one refused honest answers unseen: a generator, an f-string, a conditional,
+    a starred item, a slice, a dict method, lambda parameters of every kind, a later comprehension clause reading an
+    earlier target, a trailing comment, and expressions nested up to PURE_DEPTH (one level more is refused)."""
+    for text in ["sum(i for i in range(4))", "f'{1}-{2:>3}'", "1 if 0 else 2", "[*range(3)]", "'abcd'[1:3]",
+                 "sorted({'b': 1, 'a': 2}.items())", "(lambda *a, **k: len(a) + len(k))(1, b=2)",
+                 "(lambda a, /, b: a + b)(1, 2)", "(lambda *, k: k)(k=3)", "[y for x in range(3) for y in range(x)]",
+                 "[b for a, *b in ['abc']]", "[a + b for [a, b] in [(1, 2)]]", "[x for x in range(4) if x % 2]",
+                 "[(x, y) for x in 'ab' for y in 'cd']", "'{a}'.format_map({'a': 1})", "[0] * 3  # three",
+                 "0" + " + 0" * 300, "0" + " + 0" * sandbox.PURE_DEPTH]:
+        assert sandbox._pure_text(text), text
+    assert not sandbox._pure_text("0" + " + 0" * (sandbox.PURE_DEPTH + 1))
+    upper = "'" + "a" * (sandbox.MAX_VALUE_TEXT - 10) + "'.upper()"   # the cap is checked before parsing
+    assert sandbox._pure_text(upper) and not sandbox._pure_text(upper + " ")
+
+
+def test_pure_predictions_refuse_names_hidden_in_defaults_targets_and_templates():
+    """Mutation round 7: each rule below, dropped on its own, let an answer name f or the program's state where no
+    test looked: a lambda default (evaluated outside the lambda, so `f=f` is the program's f), a comprehension's
+    first iterable (evaluated before its target exists), a dict comprehension's key, an item or attribute as a
+    comprehension target (`memo[0]` is assigned), a walrus (`max := ...` rebinds the program's global max), a
+    format_map or a format on a built template (fields walk attributes), or a builtin that reaches a namespace."""
+    for bad in ["(lambda g=f: g(1))()", "(lambda *, g=f: g(1))()", "(lambda f=f: f(1))()", "[f(1) for f in [f]]",
+                "{f(x): 0 for x in [1]}", "[0 for memo[0] in [7]]", "(max := lambda *a: 7, 0)[1]",
+                "'{x.__class__}'.format_map({'x': 1})", "('{0.' + '__class__}').format(1)", "vars()", "globals()",
+                "eval('1')", "setattr(1, 'a', 2)"]:
+        with pytest.raises(ValueError):
+            sandbox.check_pure(ast.parse(bad, mode="eval").body)
+
+
+def test_call_args_are_one_call_of_f_up_to_the_cap():
+    """Mutation round 7: the argument cap had no test at its edge, and no test kept argument text that calls
+    something on f's result (`0).real.conjugate(`: its outer call has no arguments, so the inner f(...) that
+    check_abduction's purity check never sees ran as written)."""
+    sandbox._call_args("0" + " " * (sandbox.MAX_ARGS - 1))
+    for args in ["0" + " " * sandbox.MAX_ARGS, "0).real.conjugate(", "0)(1"]:
+        with pytest.raises(ValueError):
+            sandbox._call_args(args)
+
+
+def test_shadowed_builtins_reads_each_binding_in_its_own_scope():
+    """Mutation round 7: each binding statement below binds a global (a star pattern, a class, a def, an async def:
+    the single-def rule does not count `async def`), and a class body, a lambda body or a comprehension in one binds
+    none (refusing those builtins would refuse honest answers); no test held any of them."""
+    for stmt, name in [("match [f]:\n    case [*len]:\n        pass", "len"), ("class min(int):\n    pass", "min"),
+                       ("def max():\n    pass", "max"), ("async def abs():\n    pass", "abs")]:
+        assert sandbox.shadowed_builtins("def f(x):\n    return x\n" + stmt) == {name}, stmt
+    inner = ("class K:\n    len = 3\ng = lambda s: [sum for sum in s]\nh = lambda: (abs := 1)\n"
+             "def f(x):\n    max = 1\n    return x")
+    assert sandbox.shadowed_builtins(inner) == frozenset()
+
+
+def test_abduction_answers_cannot_rebind_or_hide_a_call_of_f(sb):
+    """Mutation round 7, end to end: a walrus on a builtin the program calls, f in a keyword argument, f called
+    inside the argument text (`...).real.conjugate(`), a class or a star capture named like a builtin (programs
+    that pass validate): each answer scores any gold when its rule goes."""
+    brute = "def f(x, k=0):\n    return (x * 7919) % 10007 + k\n"
+    find = "next(y for y in range(10007) if {}(y) == 5214)"
+    for prog, hack in [(brute, "x=" + find.format("f")),
+                       (brute + "class len(int):\n    __new__ = lambda c, x: f(x)", find.format("len")),
+                       (brute + "match [f]:\n    case [*len]:\n        pass", find.format("len[0]"))]:
+        assert sb.validate(prog, "1234").value == "5214"
+        assert sb.check_abduction([(prog, "5214", hack), (prog, "5214", "1234")]) == [False, True], hack
+        assert sb.check_abduction([(prog, "5214", hack)], pure=False) == [True]   # what the hack does when it runs
+    inject = find.format("f") + ").real.conjugate("   # f(<brute force>).real.conjugate() is 5214
+    assert sb.run(brute, inject).status == "rejected"
+    assert sb.check_abduction([(brute, "5214", inject)], pure=False) == [False]
+    prog = "def f(x):\n    return max(x, 0)"
+    assert sb.run(prog, "(max := lambda *a: 7, 0)[1]").value == "7"
+    assert sb.check_abduction([(prog, "7", "(max := lambda *a: 7, 0)[1]"), (prog, "7", "7")]) == [False, True]
+
+
 def test_check_induction(sb):                                      # D3
     inputs, outputs = ["1", "2", "'a'"], ["2", "4", "'aa'"]
     always_eq = ("class A:\n    def __eq__(s, o):\n        return True\n    __hash__ = None\n"
