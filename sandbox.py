@@ -4,6 +4,7 @@ Layout (trusted on the left, untrusted on the right):
 
     caller (trainer/eval) == Sandbox ==pipes==> zygote A x workers (PYTHONHASHSEED=0) -- template --fork--> child
                                      ==pipes==> zygote B x workers/2 (PYTHONHASHSEED=1) -- template --fork--> child
+                                            (B: glibc malloc, environment of random length: another heap layout)
 
 A zygote is a fresh interpreter (never a fork of the caller, which may hold CUDA or torch state) that has preloaded
 the pure modules AZR programs import. Before serving anything it forks its template, which from then on only forks
@@ -40,7 +41,10 @@ Not covered: kernel bugs in the allowed syscalls (mmap, brk, futex, ...); file m
 newfstatat(path, AT_EMPTY_PATH) (allowed because glibc's fstat uses it; content is never readable); timing
 side channels between concurrent children; pool-wide memory (bounded only by one child per zygote, each with the
 zygote's size + mem_mb of address space; no cgroup);
-running as root is not dropped to another uid; hosts other than Linux x86_64 (refused, see SandboxUnavailable).
+running as root is not dropped to another uid; hosts other than Linux x86_64 (refused, see SandboxUnavailable);
+golds of the interpreter's or a library's build: the in-page address bits of objects static in the binary
+(`str(None.__eq__)[-4:-1]`, the order of `{int, str, float}`) are the same in every zygote of one build and
+others on another build, as are libm's last bits and zlib.compress's bytes.
 """
 import ast
 import builtins
@@ -1035,6 +1039,10 @@ def _zygote_main(parent_pid, extra_modules):
                 __import__(name)
             except Exception:   # optional (numpy) or platform-specific (encodings.mbcs)
                 pass
+        # site's notices: `str(copyright)` is the build's text (its years change per release: a gold of the build),
+        # license reads the host's files; exit and quit stay (scripts call them)
+        for name in ("copyright", "credits", "license"):
+            builtins.__dict__.pop(name, None)
         code = _bpf_program()
         if os.environ.get("NANOAZR_SANDBOX_FAULT") == "filter":   # test hook: an invalid filter (fail-closed test)
             code = code[:-8]
@@ -1359,6 +1367,14 @@ class Sandbox:
     def _popen(self, w):
         cmd = [sys.executable, "-s", "-B", os.path.abspath(__file__), "--zygote", str(os.getpid()), self._extra]
         env = dict(_ZYGOTE_ENV, PYTHONHASHSEED=w.seed)
+        if w.seed != HASH_SEEDS[0]:
+            # Objects made before the fork (builtins, preloaded modules: `str(textwrap.dedent)[-4:-1]`, the order of
+            # `{len, max}` or `{collections.deque, collections.Counter}`) sit at in-page offsets that ASLR and the
+            # B children's shift leave alone, yet that follow the zygote's start: the checkout path and the caller's
+            # pid in argv, extra_modules, the host's site-packages .pth files (round 16: golds that changed with the
+            # checkout path, all validated ok). B zygotes lay out their whole heap otherwise (glibc malloc, after
+            # an environment of random length), so an output that reads such offsets differs from A's.
+            env.update(PYTHONMALLOC="malloc", NANOAZR_PAD="x" * (int.from_bytes(os.urandom(2), "little") % 4096))
         try:
             w.proc = self._spawner.submit(subprocess.Popen, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True).result()

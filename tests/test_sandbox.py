@@ -1259,3 +1259,33 @@ def test_b_children_shift_each_small_object_size_class(sb):
         probes = {sb._execute(prog, "[1, 2, 3]", seed=sandbox.HASH_SEEDS[1])[0].value for _ in range(6)}
         assert len(probes) > 1, (prog, probes)
 
+
+def test_objects_made_before_the_fork_are_laid_out_otherwise_in_b_zygotes(sb):
+    """Red-team round 16: the in-page address bits of the builtins' and the preloaded modules' objects were the same
+    in A and B zygotes (ASLR moves whole pages; the B children's shift moves only what they make), yet they follow
+    how the zygote started: the checkout path and the caller's pid in argv, extra_modules, the host's .pth files.
+    Each of these validated ok with a gold that changed with the checkout path or extra_modules. B zygotes now lay
+    out their heap with glibc malloc after an environment of random length (one validation passes a 3-digit output
+    like these with odds ~1/256, so up to three fresh Sandboxes retry: a flake is then ~1 in 4 billion)."""
+    for prog in ("import textwrap\ndef f(x):\n    return str(textwrap.dedent)[-4:-1]",
+                 "def f(x):\n    return [g(x) for g in {len, max, min, sum, sorted}]",
+                 "import collections as c\ndef f(x):\n    return [t.__name__ for t in {c.Counter, c.OrderedDict, "
+                 "c.deque, c.defaultdict, c.ChainMap, c.UserDict}]"):
+        statuses = [sb.validate(prog, "[3, 1, 2]").status]
+        while statuses[-1] != "nondeterministic" and len(statuses) < 4:   # (a B zygote keeps its layout: new ones)
+            with Sandbox(workers=1, selftest=False) as fresh:
+                statuses.append(fresh.validate(prog, "[3, 1, 2]").status)
+        assert statuses[-1] == "nondeterministic", (prog, statuses)
+    assert sb.validate("def f(x):\n    return [g(x) for g in [len, max, min, sum, sorted]]", "[3, 1, 2]").value == \
+        "[3, 3, 1, 6, [1, 2, 3]]"
+
+
+def test_site_notices_are_not_builtins(sb):
+    """Red-team round 16: `str(copyright)` is the notice of the interpreter's build (its years change with the
+    release), so a gold made of it validated ok and differed on another build. The zygote drops site's notices
+    (copyright, credits, license); exit and quit stay, since scripts call them."""
+    for name in ("copyright", "credits", "license"):
+        res = sb.validate(f"def f(x):\n    return str({name})[:x]", "60")
+        assert res.status == "exception" and "NameError" in res.error, res
+    assert sb.run("def f(x):\n    exit(x)", "3").status == "exception"                  # SystemExit, as before
+    assert sb.run("def f(x):\n    return str(quit)[:x]", "8").value == "'Use quit'"
