@@ -4,7 +4,7 @@ Layout (trusted on the left, untrusted on the right):
 
     caller (trainer/eval) == Sandbox ==pipes==> zygote A x workers (PYTHONHASHSEED=0) -- template --fork--> child
                                      ==pipes==> zygote B x workers/2 (PYTHONHASHSEED=1) -- template --fork--> child
-                                            (B: glibc malloc, environment of random length: another heap layout)
+                                  (B: glibc malloc, argv and environment of random lengths: another heap layout)
 
 A zygote is a fresh interpreter (never a fork of the caller, which may hold CUDA or torch state) that has preloaded
 the pure modules AZR programs import. Before serving anything it forks its template, which from then on only forks
@@ -1372,9 +1372,12 @@ class Sandbox:
             # `{len, max}` or `{collections.deque, collections.Counter}`) sit at in-page offsets that ASLR and the
             # B children's shift leave alone, yet that follow the zygote's start: the checkout path and the caller's
             # pid in argv, extra_modules, the host's site-packages .pth files (round 16: golds that changed with the
-            # checkout path, all validated ok). B zygotes lay out their whole heap otherwise (glibc malloc, after
-            # an environment of random length), so an output that reads such offsets differs from A's.
-            env.update(PYTHONMALLOC="malloc", NANOAZR_PAD="x" * (int.from_bytes(os.urandom(2), "little") % 4096))
+            # checkout path, all validated ok). B zygotes lay out their whole heap otherwise (glibc malloc, after an
+            # argument and an environment variable of random lengths: the argument moves what the interpreter makes
+            # before it reads its environment, builtins included), so an output that reads such offsets differs.
+            pads = os.urandom(4)
+            env.update(PYTHONMALLOC="malloc", NANOAZR_PAD="x" * (int.from_bytes(pads[:2], "little") % 4096))
+            cmd.append("x" * (int.from_bytes(pads[2:], "little") % 4096))
         try:
             w.proc = self._spawner.submit(subprocess.Popen, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, env=env, cwd="/", close_fds=True).result()
@@ -1691,7 +1694,7 @@ def _selftest_cli():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--zygote":
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--zygote":   # (B zygotes: a padding argument)
         _zygote_main(int(sys.argv[2]), tuple(m for m in sys.argv[3].split(",") if m))
     elif sys.argv[1:] == ["--selftest"]:
         sys.exit(_selftest_cli())
