@@ -1694,7 +1694,8 @@ def _selftest_cli():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (4, 5) and sys.argv[1] == "--zygote":   # (B zygotes: a padding argument)
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--zygote":
+        del sys.argv[4:]   # B's padding argument has moved the heap already; argv itself stays the same as A's
         _zygote_main(int(sys.argv[2]), tuple(m for m in sys.argv[3].split(",") if m))
     elif sys.argv[1:] == ["--selftest"]:
         sys.exit(_selftest_cli())
