@@ -180,12 +180,18 @@ def sanitize(code: str, entry_point: str | None = None) -> str:
             if name not in reached:
                 reached.add(name)
                 todo.append(name)
-    lines, parts = code.splitlines(), []
+    # kept statements sharing a line (`a=1;a=1;...`) bring that line once: once each made a 64 KiB one-liner a 1 GiB
+    # program (and a set, not a list: membership in `defs` per statement was quadratic in the statement count)
+    # (lines as ast numbers them: str.splitlines also breaks at \f, \v, \x1c-\x1e, \x85, \u2028 and \u2029, which
+    # may sit in a string literal, and every later statement would then be cut from the wrong lines)
+    lines, parts, last, defs = re.split(r"\r\n|\r|\n", code), [], 0, set(defs)
     for node in tree.body:
         if isinstance(node, imports) or (node in defs and (entry_point is None or
                                                            set(_defined_names(node)) & reached)):
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            parts.append("\n".join(lines[start - 1:node.end_lineno]))
+            if node.end_lineno > last:
+                parts.append("\n".join(lines[max(start, last + 1) - 1:node.end_lineno]))
+                last = node.end_lineno
     return "\n".join(parts) + "\n"
 
 

@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,37 @@ def test_scorers_on_degenerate_completions():
     for nested in ("-" * n + "1", "1+" * (n // 2) + "1", "a" + ".b" * (n // 2)):  # ast.parse: Memory/RecursionError
         assert codeeval.sanitize(nested) == nested
 
+
+
+def _seconds(fn, *args):
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def test_sanitize_keeps_a_shared_line_once():
+    """A 64 KiB answer of `a=1;` on one line: each kept statement brought the whole line, a 1 GiB program (2.3 GiB of
+    evaluator memory and 5 s; score_code holds every candidate at once). A line now comes once."""
+    one_line = "def g():\n    return a\n" + "a=1;" * 16000 + "\n"
+    assert codeeval.sanitize(one_line, "g") == one_line
+    assert codeeval.sanitize("import os; import sys\nx = 1; y = 2\ndef g():\n    return x\n", "g") == \
+        "import os; import sys\nx = 1; y = 2\ndef g():\n    return x\n"
+
+
+def test_sanitize_cuts_lines_as_the_parser_counts_them():
+    """str.splitlines breaks at a form feed or U+2028 inside a string literal, which Python's parser does not: every
+    statement after it was cut from the wrong lines, and a correct program became a SyntaxError."""
+    code = 'def g():\n    return "a\x0cb\u2028c"\n\ndef f(x):\n    return g() + str(x)\nprint(f(1))\n'
+    ns = {}
+    exec(codeeval.sanitize(code, "f"), ns)
+    assert ns["f"](2) == "a\x0cb\u2028c2"
+
+def test_sanitize_is_linear_in_the_number_of_definitions():
+    """16,000 `a=1` lines (64 KiB): membership in the list of definitions, per statement, took 1.4 s (quadratic)."""
+    n = 16000
+    t_bad = min(_seconds(codeeval.sanitize, "a=1\n" * n, "g") for _ in range(2))
+    t_flat = min(_seconds(codeeval.sanitize, "a+1\n" * n, "g") for _ in range(2))  # same size, no definitions
+    assert t_bad < 5 * t_flat + 0.05, (t_bad, t_flat)
 
 def test_mbpp_inputs_get_evalplus_types(data_dir):
     items = {it["id"]: it for it in data.load_benchmark("mbpp+", data_dir)}

@@ -167,6 +167,33 @@ def test_missing_and_malformed_files(tmp_path, capsys, monkeypatch):
     assert err.startswith("error: ") and "x.json: file not found" in err and "\n" not in err
 
 
+
+# An exception escaping a grader thread ends the whole evaluation (score_lcb's pool re-raises it, and eval's records
+# are written only at the end): degenerate output or programs must be failed tests instead.
+
+def test_signaling_nan_output_is_wrong_not_an_error():
+    """A printed "sNaN" (any case) compared as a Decimal raised InvalidOperation; LCB's grader fails the test."""
+    assert not lcb.stdout_ok("sNaN\n", 5, "", "1\n") and not lcb.stdout_ok("1 2\n", 4, "", "snan 2\n")
+    assert lcb.stdout_ok("sNaN\n", 5, "", "sNaN\n") and lcb.stdout_ok("1.50\n", 5, "", "1.5\n")
+
+
+def test_deeply_nested_functional_output_is_wrong_not_an_error():
+    """A printed "[" * 1000 read as JSON raised RecursionError."""
+    deep = "[" * 1000 + "]" * 1000
+    assert not lcb.functional_ok(deep, len(deep), "", "[1]") and lcb.functional_ok("[1]", 3, "", "[1]")
+
+
+def test_program_deeper_than_unparse_runs_as_is():
+    """ast.unparse raised RecursionError on a stdin program with a 400-term `+` chain or a 1,000-branch elif. LCB's
+    clean_if_name and make_function return the code unchanged on any error, and so does wrapped_script."""
+    concat = "s = " + " + ".join(f"'{i}'" for i in range(400)) + "\nprint(s)\n"
+    elifs = "x = int(input())\nif x == 0:\n    print(0)\n" + "".join(f"elif x == {i}:\n    print({i})\n"
+                                                                  for i in range(1, 1000))
+    for code in (concat, elifs):
+        assert lcb.wrapped_script(code) == code
+    assert lcb.wrapped_script("print(1 + 2)\n") == "__name__ = 'tmp_sol'\ndef wrapped_function():\n" \
+        "    print(1 + 2)\nwrapped_function()\n"
+
 def test_cavg_includes_lcb():
     agg = report.aggregates({"humaneval+": 0.9, "mbpp+": 0.6, "lcb": 0.3})
     assert agg["CAvg"][1:] == (3, 3) and agg["CAvg"][0] == pytest.approx(0.6)
