@@ -13,6 +13,7 @@ sets of answers, `x = 3` vs `3`, units in `\\text{}`), with an exact match of th
 for answers that math-verify cannot parse (plain words, some tuples).
 """
 import re
+import threading
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
@@ -116,6 +117,10 @@ def _parse(s: str):
 
 def math_equal(gold: str, answer: str) -> bool:
     """True when `answer` is mathematically equivalent to the reference `gold` (both LaTeX/plain strings)."""
+    if threading.current_thread() is not threading.main_thread():
+        # math-verify's parse and verify timeouts are SIGALRM-based: in another thread they raise, _parse would read
+        # that as "unparseable", and every answer would fall back to the string match without a word
+        raise RuntimeError("math_equal runs in the main thread only (math-verify's timeouts use SIGALRM)")
     if not answer.strip():
         return False
     if len(answer) > MAX_ANSWER or len(gold) > MAX_ANSWER:

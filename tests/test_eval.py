@@ -309,6 +309,14 @@ def test_sanitize_keeps_a_shared_line_once():
         "import os; import sys\nx = 1; y = 2\ndef g():\n    return x\n"
 
 
+def test_math_equal_refuses_to_run_outside_the_main_thread():
+    """math-verify's timeouts are SIGALRM-based: in a worker thread its parse raised, and every answer silently fell
+    back to the string match (`\\frac{1}{2}` against `0.5` scored wrong). Now that is an error, not a quiet 0."""
+    from concurrent.futures import ThreadPoolExecutor
+    assert mathscore.math_equal("\\frac{1}{2}", "0.5")
+    with ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="main thread"):
+        pool.submit(mathscore.math_equal, "\\frac{1}{2}", "0.5").result()
+
 def test_sanitize_cuts_lines_as_the_parser_counts_them():
     """str.splitlines breaks at a form feed or U+2028 inside a string literal, which Python's parser does not: every
     statement after it was cut from the wrong lines, and a correct program became a SyntaxError."""
