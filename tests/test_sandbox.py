@@ -1352,3 +1352,13 @@ def test_b_zygotes_start_with_glibc_malloc_and_two_pads_of_random_length(monkeyp
     for pads in (args, envs):   # 16 draws of 0..4095: all below 512 with odds 8**-16, all alike 4096**-15
         assert max(map(len, pads)) >= 512 and len(set(pads)) > 1, sorted(map(len, pads))
     assert args != envs   # (two draws, not one length twice)
+
+
+def test_a_child_killed_by_a_realtime_signal_is_a_crash():
+    """Red-team round 17: the verdict named the signal through signal.Signals, which has no member for 35-63, so a
+    child killed by one (no allowed syscall sends one today) would have raised out of every check."""
+    facts = {"code": None, "signal": 40, "killed": None, "wall": 0.0, "cpu": 0.0}
+    res, _ = sandbox._verdict(facts, b"\x01", b"", b"", 1.0)
+    assert (res.status, res.error) == ("crash", "killed by signal 40")
+    res, _ = sandbox._verdict(dict(facts, signal=11), b"\x01", b"", b"", 1.0)
+    assert (res.status, res.error) == ("crash", "killed by SIGSEGV")
