@@ -61,8 +61,10 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     first, then a uniform fill from the whole buffer), over-long prompts dropped, shuffled, the first B kept, so
     about half of a step's valid proposals reach the next solver batch. Ours shuffles with the step's RNG (the
     official loader reseeds its shuffle with 1 every step), and a batch with fewer than B fitting candidates is
-    smaller instead of crashing (issue #14).
- 7. Induction tasks with fewer than 10 inputs (the zero-triplet seed has 6) show the first half and hide the rest.
+    smaller instead of crashing (issue #14). An over-long candidate is dropped, not replaced by a duplicate of a
+    fitting one (the official get_pred_code_io_data refills its 2B-1 list by resampling the fitting ones).
+ 7. Induction tasks with fewer than 10 inputs (the zero-triplet seed has 6) show the first half and hide the rest
+    (the official split, len // 2, listed here because azr-spec.md speaks of 5 + 5 only).
  8. Learnability rollouts run only for valid proposals that also pass the format check (the others get -1
     whatever their accuracy, so the official rollouts for them are wasted compute), and not at all under
     --train_proposer=false, where they would feed no gradient (the logged proposer rewards then read -0.5 for every
@@ -87,7 +89,13 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     and a valid proposal whose learnability prompt is over it (acc 0, reward -0.5) still joins its buffer. (Public
     forks of the official code skip that append, an accident of a `continue`; we could not check branch `paper`.)
 15. Prompt texts (prompts.py) keep the official templates' structure, tags, fences and instructions in our own
-    words, the R1 preamble included.
+    words, the R1 preamble included. With --num_references=0 the proposer prompt has no "Reference Code Snippets"
+    heading (the official one keeps the empty heading).
+16. Buffer cap: once a buffer holds --buffer_cap entries, new proposals are dropped (as officially) and the solver
+    batch finds no entries stamped at the previous step, so all its candidates are a uniform draw from the buffer.
+    The official max_new loader counts the previous step's proposals before truncation and takes that many entries
+    from the end of the buffer as "new", i.e. the same frozen tail every step (from about step 300 at 50 valid
+    proposals per step).
 """
 import dataclasses
 import datetime
@@ -610,12 +618,16 @@ def build_batches(buffers, tasks, cfg, step, tokenizer, rng):
     propose {prompt_ids, group} (induction adds the shown program and its imports), solve {prompt_ids, group, entry};
     prompts over max_prompt_tokens are dropped (official), so a batch may be smaller than batch_size."""
     n_prompts = cfg.batch_size // cfg.group_size
+    # Induction programs come from the union of the deduction and abduction buffers of the tasks being trained (the
+    # official get_snippets: a type left out of --tasks has an empty buffer there, not a second copy of the seeds);
+    # with neither, from the seeds.
+    programs = [e for t in ("deduction", "abduction") if t in tasks for e in buffers[t]] or buffers["deduction"]
     batches = {}
     for task in tasks:
         propose, solve = [], []
         for g in range(n_prompts):
             if task == "induction":  # one program from the union of the deduction and abduction buffers
-                source = rng.choice(buffers["deduction"] + buffers["abduction"])
+                source = rng.choice(programs)
                 data = {"program": source["program"], "imports": source["imports"]}
                 text = proposer_text(task, data, [], cfg.induction_inputs)
             else:
@@ -692,9 +704,11 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
     if task == "induction":  # no fenced program in the answer counts as a format failure (official)
         parsed = [(ok and p is not None, a) for (ok, a), p in zip(parsed, predictions)]
     # only well-formatted answers are checked, and identical answers to one task only once (the official cache);
-    # answers that AZR's executor can never score correct are wrong without a run
-    unique = {(id(e), p): (e, p) for e, p, r, (ok, _) in zip(entries, predictions, raw, parsed)
-              if ok and not executor_fails(task, e, r)}
+    # answers that AZR's executor can never score correct are wrong without a run. Checked per answer: two answers
+    # may strip to the same text while only one of them fails as pasted ("[1, 2]" and "[1, 2]\n"), and the
+    # official cache is keyed by the unstripped answer, so the failing one must not borrow the other's verdict.
+    checked = [ok and not executor_fails(task, e, r) for e, r, (ok, _) in zip(entries, raw, parsed)]
+    unique = {(id(e), p): (e, p) for e, p, c in zip(entries, predictions, checked) if c}
     if task == "deduction":
         jobs = [(e["output"], p) for e, p in unique.values()]
     elif task == "abduction":
@@ -705,7 +719,7 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
              "induction": sandbox.check_induction}[task]
     verdict = dict(zip(unique, check(jobs) if jobs else []))
     # None = the check was lost to a sandbox_error: dropped from a learnability mean, wrong for a trained answer
-    correct = [verdict.get((id(e), p), False) for e, p in zip(entries, predictions)]
+    correct = [verdict.get((id(e), p), False) if c else False for e, p, c in zip(entries, predictions, checked)]
     return [ok for ok, _ in parsed], correct, len(jobs)
 
 
@@ -1212,18 +1226,24 @@ def run_seeding(qwen, tokenizer, sandbox, cfg, tasks, rank, world, sharded):
     seen = {json.dumps(triplets[0], sort_keys=True)}
     # First the triplets (abduction and deduction proposals conditioned on the growing seed set), then, as the
     # official _init_seed_dataset does, induction seeds from the finished triplets. Each part runs <= seed_rounds.
-    for rnd in range(cfg.seed_rounds):
+    # Only the triplet tasks being trained propose seeds (official: the loop runs over --tasks' code_i/code_o; with
+    # neither, the zero triplet alone is the seed set).
+    triplet_tasks = [t for t in ("abduction", "deduction") if t in tasks]
+    for rnd in range(cfg.seed_rounds if triplet_tasks else 0):
         if len(triplets) >= cfg.seed_buffer_size:
             break
-        for task in ("abduction", "deduction"):
+        for task in triplet_tasks:
             rng = random.Random(f"{cfg.seed}-seeding-{task}-{rnd}")
             texts = [proposer_text(task, {}, sample_references(triplets, cfg.num_references, rng))
                      for _ in range(cfg.batch_size)]
             entries = propose_entries(task, [{"prompt_ids": encode(tokenizer, t)} for t in texts], qwen, tokenizer,
                                       sandbox, cfg, derived_seed(cfg.seed, "seed", task, rnd, rank), rank, world, sharded)
-            for e in entries:  # exact-JSON dedup, as the official update_seed
+            # exact-JSON dedup, as the official update_seed: against the seeds from before this batch only, so a
+            # triplet proposed twice in one batch is kept twice
+            before = set(seen)
+            for e in entries:
                 key = json.dumps({**e, "step": 0}, sort_keys=True)
-                if key not in seen and len(triplets) < cfg.seed_buffer_size:
+                if key not in before and len(triplets) < cfg.seed_buffer_size:
                     seen.add(key)
                     triplets.append({**e, "step": 0})
     for rnd in range(cfg.seed_rounds if "induction" in tasks else 0):

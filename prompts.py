@@ -405,18 +405,23 @@ def _calls(text: str, kind: str) -> list[str]:
 
 
 def _tagged(text: str, kind: str, to_end: bool = True) -> list[str]:
-    r"""Contents of <kind>...</kind>, left to right (case-insensitive), in linear time. to_end: an unclosed last tag
-    runs to the end of the text (AZR's rf"<{kind}>\s*(.*?)(?:</{kind}>|\s*$)"); else it does not count (its
-    r"<message>\s*(.*?)\s*</message>"). Contents come back unstripped."""
+    r"""Contents of <kind>...</kind>, left to right (case-insensitive), in linear time, exactly as AZR's regexes
+    capture them. to_end: an unclosed last tag runs to the end of the text (AZR's
+    rf"<{kind}>\s*(.*?)(?:</{kind}>|\s*$)"); else it does not count (its r"<message>\s*(.*?)\s*</message>").
+    Whitespace after the opening tag is never captured (the `\s*`), nor is trailing whitespace where the pattern
+    has a `\s*` before the end (unclosed tag, message); whitespace before a closing </input>/</output> is. This
+    matters for abduction, whose captured input AZR pastes unstripped: "<input>\n1, 2</input>" is "1, 2", a call
+    on one line."""
     out, pos = [], 0
     opener, closer = re.compile(rf"<{kind}>", re.IGNORECASE), re.compile(rf"</{kind}>", re.IGNORECASE)
     while (m := opener.search(text, pos)) is not None:
+        start = _SPACE.match(text, m.end()).end()
         c = closer.search(text, m.end())
         if c is None:
             if to_end:
-                out.append(text[m.end():])
+                out.append(text[start:].rstrip())
             break
-        out.append(text[m.end():c.start()])
+        out.append(text[start:c.start()] if to_end else text[start:c.start()].rstrip())
         pos = c.end()
     return out
 

@@ -206,6 +206,34 @@ def test_check_answers_applies_azr_executor_rules(sb):
     assert azr.check_answers("induction", [ind], [empty], sb)[:2] == ([True], [False])
 
 
+def test_check_answers_verdict_is_per_answer_not_per_stripped_text():
+    """Identical answers to one task are checked once, but an answer that AZR's executor cannot score as pasted
+    ("[1, 2]\n": the call spans two lines) stays wrong when another answer strips to the same text and is right
+    (the official learnability cache is keyed by the unstripped answer); an unformatted answer is never correct."""
+    class Sums:
+        def check_abduction(self, triples):
+            return [p == "[1, 2]" for _, _, p in triples]
+        check_deduction = check_induction = None
+
+    def answer(body):
+        return f"<think>t</think> <answer>\n```input\n{body}\n```\n</answer>"
+    e = {"program": "def f(a):\n    return sum(a)", "output": "3", "imports": []}
+    texts = [answer("[1, 2]"), answer("[1, 2]\n"), "<answer>\n```input\n[1, 2]\n```\n</answer>"]
+    fmt, correct, n = azr.check_answers("abduction", [e] * 3, texts, Sums())
+    assert fmt == [True, True, False] and correct == [True, False, False] and n == 1
+    # learnability rollouts (no format check): the same 8-sample rule
+    assert azr.check_answers("abduction", [e] * 2, texts[:2], Sums(), format_required=False)[1] == [True, False]
+
+
+def test_check_answers_tag_answer_on_its_own_line(sb):
+    """AZR's <input> tag regex drops the whitespace after the tag, so an input written on the line below the tag is
+    pasted on one line and scores (it did not here while the tag fallback kept the newline)."""
+    entry = {"program": "def f(a):\n    return sum(a)", "output": "3", "imports": []}
+    texts = ["<think>t</think> <answer>\n<input>\n[1, 2]</input>\n</answer>",
+             "<think>t</think> <answer>\n<input>\n[1, 2]\n</input>\n</answer>"]  # newline before </input>: kept
+    assert azr.check_answers("abduction", [entry] * 2, texts, sb)[1] == [True, False]
+
+
 def test_seeding_parses_the_whole_response(sb):
     """The official seeding phase parses the decoded response itself (no <answer> extraction, no format check);
     trained proposals parse only the <answer>."""
@@ -391,6 +419,51 @@ def test_solver_batches_are_the_official_loader():
     assert 0 < len(batch) < 16 and all(it["entry"] is not huge for it in batch)
 
 
+def test_induction_programs_come_from_the_trained_triplet_tasks():
+    """The induction proposer shows a program from the deduction and abduction buffers of the tasks being trained
+    (official get_snippets); a triplet task left out of --tasks contributes nothing, not a second copy of the seeds;
+    with neither, the seeds."""
+    class Text:
+        def encode(self, text, add_special_tokens=False):
+            return [text]
+    seeds = [entry(i) for i in range(10)]
+    buffers = {"deduction": seeds + [entry(50 + i, step=1) for i in range(10)], "abduction": list(seeds),
+               "induction": [{"program": "def f(a):\n    return a", "inputs": ["1", "2"], "outputs": ["1", "2"],
+                              "message": "m", "imports": [], "step": 0}]}
+    cfg = azr.parse_config(["--batch_size=64"])
+    shown = []
+    for seed in range(20):
+        batches = azr.build_batches(buffers, ["deduction", "induction"], cfg, 2, Text(), random.Random(seed))
+        shown += [it["program"] for it in batches[("induction", "propose")]]
+    new = sum(p.endswith(tuple(f"a + {50 + i}" for i in range(10))) for p in shown) / len(shown)
+    assert 0.43 < new < 0.57  # 10 of the 20 deduction entries; 10 of 30 (0.33) with the seeds counted twice
+    only = azr.build_batches({**buffers, "deduction": list(seeds)}, ["induction"], cfg, 2, Text(), random.Random(0))
+    assert {it["program"] for it in only[("induction", "propose")]} <= {e["program"] for e in seeds}
+
+
+def test_seeding_dedups_against_earlier_seeds_only_and_runs_the_trained_tasks(monkeypatch):
+    """The official update_seed drops a proposed triplet already in the seed set, but keeps a triplet proposed twice
+    in one batch twice; only the triplet tasks in --tasks propose seeds."""
+    calls = []
+
+    def fake_propose(task, items, *args):
+        calls.append(task)
+        return [{"program": "def f(a):\n    return a", "input": '"Hello world"', "output": '"Hello world"',
+                 "imports": []}, entry(7), entry(7)]  # the zero triplet again, and one new triplet twice
+    monkeypatch.setattr(azr, "propose_entries", fake_propose)
+
+    class Text:
+        def encode(self, text, add_special_tokens=False):
+            return [0]
+    cfg = azr.parse_config(["--seed_rounds=1", "--seed_buffer_size=10"])
+    got = azr.run_seeding(None, Text(), None, cfg, ["abduction", "deduction"], 0, 1, False)
+    assert calls == ["abduction", "deduction"]  # the deduction batch adds nothing: both triplets are seeds by then
+    assert [e["input"] for e in got["deduction"]] == ['"Hello world"', "7", "7"]
+    calls.clear()
+    azr.run_seeding(None, Text(), None, cfg, ["deduction"], 0, 1, False)
+    assert calls == ["deduction"]  # (Table 2's deduction-only run seeds with deduction proposals alone)
+
+
 def test_references_uniform_without_replacement():
     buf = [entry(i) for i in range(10)]
     refs = azr.sample_references(buf, 6, random.Random(1))
@@ -552,7 +625,9 @@ def test_run_seeding_dedup_cap_rounds_and_induction(monkeypatch):
             return [0] * 10
     cfg = azr.Config(seed_buffer_size=4, seed_rounds=3, batch_size=2, num_references=1)
     b = azr.run_seeding(None, Tok(), None, cfg, list(azr.TASKS), 0, 1, False)
-    assert [e["output"] for e in b["deduction"]] == ['"Hello world"', "1", "2", "102"]  # zero triplet + 3 new
+    # zero triplet + 3 new: triplet(0) twice (a duplicate within one batch is kept, as by the official update_seed),
+    # then the cap
+    assert [e["output"] for e in b["deduction"]] == ['"Hello world"', "1", "1", "2"]
     assert b["abduction"] == b["deduction"] and b["abduction"][1] is not b["deduction"][1]
     assert calls == ["abduction", "deduction", "induction"] and len(b["induction"]) == 4
     assert all(e["step"] == 0 for t in azr.TASKS for e in b[t])

@@ -433,3 +433,19 @@ def test_parsers_on_degenerate_40kb_text(text):
     parse_response(text)
     small = text[:3000]  # the regexes are fast enough on 3 KB to serve as the oracle
     assert linear_results(small) == regex_results(small)
+
+
+def test_tag_fallback_captures_exactly_what_azr_regexes_capture():
+    """The <input>/<output> tag fallback returns the regex group itself, unstripped (the oracle test above compares
+    stripped texts): AZR pastes an abduction answer unstripped, so "<input>\\n1, 2</input>" must give "1, 2" (the
+    regex's `\\s*` eats the newline; a call on one line, which scores), not "\\n1, 2" (two lines, which never does)."""
+    assert parse_prediction("abduction", "<input>\n1, 2</input>", raw=True) == "1, 2"
+    assert parse_prediction("abduction", "x <input>\n [3]\n", raw=True) == "[3]"  # unclosed: trailing space dropped
+    assert parse_prediction("abduction", "<input>[1, 2]\n</input>", raw=True) == "[1, 2]\n"  # kept before </input>
+    rng = random.Random(1)
+    texts = ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
+    for text in texts:
+        for k in ("input", "output"):
+            assert prompts._tagged(text, k) == AZR_REGEXES[f"{k}_tag"].findall(text), (k, text)
+        m = AZR_REGEXES["message_tag"].search(text)
+        assert prompts._tagged(text, "message", to_end=False)[:1] == ([m.group(1)] if m else []), text
