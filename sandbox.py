@@ -1116,9 +1116,10 @@ def _run_untrusted(code, args, calls):
 def _run_script(code, stdin):
     """Script mode (stdin tests): sys.stdin is an io.StringIO of `stdin` (as LiveCodeBench patches it: no `.buffer`,
     no newline translation), sys.stdout is a _Capture, the program runs as __main__, and the record's value is
-    (printed text up to CAPTURE_KEEP characters, total printed characters, sha256 hex of the printed text normalised
-    as LiveCodeBench compares it: stripped, split into lines, each line stripped, joined by newlines). SystemExit
-    ends the program normally, as for a real script. Exits the child."""
+    (printed text up to CAPTURE_KEEP characters, or a quarter of that when they take more than CAPTURE_KEEP bytes of
+    UTF-8, total printed characters, sha256 hex of the printed text normalised as LiveCodeBench compares it: stripped,
+    split into lines, each line stripped, joined by newlines). SystemExit ends the program normally, as for a real
+    script. Exits the child."""
     sha256, join = hashlib.sha256, "\n".join   # bound before untrusted code can touch module globals
     cap = _Capture()
     sys.stdin = io.StringIO(stdin)
@@ -1134,7 +1135,12 @@ def _run_script(code, stdin):
         if type(text) is not str:
             raise TypeError("printed output is not text")
         norm = join(line.strip() for line in text.strip().split("\n"))
-        value = (text[:CAPTURE_KEEP], len(text), sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
+        # the kept text must fit one record item (MAX_RECORD bytes): 60,000 characters of 3-byte UTF-8 would not, so
+        # wide text keeps a quarter (<= 4 bytes a character) and the grader compares the digest
+        kept = text[:CAPTURE_KEEP]
+        if len(kept.encode("utf-8", "surrogatepass")) > CAPTURE_KEEP:
+            kept = text[:CAPTURE_KEEP // 4]
+        value = (kept, len(text), sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
         out = bytearray(b"o")
         _encode(value, out)
     except _Flood:
@@ -1344,6 +1350,9 @@ class Sandbox:
         if n < 1:
             raise ValueError(f"Sandbox(workers={workers!r}): need at least one worker")
         self.cpu_s, self.wall_s, self.mem_mb, self.max_args = float(cpu_s), float(wall_s), int(mem_mb), int(max_args)
+        if isinstance(extra_modules, str):  # ",".join("numpy") would allow the modules n, u, m, p and y
+            raise ValueError(f"Sandbox(extra_modules={extra_modules!r}): pass a tuple of module names, e.g. "
+                             f"({extra_modules!r},)")
         self._extra, self.repeat = ",".join(extra_modules), int(repeat)   # _extra: the zygote's argv
         self._extra_tops = tuple(m.split(".")[0] for m in self._extra.split(",") if m)   # what programs may import
         if self.repeat not in (1, 2):

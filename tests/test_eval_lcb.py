@@ -127,6 +127,12 @@ def test_script_mode_confinement_and_caps():
         assert len(text) == CAPTURE_KEEP and total > CAPTURE_KEEP
         expected = "".join(f"{i}\n" for i in range(20000))
         assert lcb.stdout_ok(text, total, digest, expected) and not lcb.stdout_ok(text, total, digest, expected + "1")
+        # wide characters: 30,000 euro signs are 90 KB of UTF-8, over one record item; the text kept is shorter
+        wide = sb.run("print('\\u20ac' * 30000)", "", stdin="")
+        assert wide.status == "ok", wide
+        text, total, digest = ast.literal_eval(wide.value)
+        assert total == 30001 and text == "\u20ac" * (CAPTURE_KEEP // 4)
+        assert lcb.stdout_ok(text, total, digest, "\u20ac" * 30000) and not lcb.stdout_ok(text, total, digest, "x")
         # the ordinary call path is unchanged, and stdin needs empty args
         assert tuple(sb.run("def f(x):\n    return x + 1", "1")) == ("ok", "2", None)
         assert sb.run("print(1)", "1", stdin="").status == "rejected"

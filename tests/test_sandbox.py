@@ -902,6 +902,8 @@ def test_fails_closed(monkeypatch):                               # G3
 def test_bad_arguments():
     with pytest.raises(ValueError, match="cpu_s"):
         Sandbox(cpu_s=0)
+    with pytest.raises(ValueError, match=r"pass a tuple of module names, e.g. \('numpy',\)"):
+        Sandbox(extra_modules="numpy")
 
 
 def test_caller_exit_kills_everything(tmp_path):                 # G6
