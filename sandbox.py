@@ -791,7 +791,8 @@ def _bpf_program():
         # fcntl: only F_GETFD/F_SETFD/F_GETFL (F_SETOWN could aim SIGIO at another process)
         (jeq, 0, 7, _NR_FCNTL), (ld, 0, 0, 24), (jeq, 2, 0, 1), (jeq, 1, 0, 2), (jeq, 0, 1, 3),
         (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM), (ld, 0, 0, 0),
-        # newfstatat: only with flags == AT_EMPTY_PATH (glibc's fstat(fd)); path lookups fail with EPERM
+        # newfstatat: only with flags == AT_EMPTY_PATH (glibc's fstat(fd)); other flags fail with EPERM (a non-empty
+        # path with AT_EMPTY_PATH is still looked up: file metadata, README "Not covered")
         (jeq, 0, 5, _NR_NEWFSTATAT), (ld, 0, 0, 40), (jeq, 0, 1, 0x1000), (ret, 0, 0, _ALLOW), (ret, 0, 0, _EPERM),
         (ld, 0, 0, 0),
         # prlimit64: reading limits only (new_limit == NULL); root could otherwise raise its hard limits

@@ -98,8 +98,8 @@ stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --b
     --cuda-graphs ${hbm[@]+"${hbm[@]}"}
 
 # our engine alone, the same batches, best of 2 calls each: a cross-check of the line above (at 54070e3 its batch 64
-# ran at 4,600 tok/s where the decode-step bench implied ~9,000 and e6e1e7f had measured 7,459 here; until commit
-# after 644d725 the warm-up used 2 prompts without CUDA graphs, so Triton compiled inside the timed run)
+# ran at 4,600 tok/s where the decode-step bench implied ~9,000 and e6e1e7f had measured 7,459 here; until be7ae29
+# the warm-up used 2 prompts without CUDA graphs, so Triton compiled inside the timed run)
 stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
     --skip-hf --cuda-graphs --repeats 2 ${hbm[@]+"${hbm[@]}"}
 

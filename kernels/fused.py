@@ -10,7 +10,8 @@ residual add + norm, silu * up (the last residual add stays a torch add).
 
 Exactness. Each kernel computes in fp32 and rounds to the activation dtype wherever the torch code it replaces
 rounds (the reference functions below are that torch code), so bf16 results equal the eager model's up to the
-order of fp32 sums and the last bit of exp/rsqrt: a bf16 value may differ by one unit in the last place, rarely.
+order of fp32 sums and the last bit of exp/rsqrt: a bf16 value may differ by a unit or two in the last place, rarely
+(two: an fp32 rsqrt a hair off rounds h to the neighbouring bf16 value, and the weight multiply carries it).
 
     rms_norm(x, weight, eps) -> weight * rms_norm(x.float()).to(x.dtype)                  x [..., D]
     add_rms_norm(x, residual, weight, eps) -> (that of s, s) with s = residual + x
