@@ -27,8 +27,8 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
  3. Code runs in our seccomp sandbox (sandbox.py), never in the trainer, and the sandbox is stricter than AZR's:
     - predicted inputs must parse as the arguments of one call (no `gold == f(<pasted text>)` injection); values
       compare as decoded builtins (no custom __eq__);
-    - determinism is checked across two hash seeds, and programs using over 25% of the CPU or wall-clock limit are
-      rejected as timing-fragile;
+    - determinism is checked across two hash seeds, the two calls must also agree in repr (equal dicts in another
+      key order do not), and programs using over 25% of the CPU or wall-clock limit are rejected as timing-fragile;
     - besides AZR's banned imports, only sandbox.PURE_MODULES may be imported: host modules (sys, os, platform, gc,
       inspect, ctypes, importlib, resource, socket, signal, builtins, uuid, secrets, mmap, fcntl) and dataclasses
       (which compiles field names) are rejected, and so is reaching modules, frames or imports without an import
@@ -42,14 +42,28 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
       it cannot compute itself by running the program or set the state f reads, which official eval allows (reward
       hacks); an empty answer is no answer (officially eval("") fails; here "(\n)" would have been the empty tuple);
     - limits the official executor lacks (sandbox.md 4.2): programs up to 16,384 characters, inputs up to 4,096,
-      return values up to 64 KiB encoded (else bad_output: an invalid proposal), 1 GiB of address space above the
-      zygote's, and --exec_timeout covers both calls of f that every execution makes (validation's determinism
-      pair; checks repeat it so a program cannot tell them apart).
-    Rare official false positives score 0 here. AZR's executor quirks are kept where they change rewards
-    (executor_fails): its `input(` regex covers every line but the last of the program it builds, so it rejects a
-    proposal whose renamed program or input contains `input(` (or whose input ends in a comment) and an induction
-    candidate containing it, and the last line is evaluated alone, so a predicted abduction input (unstripped, as
-    pasted) or a hidden induction input that spans lines or ends in a comment never scores. Programs run with
+      return values up to 64 KiB encoded and integers up to ~4,200 digits (CPython's repr allows 4,300; else
+      bad_output: an invalid proposal), 1 GiB of address space above the zygote's, 256 KiB of printed output (more
+      ends the run: output_limit; officially prints go to the worker's stdout), and --exec_timeout covers both
+      calls of f that every execution makes (validation's determinism pair; checks repeat it so a program cannot
+      tell them apart).
+    Officially most of these refusals are valid proposals (a Counter, an object or a hash-seed order keeps its
+    repr as gold; a value not equal to itself, such as a generator, gets gold ""), so they score -1 here, not the
+    official -0.5 or more. Rare official false positives score 0 here. AZR's executor quirks are kept where they
+    change rewards (executor_fails): its `input(` regex covers every line but the last of the program it builds, so
+    it rejects a proposal whose renamed program or input contains `input(` (or whose input ends in a comment) and an
+    induction candidate containing it, and the last line is evaluated alone, so a predicted abduction input
+    (unstripped, as pasted) or a hidden induction input that spans lines or ends in a comment never scores, nor does
+    a predicted output that eval cannot parse as captured (a line break, then indentation). It calls a run failed
+    only when its status (the traceback's last line) contains "error": a proposal whose f raises Exception,
+    StopIteration or a class not named *Error, or fails AZR's own determinism check (two calls returning different
+    values, NaN included), is valid with gold output "" (unsolvable; azr-spec.md 3.1 and 8 say such runs fail
+    validation, but check_all returns `not "error" in status.lower()` and AZR's seed files hold such entries), and an
+    abduction check whose f raises such an exception has no verdict (None: dropped from the learnability mean).
+    Not kept: AZR also drops such an induction pair from its candidate's mean, so a candidate that raises Exception
+    wherever it is unsure scores 1 (a reward hack); here the pair fails. And a check whose last line contains
+    `print(` (in the gold output or the pasted input) is executed whole with stdout as its result, so it gets no
+    verdict officially (none of the 6,424 CRUXEval and seed pairs has one); here it is scored. Programs run with
     `__name__` unset (AZR's bare globals dict: an `if __name__ == "__main__":` block never runs). The official
     scorer splits prompt + response at the first "Assistant:", so a prompt quoting that word scores every response
     -1; we split the response alone.
@@ -118,7 +132,8 @@ import torch.distributed as dist
 import kernels
 import prompts
 from model import CheckpointError, Qwen2, generate, load_tokenizer, resolve_checkpoint, write_atomic
-from sandbox import Sandbox, SandboxUnavailable, pasted_call_fails, truncate_output
+from sandbox import (Sandbox, SandboxUnavailable, azr_valid_without_output, eval_text_fails, pasted_call_fails,
+                     truncate_output)
 
 TASKS = ("deduction", "abduction", "induction")
 ROLES = ("propose", "solve")
@@ -679,16 +694,18 @@ def validate_proposals(task, items, texts, sandbox, cfg, whole_response=False):
     for i, results_i in by_record.items():
         rec, item = records[i], items[i]
         rec["status"] = next((r.status for r in results_i if r.status != "ok"), "ok")
-        if rec["status"] != "ok":
+        # AZR's check_all also passes a run whose status line names no error (f raising Exception or StopIteration,
+        # its own determinism failure), with output "": valid, and unsolvable (sandbox.azr_valid_without_output)
+        if not all(r.status == "ok" or azr_valid_without_output(r) for r in results_i):
             continue
         # gold outputs are cut to 400 characters (200 + "..." + 200) like AZR's executor: such tasks stay unsolvable
+        outputs = [truncate_output(r.value) if r.status == "ok" else "" for r in results_i]
         if task == "induction":  # every one of the inputs must run deterministically on the sampled program
-            rec["entry"] = {"program": item["program"], "inputs": rec["proposal"]["inputs"],
-                            "outputs": [truncate_output(r.value) for r in results_i],
+            rec["entry"] = {"program": item["program"], "inputs": rec["proposal"]["inputs"], "outputs": outputs,
                             "message": rec["proposal"]["message"], "imports": list(item["imports"])}
         else:  # the sandbox returns the program with its function renamed to f, and its import lines
             rec["entry"] = {"program": results_i[0].program, "input": rec["proposal"]["input"],
-                            "output": truncate_output(results_i[0].value), "imports": list(results_i[0].imports)}
+                            "output": outputs[0], "imports": list(results_i[0].imports)}
     return records, len(jobs)
 
 
@@ -731,8 +748,11 @@ def executor_fails(task, entry, prediction):
       swallows the closing parenthesis) never scores; `input(` in it is fine (it sits on the last line);
     - induction: a candidate program containing `input(` never scores, nor does a task whose hidden input spans
       lines or ends in a comment (that task is unsolvable).
-    Deduction answers are compared by `eval` in the trainer, not by the executor: unaffected. Proposal validation
-    applies the regex to the program and the proposed input (sandbox.azr_program, Sandbox.validate)."""
+    Deduction answers are compared by `eval` of the unstripped answer in the trainer, then in a one-line template:
+    an answer that eval cannot parse as captured (a line break, then indentation) never scores. Proposal
+    validation applies the regex to the program and the proposed input (sandbox.azr_program, Sandbox.validate)."""
+    if task == "deduction":
+        return eval_text_fails(prediction)
     if task == "abduction":
         return pasted_call_fails(prediction)
     if task == "induction":

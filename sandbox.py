@@ -127,6 +127,40 @@ def is_truncated(s, n=400):
     return type(s) is str and len(s) == n + 3 and s[n // 2:n // 2 + 3] == "..."
 
 
+def azr_status_passes(error):
+    """Whether AZR's executor reads a run that raised `error` (the "Name: message" text of Result.error) as no
+    failure: its status is the last line of the traceback (so of the message), stripped and cut to 400 characters
+    like an output, and only a status containing "error" in any case is a failure. Exception, StopIteration,
+    SystemExit, decimal.InvalidOperation, a program's own class not named *Error, or a message whose last line
+    is empty or free of the word all pass: with output "" (validation), or no verdict (a check)."""
+    return "error" not in truncate_output((error or "").split("\n")[-1].strip()).lower()
+
+
+_DIFFERENT_VALUES = "two calls of f on fresh arguments returned different values"
+_SECOND_RAISED = "second call of f raised "
+
+
+def azr_valid_without_output(result):
+    """Whether AZR's check_all calls a proposal valid that validate() refused, with gold output "": an exception
+    whose status line passes (azr_status_passes), in the first call or the second, or AZR's own determinism failure
+    (`if returns != f(...): raise Exception('Non-deterministic code')`, a status without "error"), which two calls
+    returning different values (NaN included) raise. Our other refusals stay refusals (static rules, timing,
+    limits, non-plain values, the other hash seed's run, memory addresses, equal values with different reprs)."""
+    if result.status == "exception":
+        return azr_status_passes(result.error)
+    if result.status == "nondeterministic" and type(result.error) is str:
+        if result.error.startswith(_SECOND_RAISED):
+            return azr_status_passes(result.error[len(_SECOND_RAISED):])
+        return result.error == _DIFFERENT_VALUES
+    return False
+
+
+def _azr_no_verdict(res):
+    """Whether AZR's executor gives a check on this run no verdict: f raised an exception whose status line passes,
+    so its evaluation of the (empty) result fails in the retry loop and the check returns None (azr-spec.md 4.1)."""
+    return res.status == "exception" and azr_status_passes(res.error)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Static checks (trusted side, pure text/AST work: nothing here executes model code)
 # ---------------------------------------------------------------------------------------------------------------
@@ -385,6 +419,21 @@ def pasted_call_fails(text):
         return True
     try:
         ast.parse(f"f({text})", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return False
+
+
+def eval_text_fails(text):
+    """Whether AZR's executor can never score a predicted output `text` (deduction): it compares eval(gold) ==
+    eval(<text>) on the text as captured, unstripped, and eval strips only leading spaces and tabs, so a line break
+    followed by indentation (an indented closing fence or tag: "[1, 2]\\n    ") or a bare tuple over two lines
+    ("1,\\n2") does not parse; its fallback pastes the text into a template whose last line alone is evaluated,
+    which a line break always breaks. Over-long text: False (the check refuses it anyway)."""
+    if type(text) is not str or len(text) > MAX_VALUE_TEXT:
+        return False
+    try:
+        ast.parse(text.lstrip(" \t"), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return True
     return False
@@ -1558,12 +1607,15 @@ class Sandbox:
         if a.status != "ok":
             return Result(a.status, error=a.error, **meta)
         if len(outs) < 2 or outs[1][0] != "ok":
-            return Result("nondeterministic", error=f"second call of f failed: {outs[1][1] if len(outs) > 1 else ''}",
-                          **meta)
+            raised = len(outs) > 1 and outs[1][0] == "exception"   # (azr_valid_without_output reads the kind)
+            return Result("nondeterministic", error=(_SECOND_RAISED if raised else "second call of f failed: ") +
+                          (outs[1][1] if len(outs) > 1 else ""), **meta)
         (_, v1, text), (_, v2, text2) = outs[0], outs[1]
-        if text != text2 or not _same(v1, v2):
-            return Result("nondeterministic", error="two calls of f on fresh arguments returned different values",
-                          **meta)
+        if not _same(v1, v2):
+            return Result("nondeterministic", error=_DIFFERENT_VALUES, **meta)
+        if text != text2:
+            return Result("nondeterministic", error="two calls of f on fresh arguments returned equal values with "
+                          "different reprs", **meta)
         if _ADDRESS.search(text):
             return Result("nondeterministic", error="output contains a memory address", **meta)
         if facts["cpu"] > TIMING_MARGIN * self.cpu_s:
@@ -1586,7 +1638,8 @@ class Sandbox:
 
     # The check_* methods return one verdict per item: True / False, or None when the check itself was lost to a
     # sandbox_error after the retry (a zygote died for reasons of ours, not the program's). AZR drops such crashed
-    # checks from the learnability mean (azr-spec.md 4.1) instead of counting them as wrong answers.
+    # checks from the learnability mean (azr-spec.md 4.1) instead of counting them as wrong answers, and so an
+    # abduction check its executor gives no verdict (f raised an exception whose status line names no error: None).
 
     def _values(self, texts, pure=False, gold=False):
         """Output texts -> [(ok, value)], or None where the evaluation was lost to a sandbox_error: literals are
@@ -1626,19 +1679,23 @@ class Sandbox:
 
     def check_abduction(self, triples, pure=True):
         """[(program, gold_output, predicted_input)] -> [bool | None]: f(predicted_input) == gold, computed in a
-        child; None when the gold's evaluation or the run was lost to a sandbox_error. pure: as check_deduction,
+        child; None when the gold's evaluation or the run was lost to a sandbox_error, or (AZR's executor, see
+        azr_status_passes) when f raised an exception whose status line names no error. pure: as check_deduction,
         for each argument of the predicted input (not pure: wrong, without a run)."""
         triples = list(triples)
         golds = self._values([g for _, g, _ in triples], gold=True)
         runs = self._map(lambda t: self._execute(t[0], t[2]) if not pure or _pure_args(t[2], t[0]) else
                          (Result("rejected"), [], {}), triples)
-        return [None if g is None or r[0].status == "sandbox_error" else
+        return [None if g is None or r[0].status == "sandbox_error" or (g[0] and _azr_no_verdict(r[0])) else
                 bool(g[0] and r[0].status == "ok" and _same(r[1][0][1], g[1])) for g, r in zip(golds, runs)]
 
     def check_induction(self, items):
         """[(candidate_code, imports, inputs, outputs)] -> [bool | None]: binary, every (input, output) pair must
         pass. The gold program's import lines are prepended to the candidate (AZR). Pairs lost to sandbox_error are
-        dropped like AZR's crashed checks; None when no pair was counted."""
+        dropped like AZR's crashed checks; None when no pair was counted. Not AZR's: a pair on which the candidate
+        raised an exception whose status line names no error (azr_status_passes) fails here, where AZR's executor
+        gives it no verdict and drops it from the mean, so a candidate that raises Exception wherever it is unsure
+        would score 1 (a reward hack)."""
         items = list(items)
         jobs, golds = [], []
         for code, imports, inputs, outputs in items:

@@ -7,14 +7,15 @@ abduction/deduction tasks inside the R1 template, the `<answer>` extraction and 
   verdict    = sandbox.check_deduction([(gold_output, prediction)], pure=False) or
                sandbox.check_abduction([(code, gold_output, prediction)], pure=False)
 (pure=False: any expression is a prediction, as in AZR's executor and CRUXEval's harness; the RL loop's own checks
-are stricter.) A predicted input that AZR's executor cannot score (a line break, a trailing comment) is wrong, and a
-predicted output may not call f (the checker's f is an identity stand-in, not the task's program). The format check
+are stricter.) A predicted input that AZR's executor cannot score (a line break, a trailing comment) is wrong, so is
+a predicted output that its eval cannot parse as captured (a line break, then indentation), and a predicted output
+may not call f (the checker's f is an identity stand-in, not the task's program). The format check
 is recorded but does not gate the verdict (AZR's validation scores the extracted answer only).
 
 `evaluate_cruxeval(model, tokenizer, sandbox, data_dir, ...)` is the entry point azr.py calls every few steps.
 """
 from prompts import parse_prediction, parse_response, r1_wrap, solver_prompt
-from sandbox import pasted_call_fails
+from sandbox import eval_text_fails, pasted_call_fails
 
 # LiveCodeBench-Execution (lcb-e, with --lcb-file) is input prediction in AZR's validation data (problem_type code_i),
 # scored as CRUXEval-I, on the program as AZR prepares it (eval.data.azr_lcb_program).
@@ -40,10 +41,11 @@ def score_cruxeval(benchmark: str, items: list[dict], completions: list[str], sa
     task = TASK[benchmark]
     parsed = [parse_response(c) for c in completions]
     preds = [parse_prediction(task, answer) for _, answer in parsed]
-    if task == "deduction":
+    raw = [parse_prediction(task, answer, raw=True) for _, answer in parsed]
+    if task == "deduction":  # AZR evaluates the raw output text (azr.executor_fails)
         verdicts = sandbox.check_deduction([(it["output"], p) for it, p in zip(items, preds)], pure=False)
+        verdicts = [v and not eval_text_fails(r) for v, r in zip(verdicts, raw)]
     else:  # AZR pastes the raw input into `gold == f(<input>)` and evaluates that line alone (azr.executor_fails)
-        raw = [parse_prediction(task, answer, raw=True) for _, answer in parsed]
         verdicts = sandbox.check_abduction([(it["code"], it["output"], p) for it, p in zip(items, preds)],
                                            pure=False)
         verdicts = [v and not pasted_call_fails(r) for v, r in zip(verdicts, raw)]

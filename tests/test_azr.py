@@ -272,6 +272,53 @@ def test_validate_proposals_entries(sb):
     assert recs[1]["entry"] is None and recs[1]["status"] == "exception"  # 10 // 0 in the third input
 
 
+def test_validate_proposals_keeps_what_azrs_status_line_accepts(sb):
+    """AZR's check_all calls a proposal valid unless the status line of its executor (the last line of the traceback)
+    contains "error", so f raising Exception, StopIteration or a program's exception class not named *Error, and
+    AZR's own determinism failure (`raise Exception('Non-deterministic code')`: two calls whose values differ, NaN
+    included), are valid with gold output "" (unsolvable; the published seed files hold such entries). A status
+    that names an error stays invalid, and so do our own refusals (an order that follows the hash seed)."""
+    def ans(program, args):
+        return f"t </think> <answer>\n```python\n{program}\n```\n```input\n{args}\n```\n</answer>"
+    cases = [("def f(x):\n    if x < 5:\n        raise Exception('Invalid input')\n    return x", "3", ""),
+             ("def f(xs):\n    it = iter(xs)\n    return [next(it) for _ in range(3)]", "[1, 2]", ""),
+             ("class Stop(Exception):\n    pass\ndef f(x):\n    raise Stop('no')", "1", ""),
+             ("def f(x):\n    return float('nan')", "1", ""),
+             ("c = [0]\ndef f(x):\n    c[0] += 1\n    return x + c[0]", "3", ""),
+             ("c = [0]\ndef f(x):\n    c[0] += 1\n    if c[0] > 1:\n        raise StopIteration\n    return x", "3",
+              ""),
+             ("def f(x):\n    raise Exception('error: bad')", "1", None),
+             ("def f(x):\n    raise ValueError('bad')", "1", None),
+             ("c = [0]\ndef f(x):\n    c[0] += 1\n    if c[0] > 1:\n        raise KeyError(x)\n    return x", "3",
+              None),
+             ("def f(x):\n    return ''.join(set(x))", "'abcdefghijklmnop'", None),
+             ("def f(x):\n    return x * 2", "3", "6")]
+    recs, _ = azr.validate_proposals("deduction", [{}] * len(cases), [ans(p, a) for p, a, _ in cases], sb,
+                                     azr.Config())
+    assert [r["entry"] and r["entry"]["output"] for r in recs] == [out for *_, out in cases]
+    assert [r["status"] for r in recs[:2]] == ["exception", "exception"]   # the sandbox's status, for the logs
+    item = {"program": "def f(x):\n    if x == 0:\n        raise Exception('zero')\n    return 10 // x", "imports": []}
+    text = ans("", "").split("```python")[0] + "".join(f"```input\n{i}\n```\n" for i in (1, 2, 0, 5)) + \
+        "```message\nhint\n```\n</answer>"
+    recs, _ = azr.validate_proposals("induction", [item], [text], sb, azr.Config(induction_inputs=4))
+    assert recs[0]["entry"]["outputs"] == ["10", "5", "", "2"]
+
+
+def test_deduction_answers_that_azrs_eval_cannot_parse_are_wrong(sb):
+    """AZR compares eval(gold) == eval(<answer as captured, unstripped>); eval strips only leading spaces and tabs,
+    so an indented closing fence or tag (a line break, then indentation) or a bare tuple over two lines fails, and
+    its fallback evaluates a one-line template that a line break always breaks. Brackets spanning lines, a trailing
+    newline or comment are fine."""
+    def answer(body):
+        return f"<think>t</think> <answer>\n```output\n{body}```\n</answer>"
+    entry = {"output": "(1, 2)"}
+    bodies = ["(1, 2)\n", "(1,\n 2)\n", "(1, 2)  # pair\n", "(1, 2)\n    ", "1,\n2\n", "1, 2\n"]
+    assert azr.check_answers("deduction", [entry] * 6, [answer(b) for b in bodies], sb)[1] == \
+        [True, True, True, False, False, True]
+    tag = "<think>t</think> <answer>\n  <output>(1, 2)\n  </output>\n</answer>"
+    assert azr.check_answers("deduction", [entry], [tag], sb, format_required=False)[1] == [False]
+
+
 def test_propose_phase_records(tiny_ckpt, sb, monkeypatch):
     # per proposal: an unparseable response is status "unparsed", invalid and -1; a valid one carries its entry and
     # sandbox status; without proposer training no learnability rollouts run (acc None, paid as acc 0: -0.5)

@@ -101,8 +101,10 @@ def test_scripted_selfplay_rewards_buffers_checkpoint_and_resume(tiny_ckpt, tmp_
         assert m1[f"propose/{task}/learnability_acc"] == 0.5 and m1[f"propose/{task}/reward"] == 0.5
         # solver batch: position 0 right (+1), position 1 wrong (-0.5)
         assert m2[f"solve/{task}/accuracy"] == 0.5 and m2[f"solve/{task}/reward"] == pytest.approx(0.25)
-    # seeding added the doubling program once (exact-JSON dedup); each step appends 2 valid proposals per task
-    assert m1["buffer/deduction/size"] == 2 + 2 and m2["buffer/deduction/size"] == 2 + 4
+    # seeding added the doubling program twice (the abduction batch's two copies; exact-JSON dedup is against the
+    # seeds from before a batch, as the official update_seed, so the deduction batch's copies are dropped); each step
+    # appends 2 valid proposals per task
+    assert m1["buffer/deduction/size"] == 3 + 2 and m2["buffer/deduction/size"] == 3 + 4
     assert m1["buffer/induction/size"] == 3 + 2 and m2["buffer/induction/size"] == 3 + 4  # zero + 2 seeded
     assert m1["grad_norm"] > 0 and m1["sequences_trained"] == 12
     dump = [json.loads(x) for x in (tmp_path / "a" / "dumps" / "step_000002.jsonl").read_text().splitlines()]

@@ -536,6 +536,15 @@ def test_cruxeval_scores_what_azrs_executor_scores(sandbox):
     assert [g["verdict"] for g in got] == [True, False]
 
 
+def test_cruxeval_o_scores_what_azrs_eval_parses(sandbox):
+    """AZR's validation scores a predicted output by eval of the text as captured (unstripped): an indented closing
+    fence leaves a line break and indentation, which eval cannot parse."""
+    item = {"id": "t", "code": "def f(a, b):\n    return [a, b]", "input": "1, 2", "output": "[1, 2]"}
+    got = cruxeval.score_cruxeval("cruxeval-o", [item] * 2, [f"</think> <answer>\n```output\n[1, 2]\n{c}```</answer>"
+                                                             for c in ("", "    ")], sandbox)
+    assert [g["verdict"] for g in got] == [True, False]
+
+
 def test_livecodebench_execution_file(tmp_path, sandbox):
     """LCB-Execution as AZR's validation data has it: input prediction on the program with `def NAME(` renamed to
     `def f(` (the definition only), AZR's import lines added and typing's List etc. lowered."""

@@ -788,6 +788,20 @@ def test_check_induction(sb):                                      # D3
     assert sb.check_induction(items) == [True, False, False, True, False, False]
 
 
+def test_checks_drop_runs_whose_azr_status_line_names_no_error(sb):
+    """AZR's executor reads a run as failed only when its status line (the traceback's last line) contains "error":
+    a predicted input on which f raises Exception or StopIteration leaves its check with no verdict (None: dropped
+    from the learnability mean, wrong for a trained answer). Not in induction: AZR drops such a hidden pair from
+    the candidate's mean, so raising where unsure would score 1 (a reward hack); here the pair fails."""
+    prog = "def f(x):\n    if x < 0:\n        raise Exception('negative input')\n    return x * 2"
+    stop = "def f(xs):\n    it = iter(xs)\n    return next(it) + next(it)"
+    assert sb.check_abduction([(prog, "4", "2"), (prog, "4", "-1"), (prog, "4", "'a'"), (stop, "3", "[1]"),
+                               (prog, "nan", "-1")]) == [True, None, False, None, False]
+    cand = "def f(x):\n    if x == 3:\n        raise Exception('unsupported')\n    return x * 2 if x != 4 else {}"
+    ins, outs = ["1", "2", "3", "5"], ["2", "4", "6", "10"]
+    assert sb.check_induction([(cand, [], ins, outs), (cand, [], ["1", "5"], ["2", "10"])]) == [False, True]
+
+
 def test_checks_lost_to_sandbox_error_are_none(sb, monkeypatch):
     """A check whose child was lost (after the retry) is None, not wrong: AZR drops crashed checks from the mean."""
     def lost(req, seed):
