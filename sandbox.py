@@ -429,8 +429,10 @@ def eval_text_fails(text):
     eval(<text>) on the text as captured, unstripped, and eval strips only leading spaces and tabs, so a line break
     followed by indentation (an indented closing fence or tag: "[1, 2]\\n    ") or a bare tuple over two lines
     ("1,\\n2") does not parse; its fallback pastes the text into a template whose last line alone is evaluated,
-    which a line break always breaks. Over-long text: False (the check refuses it anyway)."""
-    if type(text) is not str or len(text) > MAX_VALUE_TEXT:
+    which a line break always breaks. Text over MAX_VALUE_TEXT once stripped: False (the check, which gets the
+    stripped text, refuses it anyway); whitespace alone does not make text over-long ("[1, 2]\\n" + 70,000
+    spaces before a closing fence would otherwise skip the parse and score on its stripped text)."""
+    if type(text) is not str or len(text.strip()) > MAX_VALUE_TEXT:
         return False
     try:
         ast.parse(text.lstrip(" \t"), mode="eval")

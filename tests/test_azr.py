@@ -277,7 +277,8 @@ def test_validate_proposals_keeps_what_azrs_status_line_accepts(sb):
     contains "error", so f raising Exception, StopIteration or a program's exception class not named *Error, and
     AZR's own determinism failure (`raise Exception('Non-deterministic code')`: two calls whose values differ, NaN
     included), are valid with gold output "" (unsolvable; the published seed files hold such entries). A status
-    that names an error stays invalid, and so do our own refusals (an order that follows the hash seed)."""
+    that names an error stays invalid, and so do our own refusals (an order that follows the hash seed, a static
+    rule, a second call returning a non-plain value, equal values with different reprs)."""
     def ans(program, args):
         return f"t </think> <answer>\n```python\n{program}\n```\n```input\n{args}\n```\n</answer>"
     cases = [("def f(x):\n    if x < 5:\n        raise Exception('Invalid input')\n    return x", "3", ""),
@@ -292,6 +293,9 @@ def test_validate_proposals_keeps_what_azrs_status_line_accepts(sb):
              ("c = [0]\ndef f(x):\n    c[0] += 1\n    if c[0] > 1:\n        raise KeyError(x)\n    return x", "3",
               None),
              ("def f(x):\n    return ''.join(set(x))", "'abcdefghijklmnop'", None),
+             ("import os\ndef f(x):\n    return x", "1", None),
+             ("c = [0]\ndef f(x):\n    c[0] += 1\n    return x if c[0] == 1 else (lambda: x)", "1", None),
+             ("c = [0]\ndef f(x):\n    c[0] += 1\n    return {1: x, 2: x} if c[0] == 1 else {2: x, 1: x}", "1", None),
              ("def f(x):\n    return x * 2", "3", "6")]
     recs, _ = azr.validate_proposals("deduction", [{}] * len(cases), [ans(p, a) for p, a, _ in cases], sb,
                                      azr.Config())
@@ -317,6 +321,12 @@ def test_deduction_answers_that_azrs_eval_cannot_parse_are_wrong(sb):
         [True, True, True, False, False, True]
     tag = "<think>t</think> <answer>\n  <output>(1, 2)\n  </output>\n</answer>"
     assert azr.check_answers("deduction", [entry], [tag], sb, format_required=False)[1] == [False]
+    # the output(...) fallback keeps what follows "(": leading spaces are fine (eval strips them), a line break then
+    # indentation is not
+    calls = [f"<think>t</think> <answer>output({a})</answer>" for a in (" [1, 2]", "\n  [1, 2]")]
+    assert azr.check_answers("deduction", [{"output": "[1, 2]"}] * 2, calls, sb)[1] == [True, False]
+    # whitespace does not make an answer too long to parse: it still fails as captured (the check gets it stripped)
+    assert azr.check_answers("deduction", [entry], [answer("(1, 2)\n" + " " * 70000)], sb)[1] == [False]
 
 
 def test_propose_phase_records(tiny_ckpt, sb, monkeypatch):
@@ -484,6 +494,12 @@ def test_induction_programs_come_from_the_trained_triplet_tasks():
         shown += [it["program"] for it in batches[("induction", "propose")]]
     new = sum(p.endswith(tuple(f"a + {50 + i}" for i in range(10))) for p in shown) / len(shown)
     assert 0.43 < new < 0.57  # 10 of the 20 deduction entries; 10 of 30 (0.33) with the seeds counted twice
+    shown = []  # abduction trained: its buffer counts (here it alone holds the new programs)
+    for seed in range(20):
+        batches = azr.build_batches({**buffers, "deduction": list(seeds), "abduction": buffers["deduction"]},
+                                    ["abduction", "induction"], cfg, 2, Text(), random.Random(seed))
+        shown += [it["program"] for it in batches[("induction", "propose")]]
+    assert 0.43 < sum(p.endswith(tuple(f"a + {50 + i}" for i in range(10))) for p in shown) / len(shown) < 0.57
     only = azr.build_batches({**buffers, "deduction": list(seeds)}, ["induction"], cfg, 2, Text(), random.Random(0))
     assert {it["program"] for it in only[("induction", "propose")]} <= {e["program"] for e in seeds}
 

@@ -526,10 +526,10 @@ def test_cruxeval_scores_what_azrs_executor_scores(sandbox):
     """A predicted input with a line break or a trailing comment never scores in AZR's executor (it evaluates
     `gold == f(<input>)` as one last line); a predicted output may not call f, which the checker only stands in for."""
     item = {"id": "t", "code": "def f(a, b):\n    return a + b", "input": "1, 2", "output": "3"}
-    answers = ["1, 2", "1,\n2", "1, 2  # my guess"]
-    got = cruxeval.score_cruxeval("cruxeval-i", [item] * 3,
+    answers = ["1, 2", "1,\n2", "1, 2  # my guess", "1, 2\n"]  # the last one pasted as captured: two lines
+    got = cruxeval.score_cruxeval("cruxeval-i", [item] * 4,
                                   [f"</think> <answer>\n```input\n{a}\n```</answer>" for a in answers], sandbox)
-    assert [g["verdict"] for g in got] == [True, False, False]
+    assert [g["verdict"] for g in got] == [True, False, False, False]
     digit = {"id": "u", "code": "def f(s):\n    return s.isdigit()", "input": "'abc'", "output": "False"}
     got = cruxeval.score_cruxeval("cruxeval-o", [digit] * 2, [f"</think> <answer>\n```output\n{a}\n```</answer>"
                                                               for a in ("False", "f('abc') == 'x'")], sandbox)
@@ -538,11 +538,13 @@ def test_cruxeval_scores_what_azrs_executor_scores(sandbox):
 
 def test_cruxeval_o_scores_what_azrs_eval_parses(sandbox):
     """AZR's validation scores a predicted output by eval of the text as captured (unstripped): an indented closing
-    fence leaves a line break and indentation, which eval cannot parse."""
+    fence leaves a line break and indentation, which eval cannot parse; brackets spanning lines are fine (unlike a
+    pasted input)."""
     item = {"id": "t", "code": "def f(a, b):\n    return [a, b]", "input": "1, 2", "output": "[1, 2]"}
-    got = cruxeval.score_cruxeval("cruxeval-o", [item] * 2, [f"</think> <answer>\n```output\n[1, 2]\n{c}```</answer>"
-                                                             for c in ("", "    ")], sandbox)
-    assert [g["verdict"] for g in got] == [True, False]
+    got = cruxeval.score_cruxeval("cruxeval-o", [item] * 3, [f"</think> <answer>\n```output\n{v}\n{c}```</answer>"
+                                                             for v, c in (("[1, 2]", ""), ("[1, 2]", "    "),
+                                                                          ("[1,\n 2]", ""))], sandbox)
+    assert [g["verdict"] for g in got] == [True, False, True]
 
 
 def test_livecodebench_execution_file(tmp_path, sandbox):

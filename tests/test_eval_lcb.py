@@ -133,6 +133,10 @@ def test_script_mode_confinement_and_caps():
         text, total, digest = ast.literal_eval(wide.value)
         assert total == 30001 and text == "\u20ac" * (CAPTURE_KEEP // 4)
         assert lcb.stdout_ok(text, total, digest, "\u20ac" * 30000) and not lcb.stdout_ok(text, total, digest, "x")
+        # 65,535 bytes of UTF-8 (under MAX_RECORD, but no room for the rest of the record): the quarter too
+        edge = sb.run("print('\u20ac' * 21845, end='')", "", stdin="")
+        assert edge.status == "ok", edge
+        assert ast.literal_eval(edge.value)[:2] == ("\u20ac" * (CAPTURE_KEEP // 4), 21845)
         # the ordinary call path is unchanged, and stdin needs empty args
         assert tuple(sb.run("def f(x):\n    return x + 1", "1")) == ("ok", "2", None)
         assert sb.run("print(1)", "1", stdin="").status == "rejected"

@@ -267,6 +267,8 @@ def test_parse_prediction_fence_last_wins():
     ans = "Draft:\n```output\n[1]\n```\nActually:\n```output\n[2, 4]\n```"
     assert parse_prediction("deduction", ans) == "[2, 4]"
     assert parse_prediction("abduction", "```input\n'a'\n```\nor\n```input\n'b', 2\n```") == "'b', 2"
+    # raw (as AZR pastes it): the last block too, unstripped
+    assert parse_prediction("abduction", "```input\n'a',\n 1\n```\nor\n```input\n'b', 2 \n```", raw=True) == "'b', 2 "
     assert parse_prediction("abduction", "```input\r\n'a'\r\n```") == "'a'"  # CRLF
     assert parse_prediction("deduction", "```Output\n  5  \n\n```") == "5"  # case, surrounding whitespace
 

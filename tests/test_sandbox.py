@@ -802,6 +802,26 @@ def test_checks_drop_runs_whose_azr_status_line_names_no_error(sb):
     assert sb.check_induction([(cand, [], ins, outs), (cand, [], ["1", "5"], ["2", "10"])]) == [False, True]
 
 
+def test_azr_status_line_is_the_last_line_stripped_and_cut():
+    """AZR's status is the traceback's last line (so the message's last line), stripped and cut like an output
+    (200 + "..." + 200 characters), and fails only when it contains "error" in any case."""
+    passes = sandbox.azr_status_passes
+    assert passes("ValueError: bad\nvalue") and not passes("Exception: fine\nan Error here")
+    assert passes("Exception: " + "a" * 250 + "error" + "a" * 250)   # the word falls in the cut middle
+    assert not passes("Exception: x\n" + " " * 5 + "a" * 195 + "error" + "a" * 300)   # stripped, then cut
+    assert passes(None) and passes("StopIteration: ") and not passes("KeyError: 'x'")
+
+
+def test_eval_text_fails_reads_the_text_as_azrs_eval():
+    """eval strips leading spaces and tabs only; text over MAX_VALUE_TEXT once stripped is left to the check (which
+    refuses it), but whitespace alone does not make it over-long."""
+    fails = sandbox.eval_text_fails
+    assert not fails(" [1]") and not fails("\t[1]\n") and fails("\n  [1]") and fails("[1]\n  ")
+    text = "[1," + " " * (sandbox.MAX_VALUE_TEXT - 5) + "2]"
+    assert len(text) == sandbox.MAX_VALUE_TEXT and fails(text + "\n  ") and not fails(text + "\n")
+    assert fails("[1]\n" + " " * sandbox.MAX_VALUE_TEXT) and not fails("[" + text + "\n  ")
+
+
 def test_checks_lost_to_sandbox_error_are_none(sb, monkeypatch):
     """A check whose child was lost (after the retry) is None, not wrong: AZR drops crashed checks from the mean."""
     def lost(req, seed):
