@@ -66,6 +66,11 @@ def test_flag_spellings_and_types():
     (["--lr=fast"], "--lr='fast' is not a valid float; give a number such as --lr=1e-06"),
     (["--tasks=deduction,inductoin"], "unknown task 'inductoin'; use a comma list of deduction, abduction, induction"),
     (["--tasks=deduction,deduction"], "names a task twice"),
+    (["--steps"], "flag --steps needs a value"),
+    (["--steps=0"], "--steps, --batch_size, --micro_batch, --group_size and --save_every must be positive"),
+    (["--save_every=0"], "must be positive"),
+    (["--lr=0"], "--clip_low, --clip_high and --kl_coef must be >= 0 and --lr > 0"),
+    (["--clip_low=-0.1"], "--clip_low, --clip_high and --kl_coef must be >= 0"),
 ])
 def test_bad_flags_one_line(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
@@ -73,6 +78,15 @@ def test_bad_flags_one_line(argv, words, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_help_prints_every_flag_and_the_presets(capsys):
+    for flag in ("-h", "--help"):
+        with pytest.raises(SystemExit) as e:
+            azr.parse_config(["--steps=3", flag])
+        out = capsys.readouterr().out
+        assert e.value.code == 0 and "class Config:" in out and "presets: {" in out
+        assert "kl_coef: float" in out and "Deliberate deviations" not in out  # the docstring up to that section
 
 
 def test_range_boundaries_accepted():
@@ -597,6 +611,17 @@ def test_seed_file_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")  # fields missing
     assert "not an AZR seed file" in capsys.readouterr().err
+    (tmp_path / "x_code_f_seed_io.jsonl").write_text('{"snippet": "def f(a):\\n    return a", "inputs": ["1"], '
+                                                     '"outputs": ["1"], "message": "m"}\n\n  \n')  # blank lines skipped
+    (tmp_path / "x_seed_io.jsonl").write_text('{"snippet": "def f(a):\\n    return a", "input": "1", "output": "1"}\n'
+                                              '{"snippet": "def f(a):\\n    return a", "inp\n')
+    with pytest.raises(SystemExit):
+        azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl")
+    err = capsys.readouterr().err
+    assert "x_seed_io.jsonl line 2 is not valid JSON (" in err and err.count("\n") == 1
+    (tmp_path / "x_seed_io.jsonl").write_text('\n{"snippet": "def f(a):\\n    return a", "input": "1", '
+                                              '"output": "1"}\n')
+    assert [len(b) for b in azr.load_seed_buffers(tmp_path / "x_seed_io.jsonl").values()] == [1, 1, 1]
 
 
 def test_seed_file_imports_must_be_a_list_of_lines(tmp_path, capsys):
@@ -933,7 +958,7 @@ def test_dump_step_rows(tmp_path):
         (0, "a0", True, {"e": 0}), (1, "a1", False, {"e": 1})]
 
 
-def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path):
+def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path, capsys):
     """save_checkpoint: a fresh temp folder renamed into place (a crashed save's leftovers never leak in), the latest
     pointer, weights + optimizer + buffers + tokenizer files, and state.json's step, config, world and RNG states.
     latest_checkpoint: the pointer, else the newest complete step folder; checkpoint_step checks the files."""
@@ -972,6 +997,15 @@ def test_save_checkpoint_layout_and_finding_it(tiny_ckpt, tmp_path):
     no_step = azr.zero_buffers()
     del no_step["induction"][0]["step"]
     assert "induction entry 0" in azr.buffers_problem(no_step)
+    assert azr.buffers_problem([]) == "not an object with the keys deduction, abduction, induction"
+    assert azr.buffers_problem({"deduction": [], "abduction": []}).startswith("not an object with the keys")
+    assert azr.buffers_problem(dict(azr.zero_buffers(), abduction={})) == "abduction is not a list"
+    (root / "step_000005" / "buffers.json").write_text(json.dumps(buffers))
+    assert azr.checkpoint_step(root / "step_000005") == 5
+    (root / "step_000005" / "model.safetensors").unlink()
+    with pytest.raises(SystemExit):
+        azr.checkpoint_step(root / "step_000005")
+    assert "is damaged (no model.safetensors)" in capsys.readouterr().err
 
 
 def test_keep_optim_drops_old_optimizer_state(tiny_ckpt, tmp_path, capsys):
@@ -1001,6 +1035,8 @@ def test_truncate_metrics_on_resume(tmp_path):
     path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "loss": 0.3}\n{"step": 4, "lo')
     azr.truncate_metrics(path, 2)
     assert [json.loads(r)["step"] for r in path.read_text().splitlines()] == [1, 2]
+    azr.truncate_metrics(tmp_path / "none.jsonl", 2)  # a run that died before its first step's line: nothing to do
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def test_prompt_cap_keeps_a_prompt_of_exactly_the_cap_in_both_roles():
@@ -1045,3 +1081,88 @@ def test_die_names_the_rank_for_a_failure_of_its_own(monkeypatch, capsys):
         with pytest.raises(SystemExit):
             azr.die("disk full", this_rank_only=own)
         assert capsys.readouterr().err.strip() == line
+
+
+def test_entry_words_each_stop(monkeypatch, capsys, tmp_path):
+    """entry(): Ctrl-C on a rank other than local 0 exits quietly (local rank 0 says it once); a gloo timeout is one
+    line naming this rank; other OSErrors and RuntimeErrors stay tracebacks (a bug, not the user's input)."""
+    import errno
+
+    def raising(exc):
+        def main(argv):
+            raise exc
+        return main
+    argv = [f"--out={tmp_path}"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(azr, "main", raising(KeyboardInterrupt()))
+    with pytest.raises(SystemExit) as e:
+        azr.entry(argv)
+    assert e.value.code == 2 and capsys.readouterr().err == ""
+    monkeypatch.setattr(azr, "main", raising(RuntimeError("[gloo] Timed out waiting 7200000ms for recv")))
+    with pytest.raises(SystemExit) as e:
+        azr.entry(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("azr.py: error: (rank 1) another rank stopped answering")
+    assert "rerun with --resume" in err and err.count("\n") == 0
+    for exc in (OSError(errno.EACCES, "Permission denied", "x"), RuntimeError("CUDA error: out of memory")):
+        monkeypatch.setattr(azr, "main", raising(exc))
+        with pytest.raises(type(exc)):
+            azr.entry(argv)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: a timeout is no other rank's fault
+    monkeypatch.setattr(azr, "main", raising(RuntimeError("Timed out")))
+    with pytest.raises(RuntimeError):
+        azr.entry(argv)
+
+
+def test_help_into_a_closed_pipe_says_nothing():
+    """`python azr.py --help | head -1`: the reader left before the text was written; exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, str(Path(azr.__file__)), "--help"], stdout=w, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_open_tracker_logs_numbers_to_the_chosen_backend(monkeypatch, tmp_path, capsys):
+    """--log=tensorboard / wandb: each gets the step's metrics (tensorboard: the numeric ones); a missing package is
+    one line saying what to install."""
+    import sys
+    import types
+    logged = []
+
+    class Writer:
+        def __init__(self, logdir):
+            logged.append(("dir", logdir))
+
+        def add_scalar(self, k, v, step):
+            logged.append((k, v, step))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    track = azr.open_tracker(azr.Config(log="tensorboard"), tmp_path)
+    track({"loss": 0.5, "step": 3, "note": "text"}, 3)
+    assert logged == [("dir", str(tmp_path / "tb")), ("loss", 0.5, 3), ("step", 3, 3)]
+    wandb = types.SimpleNamespace(init=lambda **kw: logged.append(("init", kw["project"], kw["dir"])),
+                                  log=lambda m, step: logged.append((m, step)))
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    logged.clear()
+    azr.open_tracker(azr.Config(log="wandb"), tmp_path)({"loss": 0.5}, 4)
+    assert logged == [("init", "nanoazr", str(tmp_path)), ({"loss": 0.5}, 4)]
+    assert azr.open_tracker(azr.Config(), tmp_path) is None
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.raises(SystemExit):
+        azr.open_tracker(azr.Config(log="wandb"), tmp_path)
+    err = capsys.readouterr().err
+    assert "--log=wandb needs a package that is not installed (wandb): pip install wandb" in err
+
+
+def test_rollout_of_no_prompts_generates_nothing(monkeypatch):
+    monkeypatch.setattr(azr, "generate", lambda *a, **k: pytest.fail("generate called without prompts"))
+    assert azr.rollout(None, [], azr.Config(), 0, 0) == []

@@ -277,6 +277,19 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     (broken / "config.json").write_text(json.dumps(dict(config, model_type="llama")))  # another architecture
     msg = one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o4'}"])
     assert "cannot load the model" in msg and "not 'qwen2'" in msg
+    (broken / "config.json").write_text(json.dumps(config))
+    tok_config = json.loads((broken / "tokenizer_config.json").read_text())
+    (broken / "tokenizer_config.json").write_text(json.dumps(dict(tok_config, eos_token=None, pad_token=None)))
+    msg = one_line_error(capsys, [f"--model={broken}", f"--out={tmp_path / 'o5'}"])
+    assert f"the tokenizer in {broken} has no eos token, so rollouts could never end" in msg
+    original_sandbox = azr.Sandbox
+
+    def unavailable(**kwargs):
+        raise azr.SandboxUnavailable("seccomp filter is written for Linux x86_64, this is linux aarch64")
+    monkeypatch.setattr(azr, "Sandbox", unavailable)
+    msg = one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={tmp_path / 'o6'}"])
+    assert msg == "azr.py: error: seccomp filter is written for Linux x86_64, this is linux aarch64"
+    monkeypatch.setattr(azr, "Sandbox", original_sandbox)
     # checked before --out is made: a bad run leaves no folder behind
     assert "--out is empty" in one_line_error(capsys, ["--out= "])
     assert "is a file, not a folder" in one_line_error(capsys, [f"--model={tiny_ckpt}", f"--out={blocker}"])
@@ -286,8 +299,42 @@ def test_bad_input_errors(tiny_ckpt, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NANOAZR_DATA", str(tmp_path / "no-data"))
     msg = one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--eval_every=5"])
     assert msg.startswith("azr.py: error: --eval_every=5 needs CRUXEval:") and "NANOAZR_DATA" in msg
+    (tmp_path / "data-without-cruxeval").mkdir()  # a folder, but no CRUXEval in it, and the hub unreachable
+    monkeypatch.setenv("NANOAZR_DATA", str(tmp_path / "data-without-cruxeval"))
+    import huggingface_hub
+
+    def offline(*a, **k):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
+    msg = one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--eval_every=5"])
+    assert msg.startswith("azr.py: error: --eval_every=5 needs CRUXEval: cruxeval-i: no file at ")
+    assert msg.endswith("(or pass --eval_every=0)") and "hub is unreachable" in msg
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    assert one_line_error(capsys, [f"--model={tiny_ckpt}", out, "--log=wandb"]) == \
+        "azr.py: error: --log=wandb needs a package that is not installed: pip install wandb"
     assert "unknown model name" in one_line_error(capsys, ["--model=qwen9-13b", out])
     assert not (tmp_path / "o").exists()
+
+
+def test_deterministic_flag_and_a_bad_distributed_timeout(tmp_path, capsys, monkeypatch):
+    """--deterministic turns on torch's deterministic algorithms (and cuBLAS's workspace setting) before anything
+    runs; under torchrun a NANOAZR_DIST_TIMEOUT_MIN that is no number is one line before any process group starts."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda on: calls.append(on))
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    one_line_error(capsys, [f"--out={blocker}"])
+    assert calls == [] and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    assert "is a file" in one_line_error(capsys, [f"--out={blocker}", "--deterministic"])
+    assert calls == [True] and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"),
+                        ("NANOAZR_DIST_TIMEOUT_MIN", "two hours")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # (this process's threads stay as they are)
+    monkeypatch.setattr(azr.dist, "init_process_group", lambda *a, **k: pytest.fail("process group started"))
+    assert one_line_error(capsys, [f"--out={tmp_path / 'o'}"]) == \
+        "azr.py: error: NANOAZR_DIST_TIMEOUT_MIN='two hours' is not a number of minutes (default 120)"
 
 
 def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypatch):
@@ -318,6 +365,12 @@ def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypat
         (ckpt / "step_000002" / "optim.pt").write_bytes(garbage)
         msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
         assert "step_000002 is damaged (optim.pt" in msg and "weights_only" not in msg
+    shutil.copy(ckpt / "step_000001" / "optim.pt", ckpt / "step_000002" / "optim.pt")
+    weights = (ckpt / "step_000002" / "model.safetensors").read_bytes()
+    (ckpt / "step_000002" / "model.safetensors").write_bytes(weights[:1000])  # a save cut short by a crash
+    msg = one_line_error(capsys, flags + ["--steps=3", "--resume"])
+    assert msg.startswith(f"azr.py: error: checkpoint {ckpt / 'step_000002'} is damaged (") and "truncated" in msg
+    assert msg.endswith("delete that folder to resume from the checkpoint before it")
     (ckpt / "latest").write_text("step_000002")
     shutil.rmtree(ckpt / "step_000002")  # as the message says: latest now names a deleted folder
     capsys.readouterr()
@@ -326,15 +379,25 @@ def test_damaged_or_unpointed_checkpoints(tiny_ckpt, tmp_path, capsys, monkeypat
 
 
 def test_fresh_run_moves_old_logs_aside(tiny_ckpt, tmp_path, monkeypatch):
-    """Logs of an earlier run that never saved a checkpoint are kept, out of the new run's metrics."""
+    """Logs of an earlier run that never saved a checkpoint are kept, out of the new run's metrics. (With --log=wandb:
+    the tracker gets each step's metrics line.)"""
+    import importlib.machinery
+    import types
     from model import load_tokenizer
     monkeypatch.setattr(azr, "rollout", scripted_rollout(load_tokenizer(str(tiny_ckpt))))
+    tracked = []
+    wandb = types.ModuleType("wandb")
+    wandb.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    wandb.init, wandb.log = lambda **kw: None, lambda m, step: tracked.append((m, step))
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     azr.main([f"--model={tiny_ckpt}", "--batch_size=2", "--seed_rounds=0", "--steps=1", "--save_every=5",
-              "--max_response_tokens=512", f"--out={out}"])
+              "--max_response_tokens=512", f"--out={out}", "--log=wandb"])
     assert len(read_metrics(out)) == 1 and read_metrics(out)[0]["loss"] != 0.5
+    ((logged, step),) = tracked
+    assert step == 1 and logged["step"] == 1 and logged.keys() == read_metrics(out)[0].keys()
     (old,) = out.glob("previous_*")
     assert (old / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.5}\n'
 
@@ -349,6 +412,9 @@ def test_full_disk_in_torch_save_is_an_oserror(tmp_path, monkeypatch):
     with pytest.raises(OSError) as e:
         azr.save_torch({}, tmp_path / "optim.pt")
     assert e.value.errno == errno.ENOSPC
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 0, 10 << 30))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # with room on the disk: torch's error, as it is
+        azr.save_torch({}, tmp_path / "optim.pt")
 
 
 def test_seed_file_contents_checked(tmp_path, capsys):
@@ -371,20 +437,42 @@ def test_seed_file_contents_checked(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- torchrun, 2 processes, gloo
 
+# azr.py with rank 0 slow to write the default tiny model: the other rank must wait for it (azr.main's barrier)
+SLOW_TINY_WORKER = r'''
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import azr, tiny
+make = tiny.make_tiny_checkpoint
+def slow(*args, **kwargs):
+    time.sleep(3)
+    return make(*args, **kwargs)
+tiny.make_tiny_checkpoint = slow
+azr.entry(sys.argv[2:])
+'''
+
+
 @pytest.mark.parametrize("fsdp", ["off", "on"])
 def test_torchrun_two_processes_one_step(fsdp, tiny_ckpt, tmp_path):
     """Ranks decode different numbers of steps: with FSDP this only works because generation runs on weights
-    gathered once per phase (no per-forward collectives)."""
+    gathered once per phase (no per-forward collectives). With FSDP the run uses the default tiny model, which rank 0
+    writes into --out (slowly here) while the other rank waits for it."""
     env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    if fsdp == "on":
+        script = tmp_path / "worker.py"
+        script.write_text(SLOW_TINY_WORKER)
+        program = [str(script), str(REPO)]  # no --model: the default tiny model (tiny_ckpt's weights)
+    else:
+        program = [str(REPO / "azr.py"), f"--model={tiny_ckpt}"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "azr.py"), f"--model={tiny_ckpt}", "--steps=1", f"--out={tmp_path}", "--batch_size=4",
+           *program, "--steps=1", f"--out={out}", "--batch_size=4",
            "--max_response_tokens=12", "--seed_rounds=0", "--sandbox_workers=1", f"--fsdp={fsdp}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (m,) = read_metrics(tmp_path)
+    (m,) = read_metrics(out)
     # both ranks' rollouts are gathered: every batch has its 4 sequences in the metrics
     assert all(m[f"{role}/{task}/count"] == 4 for role in azr.ROLES for task in azr.TASKS)
-    assert (tmp_path / "ckpt" / "step_000001" / "model.safetensors").is_file()
+    assert (out / "ckpt" / "step_000001" / "model.safetensors").is_file()
     assert proc.stdout.count("step 1 |") == 1  # rank 0 logs
 
 

@@ -112,3 +112,33 @@ def test_fsdp_adamw8bit_checkpoint_resumes_on_another_number_of_processes(tiny_c
                 q = {**e, **e[WRAPPED]}
                 assert e["step"] == 1  # bnb's rule: 8-bit state for tensors of >= 4096 values, fp32 below
                 assert (q["state1"].dtype == torch.uint8) == (q["state1"].numel() >= 4096)
+
+
+def test_reshard_skips_never_stepped_parameters_and_refuses_another_model(tmp_path, capsys):
+    """reshard_adamw8bit in-process, 2 saved ranks -> 1: a parameter that never had a gradient has no saved state and
+    gets none (bnb creates it at its next step); state whose rows do not fit this rank's parameter (another
+    model's checkpoint) is one line, not a shape error."""
+    cfg = azr.parse_config(["--optim=adamw8bit"])
+    shapes = [(128, 64), (8,), (4,)]  # 8-bit state (>= 4096 values per shard), fp32 state, never stepped
+    torch.manual_seed(0)
+    full = [torch.randn(s) for s in shapes]
+    for rank in range(2):
+        shard = [torch.nn.Parameter(x.chunk(2)[rank].clone()) for x in full]
+        opt = azr.make_optimizer(shard, cfg)
+        (shard[0].sum() + shard[1].square().sum()).backward()  # shard[2] gets no gradient
+        opt.step()
+        torch.save(opt.state_dict(), tmp_path / f"optim_rank{rank}.pt")
+    saved = full_state([tmp_path / "optim_rank0.pt", tmp_path / "optim_rank1.pt"])
+    assert sorted(saved) == [0, 1]
+    opt = azr.make_optimizer([torch.nn.Parameter(torch.zeros(s)) for s in shapes], cfg)
+    azr.reshard_adamw8bit(tmp_path, 2, opt, 0, 1)
+    state = opt.state_dict()["state"]
+    assert sorted(state) == [0, 1]
+    for j in (0, 1):
+        for i in (1, 2):
+            assert requantised(fp32(state[j], i), saved[j][i - 1]), (j, i)
+    other = azr.make_optimizer([torch.nn.Parameter(torch.zeros(s)) for s in [(96, 64), (8,), (4,)]], cfg)
+    with pytest.raises(SystemExit):
+        azr.reshard_adamw8bit(tmp_path, 2, other, 0, 1)
+    err = capsys.readouterr().err
+    assert "optimizer state of parameter 0 has (128, 64) in all, rows 0.. of it do not fit this rank's (96, 64)" in err

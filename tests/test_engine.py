@@ -253,7 +253,7 @@ def test_seeded_sampling_reproducible_with_logprobs(tiny_ckpt):
             assert torch.allclose(torch.tensor(lps), ref, atol=1e-4)
 
 
-def test_bad_input_errors(tiny_ckpt):
+def test_bad_input_errors(tiny_ckpt, tmp_path):
     qwen = Qwen2.from_pretrained(tiny_ckpt)
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         generate(qwen, [[1, 2], []], 4)
@@ -263,6 +263,11 @@ def test_bad_input_errors(tiny_ckpt):
         generate(qwen, [[1] * 8], 4, kv_cache_tokens=10)
     with pytest.raises(ValueError, match="token id -1 outside"):  # the id that is wrong, not the largest
         generate(qwen, [[5, -1]], 4)
+    short = Qwen2.from_pretrained(make_tiny_checkpoint(tmp_path / "short", max_position_embeddings=16))
+    with pytest.raises(ValueError, match="longest prompt \\+ max_new_tokens = 17 exceeds the model's "
+                                         "max_position_embeddings=16; lower max_new_tokens"):
+        generate(short, [[1, 2], [1] * 10], 7)
+    assert len(generate(short, [[1, 2], [1] * 10], 6, temperature=0)[1]) == 6  # 16 positions: fits
     for kwargs, words in [(dict(max_batch=0), "max_batch must be an int >= 1"),
                           (dict(block_size=0), "block_size must be an int >= 1"),
                           (dict(stop_token_ids=None), "stop_token_ids must be a list of int token ids"),
@@ -303,3 +308,27 @@ def test_default_kv_budget_counts_k_and_v(tiny_ckpt, monkeypatch):
     per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4  # fp32
     assert engine._default_kv_cache_tokens(qwen, "cuda") == int(0.6 * 1.2 * 10 ** 9) // per_token
     assert engine._default_kv_cache_tokens(qwen, "cpu") is None
+
+
+def test_cpu_transposed_weight_copies_only_up_to_2_gib(tiny_ckpt):
+    """A CPU decode keeps [in, out] copies of the projections for its few-row GEMMs, but not when they would take
+    over 2 GiB (a large model on the CPU); such a model's layers are then called as they are."""
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    cache = KVCache(qwen.config, 2, 32, "cpu", torch.float32, model=qwen)
+    assert len(cache.weight_t) == 7 * qwen.config.num_hidden_layers + 1  # q, k, v, o, gate, up, down + the tied head
+    big = torch.nn.Module()
+    big.lm_head = torch.nn.Linear(32768, 16384, bias=False, device="meta")  # 2 GiB of fp32, plus one more layer
+    big.extra = torch.nn.Linear(4, 4, device="meta")
+    assert KVCache(qwen.config, 2, 32, "cpu", torch.float32, model=big).weight_t == {}
+    big.extra = torch.nn.Identity()  # exactly 2 GiB still fits
+    assert set(KVCache(qwen.config, 2, 32, "cpu", torch.float32, model=big).weight_t) == {big.lm_head}
+
+
+def test_fsdp_lookup_without_torch_distributed(tiny_ckpt, monkeypatch):
+    """With a torch built without distributed, generation finds no FSDP modules instead of failing to import."""
+    import sys
+
+    import engine
+    qwen = Qwen2.from_pretrained(tiny_ckpt)
+    monkeypatch.setitem(sys.modules, "torch.distributed.fsdp", None)
+    assert engine._fsdp_modules(qwen) == []

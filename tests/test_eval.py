@@ -13,7 +13,7 @@ import torch
 
 from eval import code as codeeval
 from eval import cruxeval, data, mathscore, report, templates
-from eval.__main__ import OutputError, gold_completions, main, run_eval, score
+from eval.__main__ import ModelError, OutputError, gold_completions, main, run_eval, score
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -143,6 +143,13 @@ def test_templates():
     assert "\\boxed{}" in templates.math_prompt("qwen-boxed", "1+1?")
     text, prefilled = templates.code_prompt("qwen-boxed", "def f(x):\n    pass")
     assert prefilled and text.endswith("```python\n")
+    for template in ("azr", "azr_boxed"):  # the R1 template, the code read from the fenced answer
+        text, prefilled = templates.code_prompt(template, "def f(x):\n    pass\n")
+        assert not prefilled and text == (f"{templates.R1_PREAMBLE} User: {templates.CODE_INSTRUCTION}\n```\n"
+                                          "def f(x):\n    pass\n```\nAssistant:")
+    for bad in (lambda: templates.math_prompt("qwen", "1+1?"), lambda: templates.code_prompt("qwen", "def f(): pass")):
+        with pytest.raises(ValueError, match="unknown template 'qwen'; choose from azr, azr_boxed, qwen-boxed"):
+            bad()
 
 
 def test_code_prompt_uses_the_tokenizers_chat_template():
@@ -261,6 +268,32 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:   # a prefix of a flag is not that flag (--benchmark is no --benchmarks)
         main(["--model", "unused", "--benchmark", "aime24"])
     assert e.value.code == 2 and "unrecognized arguments: --benchmark aime24" in capsys.readouterr().err
+    for argv, words in ((["--model", "unused", "--benchmarks", "aime24,aime2024"],
+                         "unknown benchmark(s) aime2024; choose from"),
+                        (["--model", "unused", "--samples", "4"], "--samples N > 1 needs --temperature > 0"),
+                        (["--benchmarks", "aime24"], "--model is required (or use --check-gold)")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and words in capsys.readouterr().err, argv
+
+
+def test_run_eval_refuses_bad_arguments_and_broken_models(tiny_ckpt, data_dir, tmp_path):
+    """run_eval's own checks (the API azr.py and scripts call, without argparse's choices), and a model folder whose
+    weights do not load: one-line ModelErrors, before anything is generated or written."""
+    quick = dict(limit=1, max_new_tokens=1, sandbox_workers=1, progress=False)
+    with pytest.raises(ModelError, match="--dtype fp16: unknown; use auto, float32 or bfloat16"):
+        run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "a", dtype="fp16", **quick)
+    with pytest.raises(ModelError, match="--device tpu: unknown; use auto, cuda or cpu"):
+        run_eval(str(tiny_ckpt), ["aime24"], data_dir, tmp_path / "b", device="tpu", **quick)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in Path(tiny_ckpt).iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes((Path(tiny_ckpt) / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ModelError, match=rf"^--model {broken}: .*truncated or corrupt") as e:
+        run_eval(str(broken), ["aime24"], data_dir, tmp_path / "c", device="cpu", **quick)
+    assert "\n" not in str(e.value) and not (tmp_path / "c" / "results.json").exists()
+
 
 
 def test_device_and_dtype_flags(tiny_ckpt, data_dir, tmp_path, capsys, torch_path_one_thread):
@@ -408,6 +441,59 @@ def test_output_ok_sum_div_oracle():
     assert codeeval.output_ok("mbpp+", "sum_div", (8,), ("value", 7), ok(0), 0.0)
     assert not codeeval.output_ok("mbpp+", "sum_div", (8,), ("value", 7), ok(1), 0.0)
     assert not codeeval.output_ok("mbpp+", "g", (8,), ("value", 7), ok(0), 0.0)  # only for that task
+
+
+def test_output_ok_other_mbpp_oracles_and_fingerprints():
+    """Mbpp/581 and Mbpp/558 also accept their oracle's value; Mbpp/164 accepts anything; re.Match tasks compare
+    "is not None"; a huge output (fingerprinted by the driver) matches by its fingerprint alone."""
+    ok = lambda out, kind=None: ("ok", repr(out), kind or type(out).__name__, 0.0)  # noqa: E731
+    assert codeeval.output_ok("mbpp+", "surface_Area", (3, 4), ("value", 33), ok(35), 0.0)  # 9 + 6 * sqrt(18.25)
+    assert not codeeval.output_ok("mbpp+", "surface_Area", (3, 4), ("value", 33), ok(34), 0.0)
+    assert codeeval.output_ok("mbpp+", "digit_distance_nums", (123, 5), ("value", 4), ok(5), 0.0)  # 123 vs 005
+    assert not codeeval.output_ok("mbpp+", "digit_distance_nums", (123, 5), ("value", 4), ok(6), 0.0)
+    assert codeeval.output_ok("mbpp+", "are_equivalent", (36, 57), ("value", False), ok(True), 0.0)
+    assert not codeeval.output_ok("mbpp+", "g", (36, 57), ("value", False), ok(True), 0.0)
+    match = codeeval.expected_value("mbpp+", "check_str", ("ok", "<re.Match object; span=(0, 1)>", "Match", 0.0))
+    assert match == ("notnone", True)
+    assert codeeval.output_ok("mbpp+", "check_str", ("a",), match, ok("<re.Match object>", "Match"), 0.0)
+    assert not codeeval.output_ok("mbpp+", "check_str", ("a",), match, ok(None), 0.0)
+    assert codeeval.expected_value("humaneval+", "g", ("ok", "<re.Match>", "Match", 0.0))[0] == "value"  # MBPP only
+    big = codeeval.expected_value("humaneval+", "g", ("ok", "33220:7:9", "int-fingerprint", 0.0))
+    assert big == ("fingerprint", "int-fingerprint:33220:7:9")
+    assert codeeval.output_ok("humaneval+", "g", (), big, ("ok", "33220:7:9", "int-fingerprint", 0.0), 0.0)
+    assert not codeeval.output_ok("humaneval+", "g", (), big, ("ok", "33220:7:8", "int-fingerprint", 0.0), 0.0)
+    assert not codeeval.output_ok("humaneval+", "g", (), big, ("ok", "33220:7:9", "repr-fingerprint", 0.0), 0.0)
+    assert not codeeval.output_ok("humaneval+", "g", (), ("value", 1), ("ok", "<object>", "object", 0.0), 0.0)
+    unreadable = codeeval.expected_value("humaneval+", "g", ("ok", "<object at 0x1>", "object", 0.0))
+    assert not codeeval.output_ok("humaneval+", "g", (), unreadable, ("ok", "<object at 0x2>", "object", 0.0), 0.0)
+
+
+def test_code_runner_chunks_and_records(monkeypatch):
+    """run_job: an input too big to send is "excluded" (the others still run); a result over the sandbox's record cap
+    (bad_output) halves the inputs per call and retries; a result that is not the driver's records is no records."""
+    from sandbox import Result
+    calls = []
+
+    class Box:
+        def run(self, code, args):
+            inputs = codeeval.parse_value(args)[0]
+            calls.append(len(inputs))
+            if len(inputs) > 2:
+                return Result("bad_output", error="result record over the cap")
+            return Result("ok", repr([("ok", repr(a[0]), "int", 0.0) for a in inputs]))
+    runner = codeeval.CodeRunner(workers=1)
+    monkeypatch.setattr(runner, "sandbox", lambda limit: Box())
+    assert runner.run([]) == []
+    big = "x" * codeeval.MAX_INPUT_TEXT
+    records = runner.run_job(("def g(x):\n    return x", "g", [(1,), (2,), (big,), (4,), (5,), (6,), (7,)], 10.0))
+    assert [r[0] for r in records] == ["ok", "ok", "excluded", "ok", "ok", "ok", "ok"]
+    assert [r[1] for r in records if r[0] == "ok"] == ["1", "2", "4", "5", "6", "7"]
+    assert "over the sandbox's argument cap" in records[2][1]
+    assert calls == [2, 4, 2, 2], calls  # 2 before the big one; then 4 (over the cap) -> 2 + 2
+    assert codeeval._records(Result("ok", "[1, 2]")) is None  # not 4-tuples
+    assert codeeval._records(Result("ok", "('ok', '1', 'int', 0.0)")) is None  # one record, not a list of them
+    assert codeeval._records(Result("ok", "5")) is None
+    assert codeeval._records(Result("ok", "[('ok', '1', 'int', 0.5)]")) == [("ok", "1", "int", 0.5)]
 
 
 def test_code_time_budget_of_the_plus_run(monkeypatch):
@@ -624,6 +710,23 @@ def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
     assert codeeval.score_code(benchmark, [first], [numpy], code_runner, False)[0]["verdict"]
 
 
+def test_gold_completions_of_cruxeval_and_code_pass(data_dir, sandbox, code_runner):
+    """--check-gold's completions for CRUXEval and the code benchmarks (prefilled or not) score as correct
+    (test_eval_lcb checks LiveCodeBench's, and test_math_gold_passes_wrong_fails the math ones)."""
+    for benchmark, prefilled, task in (("cruxeval-i", False, None), ("cruxeval-o", False, None),
+                                       ("humaneval+", True, "HumanEval/0"), ("mbpp+", False, "Mbpp/2")):
+        items = [it for it in data.load_benchmark(benchmark, data_dir, None if task else 2) if task in (None, it["id"])]
+        scored = score(benchmark, items, gold_completions(benchmark, items, prefilled), sandbox, code_runner, prefilled)
+        assert len(items) in (1, 2) and all(s["verdict"] for s in scored), (benchmark, scored)
+
+
+def test_check_gold_cli_without_lcb(data_dir, capsys):
+    """`python -m eval --check-gold` on benchmarks that need no LiveCodeBench sandbox (none is made, none closed)."""
+    assert main(["--check-gold", "--benchmarks", "aime24", "--limit", "1", "--sandbox-workers", "1",
+                 "--data-dir", str(data_dir)]) == 0
+    assert "aime24: 1/1 (100.0%)" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # End to end with the tiny model
 
@@ -724,12 +827,87 @@ def test_read_jsonl_skips_blank_lines(tmp_path):
     assert data.read_jsonl(path) == [{"a": 1}, {"a": 2}]
 
 
+def test_read_json_lists_and_empty_files(tmp_path):
+    """A .json file is one JSON list of records; anything else, and a file without records, is a one-line error."""
+    path = tmp_path / "x.json"
+    path.write_text('[{"a": 1}, {"a": 2}]')
+    assert data.read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    for text, words in (('[{"a": 1},', r"x.json: not valid JSON \(.*\); re-download the file"),
+                        ('{"a": 1}', "x.json: expected a JSON list of records"), ("[]", "x.json: no records")):
+        path.write_text(text)
+        with pytest.raises(data.DataError, match=words):
+            data.read_jsonl(path)
+    (tmp_path / "blank.jsonl").write_text("\n \n")
+    with pytest.raises(data.DataError, match="blank.jsonl: no records"):
+        data.read_jsonl(tmp_path / "blank.jsonl")
+
+
+def test_parquet_files_and_malformed_records(tmp_path, monkeypatch):
+    """Parquet copies need pyarrow (one line without it); LiveCodeBench-Execution's whole call is cut to its
+    arguments (other text is kept as is); a record of the wrong shape is a one-line DataError naming the benchmark."""
+    import sys
+    import types
+    path = tmp_path / "lcbe.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(data.DataError, match=r"lcbe.parquet: parquet file needs pyarrow \(pip install pyarrow\)"):
+        data.load_benchmark("lcb-e", lcb_file=path)
+    rows = [{"id": 1, "code": "def g(a):\n    return a", "input": "g(a = 3)", "output": "3", "function_name": "g"},
+            {"id": 2, "code": "def g(a):\n    return a", "input": "a = 4", "output": "4", "function_name": "g"}]
+    table = types.SimpleNamespace(to_pylist=lambda: rows)
+    parquet = types.SimpleNamespace(read_table=lambda p: table if Path(p) == path else None)
+    monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(parquet=parquet))
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", parquet)
+    items = data.load_benchmark("lcb-e", lcb_file=path)
+    assert [(it["id"], it["code"], it["input"]) for it in items] == [("1", "def f(a):\n    return a", "a = 3"),
+                                                                     ("2", "def f(a):\n    return a", "a = 4")]
+    rows[1] = {"id": 3, "code": "x", "input": "no call here", "output": "1"}  # no function_name, and no call
+    with pytest.raises(data.DataError, match=r"lcbe.parquet: malformed record for lcb-e \(AttributeError"):
+        data.load_benchmark("lcb-e", lcb_file=path)
+    with pytest.raises(data.DataError, match="unknown benchmark 'aime'; choose from cruxeval-i,"):
+        data.raw_records("aime", tmp_path)
+
+
+def test_code_inputs_stored_as_json_text(tmp_path):
+    """Hub parquet copies of HumanEval+/MBPP+ store base_input/plus_input as JSON text; anything but a list (once
+    parsed) is a one-line error."""
+    record = {"task_id": "HumanEval/0", "prompt": "def g(x):\n", "entry_point": "g",
+              "canonical_solution": "    return x\n", "base_input": "[[1], [2]]", "plus_input": [[3]], "atol": 0}
+    (tmp_path / "humanevalplus").mkdir()
+    path = tmp_path / "humanevalplus" / "HumanEvalPlus.jsonl.gz"
+    import gzip
+    path.write_bytes(gzip.compress((json.dumps(record) + "\n").encode()))
+    (item,) = data.load_benchmark("humaneval+", tmp_path)
+    assert item["inputs"] == [[1], [2], [3]] and item["n_base"] == 2
+    path.write_bytes(gzip.compress((json.dumps({**record, "plus_input": "7"}) + "\n").encode()))
+    with pytest.raises(data.DataError, match="HumanEval/0 plus_input is a int, expected a list"):
+        data.load_benchmark("humaneval+", tmp_path)
+
+
 def test_math_extraction_and_gold_details():
     """The last <answer> tag wins; a trailing period is not part of a text answer; OlympiadBench's reference is the
     first element of final_answer."""
     assert mathscore.extract_answer("<answer>1</answer> hmm, no: <answer>2</answer>") == "2"
     assert mathscore.math_equal("\\text{Monday}", "Monday.")
     assert mathscore.gold_answer("olympiadbench", {"final_answer": ["$3$", "$4$"]}) == "3"
+    assert mathscore.last_boxed("so \\boxed{4}, or is it \\boxed") == "4"  # a bare last \\boxed: the box before
+    assert not mathscore.math_equal("3", "\\$")  # nothing left to parse once the currency sign goes
+    assert mathscore.math_equal("\\(\\frac{1}{2}\\)", "0.5")  # already delimited: parsed as it is
+    with pytest.raises(ValueError, match="no \\\\boxed{} in the 'solution' field"):
+        mathscore.gold_answer("math500", {"solution": "The answer is 3."})
+
+
+def test_math_verify_errors_are_not_a_match(monkeypatch):
+    """math-verify raising (on pathological input) while parsing or comparing means "not equal", never a crash."""
+    def boom(*a, **k):
+        raise RuntimeError("math-verify failed")
+    assert mathscore.math_equal("1/2", "0.5")
+    monkeypatch.setattr(mathscore, "verify", boom)
+    assert not mathscore.math_equal("1/2", "0.5")
+    monkeypatch.setattr(mathscore, "parse", boom)
+    assert mathscore._parse("1/2") == [] and not mathscore.math_equal("1/2", "0.5")
+    assert mathscore.math_equal("\\frac{1}{2}", "\\dfrac{1}{2}")  # the string fallback still matches
 
 
 def test_hub_download_prefers_the_test_split(tmp_path, monkeypatch):
@@ -747,6 +925,29 @@ def test_hub_download_prefers_the_test_split(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     items = data.load_benchmark("aime24", tmp_path)  # an existing folder without aime24/test.jsonl
     assert got == [("HuggingFaceH4/aime_2024", "data/test.jsonl")] and items[0]["answer"] == "2"
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo, repo_type=None: ["README.md", "x.py"])
+    with pytest.raises(data.DataError, match="aime24: hub repo HuggingFaceH4/aime_2024 has no jsonl/json/parquet file"):
+        data.load_benchmark("aime24", tmp_path)
+
+
+def test_lcb_from_the_hub(tmp_path, monkeypatch):
+    """Without --lcb-gen-file, lcb reads every release_v5 file from the hub, in order."""
+    import huggingface_hub
+    from eval import lcb
+    tests = json.dumps([{"input": "1\n", "output": "1\n", "testtype": "stdin"}])
+    record = {"question_content": "q", "starter_code": "", "public_test_cases": tests, "private_test_cases": "[]",
+              "metadata": "{}"}
+    got = []
+
+    def download(repo, filename, repo_type=None):
+        got.append((repo, filename, repo_type))
+        path = tmp_path / filename
+        path.write_text(json.dumps({**record, "question_id": filename}) + "\n")
+        return str(path)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    records, where = data.raw_records("lcb")
+    assert got == [(lcb.HUB_REPO, f, "dataset") for f in lcb.RELEASE_V5_FILES]
+    assert [r["question_id"] for r in records] == lcb.RELEASE_V5_FILES and where == f"{lcb.HUB_REPO} release_v5 (hub)"
 
 
 def test_default_template_knows_a_training_checkpoint_by_its_files(tmp_path):
@@ -813,6 +1014,9 @@ def test_complete_fits_the_context_and_regroups_samples(monkeypatch):
     assert seen["max_new_tokens"] == 8 and seen["skip"] is False
     assert seen["flat"] == [[1] * 5, [1] * 5, [1] * 12, [1] * 12]
     assert out == [["c0", "c1"], ["c2", "c3"]]
+    assert gen.complete(model, Tok(), [], 100) == []
+    with pytest.raises(ValueError, match="a prompt of 20 tokens does not fit the model's context of 20 tokens"):
+        gen.complete(model, Tok(), ["a" * 20, "b"], 5)
 
 
 def test_reference_runs_and_failures(tmp_path, monkeypatch):

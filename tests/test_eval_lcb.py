@@ -5,12 +5,13 @@ import ast
 import base64
 import json
 import pickle
+import re
 import zlib
 
 import pytest
 
 from eval import data, lcb, report
-from eval.__main__ import main, score
+from eval.__main__ import build_prompts, gold_completions, main, score
 from sandbox import CAPTURE_KEEP, Sandbox
 
 
@@ -76,6 +77,8 @@ def test_items_and_prompt(lcb_file):
     p = lcb.lcb_prompt(items[1])
     assert p.endswith("```\n\nAssistant: <think>") and "def addAll" in p and "\n\nQuestion: Add k" in p
     assert "Read the inputs from stdin" in lcb.lcb_prompt(items[0])
+    for template in ("azr", "qwen-boxed"):  # LCB always gets AZR's own prompt, whatever the model's template
+        assert build_prompts("lcb", items, template) == ([lcb.lcb_prompt(it) for it in items], False)
 
 
 def test_gold_passes_wrong_fails(lcb_file, lcb_box):
@@ -98,6 +101,7 @@ def test_stdout_comparison_follows_lcb():
     assert not lcb.stdout_ok("0.5\n", 4, "", "0.51")
     assert not lcb.stdout_ok("1\n2\n", 4, "", "1 2")           # line structure matters
     assert not lcb.stdout_ok("3\n4\n", 4, "", "3") and not lcb.stdout_ok("3\n", 2, "", "3\n4")  # extra/missing lines
+    assert not lcb.stdout_ok("abc\n", 4, "", "abd") and not lcb.stdout_ok("1 x\n", 4, "", "1.0 x")  # not numbers
     assert lcb.functional_ok("[1, 2]\n", 7, "", "[1,2]") and not lcb.functional_ok("[1, 2]", 6, "", "[2, 1]")
     assert lcb.functional_ok("2\n", 2, "", "2.0") and lcb.functional_ok("true\n", 5, "", "1")  # Python ==, as LCB
     assert not lcb.functional_ok("unequal\n", 8, "", "[]")
@@ -148,6 +152,10 @@ def test_check_gold_cli(lcb_file, capsys):
     assert main(["--check-gold", "--benchmarks", "lcb", "--lcb-gen-file", str(lcb_file),
                  "--sandbox-workers", "2"]) == 0
     assert "lcb: 3/3 (100.0%)" in capsys.readouterr().out
+    items = data.load_benchmark("lcb", lcb_gen_file=lcb_file)
+    items[1]["solution"] = None  # the official release ships none: --check-gold says so instead of scoring nothing
+    with pytest.raises(data.DataError, match=r"needs a `solution` field in every record, 1 lack one \(e.g. p2\)"):
+        gold_completions("lcb", items, False)
 
 
 def test_missing_and_malformed_files(tmp_path, capsys, monkeypatch):
@@ -172,6 +180,16 @@ def test_missing_and_malformed_files(tmp_path, capsys, monkeypatch):
     bad.write_text(json.dumps({**RECORDS[0], "public_test_cases": json.dumps(_tests([("1", "1")], "file"))}) + "\n")
     with pytest.raises(data.DataError, match=r"problem p1 has test types \['file', 'stdin'\]"):
         data.load_benchmark("lcb", lcb_gen_file=bad)
+    for fields, words in (({"public_test_cases": "[]", "private_test_cases": "[]"}, "problem p1 has no test cases"),
+                          ({"private_test_cases": 7}, "test cases are a int, expected JSON text"),
+                          ({"metadata": json.dumps({"func_name": ["f"]})},
+                           "problem p1 has a metadata func_name that is not text")):
+        bad.write_text(json.dumps({**RECORDS[0], **fields}) + "\n")
+        with pytest.raises(data.DataError, match=rf"record 1: {re.escape(words)}"):
+            data.load_benchmark("lcb", lcb_gen_file=bad)
+    # test cases already parsed (a json export of the dataset stores lists): used as they are
+    bad.write_text(json.dumps({**RECORDS[0], "private_test_cases": _tests([("5 5\n", "10\n")], "stdin")}) + "\n")
+    assert data.load_benchmark("lcb", lcb_gen_file=bad)[0]["tests"][1] == {"input": "5 5\n", "output": "10\n"}
     assert main(["--check-gold", "--benchmarks", "lcb", "--lcb-gen-file", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "x.json: file not found" in err and "\n" not in err
@@ -300,6 +318,24 @@ def test_problem_time_limit_is_lcbs_global_timeout():
     assert lcb.problem_limit_s(1) == 66 and lcb.problem_limit_s(10) == 615   # (timeout + 1) * tests + 5
 
 
+def test_problem_time_limit_stops_the_tests(monkeypatch):
+    """A problem's tests stop once its global limit is spent: before the next test, or after the last one."""
+    import types
+
+    from sandbox import Result
+    clock = [0.0]
+    monkeypatch.setattr(lcb, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    class Box:  # every test passes and takes `seconds`
+        def run(self, program, args, stdin=None):
+            clock[0] += seconds
+            return Result("ok", repr(("3\n", 2, "")))
+    for n, seconds, verdict in ((1, 60, (True, "")), (1, 100, (False, "over the 66 s problem limit")),
+                                (3, 100, (False, "test 2: over the 188 s problem limit"))):
+        clock[0] = 0.0
+        assert lcb.run_tests(_item("stdin", [("1 2", "3")] * n), "print(3)", Box()) == verdict, (n, seconds)
+
+
 def _item(kind, pairs, func=""):
     return {"id": "x", "kind": kind, "func_name": func, "tests": [{"input": i, "output": o} for i, o in pairs]}
 
@@ -344,3 +380,23 @@ def test_lcb_limits_and_module_level_imports(lcb_box):
         assert lcb.run_tests(item, lcb.program_for(item, code), lcb_box)[0], code
     big = "1" + "0" * 4999
     assert lcb.functional_ok(big + "\n", len(big) + 1, "", big) and not lcb.functional_ok("1\n", 2, "", big)
+
+
+def test_run_eval_on_lcb_with_the_tiny_model(tiny_ckpt, lcb_file, tmp_path, monkeypatch):
+    """`python -m eval --benchmarks lcb`: the model's completions are graded in LCB's own sandbox, which is closed
+    at the end; the results name the benchmark."""
+    from eval.__main__ import run_eval
+    monkeypatch.setenv("NANOAZR_KERNELS", "torch")
+    boxes = []
+
+    def recording_sandbox(workers=None):
+        box = Sandbox(workers=1, cpu_s=lcb.TEST_LIMIT_S, wall_s=lcb.TEST_LIMIT_S, repeat=1, selftest=False)
+        boxes.append(box)
+        return box
+    monkeypatch.setattr(lcb, "lcb_sandbox", recording_sandbox)
+    results = run_eval(str(tiny_ckpt), ["lcb"], None, tmp_path / "out", limit=1, max_new_tokens=4, sandbox_workers=1,
+                       progress=False, lcb_gen_file=lcb_file, device="cpu")
+    assert results["lcb"]["n"] == 1 and results["lcb"]["pass@1"] == 0.0
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert record["prompt"] == lcb.lcb_prompt(data.load_benchmark("lcb", lcb_gen_file=lcb_file)[0])
+    assert len(boxes) == 1 and boxes[0]._closed

@@ -76,6 +76,46 @@ def test_dispatch_reads_the_interpreter_flag(monkeypatch):
     assert kernels.backend("cpu") == "torch"
 
 
+def test_dispatch_without_triton(monkeypatch):
+    """An install without triton: auto takes the torch code even under TRITON_INTERPRET=1, and asking for triton
+    says what to install."""
+    import sys
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` raises ImportError
+    kernels._triton_importable.cache_clear()
+    try:
+        assert not kernels._triton_importable()
+        monkeypatch.setenv("NANOAZR_KERNELS", "auto")
+        assert kernels.backend("cpu") == "torch"
+        monkeypatch.setenv("NANOAZR_KERNELS", "triton")
+        with pytest.raises(RuntimeError, match="NANOAZR_KERNELS=triton but triton is not installed; pip install"):
+            kernels.backend("cpu")
+    finally:
+        kernels._triton_importable.cache_clear()
+
+
+def test_kernels_work_on_an_install_without_triton():
+    """The kernel modules import without triton (CPU-only installs) and every public function runs its torch code."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import torch, kernels\n"
+            "from kernels import attention, fused, logprobs, sampling\n"
+            "assert attention.triton is fused.triton is logprobs.triton is sampling.triton is None\n"
+            "assert kernels.backend('cpu') == 'torch' and not kernels.fused_layers('cpu')\n"
+            "x = torch.randn(3, 11)\n"
+            "assert torch.equal(kernels.sample(x, temperature=0)[0], x.argmax(-1))\n"
+            "h, w = torch.randn(4, 8), torch.randn(11, 8)\n"
+            "t = torch.tensor([0, 3, 10, 5])\n"
+            "want = torch.log_softmax(h @ w.T, -1).gather(1, t[:, None]).squeeze(1)\n"
+            "torch.testing.assert_close(kernels.token_logprobs(h, w, t), want)\n"
+            "print('ok')\n")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "NANOAZR_KERNELS": "auto"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr[-2000:]
+
+
 def test_import_is_cheap_and_not_the_hf_kernels_package():
     import subprocess
     import sys
@@ -355,6 +395,28 @@ def test_sample_rejects_bad_arguments():
         kernels.sample(x[0])
     with pytest.raises(ValueError, match="top_k"):
         kernels.sample(x, top_k=torch.tensor([1, 2, 3]))
+    for kwargs, words in ((dict(top_k=1.5), "top_k must be an integer >= 0"), (dict(top_k=-1), "top_k must be")):
+        with pytest.raises(ValueError, match=words):
+            kernels.sample(x, **kwargs)
+    with pytest.raises(ValueError, match="logits must be a float tensor, got torch.int64"):
+        kernels.sample(torch.ones(2, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"empty vocabulary \(V = 0\)"):
+        kernels.sample(torch.zeros(2, 0))
+
+
+def test_sample_takes_0d_knobs_and_strided_logits(backend):
+    """A 0-d tensor knob applies to every row; logits whose columns are not contiguous (a transposed view) sample
+    like their contiguous copy."""
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(0)).t()  # [6, 40], column stride 6
+    assert x.stride(-1) != 1
+    ids, logp = kernels.sample(x, temperature=torch.tensor(0.0))
+    assert torch.equal(ids, x.argmax(-1))
+    ref = torch.log_softmax(x.double(), -1).gather(1, ids[:, None]).squeeze(1)
+    torch.testing.assert_close(logp.double(), ref, atol=1e-5, rtol=0)
+    a = kernels.sample(x, top_k=torch.tensor(3), generator=torch.Generator().manual_seed(1))
+    b = kernels.sample(x.contiguous(), top_k=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1])
+    assert all(int(i) in x[r].topk(3).indices.tolist() for r, i in enumerate(a[0]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -537,6 +599,11 @@ def test_token_logprobs_api(backend):
         kernels.token_logprobs(hidden, weight, torch.full((6,), 50))
     with pytest.raises(ValueError, match="flatten"):
         kernels.token_logprobs(hidden[None], weight, targets)
+    with pytest.raises(ValueError, match=r"targets must be \[N\]=\[6\], got \(3,\)"):
+        kernels.token_logprobs(hidden, weight, targets[:3])
+    for temperature in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            kernels.token_logprobs(hidden, weight, targets, temperature=temperature)
 
 
 def test_same_loss_curve_as_naive(backend):

@@ -216,6 +216,22 @@ def test_one_line_errors(tmp_path, tiny_ckpt):
     assert "no tokenizer in" in error_of(lambda: load_tokenizer(notok), CheckpointError)
     badtok = variant("badtok", lambda f: open(f / "tokenizer.json", "w").write("{"))
     assert "tokenizer.json is not valid JSON" in error_of(lambda: load_tokenizer(badtok), CheckpointError)
+    oddtok = variant("oddtok", lambda f: open(f / "tokenizer.json", "w").write('{"version": "1.0"}'))  # no tokenizer
+    assert "cannot load the tokenizer in" in error_of(lambda: load_tokenizer(oddtok), CheckpointError)
+
+    def vocab_only(f):  # slow-tokenizer files only (no tokenizer.json to check first), and broken ones
+        os.remove(f / "tokenizer.json")
+        open(f / "vocab.json", "w").write("{}")
+    assert "cannot load the tokenizer in" in error_of(lambda: load_tokenizer(variant("vocab", vocab_only)),
+                                                      CheckpointError)
+
+    def other_keys(f):  # weights of another layout: one tensor missing, one the config knows nothing of
+        from safetensors.torch import load_file, save_file
+        state = load_file(f / "model.safetensors")
+        state["model.extra.weight"] = state.pop("model.norm.weight")
+        save_file(state, f / "model.safetensors")
+    msg = error_of(lambda: Qwen2.from_pretrained(variant("keys", other_keys)), CheckpointError)
+    assert "does not match its config.json: missing ['model.norm.weight'], unexpected ['model.extra.weight']" in msg
     assert "must be a floating torch.dtype" in error_of(lambda: Qwen2.from_pretrained(tiny_ckpt, dtype="bfloat16"),
                                                         ValueError)
     if not torch.cuda.is_available():
@@ -238,6 +254,15 @@ def test_full_disk_in_safetensors_is_an_oserror(tmp_path, tiny_ckpt, monkeypatch
     assert e.value.errno == errno.ENOSPC and not os.listdir(tmp_path / "out")  # no half-written file left
 
 
+    def broken(state, file, metadata=None):  # any other error stays what it is; the partial temp file goes
+        open(file, "wb").write(b"partial")
+        raise RuntimeError("Error while serializing: tensor is not contiguous")
+    monkeypatch.setattr(model, "save_file", broken)
+    with pytest.raises(RuntimeError, match="not contiguous"):
+        qwen.save_pretrained(tmp_path / "out")
+    assert not os.listdir(tmp_path / "out")
+
+
 def test_short_names():
     assert SHORT_NAMES["qwen2.5-7b"] == "Qwen/Qwen2.5-7B"
     assert SHORT_NAMES["qwen2.5-coder-7b"] == "Qwen/Qwen2.5-Coder-7B"
@@ -256,6 +281,10 @@ def test_tiny_checkpoint_deterministic_and_loadable(tmp_path, tiny_ckpt):
         assert open(os.path.join(tiny_ckpt, name), "rb").read() == open(os.path.join(again, name), "rb").read()
     other = Qwen2.from_pretrained(make_tiny_checkpoint(tmp_path / "other", seed=1, num_hidden_layers=3))
     assert other.config.num_hidden_layers == 3
+    with pytest.raises(TypeError, match=r"make_tiny_checkpoint got unknown config fields \['hidden'\]"):
+        make_tiny_checkpoint(tmp_path / "typo", hidden=32)
+    with pytest.raises(ValueError, match=r"vocab_size=64 is smaller than the tokenizer \(\d+ tokens\)"):
+        make_tiny_checkpoint(tmp_path / "small", vocab_size=64)
     tok = load_tokenizer(tiny_ckpt)
     qwen = Qwen2.from_pretrained(tiny_ckpt)
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token_id == tok.eos_token_id
@@ -370,6 +399,14 @@ def test_hub_name_with_a_partial_local_snapshot_downloads_the_rest(tmp_path, tin
     assert resolve_checkpoint("qwen2.5-0.5b") == str(tiny_ckpt) and calls == [True]
 
 
+    def offline_and_not_cached(repo_id, allow_patterns=None, local_files_only=False):
+        raise OSError("not in the cache" if local_files_only else "no network")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline_and_not_cached)
+    with pytest.raises(FileNotFoundError, match=r"^'qwen2.5-0.5b' is not a local folder and downloading "
+                                                r"Qwen/Qwen2.5-0.5B from the Hugging Face hub failed \(OSError\)"):
+        resolve_checkpoint("qwen2.5-0.5b")
+
+
 def test_a_snapshot_without_config_json_is_partial(tmp_path, tiny_ckpt):
     """A cached hub snapshot holding the weights but no config.json is not used as it is (the hub completes it)."""
     import model
@@ -377,3 +414,5 @@ def test_a_snapshot_without_config_json_is_partial(tmp_path, tiny_ckpt):
     assert not model._has_weights(str(tmp_path))
     shutil.copy(os.path.join(tiny_ckpt, "config.json"), tmp_path / "config.json")
     assert model._has_weights(str(tmp_path))
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": ')  # a download cut off mid-file
+    assert not model._has_weights(str(tmp_path))

@@ -187,3 +187,22 @@ def test_a_run_of_one_step_is_drawn(tmp_path, monkeypatch):
     a, b = write_run(tmp_path / "a", 1, 1.0), write_run(tmp_path / "b", 3, 1.0)
     assert plot.main([str(a), str(b), "--out", str(tmp_path / "c.png"), "--keys", "tokens_per_s"]) == 0
     assert sorted(drawn) == [(1, "o"), (3, None)]
+
+
+def test_grid_cells_without_a_panel_are_hidden(tmp_path, monkeypatch):
+    # 4 panels on a 2 x 3 grid: the 2 cells past the last panel show no empty axes
+    import matplotlib.axes
+    hidden = []
+    original = matplotlib.axes.Axes.set_visible
+
+    def record(self, visible):
+        hidden.append(visible)
+        return original(self, visible)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_visible", record)
+    a = write_run(tmp_path / "a", 3, 1.0)
+    keys = ["*/reward", "*/accuracy", "*/valid_rate", "tokens_per_s"]
+    assert plot.main([str(a), "--out", str(tmp_path / "four.png"), "--keys", *keys]) == 0
+    assert hidden.count(False) == 2
+    hidden.clear()
+    assert plot.main([str(a), "--out", str(tmp_path / "three.png"), "--keys", *keys[:3]]) == 0
+    assert hidden.count(False) == 0

@@ -1398,3 +1398,158 @@ def test_a_child_killed_by_a_realtime_signal_is_a_crash():
     assert (res.status, res.error) == ("crash", "killed by signal 40")
     res, _ = sandbox._verdict(dict(facts, signal=11), b"\x01", b"", b"", 1.0)
     assert (res.status, res.error) == ("crash", "killed by SIGSEGV")
+
+
+def test_verdict_of_malformed_or_empty_records():
+    """A record whose outcomes the trusted decoder cannot read, or that holds none, is bad_output, never a crash of
+    the check."""
+    import struct
+    facts = {"code": 0, "signal": 0, "killed": None, "wall": 0.0, "cpu": 0.0}
+    one = b"o" + b"i" + struct.pack("<I", 1) + b"7"
+    for body, error in ((b"x", "malformed result record (ValueError)"), (b"", "empty result record"),
+                        (b"e", "malformed result record (error)"),   # (struct.error)
+                        (one + b"?", "malformed result record (ValueError)")):
+        res, outcomes = sandbox._verdict(facts, b"\x01" + struct.pack("<I", len(body)) + body, b"", b"", 1.0)
+        assert (res.status, res.error, outcomes) == ("bad_output", error, []), body
+    res, outcomes = sandbox._verdict(facts, b"\x01" + struct.pack("<I", len(one)) + one, b"", b"", 1.0)
+    assert (res.status, res.value, outcomes) == ("ok", "7", [("ok", 7, "7")])
+
+
+def test_decoder_refuses_malformed_values():
+    """Every way a forged value record can be wrong (the child's bytes are untrusted): too deep, truncated, an int
+    that is not digits, a count past the end, a repeated dict key, an unknown tag, a cut-off string field."""
+    import struct
+    from sandbox import _decode, _decode_str
+    u32 = struct.Struct("<I").pack
+    one = b"i" + u32(1) + b"1"
+    deep = b"l" + u32(1)
+    for bad, words in ((deep * (sandbox.MAX_DEPTH + 1) + b"N", "too deep"), (b"s" + u32(5) + b"abc", "truncated"),
+                       (b"i" + u32(3) + b"1e5", "bad int"), (b"l" + u32(1 << 30), "bad count"),
+                       (b"D" + u32(2) + one + b"N" + one + b"T", "duplicate key"), (b"X", "bad tag")):
+        with pytest.raises(ValueError, match=words):
+            _decode(bad, 0)
+    assert _decode(deep * sandbox.MAX_DEPTH + b"N", 0)[0] is not None   # the deepest allowed nesting decodes
+    assert _decode(b"D" + u32(2) + one + b"N" + b"i" + u32(1) + b"2" + b"T", 0)[:2] == ({1: None, 2: True},
+                                                                                         "{1: None, 2: True}")
+    assert _decode_str(u32(2) + b"hi", 0) == ("hi", 6)
+    with pytest.raises(ValueError, match="truncated"):
+        _decode_str(u32(9) + b"hi", 0)
+
+
+def test_literal_parser_edges():
+    """parse_literal (gold and predicted values, never evaluated): real +/- imaginary complex numbers; no ** in a
+    dict, no sign on a non-number, no set/bytearray of the wrong argument, nothing nested past MAX_DEPTH."""
+    assert sandbox.parse_literal("1+2j") == (True, 1 + 2j) and sandbox.parse_literal("-1.5-2j") == (True, -1.5 - 2j)
+    assert sandbox.parse_literal("bytearray(b'ab')") == (True, bytearray(b"ab"))
+    for text in ("{**a}", "-'a'", "+[1]", "set(5)", "frozenset('ab')", "bytearray([1])", "1j+1"):
+        assert sandbox.parse_literal(text) == (False, None), text
+    depth = sandbox.MAX_DEPTH + 1   # lists nested this deep: the innermost one is at MAX_DEPTH (the outermost at 0)
+    assert sandbox.parse_literal("[" * depth + "]" * depth)[0]
+    assert sandbox.parse_literal("[" * (depth + 1) + "]" * (depth + 1)) == (False, None)
+
+
+def test_static_checks_of_unparsable_text(sb):
+    """Argument text that is no call's arguments is rejected before any child runs; a program that does not parse
+    rebinds (for the abduction check) every builtin an answer may call; `from <pure package>.<missing submodule>`
+    is left to fail at run time; an expression text that does not parse, or is over the cap, names no f."""
+    for args in ("1)", "1,,2", "(1"):
+        res = sb.run("def f(x):\n    return x", args)
+        assert (res.status, res.error) == ("rejected", "argument text does not parse as call arguments: SyntaxError")
+    assert sandbox.shadowed_builtins("def f(:\n") == sandbox.SAFE_CALLS
+    assert sandbox.shadowed_builtins("len = 3\ndef f(x):\n    return x") == {"len"}
+    code, _ = sandbox.azr_program("from collections.nosuch import x\ndef f(a):\n    return a")
+    assert code.startswith("from collections.nosuch import x")
+    assert sb.run(code, "1").status == "exception"
+    with pytest.raises(ValueError, match="cannot import 'nosuch' from 'collections'"):
+        sandbox.azr_program("from collections import nosuch\ndef f(a):\n    return a")
+    assert sandbox._names_f("f(1) + 2") and not sandbox._names_f("g(1)")
+    assert not sandbox._names_f("f(") and not sandbox._names_f("f(1)" + " " * sandbox.MAX_VALUE_TEXT)
+
+
+def test_same_on_values_too_deep_to_compare():
+    a, b = [], []
+    for _ in range(100_000):   # (only values built here from a record are compared; a RecursionError is no match)
+        a, b = [a], [b]
+    assert not sandbox._same(a, b) and sandbox._same([[1]], [[1]])
+
+
+def test_validate_second_call_and_b_zygote_failures(sb, monkeypatch):
+    """Validation calls f twice: a second call that raises is nondeterministic. A lost B (other hash seed) zygote
+    during validation is our failure (sandbox_error), not the program's."""
+    res = sb.validate("n = [0]\ndef f():\n    n[0] += 1\n    if n[0] > 1:\n        raise ValueError('again')\n"
+                      "    return 1", "")
+    assert res.status == "nondeterministic" and res.error.startswith("second call of f ")
+    assert res.error.endswith("ValueError: again")
+    execute = sb._execute
+
+    def b_lost(code, args, seed=sandbox.HASH_SEEDS[0], **kwargs):
+        if seed == sandbox.HASH_SEEDS[1]:
+            return Result("sandbox_error", error="zygote exited"), [], {}
+        return execute(code, args, seed=seed, **kwargs)
+    monkeypatch.setattr(sb, "_execute", b_lost)
+    res = sb.validate("def f(x):\n    return x + 1", "1")
+    assert (res.status, res.error) == ("sandbox_error", "zygote exited")
+
+
+def test_sandbox_lifecycle_edges(monkeypatch):
+    """Bad pool sizes are refused; a zygote that cannot start, or refuses to, is SandboxUnavailable; a closed Sandbox
+    answers sandbox_error; a zygote is replaced by a fresh one after RECYCLE_AFTER requests; run_many needs one stdin
+    text per item."""
+    for kwargs, words in ((dict(workers=-1), "need at least one worker"), (dict(repeat=3), "must be 1 or 2")):
+        with pytest.raises(ValueError, match=words):
+            Sandbox(selftest=False, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(sys, "executable", "/bin/false")   # an interpreter that exits at once
+        with pytest.raises(sandbox.SandboxUnavailable, match=r"sandbox zygote failed to start \(zygote exited\)"):
+            Sandbox(workers=1, selftest=False)
+    with monkeypatch.context() as m:
+        m.setattr(Sandbox, "_recv", lambda self, proc, deadline: [b'{"ok": false, "error": "no seccomp here"}'])
+        with pytest.raises(sandbox.SandboxUnavailable, match="sandbox zygote refused to start: no seccomp here"):
+            Sandbox(workers=1, selftest=False)
+    monkeypatch.setattr(sandbox, "RECYCLE_AFTER", 2)
+    with Sandbox(workers=1, selftest=False, repeat=1) as s:
+        pids = s.worker_pids()
+        assert [s.run("def f(x):\n    return x", str(i)).value for i in range(2)] == ["0", "1"]
+        assert s.run("def f(x):\n    return x", "2").value == "2"
+        assert len(pids) == 2 and pids[0] not in s.worker_pids()   # the A zygote served 2: replaced
+        with pytest.raises(ValueError, match="run_many: 1 stdin texts for 2 items"):
+            s.run_many([("print(1)", ""), ("print(2)", "")], stdin=["x"])
+    res = s.run("def f():\n    return 1", "")
+    assert (res.status, res.error) == ("sandbox_error", "Sandbox is closed")
+
+
+def test_zygote_pipe_deadline_and_closed_pipe():
+    """_recv: a zygote that says nothing by the deadline, or whose pipe another thread closed, is a lost worker."""
+    import types
+    r, w = os.pipe()
+    try:
+        with open(r, "rb", buffering=0) as out:
+            proc = types.SimpleNamespace(stdout=out)
+            with pytest.raises(sandbox._WorkerLost, match="zygote did not answer in time"):
+                Sandbox._recv(None, proc, time.monotonic())
+        with pytest.raises(sandbox._WorkerLost, match="zygote pipe: "):
+            Sandbox._recv(None, proc, time.monotonic() + 5)   # (out is closed now)
+    finally:
+        os.close(w)
+
+
+def test_selftest_cli():
+    """`python sandbox.py --selftest` (the install check in the README): the canary table, then "N/N as expected";
+    any other arguments print the usage."""
+    proc = subprocess.run([sys.executable, sandbox.__file__, "--selftest"], capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.strip().splitlines()
+    n = len(sandbox._CANARIES) + 1
+    assert proc.returncode == 0 and lines[0].split() == ["canary", "expected", "got", "detail"], proc.stdout
+    assert len(lines) == n + 2 and "MISMATCH" not in proc.stdout
+    assert lines[-1].startswith(f"{n}/{n} as expected in ") and "gold zygotes' ASLR: " in lines[-1]
+    proc = subprocess.run([sys.executable, sandbox.__file__], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip() == "usage: python sandbox.py --selftest"
+
+
+def test_selftest_cli_where_the_sandbox_cannot_run(monkeypatch, capsys):
+    def unavailable(**kwargs):
+        raise sandbox.SandboxUnavailable("seccomp filter is written for Linux x86_64, this is linux aarch64")
+    monkeypatch.setattr(sandbox, "Sandbox", unavailable)
+    assert sandbox._selftest_cli() == 1
+    assert capsys.readouterr().out == "sandbox unavailable: seccomp filter is written for Linux x86_64, this is linux " \
+        "aarch64\n"
