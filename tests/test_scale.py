@@ -91,7 +91,9 @@ def gold_or_not(text):
 eval.generation.complete = fake_complete
 with Sandbox(workers=1) as sandbox:
     acc = cruxeval.evaluate_cruxeval(None, None, sandbox, data_dir, limit=limit, rank=rank, world=world)
-print("RESULT", json.dumps({"rank": rank, "prompts": prompts, "acc": acc}), flush=True)
+# one write of one line (< PIPE_BUF, so atomic): print's separate writes of the parts interleaved with the other rank's
+sys.stdout.write("RESULT " + json.dumps({"rank": rank, "prompts": prompts, "acc": acc}) + "\n")
+sys.stdout.flush()
 dist.barrier()
 dist.destroy_process_group()
 '''
