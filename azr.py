@@ -57,9 +57,10 @@ Deliberate deviations from the official code (LeapLabTHU/Absolute-Zero-Reasoner,
     a predicted output that eval cannot parse as captured (a line break, then indentation). It calls a run failed
     only when its status (the traceback's last line) contains "error": a proposal whose f raises Exception,
     StopIteration or a class not named *Error, or fails AZR's own determinism check (two calls returning different
-    values, NaN included), is valid with gold output "" (unsolvable; azr-spec.md 3.1 and 8 say such runs fail
-    validation, but check_all returns `not "error" in status.lower()` and AZR's seed files hold such entries), and an
-    abduction check whose f raises such an exception has no verdict (None: dropped from the learnability mean).
+    values, NaN included), is valid with gold output "" (if it fails alike in the other hash seed's zygote;
+    unsolvable; azr-spec.md 3.1 and 8 say such runs fail validation, but check_all returns `not "error" in
+    status.lower()` and AZR's seed files hold such entries), and an abduction check whose f raises such an exception
+    has no verdict (None: dropped from the learnability mean).
     Not kept: AZR also drops such an induction pair from its candidate's mean, so a candidate that raises Exception
     wherever it is unsure scores 1 (a reward hack); here the pair fails. And a check whose last line contains
     `print(` (in the gold output or the pasted input) is executed whole with stdout as its result, so it gets no

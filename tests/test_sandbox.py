@@ -788,6 +788,18 @@ def test_check_induction(sb):                                      # D3
     assert sb.check_induction(items) == [True, False, False, True, False, False]
 
 
+def test_a_run_azr_keeps_without_output_must_fail_alike_in_the_other_zygote(sb):
+    """A proposal whose f raises Exception is valid with gold "" (as AZR's check_all), but only if it raises in the
+    other hash seed's zygote too: else whether it is valid would follow the hash seed (or the host's heap layout)."""
+    raises_always = "def f(x):\n    raise Exception('never')"
+    by_order = "def f(x):\n    if ''.join(set('abcdefgh'))[1] == 'f':\n        raise Exception('order')\n    return x"
+    res = sb.validate(raises_always, "1")
+    assert res.status == "exception" and sandbox.azr_valid_without_output(res)
+    res = sb.validate(by_order, "1")   # zygote A (hash seed 0) raises, zygote B (seed 1) returns 1
+    assert res.status == "nondeterministic" and "another hash seed" in res.error
+    assert not sandbox.azr_valid_without_output(res)
+
+
 def test_checks_drop_runs_whose_azr_status_line_names_no_error(sb):
     """AZR's executor reads a run as failed only when its status line (the traceback's last line) contains "error":
     a predicted input on which f raises Exception or StopIteration leaves its check with no verdict (None: dropped
