@@ -737,7 +737,7 @@ def check_answers(task, entries, texts, sandbox, format_required=True):
              "induction": sandbox.check_induction}[task]
     verdict = dict(zip(unique, check(jobs) if jobs else []))
     # None = the check was lost to a sandbox_error: dropped from a learnability mean, wrong for a trained answer
-    correct = [verdict.get((id(e), p), False) if c else False for e, p, c in zip(entries, predictions, checked)]
+    correct = [c and verdict.get((id(e), p), False) for e, p, c in zip(entries, predictions, checked)]
     return [ok for ok, _ in parsed], correct, len(jobs)
 
 
