@@ -669,7 +669,8 @@ def test_cuda_kernels_and_graph_capture():
 # ----------------------------------------------------------------------------------------------------------------
 # GPU compilation without a GPU: the interpreter does not type-check like the compiler does, so compile every
 # kernel at its GPU launch configuration through Triton's real pipeline (TTIR -> PTX -> cubin via the bundled
-# ptxas) for an H100 (sm_90). Runs in a subprocess because TRITON_INTERPRET=1 replaces @triton.jit.
+# ptxas) for an H100 (sm_90) and an A100 (sm_80), within each card's shared memory per block (a launch on the card
+# would fail with OutOfResources). Runs in a subprocess because TRITON_INTERPRET=1 replaces @triton.jit.
 
 _COMPILE_SCRIPT = r'''
 import triton
@@ -677,9 +678,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from kernels import attention as ka, fused as kf, logprobs as kl, sampling as ks
 
+SHARED_MAX = {80: 166912, 90: 232448}  # bytes of shared memory one block may use: A100, H100 (CUDA programming guide)
+
 def build(fn, sig, const, **opts):
-    k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options=opts)
-    assert "cubin" in k.asm, fn.__name__
+    for cc, limit in SHARED_MAX.items():
+        k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", cc, 32), options=opts)
+        assert "cubin" in k.asm, (fn.__name__, cc)
+        assert k.metadata.shared <= limit, (fn.__name__, cc, k.metadata.shared)
 
 for dt in ("*fp32", "*bf16"):
     for mass in (True, False):
@@ -734,7 +739,7 @@ print("compiled")
 '''
 
 
-def test_kernels_compile_for_h100(tmp_path):
+def test_kernels_compile_for_h100_and_a100(tmp_path):
     import subprocess
     import sys
     pytest.importorskip("triton")
