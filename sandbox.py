@@ -958,7 +958,8 @@ def _zygote_main(parent_pid, extra_modules):
     (out_r, out_w), (err_r, err_w), (rec_r, rec_w), (go_r, go_w), (pid_r, pid_w) = [os.pipe() for _ in range(5)]
     req_mem = os.memfd_create("nanoazr-request")
     zygote_pid = os.getpid()
-    if os.fork() == 0:
+    template = os.fork()
+    if template == 0:
         for fd in (req_fd, resp_fd, out_r, err_r, rec_r, go_w, pid_r):
             os.close(fd)
         _template(go_r, pid_w, (devnull, out_w, err_w, rec_w, req_mem), libc, fprog, zygote_pid)
@@ -969,9 +970,20 @@ def _zygote_main(parent_pid, extra_modules):
     while True:
         head = _read_exact(req_fd, 4)
         if head is None:
-            os._exit(0)   # the caller closed the pipe or died
+            break   # the caller closed the pipe (close(), a recycle) or died
         raw = _read_exact(req_fd, _U32.unpack(head)[0])
-        _send(resp_fd, *_supervise(json.loads(raw), raw, req_fd, (out_r, err_r, rec_r, req_mem, go_w, pid_r)))
+        reply = _supervise(json.loads(raw), raw, req_fd, (out_r, err_r, rec_r, req_mem, go_w, pid_r))
+        if reply is None:
+            break   # the caller left mid-request (the child is killed)
+        _send(resp_fd, *reply)
+    # Leave no orphan: EOF on its pipe makes the template reap the last child and exit, and we reap the template.
+    # An orphan goes to PID 1 or the nearest subreaper, and where that is the trainer (a container's entry point,
+    # `python azr.py` or torchrun) nothing ever reaps it: each recycled zygote (every RECYCLE_AFTER requests, so
+    # several times per zygote in a long AZR run) left one or two zombies (the template, and a last child it had not
+    # reaped yet) for the rest of the run.
+    os.close(go_w)
+    os.waitpid(template, 0)
+    os._exit(0)
 
 
 def _send(fd, header, *blobs):
@@ -984,7 +996,8 @@ def _send(fd, header, *blobs):
 
 def _supervise(req, raw, req_fd, fds):
     """Have the template fork one child for `raw` (the request's text), enforce wall time and output caps with
-    SIGKILL, read the exited child's status, have it reaped. -> (facts, record, stdout, stderr)."""
+    SIGKILL, read the exited child's status, have it reaped. -> (facts, record, stdout, stderr), or None when the
+    caller left meanwhile (the child is killed)."""
     out_r, err_r, rec_r, req_mem, go_w, pid_r = fds
     os.ftruncate(req_mem, 0)
     os.lseek(req_mem, 0, os.SEEK_SET)
@@ -1034,7 +1047,7 @@ def _supervise(req, raw, req_fd, fds):
         for fd, _ in poller.poll(left * 1000):
             if fd == req_fd:
                 os.kill(pid, signal.SIGKILL)
-                os._exit(0)
+                return None
             if fd == pidfd:
                 exited = True
             else:
@@ -1064,7 +1077,7 @@ def _template(go_r, pid_w, fds, libc, fprog, zygote_pid):
         me = os.getpid()
         while True:
             if os.read(go_r, 1) != b"f":
-                os._exit(0)   # the zygote exited
+                os._exit(0)   # the zygote is leaving (EOF) or died
             pid = os.fork()
             if pid == 0:
                 _child(fds, libc, fprog, me)
@@ -1469,9 +1482,14 @@ class Sandbox:
     def _kill(self, w):
         proc, w.proc, w.served = w.proc, None, 0
         if proc is not None:
-            proc.kill()
-            proc.wait()
+            # EOF first: the zygote then reaps its template and exits (a SIGKILL orphans the template, see
+            # _zygote_main); SIGKILL only for a zygote that does not exit (a lost one)
             proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             proc.stdout.close()
 
     def _recv(self, proc, deadline):

@@ -1530,6 +1530,30 @@ def test_sandbox_lifecycle_edges(monkeypatch):
     assert (res.status, res.error) == ("sandbox_error", "Sandbox is closed")
 
 
+def test_recycled_and_closed_zygotes_leave_no_zombies():
+    """A zygote replaced after RECYCLE_AFTER requests (several times per zygote in a long AZR run) or closed reaps
+    its template first. Killed outright, it orphaned the template, and where the trainer adopts orphans (a
+    container's PID 1: `python azr.py` or torchrun as the entry point; here a subreaper) each one stayed a zombie
+    for the rest of the run. A subprocess, so that pytest itself never adopts anything."""
+    script = ("import ctypes, os, sys, time\nsys.path.insert(0, sys.argv[1])\nimport sandbox\n"
+              "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n"   # PR_SET_CHILD_SUBREAPER: orphans come to us
+              "sandbox.RECYCLE_AFTER = 2\n"
+              "def kids():\n"
+              "    time.sleep(0.5)\n"   # (an orphan's PDEATHSIG and reparenting are asynchronous)
+              # (every thread's children: the zygotes are the spawner thread's, orphans the main thread's)
+              "    kids = [p for t in os.listdir('/proc/self/task')\n"
+              "            for p in open(f'/proc/{t}/task/{t}/children').read().split()]\n"
+              "    return sorted(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] for p in kids)\n"
+              "s = sandbox.Sandbox(workers=1, selftest=False, repeat=1)\n"
+              "for i in range(7):\n"
+              "    assert s.run('def f(x):\\n    return x', str(i)).value == str(i)\n"
+              "print(kids())\ns.close()\nprint(kids())\n")
+    out = subprocess.run([sys.executable, "-c", script, str(Path(sandbox.__file__).parent)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["['S', 'S']", "[]"]   # the two live zygotes (3 A recycles), then nothing
+
+
 def test_zygote_pipe_deadline_and_closed_pipe():
     """_recv: a zygote that says nothing by the deadline, or whose pipe another thread closed, is a lost worker."""
     import types
