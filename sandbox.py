@@ -66,6 +66,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -90,6 +91,13 @@ PRELOAD = ("math", "cmath", "re", "string", "collections", "collections.abc", "i
            "json", "textwrap", "unicodedata", "base64", "binascii", "zlib", "dataclasses", "enum", "abc", "queue",
            "keyword", "difflib", "pprint", "random", "time", "datetime", "calendar", "hashlib", "hmac", "secrets",
            "uuid", "threading", "socket", "subprocess", "signal", "platform", "mmap", "fcntl")
+
+# Model-written code often holds an invalid escape ("\d" in a plain string). The host parses such text (ast.parse,
+# file name "<unknown>") without running it: on Python 3.12+ each parse would print a SyntaxWarning into the run's
+# log, and under `-W error` (or PYTHONWARNINGS) the warning would become a SyntaxError and change the verdict. A
+# child's own warnings stay in its Result.stderr (zygotes start with a clean environment).
+for _category in (SyntaxWarning, DeprecationWarning):   # (DeprecationWarning up to Python 3.11)
+    warnings.filterwarnings("ignore", category=_category, module="<unknown>")
 
 
 class SandboxUnavailable(RuntimeError):
