@@ -684,10 +684,16 @@ def test_code_time_budget_per_run(monkeypatch):
 def test_code_gold_passes_wrong_fails(name, ids, data_dir, code_runner):
     benchmark = name
     items = [it for it in data.load_benchmark(benchmark, data_dir) if it["id"] in ids]
+    expect = [True] * len(items)
+    if benchmark == "humaneval+" and sys.version_info >= (3, 12):
+        # From Python 3.12 sum() of floats is compensated: the reference's Newton steps (through the task's `poly`)
+        # and the |poly(x)| <= 1e-4 check (EvalPlus's, also a sum) come out otherwise, and 7 of HumanEval/32's plus
+        # inputs fail, as in EvalPlus itself on 3.12 (README, Evaluation)
+        expect[1] = False
     for prefilled in (True, False):
         gold = codeeval.score_code(benchmark, items, [codeeval.gold_completion(benchmark, it, prefilled)
                                                       for it in items], code_runner, prefilled)
-        assert [s["verdict"] for s in gold] == [True] * len(items), [s["detail"] for s in gold]
+        assert [s["verdict"] for s in gold] == expect, [s["detail"] for s in gold]
     # wrong: off by one on the last input only (base passes, plus fails) / a crash / no code at all
     first = items[0]
     last = codeeval.py_source(list(first["inputs"][-1]))
@@ -1017,6 +1023,54 @@ def test_complete_fits_the_context_and_regroups_samples(monkeypatch):
     assert gen.complete(model, Tok(), [], 100) == []
     with pytest.raises(ValueError, match="a prompt of 20 tokens does not fit the model's context of 20 tokens"):
         gen.complete(model, Tok(), ["a" * 20, "b"], 5)
+
+
+def test_container_fingerprint_is_the_crc_of_every_items_repr():
+    """The driver fingerprints a big container 4,096 items per crc32 call (item by item, Mbpp/255's reference took
+    27 s of CPU and timed out): the same CRC as item by item, across batch boundaries, after subclasses and numpy
+    values become plain; any one item changed anywhere changes it."""
+    import collections
+    import zlib
+    import numpy as np
+    ns = {}
+    exec(codeeval.DRIVER.replace("ENTRY", "None"), ns)
+    P = collections.namedtuple("P", "x y")
+    out = [(i, str(i), [i * 0.5]) for i in range(9000)] + [P(1, 2), np.int64(7), (True, P(3, "a"))] * 10
+
+    def naive(items):
+        crc = 0
+        for item in items:
+            crc = zlib.crc32((repr(ns["_nanoazr_plain"](item)) + ",").encode(), crc)
+        return crc
+    plain = [(i, str(i), [i * 0.5]) for i in range(9000)] + [(1, 2), 7, (True, (3, "a"))] * 10
+    assert ns["_nanoazr_encode"](out) == (f"list:9030:{naive(plain)}", "container-fingerprint")
+    assert ns["_nanoazr_encode"](tuple(out))[0] == f"tuple:9030:{naive(plain)}"
+    d = {i: (i, P(i, i)) for i in range(5000)}
+    assert ns["_nanoazr_encode"](d)[0] == f"dict:5000:{naive([(i, (i, (i, i))) for i in range(5000)])}"
+    for k in (0, 4095, 4096, 9029):
+        changed = list(out)
+        changed[k] = (-1,)
+        assert ns["_nanoazr_encode"](changed) != ns["_nanoazr_encode"](out)
+
+
+def test_reference_cache_follows_the_driver(tmp_path, monkeypatch):
+    """Cached reference outputs are keyed by the driver that encoded them too: a cache from another version of the
+    encoding would fail every candidate."""
+    monkeypatch.setattr(codeeval, "CACHE_DIR", tmp_path)
+    item = {"id": "T/3", "entry_point": "g", "inputs": [(1,)], "n_base": 1, "atol": 0.0, "prompt": "",
+            "canonical_solution": "def g(x):\n    return 1\n"}
+    calls = []
+
+    class Runner:
+        def run(self, jobs):
+            calls.append(len(jobs))
+            return [[("ok", "1", "int", 0.1)] for _ in jobs]
+    for _ in range(2):
+        assert codeeval.reference_outputs("humaneval+", [item], Runner())["T/3"]["ok"]
+    assert calls == [1]   # the second came from the cache
+    monkeypatch.setattr(codeeval, "DRIVER", codeeval.DRIVER + "\n")
+    codeeval.reference_outputs("humaneval+", [item], Runner())
+    assert calls == [1, 1] and len(list(tmp_path.iterdir())) == 2
 
 
 def test_reference_runs_and_failures(tmp_path, monkeypatch):
