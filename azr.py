@@ -1366,7 +1366,13 @@ def open_tracker(cfg, out):
         if cfg.log == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(out / "tb"))
-            return lambda m, step: [writer.add_scalar(k, v, step) for k, v in m.items() if isinstance(v, (int, float))]
+
+            def log(m, step):  # flushed each step: the writer's own flush (every 120 s) dies with the process
+                for k, v in m.items():
+                    if isinstance(v, (int, float)):
+                        writer.add_scalar(k, v, step)
+                writer.flush()
+            return log
         if cfg.log == "wandb":
             import wandb
             wandb.init(project="nanoazr", config=dataclasses.asdict(cfg), dir=str(out))

@@ -1133,8 +1133,8 @@ def test_help_into_a_closed_pipe_says_nothing():
 
 
 def test_open_tracker_logs_numbers_to_the_chosen_backend(monkeypatch, tmp_path, capsys):
-    """--log=tensorboard / wandb: each gets the step's metrics (tensorboard: the numeric ones); a missing package is
-    one line saying what to install."""
+    """--log=tensorboard / wandb: each gets the step's metrics (tensorboard: the numeric ones, flushed); a missing
+    package is one line saying what to install."""
     import sys
     import types
     logged = []
@@ -1145,10 +1145,13 @@ def test_open_tracker_logs_numbers_to_the_chosen_backend(monkeypatch, tmp_path, 
 
         def add_scalar(self, k, v, step):
             logged.append((k, v, step))
+
+        def flush(self):  # (each step: what the writer holds is lost when the run ends or dies)
+            logged.append("flush")
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
     track = azr.open_tracker(azr.Config(log="tensorboard"), tmp_path)
     track({"loss": 0.5, "step": 3, "note": "text"}, 3)
-    assert logged == [("dir", str(tmp_path / "tb")), ("loss", 0.5, 3), ("step", 3, 3)]
+    assert logged == [("dir", str(tmp_path / "tb")), ("loss", 0.5, 3), ("step", 3, 3), "flush"]
     wandb = types.SimpleNamespace(init=lambda **kw: logged.append(("init", kw["project"], kw["dir"])),
                                   log=lambda m, step: logged.append((m, step)))
     monkeypatch.setitem(sys.modules, "wandb", wandb)
