@@ -15,8 +15,9 @@ Scoring follows EvalPlus, the harness AZR used (azr-spec.md 9.1):
 
 How a program runs: the sandbox calls `f(inputs)` on a program made of the candidate code and a small driver `f`
 (below) that calls the entry point on each input (deep-copied), and returns, per input, the status, the repr of the
-output, its type name and the elapsed time. Only that plain data crosses back; the comparison is done here on values
-rebuilt from the reprs with a literal-only parser (never `eval`), so an output object cannot fake equality.
+output, its type name, the elapsed time and the driver's own time on it (deep copy, encoding). Only that plain data
+crosses back; the comparison is done here on values rebuilt from the reprs with a literal-only parser (never `eval`),
+so an output object cannot fake equality.
 Inputs go to the child in chunks that fit the sandbox's argument cap, each call working at most CALL_BUDGET_S
 before returning; a chunk whose result is too big for the sandbox is halved and retried.
 """
@@ -93,7 +94,8 @@ def _nanoazr_encode(out):
     if isinstance(out, (list, tuple, set, frozenset, dict)) and len(out) > BIG:
         # the CRC of "repr(item)," for every item, 4,096 items per crc32 call. The cost counts against the call's
         # CPU limit (not the input's time): Mbpp/255's ~900 MB of item reprs took 27 s item by item on a 2-core
-        # VM, over the 26 s limit of its tier, so the reference solution itself timed out; batched, ~12 s.
+        # VM, over the 26 s limit of its tier, so the reference solution itself timed out; batched, ~12 s, which
+        # the record's last field reports and call_limit provides for.
         items, crc = iter(out.items() if isinstance(out, dict) else out), 0
         while True:
             batch = [repr(_nanoazr_plain(item)) for item in _itertools.islice(items, 4096)]
@@ -118,17 +120,19 @@ def f(_nanoazr_inputs, _nanoazr_budget):
     import time as _time
     _records, _start = [], _time.perf_counter()
     for _args in _nanoazr_inputs:
-        if _records and _time.perf_counter() - _start > _nanoazr_budget:
+        _tc = _time.perf_counter()
+        if _records and _tc - _start > _nanoazr_budget:
             break  # out of this call's time budget: the caller sends the remaining inputs again
         _args = _copy.deepcopy(_args)
         _t0 = _time.perf_counter()
         try:
             _out = _nanoazr_entry(*_args)
-            _elapsed = _time.perf_counter() - _t0
+            _t1 = _time.perf_counter()
             _text, _kind = _nanoazr_encode(_out)
-            _records.append(("ok", _text, _kind, _elapsed))
+            # (the last field: the driver's own time on this input, which the input's time limit leaves out)
+            _records.append(("ok", _text, _kind, _t1 - _t0, _t0 - _tc + _time.perf_counter() - _t1))
         except BaseException as _e:
-            _records.append(("error", type(_e).__name__, "", _time.perf_counter() - _t0))
+            _records.append(("error", type(_e).__name__, "", _time.perf_counter() - _t0, _t0 - _tc))
             break  # the task has failed; skip its remaining inputs
     return _records
 '''.replace("BIG", str(BIG))
@@ -297,7 +301,7 @@ def _is_floats(x) -> bool:
 
 def expected_value(benchmark: str, entry_point: str, record):
     """What a reference record is compared by: ("fingerprint", text), ("notnone", bool) or ("value", value)."""
-    status, text, kind, _ = record
+    status, text, kind = record[:3]
     if kind.endswith("fingerprint"):
         return ("fingerprint", kind + ":" + text)
     if benchmark == "mbpp+" and entry_point in MBPP_NOT_NONE and kind != "bool":
@@ -307,8 +311,8 @@ def expected_value(benchmark: str, entry_point: str, record):
 
 
 def output_ok(benchmark: str, entry_point: str, args, expected, record, atol: float) -> bool:
-    """Does one candidate record ("ok", text, kind, seconds) match `expected` (from expected_value)?"""
-    status, text, kind, _ = record
+    """Does one candidate record ("ok", text, kind, seconds, ...) match `expected` (from expected_value)?"""
+    status, text, kind = record[:3]
     if status != "ok":
         return False
     how, exp = expected
@@ -351,12 +355,16 @@ def output_ok(benchmark: str, entry_point: str, args, expected, record, atol: fl
 # Running programs in the sandbox
 # ----------------------------------------------------------------------------------------------------------------
 
-def call_limit(input_limit: float) -> float:
-    """CPU limit of one sandbox call whose inputs may each take up to `input_limit` seconds. One run of f does at most
-    the budget plus one input; the limit is twice that (plus 2 s) so that the per-input time limits, enforced inside
+def call_limit(input_limit: float, overhead: float = 0.0) -> float:
+    """CPU limit of one sandbox call whose inputs may each take up to `input_limit` seconds, and the driver up to
+    `overhead` seconds more on one input (deep copy, encoding: the reference's, which the input's time leaves out;
+    Mbpp/255's 1.7M tuples take ~12 s to encode after 0.8 s in the function, and its tier's 26 s left the reference
+    a 2x margin). One run of f does at most the budget plus one input and its overhead; the limit is twice that
+    (plus 2 s, which covers an overhead's fraction of a second) so that the per-input time limits, enforced inside
     the call, decide every verdict and the sandbox's CPU limit is only a backstop. (CodeRunner's sandboxes call f once,
     repeat=1.)"""
-    tier = next((t for t in LIMIT_TIERS if t >= input_limit), LIMIT_TIERS[-1])
+    need = input_limit + int(overhead)
+    tier = next((t for t in LIMIT_TIERS if t >= need), LIMIT_TIERS[-1])
     return 2 * (CALL_BUDGET_S + tier) + 2
 
 
@@ -387,8 +395,8 @@ class CodeRunner:
             self._sandboxes = {}
 
     def run(self, jobs: list[tuple]) -> list[list]:
-        """jobs: (program, entry_point, inputs, input_limit_s). Returns per job one record (status, text, kind,
-        seconds) per input, in order (see run_job)."""
+        """jobs: (program, entry_point, inputs, input_limit_s, overhead_s) (see call_limit). Returns per job one
+        record (status, text, kind, seconds, the driver's seconds) per input, in order (see run_job)."""
         if not jobs:
             return []
         with ThreadPoolExecutor(min(len(jobs), 2 * self.workers)) as pool:
@@ -400,9 +408,9 @@ class CodeRunner:
         The job stops at its first failing input (the rest get ("skipped", ...)); a killed call (CPU/wall limit,
         memory) fails it at that point. A result over the sandbox's record cap halves `size` and retries. An input
         whose source text is longer than the sandbox's argument cap cannot be sent: ("excluded", ...)."""
-        program, entry, inputs, input_limit = job
+        program, entry, inputs, input_limit, overhead = job
         cap = MAX_INPUT_TEXT - 16
-        limit = call_limit(input_limit)
+        limit = call_limit(input_limit, overhead)
         sb = self.sandbox(limit)
         code = program + "\n" + DRIVER.replace("ENTRY", entry)
         srcs = [py_source(list(a)) for a in inputs]
@@ -411,7 +419,7 @@ class CodeRunner:
             pos = len(records)
             if len(srcs[pos]) + 2 > cap:  # too big to send: skipped for the reference and for every candidate
                 records.append(("excluded", f"input source is {len(srcs[pos])} characters, over the sandbox's "
-                                            "argument cap", "", 0.0))
+                                            "argument cap", "", 0.0, 0.0))
                 continue
             hi, total = pos, 2
             while hi < len(srcs) and hi - pos < size and total + len(srcs[hi]) + 2 <= cap:
@@ -423,7 +431,7 @@ class CodeRunner:
                 size = max(1, (hi - pos) // 2)
                 continue
             if not got:  # timeout, memory, crash, rejected, ...: the task fails at this input
-                got = [(res.status, str(res.error or "")[:200], "", limit)]
+                got = [(res.status, str(res.error or "")[:200], "", limit, 0.0)]
             records += got[:hi - pos]
             if records[-1][0] != "ok":
                 break
@@ -440,14 +448,14 @@ def _records(res):
     if not isinstance(value, (list, tuple)):
         return None
     records = [tuple(r) if isinstance(r, (list, tuple)) else () for r in value]
-    if not all(len(r) == 4 and isinstance(r[0], str) and isinstance(r[1], str) and isinstance(r[2], str)
-               and isinstance(r[3], (int, float)) for r in records):
+    if not all(len(r) == 5 and isinstance(r[0], str) and isinstance(r[1], str) and isinstance(r[2], str)
+               and isinstance(r[3], (int, float)) and isinstance(r[4], (int, float)) for r in records):
         return None
     return records
 
 
 def _pad_records(records: list, n: int) -> list:
-    return records + [("skipped", "", "", 0.0)] * (n - len(records))
+    return records + [("skipped", "", "", 0.0, 0.0)] * (n - len(records))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -455,8 +463,9 @@ def _pad_records(records: list, n: int) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 def reference_outputs(benchmark: str, items: list[dict], runner: CodeRunner) -> dict:
-    """{task id: {"expected": [expected_value per input], "time": [seconds per input], "ok": bool}} for the
-    reference solutions, computed once in the sandbox and cached under $NANOAZR_CACHE (default ~/.cache/nanoazr)."""
+    """{task id: {"expected": [expected_value per input], "time": [seconds per input], "overhead": [the driver's
+    seconds per input], "ok": bool}} for the reference solutions, computed once in the sandbox and cached under
+    $NANOAZR_CACHE (default ~/.cache/nanoazr)."""
     todo, out = [], {}
     for it in items:
         # (DRIVER: the outputs' encoding; a cache from another version of it would fail every candidate)
@@ -469,7 +478,7 @@ def reference_outputs(benchmark: str, items: list[dict], runner: CodeRunner) -> 
         else:
             todo.append((it, path))
     if todo:
-        jobs = [(it["prompt"] + it["canonical_solution"], it["entry_point"], it["inputs"], TASK_LIMIT_S)
+        jobs = [(it["prompt"] + it["canonical_solution"], it["entry_point"], it["inputs"], TASK_LIMIT_S, 0.0)
                 for it, _ in todo]
         for (it, path), records in zip(todo, runner.run(jobs)):
             entry = {"records": [list(r) for r in records],
@@ -481,7 +490,7 @@ def reference_outputs(benchmark: str, items: list[dict], runner: CodeRunner) -> 
                 os.replace(tmp, path)
             out[it["id"]] = entry
     by_id = {it["id"]: it for it in items}
-    return {tid: {"ok": e["ok"], "time": [r[3] for r in e["records"]],
+    return {tid: {"ok": e["ok"], "time": [r[3] for r in e["records"]], "overhead": [r[4] for r in e["records"]],
                   "expected": [expected_value(benchmark, by_id[tid]["entry_point"], tuple(r)) for r in e["records"]]}
             for tid, e in out.items()}
 
@@ -491,10 +500,11 @@ def score_code(benchmark: str, items: list[dict], completions: list[str], runner
     """One {"extracted", "verdict", "base", "detail"} per (item, completion); verdict = passes base and plus."""
     refs = reference_outputs(benchmark, list({it["id"]: it for it in items}.values()), runner)
     programs = [candidate_program(it, c, prefilled) for it, c in zip(items, completions)]
-    # per-input limits as EvalPlus: max(10 s, 8 x the reference's time); the sandbox call limit follows the largest
+    # per-input limits as EvalPlus: max(10 s, 8 x the reference's time); the sandbox call limit follows the largest,
+    # and the reference's largest driver overhead (a correct output costs a candidate the same to encode)
     limits = {tid: [max(MIN_TIME_LIMIT_S, TIME_FACTOR * t) for t in ref["time"]] for tid, ref in refs.items()}
-    all_records = runner.run([(p, it["entry_point"], it["inputs"], max(limits[it["id"]], default=MIN_TIME_LIMIT_S))
-                              for p, it in zip(programs, items)])
+    all_records = runner.run([(p, it["entry_point"], it["inputs"], max(limits[it["id"]], default=MIN_TIME_LIMIT_S),
+                               max(refs[it["id"]]["overhead"], default=0.0)) for p, it in zip(programs, items)])
     scored = []
     for it, prog, records in zip(items, programs, all_records):
         ref = refs[it["id"]]

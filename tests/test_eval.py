@@ -480,20 +480,22 @@ def test_code_runner_chunks_and_records(monkeypatch):
             calls.append(len(inputs))
             if len(inputs) > 2:
                 return Result("bad_output", error="result record over the cap")
-            return Result("ok", repr([("ok", repr(a[0]), "int", 0.0) for a in inputs]))
+            return Result("ok", repr([("ok", repr(a[0]), "int", 0.0, 0.0) for a in inputs]))
     runner = codeeval.CodeRunner(workers=1)
     monkeypatch.setattr(runner, "sandbox", lambda limit: Box())
     assert runner.run([]) == []
     big = "x" * codeeval.MAX_INPUT_TEXT
-    records = runner.run_job(("def g(x):\n    return x", "g", [(1,), (2,), (big,), (4,), (5,), (6,), (7,)], 10.0))
+    records = runner.run_job(("def g(x):\n    return x", "g", [(1,), (2,), (big,), (4,), (5,), (6,), (7,)], 10.0,
+                              0.0))
     assert [r[0] for r in records] == ["ok", "ok", "excluded", "ok", "ok", "ok", "ok"]
     assert [r[1] for r in records if r[0] == "ok"] == ["1", "2", "4", "5", "6", "7"]
     assert "over the sandbox's argument cap" in records[2][1]
     assert calls == [2, 4, 2, 2], calls  # 2 before the big one; then 4 (over the cap) -> 2 + 2
-    assert codeeval._records(Result("ok", "[1, 2]")) is None  # not 4-tuples
-    assert codeeval._records(Result("ok", "('ok', '1', 'int', 0.0)")) is None  # one record, not a list of them
+    assert codeeval._records(Result("ok", "[1, 2]")) is None  # not 5-tuples
+    assert codeeval._records(Result("ok", "('ok', '1', 'int', 0.0, 0.0)")) is None  # one record, not a list of them
     assert codeeval._records(Result("ok", "5")) is None
-    assert codeeval._records(Result("ok", "[('ok', '1', 'int', 0.5)]")) == [("ok", "1", "int", 0.5)]
+    assert codeeval._records(Result("ok", "[('ok', '1', 'int', 0.5)]")) is None  # the driver's time is missing
+    assert codeeval._records(Result("ok", "[('ok', '1', 'int', 0.5, 0.1)]")) == [("ok", "1", "int", 0.5, 0.1)]
 
 
 def test_code_time_budget_of_the_plus_run(monkeypatch):
@@ -503,7 +505,8 @@ def test_code_time_budget_of_the_plus_run(monkeypatch):
             "canonical_solution": ""}
     ref = ("ok", "1", "int", 2.0)
     monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/0": {
-        "ok": True, "time": [2.0] * 12, "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
+        "ok": True, "time": [2.0] * 12, "overhead": [0.0] * 12,
+        "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
 
     class Runner:
         def run(self, jobs):
@@ -518,7 +521,7 @@ def _score_with(monkeypatch, ref_seconds, records):
             "canonical_solution": ""}
     exp = codeeval.expected_value("humaneval+", "g", ("ok", "1", "int", ref_seconds))
     monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/1": {
-        "ok": True, "time": [ref_seconds] * 2, "expected": [exp] * 2}})
+        "ok": True, "time": [ref_seconds] * 2, "overhead": [0.0] * 2, "expected": [exp] * 2}})
 
     class Runner:
         def run(self, jobs):
@@ -664,7 +667,8 @@ def test_code_time_budget_per_run(monkeypatch):
             "canonical_solution": ""}
     ref = ("ok", "1", "int", 2.0)
     monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/0": {
-        "ok": True, "time": [2.0] * 12, "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
+        "ok": True, "time": [2.0] * 12, "overhead": [0.0] * 12,
+        "expected": [codeeval.expected_value("humaneval+", "g", ref)] * 12}})
 
     class Runner:  # each candidate takes `seconds` per input
         def __init__(self, seconds):
@@ -1053,6 +1057,49 @@ def test_container_fingerprint_is_the_crc_of_every_items_repr():
         assert ns["_nanoazr_encode"](changed) != ns["_nanoazr_encode"](out)
 
 
+def test_driver_reports_its_own_time_apart_from_the_inputs(monkeypatch):
+    """Each record carries the input's time (the entry point alone, what the per-input limit judges) and the driver's
+    own time on it (deep copy of the arguments, encoding of the output), on a clock each step advances by its own
+    amount."""
+    import types
+    clock = [0.0]
+    fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0])
+
+    def step(seconds, value):
+        clock[0] += seconds
+        return value
+    monkeypatch.setitem(sys.modules, "time", fake_time)
+    monkeypatch.setitem(sys.modules, "copy", types.SimpleNamespace(deepcopy=lambda a: step(100.0, a)))
+    ns = {"g": lambda x: step(1.0, 1 // x)}   # 1 s in the entry point (none when it raises)
+    exec(codeeval.DRIVER.replace("ENTRY", "g"), ns)
+    encode = ns["_nanoazr_encode"]
+    ns["_nanoazr_encode"] = lambda out: step(10.0, encode(out))
+    assert ns["f"]([(1,), (0,), (2,)], 1e9) == [("ok", "1", "int", 1.0, 110.0), ("error", "ZeroDivisionError", "",
+                                                                                 0.0, 100.0)]
+
+
+def test_call_limit_covers_the_references_driver_time(monkeypatch):
+    """The sandbox call's CPU limit (a backstop) leaves the verdict to the per-input limits even where the driver's
+    own work on an input outweighs the input's time (Mbpp/255: 0.8 s in the function, ~12 s encoding its 1.7M
+    tuples; the 10 s tier's 26 s left its reference a 2x margin): twice the budget, one input at its limit and the
+    reference's largest overhead. A fraction of a second of overhead keeps the tier."""
+    item = {"id": "T/4", "entry_point": "g", "inputs": [(1,), (2,)], "n_base": 1, "atol": 0.0, "prompt": "",
+            "canonical_solution": ""}
+    exp = codeeval.expected_value("mbpp+", "g", ("ok", "1", "int", 0.1, 0.0))
+    monkeypatch.setattr(codeeval, "reference_outputs", lambda b, items, runner: {"T/4": {
+        "ok": True, "time": [0.1, 0.8], "overhead": [0.0, 12.5], "expected": [exp] * 2}})
+    jobs = []
+
+    class Runner:
+        def run(self, batch):
+            jobs.extend(batch)
+            return [[("ok", "1", "int", 0.1, 0.0), ("ok", "1", "int", 0.8, 12.5)] for _ in batch]
+    assert codeeval.score_code("mbpp+", [item], ["```python\ndef g(x):\n    return 1\n```"], Runner(), False)[0][
+        "verdict"]
+    assert codeeval.call_limit(*jobs[0][3:]) >= 2 * (codeeval.CALL_BUDGET_S + codeeval.MIN_TIME_LIMIT_S + 12.5)
+    assert codeeval.call_limit(10.0, 0.9) == codeeval.call_limit(10.0, 0.0) >= 2 * (codeeval.CALL_BUDGET_S + 10.9)
+
+
 def test_reference_cache_follows_the_driver(tmp_path, monkeypatch):
     """Cached reference outputs are keyed by the driver that encoded them too: a cache from another version of the
     encoding would fail every candidate."""
@@ -1064,7 +1111,7 @@ def test_reference_cache_follows_the_driver(tmp_path, monkeypatch):
     class Runner:
         def run(self, jobs):
             calls.append(len(jobs))
-            return [[("ok", "1", "int", 0.1)] for _ in jobs]
+            return [[("ok", "1", "int", 0.1, 0.0)] for _ in jobs]
     for _ in range(2):
         assert codeeval.reference_outputs("humaneval+", [item], Runner())["T/3"]["ok"]
     assert calls == [1]   # the second came from the cache
@@ -1086,12 +1133,12 @@ def test_reference_runs_and_failures(tmp_path, monkeypatch):
 
         def run(self, jobs):
             return [list(self.records) for _ in jobs]
-    refs = codeeval.reference_outputs("humaneval+", [item], Runner([("ok", "1", "int", 0.1),
-                                                                    ("excluded", "big", "", 0.0)]))
+    refs = codeeval.reference_outputs("humaneval+", [item], Runner([("ok", "1", "int", 0.1, 0.0),
+                                                                    ("excluded", "big", "", 0.0, 0.0)]))
     assert refs["T/2"]["ok"] and len(list(tmp_path.iterdir())) == 1
     for f in tmp_path.iterdir():
         f.unlink()
-    failing = Runner([("ok", "1", "int", 0.1), ("timeout", "wall", "", 60.0)])
+    failing = Runner([("ok", "1", "int", 0.1, 0.0), ("timeout", "wall", "", 60.0, 0.0)])
     assert not codeeval.reference_outputs("humaneval+", [item], failing)["T/2"]["ok"] and not list(tmp_path.iterdir())
     out = codeeval.score_code("humaneval+", [item], ["```python\ndef g(x):\n    return 1\n```"], failing, False)[0]
     assert not out["verdict"] and out["detail"] == "reference solution failed in the sandbox"
