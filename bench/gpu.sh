@@ -3,12 +3,12 @@
 #
 #     bash bench/gpu.sh          # one log, $OUT/gpu.log ($OUT defaults to ./gpu-out), summary at the end
 #
-# Stages: env (nvidia-smi, versions, commit), tests (the CUDA tests of the kernels and the engine: the sampler and
-# engine changed since the last GPU run), then the issues' measurements: kernels (bench/kernels.py), decode
-# (bench/decode_step.py: one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), generate
-# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, against transformers), graphs (the same, ours alone,
-# best of 2), step (bench/step.py on a random checkpoint at Qwen2.5-0.5B's shape), paged (16-position KV blocks),
-# step-eager (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
+# Stages, in order of what the open issues need measured: env (nvidia-smi, versions, commit), tests (the CUDA tests
+# of the kernels and the engine: the sampler and engine changed since the last GPU run), decode (bench/decode_step.py:
+# one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), kernels (bench/kernels.py), graphs
+# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2), step (bench/step.py on a random
+# checkpoint at Qwen2.5-0.5B's shape), generate (the graphs stage against transformers), paged (16-position KV
+# blocks), step-eager (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
 # GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
 # wrong: generate's rows token-identical to transformers in fp32 (bf16 rows part after near-ties: counted, not
 # failed), the kernels against torch (sampling invariants, logprobs,
@@ -40,7 +40,7 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
-STAGES=${GPU_SH_STAGES:-env,tests,kernels,decode,generate,graphs,step,paged,step-eager,tests-azr}  # or pick some
+STAGES=${GPU_SH_STAGES:-env,tests,decode,kernels,graphs,step,generate,paged,step-eager,tests-azr}  # or pick some
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
@@ -82,22 +82,17 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
 stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k \
     "cuda and not resume_identity and not adamw8bit and not azr and not eval_end_to_end"
 
-# sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,
-# D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough)
-stage kernels 150 "$PY" bench/kernels.py
-
 # one decode step at Qwen2.5-7B's shape (random bf16 weights, 64 rows x 512 cached positions; then 128 x 2048):
 # eager and CUDA-graph steps, with model.py's torch elementwise ops and with kernels/fused.py, against the HBM floor,
 # and the top CUDA kernels of an eager step (--profile)
 stage decode 120 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
 
-# Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine with CUDA graphs (the
-# CUDA default of azr.py and eval) against transformers' generate(): the two 15.2 GB copies of the weights plus both
-# KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode steps per batch take seconds
-stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
-    --cuda-graphs ${hbm[@]+"${hbm[@]}"}
+# sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,
+# D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough)
+stage kernels 150 "$PY" bench/kernels.py
 
-# our engine alone, the same batches, best of 2 calls each: a cross-check of the line above (at 54070e3 its batch 64
+# Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine alone with CUDA graphs
+# (the CUDA default of azr.py and eval), best of 2 calls each (at 54070e3 its batch 64
 # ran at 4,600 tok/s where the decode-step bench implied ~9,000 and e6e1e7f had measured 7,459 here; until be7ae29
 # the warm-up used 2 prompts without CUDA graphs, so Triton compiled inside the timed run)
 stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
@@ -107,6 +102,12 @@ stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batc
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the
 # cap is lowered to 512 tokens to fit the budget), the GPU run only, CUDA graphs on (azr.py's CUDA default)
 stage step 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
+
+# Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine with CUDA graphs (the
+# CUDA default of azr.py and eval) against transformers' generate(): the two 15.2 GB copies of the weights plus both
+# KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode steps per batch take seconds
+stage generate 150 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
+    --cuda-graphs ${hbm[@]+"${hbm[@]}"}
 
 # AZR's 16-position pages (a tight budget's layout), CUDA graphs, our engine alone
 stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 \
