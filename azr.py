@@ -930,6 +930,13 @@ def update(qwen, optimizer, sequences, cfg, rank=0, world=1, master=None, ref_mo
 # -----------------------------------------------------------------------------
 # Policy and optimizer setup: fp32 master weights, FSDP2 sharding, the frozen KL reference, 8-bit AdamW.
 
+def fsdp_mesh(device):
+    """FSDP2's 1-D mesh over all ranks on our device's type. fully_shard's default mesh takes the machine's
+    accelerator instead: --device=cpu on a box with fewer GPUs than ranks then died in set_device(local_rank)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    return init_device_mesh(device.type, (dist.get_world_size(),))
+
+
 def setup_policy(path, cfg, device, compute_dtype, world):
     """Load the policy in fp32 (the master copy), then either keep fp32, cast to bf16 with separate fp32 master
     tensors, or shard with FSDP2 (fp32 sharded params, bf16 all-gathered compute). Returns (qwen, master, sharded).
@@ -941,9 +948,10 @@ def setup_policy(path, cfg, device, compute_dtype, world):
     if cfg.fsdp == "on":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
         mp = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+        mesh = fsdp_mesh(device)
         for layer in qwen.model.layers:
-            fully_shard(layer, mp_policy=mp)
-        fully_shard(qwen, mp_policy=mp)
+            fully_shard(layer, mesh=mesh, mp_policy=mp)
+        fully_shard(qwen, mesh=mesh, mp_policy=mp)
         return qwen, None, True
     if compute_dtype == torch.float32:
         return qwen, None, False
@@ -961,9 +969,10 @@ def setup_reference(path, device, compute_dtype, sharded):
     ref.requires_grad_(False)
     if sharded:
         from torch.distributed.fsdp import fully_shard
+        mesh = fsdp_mesh(device)
         for layer in ref.model.layers:
-            fully_shard(layer)
-        fully_shard(ref)
+            fully_shard(layer, mesh=mesh)
+        fully_shard(ref, mesh=mesh)
     return ref
 
 

@@ -24,6 +24,7 @@ engine still uses the reference on CPU (the interpreter would make every decode 
 the tests call the kernel directly.
 """
 import math
+import os
 
 import torch
 
@@ -104,12 +105,15 @@ if triton is not None:
     def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, len_ptr, table_ptr, out_ptr, acc_ptr, m_ptr, s_ptr, scale,
                                  block_size, chunk, stride_qb, stride_qh, stride_tb, stride_kblk, stride_kh, stride_kt,
                                  G: tl.constexpr, HD: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_T: tl.constexpr,
-                                 IEEE: tl.constexpr, SPLIT: tl.constexpr):
+                                 IEEE: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr):
         # Program (b, h, c): row b, KV head h, query heads h*G .. h*G+G-1 (padded to BLOCK_G >= 16 rows for tl.dot),
         # positions c*chunk .. c*chunk+chunk-1 of the row (those below its length). q/out [B, H, HD] share strides;
         # k/v [blocks, KVH, block_size, HD] share strides (unit stride along HD); table [slots, max_blocks] (unit
         # stride along the blocks). SPLIT: store the unnormalised partials acc [B, H, S, HD], m, s [B, H, S] (fp32)
-        # for the combine kernel; else write out = acc / s (then the grid has one chunk per row).
+        # for the combine kernel; else write out = acc / s (then the grid has one chunk per row). UPCAST: fp32 dots
+        # (the interpreter, which gets bf16 arithmetic wrong); else a bf16/fp16 cache feeds the tensor cores as it
+        # is, with p rounded to the cache's dtype for p @ v as the reference does (fp32 tiles of K and V took twice
+        # the registers and held the kernel at ~1.3 TB/s on an H200, d2cd060).
         b = tl.program_id(0)
         h = tl.program_id(1)
         c = tl.program_id(2)
@@ -119,7 +123,9 @@ if triton is not None:
         g = tl.arange(0, BLOCK_G)
         d = tl.arange(0, HD)
         q_offs = b * stride_qb + (h * G + g)[:, None] * stride_qh + d[None, :]
-        q = tl.load(q_ptr + q_offs, mask=(g < G)[:, None], other=0.0).to(tl.float32)      # [BG, HD]
+        q = tl.load(q_ptr + q_offs, mask=(g < G)[:, None], other=0.0)                     # [BG, HD]
+        if UPCAST:
+            q = q.to(tl.float32)
         row_table = table_ptr + b.to(tl.int64) * stride_tb
         m = tl.full((BLOCK_G,), float("-inf"), tl.float32)   # running max of the scores
         s = tl.zeros((BLOCK_G,), tl.float32)                 # running sum of exp(score - m)
@@ -129,8 +135,11 @@ if triton is not None:
             ok = t < hi
             blk = tl.load(row_table + t // block_size, mask=ok, other=0).to(tl.int64)          # [BT] block ids
             offs = (blk * stride_kblk + h * stride_kh + (t % block_size) * stride_kt)[:, None] + d[None, :]
-            k = tl.load(k_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)           # [BT, HD]
-            v = tl.load(v_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)
+            k = tl.load(k_ptr + offs, mask=ok[:, None], other=0.0)                          # [BT, HD]
+            v = tl.load(v_ptr + offs, mask=ok[:, None], other=0.0)
+            if UPCAST:
+                k = k.to(tl.float32)
+                v = v.to(tl.float32)
             if IEEE:
                 z = tl.dot(q, tl.trans(k), input_precision="ieee") * scale                  # [BG, BT]
             else:
@@ -143,7 +152,7 @@ if triton is not None:
             if IEEE:
                 acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
             else:
-                acc = acc * alpha[:, None] + tl.dot(p, v)
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
             m = m_new
         if SPLIT:  # a chunk past the row's length stores m = -inf, s = 0, acc = 0: the combine gives it weight 0
             part = (b * (G * tl.num_programs(1)) + h * G + g) * tl.num_programs(2) + c     # [BG] into [B, H, S]
@@ -219,7 +228,7 @@ def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPL
         q, k_cache, v_cache, lengths, block_table, out, *part, 1.0 / math.sqrt(hd), bs, chunk,
         q.stride(0), q.stride(1), block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         G=G, HD=hd, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32,
-        SPLIT=S > 1)
+        UPCAST=os.environ.get("TRITON_INTERPRET", "0") == "1", SPLIT=S > 1)
     if S > 1:
         _decode_attention_combine_kernel[(B, H)](*part, out, out.stride(0), out.stride(1), S, HD=hd,
                                                  BLOCK_S=max(2, triton.next_power_of_2(S)))

@@ -191,3 +191,32 @@ def test_fsdp_generation_static_decode_step(tiny_ckpt, tmp_path):
     got = json.loads(out.read_text())
     assert "needs its weights gathered first" in got["refused"]
     assert got["eager"] == reference and got["static"] == reference
+
+
+MESH_WORKER = r'''
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, sys.argv[2])
+import azr
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+torch._C._get_accelerator = lambda: torch.device("cuda")  # what fully_shard's default mesh asks: a GPU box
+cfg = azr.parse_config(["--fsdp=on"])
+qwen, _, sharded = azr.setup_policy(sys.argv[1], cfg, torch.device("cpu"), torch.float32, 1)
+ref = azr.setup_reference(sys.argv[1], torch.device("cpu"), torch.float32, sharded)
+meshes = {m.model.layers[0]._get_fsdp_state()._fsdp_param_group.mesh_info.mesh.device_type for m in (qwen, ref)}
+print("meshes", sorted(meshes))
+del qwen, ref
+dist.destroy_process_group()
+'''
+
+
+def test_fsdp_mesh_follows_device_not_the_machines_gpu(tiny_ckpt, tmp_path):
+    """--device=cpu --fsdp=on on a machine with a GPU: FSDP must shard over a CPU mesh. fully_shard's default mesh
+    follows the machine's accelerator, and rank 1 of 2 CPU processes on a one-GPU box died in set_device(1) (seen on
+    an H200). Here the accelerator query answers cuda on this CPU machine."""
+    script = tmp_path / "mesh.py"
+    script.write_text(MESH_WORKER)
+    env = {**os.environ, "NANOAZR_KERNELS": "torch", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(tiny_ckpt), str(REPO)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "meshes ['cpu']" in proc.stdout
