@@ -525,10 +525,10 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
                                                     chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_V=BV)
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
-    BS = max(triton.next_power_of_2(num_splits), 2)
-    # one row per program on a GPU (already so for vocabularies of >= 2048 columns): Triton 3.6's lowering of the
-    # fp64 cumsums over a [rows > 1, BV] tile asserts (ScanOpToLLVM, seen on an H200 with a 1,000-token vocabulary)
-    BBs = 1 if logits.is_cuda else max(1, min(triton.next_power_of_2(B), tile // BV, 4096 // BS))
+    # at least 16 split slots: Triton 3.6 cannot lower the fp64 cumsum over a [rows, 2] tile (an assertion in
+    # ScanOpToLLVM; an H200 with a vocabulary of one split, reproduced by compiling for sm_90 on the CPU)
+    BS = max(triton.next_power_of_2(num_splits), 16)
+    BBs = max(1, min(triton.next_power_of_2(B), tile // BV, 4096 // BS))
     _sample_select_kernel[(triton.cdiv(B, BBs),)](logits, logits.stride(0), T, thr, seeds, part_max, part_sum, ids,
                                                   logp, B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BBs,
                                                   BLOCK_S=BS, BLOCK_V=BV)

@@ -680,9 +680,16 @@ from kernels import attention as ka, fused as kf, logprobs as kl, sampling as ks
 
 SHARED_MAX = {80: 166912, 90: 232448}  # bytes of shared memory one block may use: A100, H100 (CUDA programming guide)
 
+ALIGNED_INTS = {"stride_b", "V", "CHUNK", "D", "chunk", "block_size", "stride_tb", "stride_kblk", "stride_kh",
+                "stride_kt", "stride_q", "stride_k", "stride_v", "stride_qb", "stride_qh", "stride_ob", "stride_oh"}
+
 def build(fn, sig, const, **opts):
+    # as a real launch specialises: pointers (torch allocations) and these sizes and strides divisible by 16, which
+    # picks vectorised layouts; Triton 3.6 failed to lower one such layout that the unspecialised build never made
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name, ty in sig.items()
+             if ty.startswith("*") or name in ALIGNED_INTS}
     for cc, limit in SHARED_MAX.items():
-        k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", cc, 32), options=opts)
+        k = triton.compile(ASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", cc, 32), options=opts)
         assert "cubin" in k.asm, (fn.__name__, cc)
         assert k.metadata.shared <= limit, (fn.__name__, cc, k.metadata.shared)
 
@@ -697,17 +704,19 @@ for dt in ("*fp32", "*bf16"):
               part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
               HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
               dict(HAS_THR=thr, BLOCK_B=1, BLOCK_V=2048))
-        build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-              seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
-              B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
-              BLOCK_S="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=thr, BLOCK_B=1, BLOCK_S=64, BLOCK_V=2048))
+        for BB, BS, BV in ((1, 64, 2048), (2, 16, 1024)):  # a real vocabulary; a tiny one (one split, 2 rows)
+            build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+                  seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
+                  B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
+                  BLOCK_S="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_S=BS, BLOCK_V=BV))
 for mass in (True, False):
     for first, last_bits, write in ((True, 0, False), (False, 32, True)):
-        build(ks._radix_descend_kernel, dict(count_ptr="*i32", mass_ptr="*fp32", prefix_ptr="*i64",
-              need_k_ptr="*i64", need_p_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", thr_key_ptr="*i64",
-              thr_ptr="*fp32", B="i32", V="i32", n_splits="i32", MASS="constexpr", FIRST="constexpr",
-              LAST_BITS="constexpr", WRITE_THR="constexpr", BLOCK_B="constexpr", BLOCK_S="constexpr"),
-              dict(MASS=mass, FIRST=first, LAST_BITS=last_bits, WRITE_THR=write, BLOCK_B=2, BLOCK_S=64))
+        for BB, BS in ((2, 64), (64, 2)):  # a real vocabulary's splits; a tiny vocabulary's single split
+            build(ks._radix_descend_kernel, dict(count_ptr="*i32", mass_ptr="*fp32", prefix_ptr="*i64",
+                  need_k_ptr="*i64", need_p_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", thr_key_ptr="*i64",
+                  thr_ptr="*fp32", B="i32", V="i32", n_splits="i32", MASS="constexpr", FIRST="constexpr",
+                  LAST_BITS="constexpr", WRITE_THR="constexpr", BLOCK_B="constexpr", BLOCK_S="constexpr"),
+                  dict(MASS=mass, FIRST=first, LAST_BITS=last_bits, WRITE_THR=write, BLOCK_B=BB, BLOCK_S=BS))
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
