@@ -5,10 +5,11 @@
 #
 # Stages, in order of what the open issues need measured: env (nvidia-smi, versions, commit), tests (the CUDA tests
 # of the kernels and the engine: the sampler and engine changed since the last GPU run), decode (bench/decode_step.py:
-# one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), kernels (bench/kernels.py), graphs
-# (bench/generate.py at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2), step (bench/step.py on a random
-# checkpoint at Qwen2.5-0.5B's shape), generate (the graphs stage against transformers), paged (16-position KV
-# blocks), step-eager (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
+# one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), attn-sweep (the decode-attention
+# kernel's launch knobs: bench/kernels.py --attention-sweep), kernels (bench/kernels.py), graphs (bench/generate.py
+# at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2), step (bench/step.py on a random checkpoint at
+# Qwen2.5-0.5B's shape), generate (the graphs stage against transformers), paged (16-position KV blocks), step-eager
+# (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
 # GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
 # wrong: generate's rows token-identical to transformers in fp32 (bf16 rows part after near-ties: counted, not
 # failed), the kernels against torch (sampling invariants, logprobs,
@@ -40,7 +41,7 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
-STAGES=${GPU_SH_STAGES:-env,tests,decode,kernels,graphs,step,generate,paged,step-eager,tests-azr}  # or pick some
+STAGES=${GPU_SH_STAGES:-env,tests,decode,attn-sweep,kernels,graphs,step,generate,paged,step-eager,tests-azr}
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
@@ -86,6 +87,10 @@ stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/
 # eager and CUDA-graph steps, with model.py's torch elementwise ops and with kernels/fused.py, against the HBM floor,
 # and the top CUDA kernels of an eager step (--profile)
 stage decode 120 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
+
+# decode attention, the largest gap to the floor in the decode step's profile (34 us per layer where its K/V take 14 us
+# at 8076638): 24 launch configurations on one 7B layer, as replayed CUDA graphs, checked against the torch reference
+stage attn-sweep 90 "$PY" bench/kernels.py --attention-sweep
 
 # sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,
 # D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough)

@@ -2,6 +2,7 @@
 
     python bench/kernels.py                  # CPU: the torch paths (chunked logprobs memory ratio, times)
     python bench/kernels.py --tokens 16384   # GPU: Triton kernels, cold L2, CUDA events
+    python bench/kernels.py --attention-sweep   # GPU: decode attention's launch knobs, one table, nothing else
 
 Baselines:
 - sampling: softmax -> sort -> cumsum top-p mask -> renormalise -> torch.multinomial (what HF/vLLM did before
@@ -55,11 +56,19 @@ def _loss(out):
 # ----------------------------------------------------------------------------------------------------------------
 # timing
 
-def time_gpu(fn, reps=100):
-    """Median ms over reps, L2 flushed (a 256 MB write) before each rep."""
+def time_gpu(fn, reps=100, graph=False):
+    """Median ms over reps, L2 flushed (a 256 MB write) before each rep. graph: time replays of fn captured as a CUDA
+    graph, as the engine runs decode attention (inside the recorded decode step): a call of a few tens of microseconds
+    launched from Python is otherwise timed with the host's launch gaps, which moved it 2x between two H200 hosts."""
     flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     for _ in range(3):
         fn()
+    if graph:
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        fn = g.replay
     times = []
     for _ in range(reps):
         flush.zero_()
@@ -201,11 +210,61 @@ def bench_decode_attention(device, dtype):
         base = lambda: attention.decode_attention_reference(q, k, v, lengths, table, plan)
         ours = lambda: kernels.decode_attention(q, k, v, lengths, table)  # no plan: the Triton kernel on CUDA
         torch.testing.assert_close(ours().float(), base().float(), atol=2e-2, rtol=2e-2)
-        t_base, t_ours = time_gpu(base), time_gpu(ours)
+        t_base, t_ours = time_gpu(base, graph=True), time_gpu(ours, graph=True)
         need = 2 * sum(lens) * KVH * hd * k.element_size()
         rows.append((f"decode attention, {name}", f"H={H} KVH={KVH} hd={hd}", t_base, t_ours,
                      need / (t_ours * 1e-3) / 1e9, float("nan"), float("nan")))
     return rows
+
+
+def attention_sweep(device="cuda", shapes=((64, 512, 512), (128, 2048, 2048), (64, 512, 16)), dtype=torch.bfloat16,
+                    timer=lambda fn: time_gpu(fn, graph=True)):
+    """The decode-attention kernel's launch knobs on a GPU (block_t x num_warps x num_stages x programs per SM), each
+    timed as a replayed CUDA graph against the default launch on one layer of a Qwen2.5-7B decode step: 64 rows x 512
+    and 128 x 2048 positions in whole-row blocks (the engine's layout when every row fits, as bench/decode_step.py),
+    and 64 x 512 in shuffled 16-position blocks (a tight budget's pages). Every variant is checked against the torch
+    reference. Prints one table, fastest first by their summed time; the defaults' row is marked. shapes: (rows,
+    positions, block size); device and timer let the tests run it on the CPU under the interpreter."""
+    from triton.runtime.errors import OutOfResources
+    from kernels import attention
+    H, KVH, hd = 28, 4, 128
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 1
+    cases = []
+    for B, n, bs in shapes:
+        per_row = -(-n // bs)
+        table = (1 + torch.randperm(B * per_row)).view(B, per_row).to(device)   # shuffled blocks, none is block 0
+        k = torch.randn(1 + B * per_row, KVH, bs, hd, device=device, dtype=dtype)
+        v, q = torch.randn_like(k), torch.randn(B, H, hd, device=device, dtype=dtype)
+        lengths = torch.full((B,), n, device=device)
+        ref = attention.decode_attention_reference(q, k, v, lengths, table).float()
+        cases.append((f"{B} x {n}, {'whole rows' if bs == n else f'{bs}-position blocks'}", (q, k, v, lengths, table),
+                      ref))
+    default = (64, 4, 3, 4)
+    results = []
+    for block_t in (64, 128):
+        for warps in (4, 8):
+            for stages in (2, 3):
+                for per_sm in (2, 4, 8):
+                    knobs = (block_t, warps, stages, per_sm)
+                    ms = []
+                    for _, args, ref in cases:
+                        fn = lambda: attention.decode_attention_triton(*args, programs=per_sm * sms, block_t=block_t,
+                                                                       num_warps=warps, num_stages=stages)
+                        try:
+                            out = fn()
+                        except OutOfResources:  # more shared memory than a block may have: not a candidate
+                            ms.append(float("inf"))
+                            continue
+                        torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+                        ms.append(timer(fn))
+                    results.append((sum(ms), knobs, ms))
+    print("| block_t | num_warps | num_stages | programs per SM | " + " | ".join(c[0] + " ms" for c in cases)
+          + " | sum ms |")
+    print("| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in cases) + " | ---: |")
+    for total, knobs, ms in sorted(results):
+        mark = " (default)" if knobs == default else ""
+        print("| " + " | ".join(map(str, knobs)) + mark + " | " + " | ".join(f"{m:.4f}" for m in ms)
+              + f" | {total:.4f} |", flush=True)
 
 
 def bench_logprobs(device, dtype, N, D, V):
@@ -248,6 +307,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=None, help="N for logprobs (default 16384 GPU, 512 CPU)")
     ap.add_argument("--dim", type=int, default=None, help="hidden size D (default 3584 GPU = Qwen2.5-7B, 64 CPU)")
     ap.add_argument("--vocab", type=int, default=151936)
+    ap.add_argument("--attention-sweep", action="store_true",
+                    help="GPU only: time the decode-attention kernel's launch knobs (and nothing else)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if min([args.vocab] + [x for x in (args.tokens, args.dim) if x is not None]) < 1:
@@ -257,6 +318,13 @@ def main():
         print(json.dumps({"peak_mb": child_peak_cpu(variant, N, D, V)}))
         return
     cuda = torch.cuda.is_available()
+    if args.attention_sweep:
+        if not cuda or kernels.backend("cuda") != "triton":
+            ap.error("--attention-sweep needs a CUDA GPU and the compiled Triton kernels")
+        print(f"# decode-attention launch knobs on {torch.cuda.get_device_name()}; torch {torch.__version__}; "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        attention_sweep()
+        return
     device = "cuda" if cuda else "cpu"
     where = torch.cuda.get_device_name() if cuda else f"CPU, {os.cpu_count()} cores"
     print(f"# kernels bench on {where}; backend={kernels.backend(device)}; torch {torch.__version__}; "

@@ -206,13 +206,15 @@ def _target_programs(device):
     return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
 
 
-def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T, programs=None):
+def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T, programs=None, block_t=64,
+                            num_warps=4, num_stages=3):
     """Launcher: same contract as decode_attention_reference (no plan needed: each row reads lengths[b] positions).
     fp32 caches use IEEE fp32 dots (exact to the reference's rounding); bf16/fp16 use tensor cores, fp32 accumulation.
     Each row's positions are split into chunks (decode_chunks: split = most positions per chunk, programs = how many
     programs to aim for, default 4 per SM on CUDA); the chunks past a row's length return at once, and with more
     than one chunk a second kernel combines their partial softmaxes. The chunks come from the table's shape, not the
-    lengths: no host sync (CUDA graphs)."""
+    lengths: no host sync (CUDA graphs). block_t (positions per loop step), num_warps, num_stages: launch knobs, at
+    Triton's defaults; `bench/kernels.py --attention-sweep` times the alternatives on a GPU."""
     B, H, hd = q.shape
     KVH, bs = k_cache.shape[1], k_cache.shape[2]
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and k_cache.stride() == v_cache.stride()
@@ -227,8 +229,8 @@ def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPL
     _decode_attention_kernel[(B, KVH, S)](
         q, k_cache, v_cache, lengths, block_table, out, *part, 1.0 / math.sqrt(hd), bs, chunk,
         q.stride(0), q.stride(1), block_table.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        G=G, HD=hd, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=64, IEEE=q.dtype == torch.float32,
-        UPCAST=os.environ.get("TRITON_INTERPRET", "0") == "1", SPLIT=S > 1)
+        G=G, HD=hd, BLOCK_G=max(16, triton.next_power_of_2(G)), BLOCK_T=block_t, IEEE=q.dtype == torch.float32,
+        UPCAST=os.environ.get("TRITON_INTERPRET", "0") == "1", SPLIT=S > 1, num_warps=num_warps, num_stages=num_stages)
     if S > 1:
         _decode_attention_combine_kernel[(B, H)](*part, out, out.stride(0), out.stride(1), S, HD=hd,
                                                  BLOCK_S=max(2, triton.next_power_of_2(S)))

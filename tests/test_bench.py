@@ -113,3 +113,20 @@ def test_generate_bench_warms_up_on_cuda_with_the_timed_new_tokens(monkeypatch):
                                           "--new-tokens", "256", "--skip-hf"])
         bench.main()
         assert calls == want, (device, calls)
+
+
+def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys):
+    """The sweep the next GPU session runs (--attention-sweep), on the CPU under the interpreter at tiny shapes: every
+    knob combination runs, is checked against the reference and printed once; the default launch is marked. Without a
+    GPU the flag is a one-line error."""
+    bench = load("kernels.py")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("the Triton kernel runs on the CPU only under TRITON_INTERPRET=1")
+    bench.attention_sweep("cpu", shapes=((2, 64, 64), (2, 48, 16)), dtype=torch.float32, timer=lambda fn: 1.0)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 24 and sum("(default)" in r for r in rows) == 1
+    assert "| 64 | 4 | 3 | 4 (default) |" in "\n".join(rows)
+    if not torch.cuda.is_available():
+        proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--attention-sweep"],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr
