@@ -79,8 +79,9 @@ def ms_per_step(step, steps, device):
     return (time.perf_counter() - t0) * 1e3 / steps
 
 
-def profile(step, device, eager_ms, k=5):
-    """torch.profiler over k eager steps: the top ops/kernels table and the kernel launches and time per step."""
+def profile(step, device, eager_ms, k=5, unit="eager step"):
+    """torch.profiler over k calls of step(i) (eager decode steps here; bench/kernels.py profiles sampler calls): the
+    top ops/kernels table and the kernel launches and time per call (per `unit`)."""
     from torch.profiler import ProfilerActivity
     cuda = device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -93,15 +94,15 @@ def profile(step, device, eager_ms, k=5):
     # "cuda" in a sort key reads as "device" on torch >= 2.4, and is the attribute itself before
     print(events.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=25))
     if not cuda:
-        print(f"profile: {sum(e.count for e in events) / k:.0f} profiled CPU ops per step")
+        print(f"profile: {sum(e.count for e in events) / k:.0f} profiled CPU ops per {unit}")
         return
     on_gpu = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]  # kernels, copies, sets
     name = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
     launches = sum(e.count for e in on_gpu) / k
     copies = sum(e.count for e in on_gpu if e.key.startswith(("Memcpy", "Memset"))) / k
     busy_ms = sum(getattr(e, name) for e in on_gpu) / k / 1e3
-    print(f"profile: {launches:.0f} GPU activities per eager step ({copies:.0f} of them memcpy/memset); GPU busy "
-          f"{busy_ms:.2f} ms per step vs {eager_ms:.2f} ms measured step ({busy_ms / eager_ms:.0%}); the gap "
+    print(f"profile: {launches:.0f} GPU activities per {unit} ({copies:.0f} of them memcpy/memset); GPU busy "
+          f"{busy_ms:.2f} ms per {unit} vs {eager_ms:.2f} ms measured ({busy_ms / eager_ms:.0%}); the gap "
           f"{eager_ms - busy_ms:.2f} ms is launch/host overhead")
 
 

@@ -93,8 +93,9 @@ stage decode 120 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/de
 stage attn-sweep 90 "$PY" bench/kernels.py --attention-sweep
 
 # sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,
-# D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough)
-stage kernels 150 "$PY" bench/kernels.py
+# D=3584, V=151936) against the torch baselines (90 s on an H200 at 54070e3 was not enough; 37-43 s at d2cd060), and
+# where a sampler call's time goes (top-k + top-p took 10 ms at B=256 where one read of the logits takes 16 us)
+stage kernels 150 "$PY" bench/kernels.py --profile
 
 # Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine alone with CUDA graphs
 # (the CUDA default of azr.py and eval), best of 2 calls each (at 54070e3 its batch 64

@@ -2,6 +2,7 @@
 
     python bench/kernels.py                  # CPU: the torch paths (chunked logprobs memory ratio, times)
     python bench/kernels.py --tokens 16384   # GPU: Triton kernels, cold L2, CUDA events
+    python bench/kernels.py --profile        # + where a sampler call's time goes (torch.profiler, per mode)
     python bench/kernels.py --attention-sweep   # GPU: decode attention's launch knobs, one table, nothing else
 
 Baselines:
@@ -18,12 +19,14 @@ Peak memory: torch.cuda.max_memory_allocated above the inputs on GPU; on CPU the
 (VmHWM) during one forward+backward, measured in a fresh child process per variant, inputs already built.
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -315,6 +318,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=None, help="N for logprobs (default 16384 GPU, 512 CPU)")
     ap.add_argument("--dim", type=int, default=None, help="hidden size D (default 3584 GPU = Qwen2.5-7B, 64 CPU)")
     ap.add_argument("--vocab", type=int, default=151936)
+    ap.add_argument("--profile", action="store_true",
+                    help="also torch.profiler over 5 sampler calls per mode (the largest batch, bf16 on a GPU)")
     ap.add_argument("--attention-sweep", action="store_true",
                     help="GPU only: time the decode-attention kernel's launch knobs (and nothing else)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -356,6 +361,25 @@ def main():
             mos = f"{mo:.0f}" if mo == mo else "-"
             print(f"| {what} | {shape} | {tb:.2f} | {to:.2f} | {tb / to:.2f}x | {gb} | {mbs} | {mos} | {ratio} |",
                   flush=True)
+    if args.profile:
+        profile_sampling(device, torch.bfloat16 if cuda else torch.float32, 256 if cuda else 8, args.vocab)
+
+
+def profile_sampling(device, dtype, B, V):
+    """Where a sampler call's time goes, per mode: bench/decode_step.py's profile (top kernels by GPU time, launches
+    and GPU-busy time per call against the measured call)."""
+    spec = importlib.util.spec_from_file_location("bench_decode_step", Path(__file__).with_name("decode_step.py"))
+    decode_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decode_step)
+    logits = torch.randn(B, V, device=device, dtype=dtype) * 3
+    for name, kw in (("T=1", dict()), ("top-k 50 + top-p 0.9", dict(top_k=50, top_p=0.9))):
+        call = lambda i: kernels.sample(logits, **kw)
+        ms = time_gpu(lambda: call(0)) if device == "cuda" else time_cpu(lambda: call(0))
+        print(f"\nprofile of sample {name}, B={B}, {str(dtype)[6:]} logits, {ms:.3f} ms per call:")
+        try:
+            decode_step.profile(call, device, ms, unit="sampler call")
+        except Exception as e:  # a profiler problem must never cost the timings above
+            print(f"profile failed: {type(e).__name__}: {e}")
 
 if __name__ == "__main__":
     main()

@@ -34,8 +34,10 @@ def test_generate_and_decode_step_run():
 
 
 def test_kernels_bench_runs_and_its_checks_catch_wrong_results():
-    out = run("kernels.py", "--tokens", "16", "--dim", "16", "--vocab", "1000", env={"NANOAZR_KERNELS": "torch"})
+    out = run("kernels.py", "--tokens", "16", "--dim", "16", "--vocab", "1000", "--profile",
+              env={"NANOAZR_KERNELS": "torch"})
     assert "| sample T=1 | B=8 |" in out and "| logprobs+entropy fwd+bwd |" in out
+    assert "profile of sample top-k 50 + top-p 0.9, B=8" in out and "profiled CPU ops per sampler call" in out
     bench = load("kernels.py")
     logits = torch.randn(4, 50)
     ids = torch.tensor([0, 1, 2, 3])
