@@ -9,7 +9,7 @@
 # kernel's launch knobs: bench/kernels.py --attention-sweep), kernels (bench/kernels.py), graphs (bench/generate.py
 # at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2), step (bench/step.py on a random checkpoint at
 # Qwen2.5-0.5B's shape), generate (the graphs stage against transformers), paged (16-position KV blocks), step-eager
-# (the step without CUDA graphs) and tests-azr (test_cuda.py's AZR runs, with what is left).
+# (the step without CUDA graphs); tests-azr (test_cuda.py's AZR runs) comes before generate.
 # GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
 # wrong: generate's rows token-identical to transformers in fp32 (bf16 rows part after near-ties: counted, not
 # failed), the kernels against torch (sampling invariants, logprobs,
@@ -41,7 +41,7 @@ LOG=$OUT/gpu.log
 export PYTHONUNBUFFERED=1  # lines reach the log as they are printed, also from a stage that times out
 unset TRITON_INTERPRET NANOAZR_KERNELS  # the compiled Triton kernels, chosen by the default dispatch
 deadline=$((SECONDS + ${GPU_SH_BUDGET_S:-540}))
-STAGES=${GPU_SH_STAGES:-env,tests,decode,attn-sweep,kernels,graphs,step,generate,paged,step-eager,tests-azr}
+STAGES=${GPU_SH_STAGES:-env,tests,decode,attn-sweep,kernels,graphs,step,tests-azr,generate,paged,step-eager}
 names=() codes=() secs=()
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run under a timeout, append to $LOG, record the exit code
@@ -79,7 +79,7 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
 "'
 
 # correctness first (the sampler and engine changed since the last GPU run): every CUDA test of the kernels and the
-# engine, compiled kernels, no TRITON_INTERPRET; the long AZR resume runs come last, in tests-azr
+# engine, compiled kernels, no TRITON_INTERPRET; the long AZR resume runs come after the measurements, in tests-azr
 stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k \
     "cuda and not resume_identity and not adamw8bit and not azr and not eval_end_to_end"
 
@@ -109,6 +109,11 @@ stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batc
 # cap is lowered to 512 tokens to fit the budget), the GPU run only, CUDA graphs on (azr.py's CUDA default)
 stage step 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- --max_response_tokens=512
 
+# the long runs of test_cuda.py (resume identity, FSDP 8-bit AdamW resume, the tiny loop, eval), before the
+# transformers comparison, paged generation and eager step, which earlier runs have measured
+stage tests-azr 240 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py -k \
+    "resume_identity or adamw8bit or azr or eval_end_to_end"
+
 # Qwen2.5-7B shape, random bf16 weights, batches 8, 64 and 128, 256 new tokens, our engine with CUDA graphs (the
 # CUDA default of azr.py and eval) against transformers' generate(): the two 15.2 GB copies of the weights plus both
 # KV caches take under 40 GB of the 139 GB, and transformers' ~256 decode steps per batch take seconds
@@ -123,9 +128,6 @@ stage paged 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batch
 stage step-eager 120 "$PY" bench/step.py --gpu-only --gpu-model random:qwen2.5-0.5b --steps 2 -- \
     --max_response_tokens=512 --cuda_graphs=false
 
-# the long runs of test_cuda.py (resume identity, FSDP 8-bit AdamW resume, the tiny loop, eval): what is left
-stage tests-azr 240 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py -k \
-    "resume_identity or adamw8bit or azr or eval_end_to_end"
 
 echo
 echo "=== summary (${gpu_name:-no GPU found}; log $LOG)" | tee -a "$LOG"
