@@ -89,7 +89,7 @@ stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/
 stage decode 120 bash -c '"$PY" bench/decode_step.py --profile && "$PY" bench/decode_step.py --batch 128 --context 2048'
 
 # decode attention, the largest gap to the floor in the decode step's profile (34 us per layer where its K/V take 14 us
-# at 8076638): 24 launch configurations on one 7B layer, as replayed CUDA graphs, checked against the torch reference
+# at 8076638): 32 launch configurations on one 7B layer, as replayed CUDA graphs, checked against the torch reference
 stage attn-sweep 90 "$PY" bench/kernels.py --attention-sweep
 
 # sampling (B = 1..256, fp32 and bf16), decode attention (7B heads, mixed row lengths) and fused logprobs (N=16384,

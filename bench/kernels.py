@@ -255,7 +255,7 @@ def attention_sweep(device="cuda", shapes=((64, 512, 512), (128, 2048, 2048), (6
     for block_t in (64, 128):
         for warps in (4, 8):
             for stages in (2, 3):
-                for per_sm in (2, 4, 8):
+                for per_sm in (1, 2, 4, 8):  # 1: one chunk per row at 64 rows x 4 KV heads (no combine)
                     knobs = (block_t, warps, stages, per_sm)
                     ms = []
                     for _, args, ref in cases:

@@ -126,7 +126,7 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys):
         pytest.skip("the Triton kernel runs on the CPU only under TRITON_INTERPRET=1")
     bench.attention_sweep("cpu", shapes=((2, 64, 64), (2, 48, 16)), dtype=torch.float32, timer=lambda fn: 1.0)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 24 and sum("(default)" in r for r in rows) == 1
+    assert len(rows) == 1 + 32 and sum("(default)" in r for r in rows) == 1
     assert "| 64 | 4 | 3 | 4 (default) |" in "\n".join(rows)
     if not torch.cuda.is_available():
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--attention-sweep"],
