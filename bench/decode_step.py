@@ -21,6 +21,8 @@ prefill of `--context` random tokens per row, so every decode step reads real K/
                         not per step; Triton kernels are already compiled by the eager lines)
   HBM floor             weights read once + every row's KV read once, at --hbm-tb-s (performance.md 1.1)
 "ratio vs eager" is the line's time / the eager step's time (0.25x = 4x faster); "x floor" is its time / the floor.
+--attention-knobs BLOCK_T,WARPS,STAGES,PER_SM runs the steps with other launch knobs for the decode-attention kernel (a
+row of `bench/kernels.py --attention-sweep`; on CUDA only, where that kernel runs).
 --profile runs torch.profiler over a few eager steps: the top 25 ops and kernels by self CUDA time, and the kernel
 launches and summed kernel time per step; kernel time well under the step time means the step waits on the host.
 """
@@ -35,6 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import kernels  # noqa: E402
+from kernels import attention  # noqa: E402
 from engine import make_decode_step  # noqa: E402
 from model import KVCache  # noqa: E402
 
@@ -118,6 +121,9 @@ def main():
     ap.add_argument("--hbm-tb-s", type=float, default=None, help="peak HBM bandwidth (default: 4.8 on an H200, "
                                                                   "else 3.35, the H100 SXM's)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over a few eager steps")
+    ap.add_argument("--attention-knobs", default=None, metavar="BLOCK_T,WARPS,STAGES,PER_SM",
+                    help="decode attention's launch knobs for this run (kernels.attention.LAUNCH; e.g. a row of "
+                         "bench/kernels.py --attention-sweep)")
     args = ap.parse_args()
     device, cuda = args.device, args.device == "cuda"
     shape = args.shape or ("qwen2.5-7b" if cuda else "small")
@@ -127,6 +133,15 @@ def main():
         ap.error("--batch, --context and --steps must be >= 1")
     if cuda and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device here; use --device cpu")
+    if args.attention_knobs is not None:
+        try:
+            knobs = [int(x) for x in args.attention_knobs.split(",")]
+        except ValueError:
+            knobs = []
+        if len(knobs) != 4 or min(knobs) < 1 or knobs[0] < 16 or knobs[0] & (knobs[0] - 1):
+            ap.error(f"--attention-knobs {args.attention_knobs}: want BLOCK_T,WARPS,STAGES,PER_SM, four positive "
+                     "integers with BLOCK_T a power of two >= 16 (e.g. 64,4,3,4)")
+        attention.LAUNCH.update(zip(("block_t", "num_warps", "num_stages", "per_sm"), knobs))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or
                                                                                      ("bf16" if cuda else "fp32")]
     steps = args.steps or (50 if cuda else 5)
@@ -139,7 +154,7 @@ def main():
         cache = filled_cache(model, B, T, T + steps + 8, device)
         print(f"shape={shape} batch={B} context={T} steps={steps} device={device} ({gpu}) dtype={str(dtype)[6:]} "
               f"kernels={kernels.backend(device)} in_place={cache.in_place} threads={torch.get_num_threads()} "
-              f"torch={torch.__version__}")
+              f"torch={torch.__version__} attention={','.join(map(str, attention.LAUNCH.values()))}")
         tokens = torch.randint(1, model.config.vocab_size, (B,), generator=torch.Generator().manual_seed(1)).tolist()
 
         def engine_step(decode, sample):  # step(i): rows 0..B-1 feed tokens at position T + i, as generate does

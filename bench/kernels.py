@@ -250,7 +250,8 @@ def attention_sweep(device="cuda", shapes=((64, 512, 512), (128, 2048, 2048), (6
         ref = attention.decode_attention_reference(q, k, v, lengths, table).float()
         cases.append((f"{B} x {n}, {'whole rows' if bs == n else f'{bs}-position blocks'}", (q, k, v, lengths, table),
                       ref))
-    default = (64, 4, 3, 4)
+    default = (attention.LAUNCH["block_t"], attention.LAUNCH["num_warps"], attention.LAUNCH["num_stages"],
+               attention.LAUNCH["per_sm"])
     results = []
     for block_t in (64, 128):
         for warps in (4, 8):

@@ -187,6 +187,11 @@ if triton is not None:
 # leave most of the GPU idle (4 rows x 4 KV heads = 16 programs for 132 SMs) and walk 8k positions serially.
 SPLIT_T = 1024
 
+# The kernel's launch knobs: positions per loop step, warps, software-pipeline stages, and programs to aim for per SM
+# (decode_chunks). Triton's defaults and 4 per SM until a sweep says otherwise: bench/kernels.py --attention-sweep
+# times the alternatives on one layer, bench/decode_step.py --attention-knobs runs whole decode steps with others.
+LAUNCH = dict(block_t=64, num_warps=4, num_stages=3, per_sm=4)
+
 
 def decode_chunks(B, KVH, capacity, split=SPLIT_T, programs=0):
     """(S, chunk): each row's positions 0..capacity-1 in S chunks of `chunk` positions (a multiple of 64), one program
@@ -203,24 +208,28 @@ def decode_chunks(B, KVH, capacity, split=SPLIT_T, programs=0):
 
 
 def _target_programs(device):
-    return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
+    return LAUNCH["per_sm"] * torch.cuda.get_device_properties(device).multi_processor_count \
+        if device.type == "cuda" else 0
 
 
-def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T, programs=None, block_t=64,
-                            num_warps=4, num_stages=3):
+def decode_attention_triton(q, k_cache, v_cache, lengths, block_table, split=SPLIT_T, programs=None, block_t=None,
+                            num_warps=None, num_stages=None):
     """Launcher: same contract as decode_attention_reference (no plan needed: each row reads lengths[b] positions).
     fp32 caches use IEEE fp32 dots (exact to the reference's rounding); bf16/fp16 use tensor cores, fp32 accumulation.
     Each row's positions are split into chunks (decode_chunks: split = most positions per chunk, programs = how many
-    programs to aim for, default 4 per SM on CUDA); the chunks past a row's length return at once, and with more
-    than one chunk a second kernel combines their partial softmaxes. The chunks come from the table's shape, not the
-    lengths: no host sync (CUDA graphs). block_t (positions per loop step), num_warps, num_stages: launch knobs, at
-    Triton's defaults; `bench/kernels.py --attention-sweep` times the alternatives on a GPU."""
+    programs to aim for, default LAUNCH's per SM on CUDA); the chunks past a row's length return at once, and with
+    more than one chunk a second kernel combines their partial softmaxes. The chunks come from the table's shape, not
+    the lengths: no host sync (CUDA graphs). block_t (positions per loop step), num_warps, num_stages: LAUNCH's
+    unless given."""
     B, H, hd = q.shape
     KVH, bs = k_cache.shape[1], k_cache.shape[2]
     assert q.stride(-1) == 1 and k_cache.stride(-1) == 1 and k_cache.stride() == v_cache.stride()
     assert block_table.stride(-1) == 1 and split % 64 == 0
     assert hd >= 16 and hd & (hd - 1) == 0, f"head_dim {hd}: the kernel needs a power of two >= 16"
     out = torch.empty_like(q)
+    block_t = LAUNCH["block_t"] if block_t is None else block_t
+    num_warps = LAUNCH["num_warps"] if num_warps is None else num_warps
+    num_stages = LAUNCH["num_stages"] if num_stages is None else num_stages
     G = H // KVH
     programs = _target_programs(q.device) if programs is None else programs
     S, chunk = decode_chunks(B, KVH, block_table.shape[1] * bs, split, programs)

@@ -29,8 +29,13 @@ def load(script):
 def test_generate_and_decode_step_run():
     out = run("generate.py", "--shapes", "tiny", "--batches", "2", "--new-tokens", "4", "--threads", "1")
     assert "| tiny | 2 |" in out and "2/2 |" in out
-    out = run("decode_step.py", "--shape", "tiny", "--batch", "2", "--context", "8", "--steps", "1")
-    assert "eager step" in out and "check: eager step's logits" in out
+    out = run("decode_step.py", "--shape", "tiny", "--batch", "2", "--context", "8", "--steps", "1",
+              "--attention-knobs", "128,8,2,1")
+    assert "eager step" in out and "check: eager step's logits" in out and "attention=128,8,2,1" in out
+    for bad in ("100,4,3,4", "64,4,3", "64,4,0,4", "x"):
+        proc = subprocess.run([sys.executable, str(REPO / "bench" / "decode_step.py"), "--attention-knobs", bad],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 2 and "--attention-knobs" in proc.stderr.splitlines()[-1], bad
 
 
 def test_kernels_bench_runs_and_its_checks_catch_wrong_results():
