@@ -733,7 +733,8 @@ for dt, ieee in (("*bf16", False), ("*fp32", True)):
               chunk="i32", stride_qb="i32", stride_qh="i32", stride_tb="i32", stride_kblk="i32", stride_kh="i32",
               stride_kt="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr", BLOCK_T="constexpr",
               IEEE="constexpr", UPCAST="constexpr", SPLIT="constexpr"),
-              dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=64, IEEE=ieee, UPCAST=False, SPLIT=split))
+              dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=ka.LAUNCH["block_t"], IEEE=ieee, UPCAST=False, SPLIT=split),
+              num_warps=ka.LAUNCH["num_warps"], num_stages=ka.LAUNCH["num_stages"])  # the engine's launch
     build(ka._decode_attention_combine_kernel, dict(acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", out_ptr=dt,
           stride_ob="i32", stride_oh="i32", S="i32", HD="constexpr", BLOCK_S="constexpr"), dict(HD=128, BLOCK_S=8))
 for dt in ("*bf16", "*fp32"):
