@@ -138,9 +138,10 @@ def main():
             knobs = [int(x) for x in args.attention_knobs.split(",")]
         except ValueError:
             knobs = []
-        if len(knobs) != 4 or min(knobs) < 1 or knobs[0] < 16 or knobs[0] & (knobs[0] - 1):
+        if len(knobs) != 4 or min(knobs) < 1 or knobs[0] < 16 or knobs[0] & (knobs[0] - 1) or \
+                knobs[1] > 32 or knobs[1] & (knobs[1] - 1):  # Triton asserts num_warps is a power of two
             ap.error(f"--attention-knobs {args.attention_knobs}: want BLOCK_T,WARPS,STAGES,PER_SM, four positive "
-                     "integers with BLOCK_T a power of two >= 16 (e.g. 64,4,3,4)")
+                     "integers with BLOCK_T a power of two >= 16 and WARPS a power of two <= 32 (e.g. 64,4,3,4)")
         attention.LAUNCH.update(zip(("block_t", "num_warps", "num_stages", "per_sm"), knobs))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or
                                                                                      ("bf16" if cuda else "fp32")]

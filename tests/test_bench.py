@@ -32,7 +32,7 @@ def test_generate_and_decode_step_run():
     out = run("decode_step.py", "--shape", "tiny", "--batch", "2", "--context", "8", "--steps", "1",
               "--attention-knobs", "128,8,2,1")
     assert "eager step" in out and "check: eager step's logits" in out and "attention=128,8,2,1" in out
-    for bad in ("100,4,3,4", "64,4,3", "64,4,0,4", "x"):
+    for bad in ("100,4,3,4", "64,4,3", "64,4,0,4", "x", "64,3,3,4"):
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "decode_step.py"), "--attention-knobs", bad],
                               capture_output=True, text=True, timeout=120, cwd=REPO)
         assert proc.returncode == 2 and "--attention-knobs" in proc.stderr.splitlines()[-1], bad
@@ -122,7 +122,7 @@ def test_generate_bench_warms_up_on_cuda_with_the_timed_new_tokens(monkeypatch):
         assert calls == want, (device, calls)
 
 
-def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys):
+def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys, monkeypatch):
     """The sweep the next GPU session runs (--attention-sweep), on the CPU under the interpreter at tiny shapes: every
     knob combination runs, is checked against the reference and printed once; the default launch is marked. Without a
     GPU the flag is a one-line error."""
@@ -130,9 +130,20 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys):
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("the Triton kernel runs on the CPU only under TRITON_INTERPRET=1")
     bench.attention_sweep("cpu", shapes=((2, 64, 64), (2, 48, 16)), dtype=torch.float32, timer=lambda fn: 1.0)
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 32 and sum("(default)" in r for r in rows) == 1
     assert "| 64 | 4 | 3 | 4 (default) |" in "\n".join(rows)
+    assert sum(line.startswith("# ") for line in out.splitlines()) == 32   # each launch printed as it is measured
+    # a launch that differs from the reference is reported, the rest still measured, and the sweep exits nonzero
+    from kernels import attention as ka
+    real = ka.decode_attention_triton
+    monkeypatch.setattr(ka, "decode_attention_triton",
+                        lambda *a, **kw: real(*a, **kw) * (2 if kw["block_t"] == 128 and kw["num_warps"] == 8 else 1))
+    with pytest.raises(SystemExit, match="differ from the torch reference"):
+        bench.attention_sweep("cpu", shapes=((2, 64, 64),), dtype=torch.float32, timer=lambda fn: 1.0)
+    out = capsys.readouterr().out
+    assert out.count("WRONG: ") == 8 and len([line for line in out.splitlines() if line.startswith("| ")]) == 2 + 32
     if not torch.cuda.is_available():
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--attention-sweep"],
                               capture_output=True, text=True, timeout=120, cwd=REPO)
