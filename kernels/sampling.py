@@ -7,8 +7,8 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    splits each row's vocabulary over many programs (split-vocab: B x splits programs fill the GPU even at B=1); each
    keeps an online log-sum-exp of its slice of z = logits / T: one exp per logit and nothing else. A second kernel
    draws by inversion of the cumulative distribution: per row, u = U * total mass with ONE uniform U, the split
-   holding u found from the splits' masses, then only that split (<= 4,096 columns) is read again and its exp(z - max)
-   summed until u is passed. Why not the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second
+   holding u found from the splits' masses, then only that split (<= 4,096 columns) is read again: the run of 256
+   columns (bf16) holding u from the runs' masses, then that run's exp(z - max) summed until u is passed. Why not the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second
    read: it draws a random number and takes two logarithms per logit, which made it compute-bound (554 GB/s on an
    H200 at B=256, commit e6e1e7f), while inversion does the one exp the logprob's normaliser needs anyway.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
@@ -21,6 +21,13 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    then a small kernel per row block sums them and descends), so a pass keeps the whole GPU busy even at B=1,
    where one program per row walking its 152k logits took milliseconds. Then step 1 runs with the threshold as a
    mask.
+
+Instructions per logit decide as much as bytes: an H200 streams 2.4G bf16 logits/s (4.8 TB/s) while its 132 SMs
+issue ~33T thread-instructions/s, so a pass stays memory-bound below ~14 instructions per bf16 logit (~28 fp32).
+Hence every kernel here reduces across lanes once per program, not once per tile (a barrier and a shared-memory
+round trip per tile, and for the histograms a [tile, 16] one-hot summed per tile: ~250 instructions per logit for
+counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit,
+a top-k (count) pass ~26, a top-p (mass) pass ~84, as 16 buckets cost a compare, a select and an add each.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits); top-k or top-p = 1 + P
 reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
@@ -219,11 +226,10 @@ if triton is not None:
 
     @triton.jit
     def _ukey(x):
-        # fp32 [..] -> int64 in [0, 2^32) with the same order as the floats (the bits of a negative float are
-        # flipped so larger magnitude sorts lower; then shift into the unsigned range for digit extraction).
+        # fp32 [..] -> uint32 with the same order as the floats: the bits of a negative float are all flipped (larger
+        # magnitude sorts lower), a positive one's sign bit is set. NaN must be -inf already (the caller's job).
         bits = x.to(tl.int32, bitcast=True)
-        key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-        return key.to(tl.int64) + 2147483648
+        return bits.to(tl.uint32, bitcast=True) ^ tl.where(bits < 0, 0xFFFFFFFF, 0x80000000).to(tl.uint32)
 
     @triton.jit
     def _radix_hist_kernel(logits_ptr, stride_b, temp_ptr, mxs_ptr, prefix_ptr, thr_key_ptr, count_ptr, mass_ptr,
@@ -234,41 +240,51 @@ if triton is not None:
         # s*CHUNK..+CHUNK whose key's higher digits equal the row's prefix found so far. count [B, n_splits, 16]
         # int32 out; MASS (top-p): also mass [B, n_splits, 16] fp32, the softmax mass exp(z - max z) of those
         # logits among the ones top-k keeps (key >= thr_key), with z = logit / T and the row's max z in mxs [B].
+        # Every lane keeps its own histogram of the columns it loads and the lanes are summed once, at the end:
+        # summing [BLOCK_V, 16] one-hots every step cost ~250 instructions per logit (counts) and ~640 (mass) on
+        # sm_90, 20-45x what memory speed allows. Counts are packed 4 bits per digit into two int32 words per lane
+        # (a lane sees at most CHUNK / BLOCK_V <= 15 columns, the launcher checks). Tiles are [BLOCK_B, 1, BLOCK_V]
+        # so that a column's 16 mass slots live in the thread that loaded it (no layout conversion in the loop).
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
-        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b
-        prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0)
-        buckets = tl.arange(0, 16)
-        count = tl.zeros((BLOCK_B, 16), tl.int32)
-        mass = tl.zeros((BLOCK_B, 16), tl.float32)
+        row_base = logits_ptr + rows.to(tl.int64)[:, None, None] * stride_b             # [BB, 1, 1]
+        prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
+        buckets = tl.arange(0, 16)[None, :, None]                                       # [1, 16, 1]
+        count_lo = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 0-7, 4 bits each
+        count_hi = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 8-15
+        mass = tl.zeros((BLOCK_B, 16, BLOCK_V), tl.float32)
         if MASS:
             T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
-            scale = 1.0 / tl.where(T > 0, T, 1.0)
+            scale = (1.0 / tl.where(T > 0, T, 1.0))[:, None, None]
             mxs = tl.load(mxs_ptr + rows, mask=row_ok, other=0.0)
-            mxs = tl.where(mxs > float("-inf"), mxs, 0.0)
-            thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0)
+            mxs = tl.where(mxs > float("-inf"), mxs, 0.0)[:, None, None]
+            thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
         lo = pid_s * CHUNK
         for start in range(lo, lo + CHUNK, BLOCK_V):
-            cols = start + tl.arange(0, BLOCK_V)
-            m = row_ok[:, None] & (cols < V)[None, :]
-            x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
+            cols = start + tl.arange(0, BLOCK_V)[None, None, :]
+            m = row_ok[:, None, None] & (cols < V)
+            x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
             x = tl.where(x == x, x, float("-inf"))
             key = _ukey(x)
-            match = m & ((key >> (shift + 4)) == prefix[:, None])
+            digits = key >> shift                             # (a uint32 shifted by 32 would be undefined)
+            match = m & ((digits >> 4) == prefix)
             if MASS:
-                match = match & (key >= thr_key[:, None])
-            digit = ((key >> shift) & 15).to(tl.int32)
-            hit = (digit[:, :, None] == buckets[None, None, :]) & match[:, :, None]   # [BB, BV, 16]
-            count += tl.sum(hit.to(tl.int32), axis=1)
+                match = match & (key >= thr_key)
+            digit = (digits & 15).to(tl.int32)
+            one = tl.where(match, 1 << ((digit & 7) * 4), 0)
+            count_lo += tl.where(digit < 8, one, 0)
+            count_hi += tl.where(digit < 8, 0, one)
             if MASS:
-                w = tl.where(match & (x > float("-inf")), tl.exp(x * scale[:, None] - mxs[:, None]), 0.0)
-                mass += tl.sum(tl.where(hit, w[:, :, None], 0.0), axis=1)
-        out = (rows[:, None] * n_splits + pid_s) * 16 + buckets[None, :]
+                w = tl.where(match & (x > float("-inf")), tl.exp(x * scale - mxs), 0.0)
+                mass += tl.where(digit == buckets, w, 0.0)
+        word = tl.where(buckets < 8, count_lo, count_hi)                                # [BB, 16, BV]
+        count = tl.sum((word >> ((buckets & 7) * 4)) & 15, axis=2)                      # [BB, 16]
+        out = (rows[:, None] * n_splits + pid_s) * 16 + tl.arange(0, 16)[None, :]
         tl.store(count_ptr + out, count, mask=row_ok[:, None])
         if MASS:
-            tl.store(mass_ptr + out, mass, mask=row_ok[:, None])
+            tl.store(mass_ptr + out, tl.sum(mass, axis=2), mask=row_ok[:, None])
 
     @triton.jit
     def _radix_descend_kernel(count_ptr, mass_ptr, prefix_ptr, need_k_ptr, need_p_ptr, topk_ptr, topp_ptr,
@@ -331,52 +347,66 @@ if triton is not None:
 
     @triton.jit
     def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, B, V, CHUNK,
-                               n_splits, HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr):
+                               n_splits, HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
+                               BLOCK_C: tl.constexpr):
         # logits [B, V]; temp/thr [B]; part_max/part_sum [B, n_splits] (contiguous) out.
         # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK and
         # keeps an online log-sum-exp (max, sum of exp(z - max)) of the kept scaled logits z: one exp per logit, no
         # random numbers, so the pass runs at memory speed. Greedy rows (T=0) use z = logit, no filter. NaN and
         # filtered logits count as -inf; +inf logits count 1 each against a +inf max (the select kernel then takes
-        # the first of them).
+        # the first of them). A step loads [BLOCK_B, BLOCK_R, BLOCK_C] (BLOCK_R runs of BLOCK_C columns, a run per
+        # warp) and keeps one (max, sum) per run: the reductions stay inside a warp, with no barrier per step (one
+        # across the warps at the end), so a warp's loads are never held up by the block's slowest warp.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
-        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b
+        row_base = logits_ptr + rows.to(tl.int64)[:, None, None] * stride_b             # [BB, 1, 1]
         T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
         greedy = T <= 0
-        scale = 1.0 / tl.where(greedy, 1.0, T)
+        scale = (1.0 / tl.where(greedy, 1.0, T))[:, None, None]
         if HAS_THR:
             thr = tl.load(thr_ptr + rows, mask=row_ok, other=float("-inf"))
-            thr = tl.where(greedy, float("-inf"), thr)
+            thr = tl.where(greedy, float("-inf"), thr)[:, None, None]
         else:
-            thr = tl.full((BLOCK_B,), float("-inf"), tl.float32)
-        run_max = tl.full((BLOCK_B,), float("-inf"), tl.float32)
-        run_sum = tl.zeros((BLOCK_B,), tl.float32)
+            thr = tl.full((BLOCK_B, 1, 1), float("-inf"), tl.float32)
+        run = tl.arange(0, BLOCK_R)[None, :, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]  # [1, BR, BC]
+        run_max = tl.full((BLOCK_B, BLOCK_R), float("-inf"), tl.float32)
+        acc = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # each lane's sum of exp(z - run_max), summed at the end
         lo = pid_s * CHUNK
-        for start in range(lo, lo + CHUNK, BLOCK_V):
-            cols = start + tl.arange(0, BLOCK_V)
-            m = row_ok[:, None] & (cols < V)[None, :]
-            x = tl.load(row_base + cols[None, :], mask=m, other=float("-inf")).to(tl.float32)
-            z = tl.where(m & (x >= thr[:, None]), x * scale[:, None], float("-inf"))  # NaN >= thr is False
-            new_max = tl.maximum(run_max, tl.max(z, axis=1))
+        for start in range(lo, lo + CHUNK, BLOCK_R * BLOCK_C):
+            cols = start + run
+            x = tl.load(row_base + cols, mask=row_ok[:, None, None] & (cols < V), other=float("-inf"))
+            # masked columns load -inf; filtered and NaN logits (NaN >= thr is False) become -inf. z - max is 0
+            # exactly at the max (no fused multiply-add across the select), and exp(d) = exp2(d * log2 e) as
+            # tl.exp computes it, without its extra denormal handling: ~12 instructions per bf16 logit on sm_90
+            z = tl.where(x.to(tl.float32) >= thr, x.to(tl.float32) * scale, float("-inf"))
+            new_max = tl.maximum(run_max, tl.max(z, axis=2))
             safe = tl.where(new_max > float("-inf"), new_max, 0.0)
-            e = tl.where(z == float("inf"), 1.0, tl.exp(z - safe[:, None]))
-            run_sum = run_sum * tl.where(run_max == new_max, 1.0, tl.exp(run_max - safe)) + tl.sum(e, axis=1)
+            rescale = tl.exp2((run_max - safe) * 1.4426950408889634)
+            acc = acc * rescale[:, :, None] + tl.exp2((z - safe[:, :, None]) * 1.4426950408889634)
             run_max = new_max
+        # the runs' (max, sum) -> the split's, as the select kernel combines the splits'. A +inf logit leaves NaN
+        # sums: the select kernel then reads only the maxima (it takes the row's first +inf)
+        run_sum = tl.sum(acc, axis=2)
+        mx = tl.max(run_max, axis=1)
+        safe = tl.where(mx > float("-inf"), mx, 0.0)
+        sm = tl.sum(run_sum * tl.exp2((run_max - safe[:, None]) * 1.4426950408889634), axis=1)
         out = rows * n_splits + pid_s
-        tl.store(part_max_ptr + out, run_max, mask=row_ok)
-        tl.store(part_sum_ptr + out, run_sum, mask=row_ok)
+        tl.store(part_max_ptr + out, mx, mask=row_ok)
+        tl.store(part_sum_ptr + out, sm, mask=row_ok)
 
     @triton.jit
     def _sample_select_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr, part_max_ptr, part_sum_ptr,
                               ids_ptr, logp_ptr, B, V, CHUNK, n_splits, HAS_THR: tl.constexpr,
-                              BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_V: tl.constexpr):
+                              BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr,
+                              BLOCK_C: tl.constexpr):
         # Rows pid*BLOCK_B..: combine each row's split partials into its max M and total mass, then draw by
         # inversion: u = U * total with one 53-bit uniform U from Philox(row seed); the token is the first whose
         # cumulative mass exceeds u. The split holding u comes from the partials; only that split's <= CHUNK logits
-        # are read again, their exp(z - M) summed in fp64 until u is passed. Greedy rows (T=0), and rows whose max
-        # is not finite, take the first token equal to M instead. ids [B] int64, logp [B] fp32 out.
+        # are read again, in runs of BLOCK_C columns: first the run holding u from the runs' masses (fp64 sums),
+        # then that run's columns (an fp64 scan over BLOCK_C columns, not the whole split). Greedy rows (T=0), and
+        # rows whose max is not finite, take the first token equal to M instead. ids [B] int64, logp [B] fp32 out.
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
         row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b            # [BB, 1]
@@ -409,23 +439,54 @@ if triton is not None:
         s = tl.minimum(tl.where(pick_max, s_max, s_draw), n_splits - 1)          # [BB] the split to read
         before = tl.sum(tl.where(s_idx[None, :] < s[:, None], mass, 0.0), axis=1)
         target = tl.where(pick_max, 0.0, u - before)                             # u's place inside split s
-        v_idx = tl.arange(0, BLOCK_V)
-        found = tl.full((BLOCK_B,), V, tl.int32)        # first column whose cumulative mass passes the target
-        last = tl.full((BLOCK_B,), -1, tl.int32)        # last column with mass (fallback for rounding)
-        run = tl.zeros((BLOCK_B,), tl.float64)
-        for start in range(0, CHUNK, BLOCK_V):
-            cols = (s * CHUNK + start)[:, None] + v_idx[None, :]                 # [BB, BV]
-            m = row_ok[:, None] & (cols < V)
-            x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
-            z = tl.where(m & (x >= thr[:, None]), x * scale[:, None], float("-inf"))
-            p = tl.where(pick_max[:, None], (z == M[:, None]).to(tl.float32), tl.exp(z - safe[:, None]))
-            p = tl.where(m, p, 0.0)
-            c = tl.cumsum(p.to(tl.float64), axis=1) + run[:, None]
-            # (p > 0: a target a rounding below 0 must still not land on a zero-mass column)
-            found = tl.minimum(found, tl.min(tl.where((c > target[:, None]) & (p > 0), cols, V), axis=1))
-            last = tl.maximum(last, tl.max(tl.where(p > 0, cols, -1), axis=1))
-            run += tl.sum(p.to(tl.float64), axis=1)
-        tok = tl.where(found < V, found, tl.maximum(last, 0))
+        safe2 = safe * 1.4426950408889634                                        # exp(z - M) = exp2(z*log2 e - this)
+
+        # level 1: the run of BLOCK_C columns holding the target. hit: its first column (-1: not found yet), with
+        # the mass before it; last: the last run with mass (where rounding past the split's end lands)
+        r_idx = tl.arange(0, BLOCK_R)
+        run_cols = r_idx[None, :, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]   # [1, BR, BC]
+        hit = tl.full((BLOCK_B,), -1, tl.int32)
+        hit_before = tl.zeros((BLOCK_B,), tl.float64)
+        last = tl.zeros((BLOCK_B,), tl.int32)
+        last_before = tl.zeros((BLOCK_B,), tl.float64)
+        acc = tl.zeros((BLOCK_B,), tl.float64)                                   # mass before this step
+        for start in range(0, CHUNK, BLOCK_R * BLOCK_C):
+            first_col = s * CHUNK + start                                        # [BB]
+            cols = first_col[:, None, None] + run_cols
+            m = row_ok[:, None, None] & (cols < V)
+            x = tl.load(row_base[:, :, None] + cols, mask=m, other=float("-inf")).to(tl.float32)
+            z = tl.where(x >= thr[:, None, None], x * scale[:, None, None], float("-inf"))
+            p = tl.where(pick_max[:, None, None], (z == M[:, None, None]).to(tl.float32),
+                         tl.exp2(z * 1.4426950408889634 - safe2[:, None, None]))
+            rm = tl.sum(tl.where(m, p, 0.0).to(tl.float64), axis=2)             # [BB, BR] each run's mass
+            c = tl.cumsum(rm, axis=1) + acc[:, None]
+            r_hit = tl.min(tl.where((c > target[:, None]) & (rm > 0), r_idx[None, :], BLOCK_R), axis=1)
+            new = (hit < 0) & (r_hit < BLOCK_R)
+            hit = tl.where(new, first_col + r_hit * BLOCK_C, hit)
+            hit_before = tl.where(new, tl.sum(tl.where(r_idx[None, :] == r_hit[:, None], c - rm, 0.0), axis=1),
+                                  hit_before)
+            r_last = tl.max(tl.where(rm > 0, r_idx[None, :], -1), axis=1)
+            has = r_last >= 0
+            last = tl.where(has, first_col + r_last * BLOCK_C, last)
+            last_before = tl.where(has, tl.sum(tl.where(r_idx[None, :] == r_last[:, None], c - rm, 0.0), axis=1),
+                                   last_before)
+            acc += tl.sum(rm, axis=1)
+        found_run = hit >= 0
+        col0 = tl.where(found_run, hit, last)
+        before_run = tl.where(found_run, hit_before, last_before)
+        # level 2: the columns of that run, cumulative mass in fp64
+        cols = col0[:, None] + tl.arange(0, BLOCK_C)[None, :]                   # [BB, BC]
+        m = row_ok[:, None] & (cols < V)
+        x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
+        z = tl.where(x >= thr[:, None], x * scale[:, None], float("-inf"))
+        p = tl.where(pick_max[:, None], (z == M[:, None]).to(tl.float32),
+                     tl.exp2(z * 1.4426950408889634 - safe2[:, None]))
+        p = tl.where(m, p, 0.0)
+        c = tl.cumsum(p.to(tl.float64), axis=1) + before_run[:, None]
+        # (p > 0: a target a rounding below 0 must still not land on a zero-mass column)
+        found = tl.min(tl.where((c > target[:, None]) & (p > 0), cols, V), axis=1)
+        last_col = tl.max(tl.where(p > 0, cols, -1), axis=1)
+        tok = tl.where(found < V, found, tl.maximum(last_col, 0))
         x_tok = tl.load(logits_ptr + rows.to(tl.int64) * stride_b + tok, mask=row_ok, other=0.0).to(tl.float32)
         logp = tl.minimum(x_tok * scale - M - tl.log(total.to(tl.float32)), 0.0)   # clamp the rounding above 0
         logp = tl.where(finite & (total > 0), logp, float("-inf"))
@@ -434,6 +495,7 @@ if triton is not None:
 
 
 SCAN = 4096  # most columns per split: what the select kernel re-reads of each row (~3% of a 152k row)
+RUN = 512    # bytes per warp-local run of the partial and select kernels: a 16-byte load in each of 32 lanes
 
 
 def _tile():
@@ -441,15 +503,32 @@ def _tile():
     return 65536 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 2048
 
 
-def _splits(V, BV, row_tiles, device, n=None):
+def _splits(V, BV, row_tiles, device, n=None, most=SCAN):
     """Columns per program of a split-vocabulary kernel and the number of splits: enough programs to cover every SM
-    a few times, splits of at most SCAN columns, each a multiple of BV columns (n: ask for n splits instead)."""
+    a few times, splits of at most `most` columns, each a multiple of BV columns (n: ask for n splits instead)."""
     if n is None:
         sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-        n = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, SCAN))
+        n = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, most))
     n = max(1, min(n, triton.cdiv(V, BV)))
     chunk = triton.cdiv(triton.cdiv(V, n), BV) * BV
     return chunk, triton.cdiv(V, chunk)
+
+
+def _partials(logits, T, thr, has_thr, num_splits=None):
+    """The sampler's first pass: each split's (max, sum of exp(z - max)) of the kept scaled logits, [B, n_splits]
+    each, with the layout (chunk, n_splits, BV) the select kernel must follow."""
+    B, V = logits.shape
+    BV = min(max(triton.next_power_of_2(V), 16), _tile())
+    BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
+    row_tiles = triton.cdiv(B, BB)
+    chunk, n_splits = _splits(V, BV, row_tiles, logits.device, num_splits)
+    part_max = torch.empty(B, n_splits, device=logits.device, dtype=torch.float32)
+    part_sum = torch.empty_like(part_max)
+    BC = min(BV, RUN // logits.element_size())
+    _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V, chunk,
+                                                  n_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_R=BV // BC,
+                                                  BLOCK_C=BC)
+    return part_max, part_sum, chunk, n_splits, BV
 
 
 def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
@@ -459,30 +538,29 @@ def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
     B, V = logits.shape
     dev = logits.device
-    tile = _tile() // 2                      # the histograms hold a [BLOCK_B, BLOCK_V, 16] one-hot
-    BV = min(max(triton.next_power_of_2(V), 16), tile)
-    BB = max(1, min(triton.next_power_of_2(B), tile // BV))
-    row_tiles = triton.cdiv(B, BB)
-    chunk, n_splits = _splits(V, BV, row_tiles, dev)
     passes = {torch.bfloat16: 4, torch.float16: 5}.get(logits.dtype, 8)  # significant key bits / 4, rounded up
-    BS = max(triton.next_power_of_2(n_splits), 2)
-    BBd = max(1, min(triton.next_power_of_2(B), _tile() // (16 * BS)))   # descend: [BBd, BS, 16] partials
     prefix = torch.zeros(B, device=dev, dtype=torch.int64)
     thr_key = torch.full((B,), 8388607, device=dev, dtype=torch.int64)   # _ukey(-inf): keep everything
     need_k = torch.empty(B, device=dev, dtype=torch.int64)
     need_p = torch.empty(B, device=dev, dtype=torch.float32)
-    count = torch.empty(B, n_splits, 16, device=dev, dtype=torch.int32)
-    mass = torch.empty(B, n_splits, 16, device=dev, dtype=torch.float32) if has_topp else count  # (unused dummy)
     mxs = T                                                                  # (unused dummy without top-p)
     thr = torch.empty(B, device=dev, dtype=torch.float32)
     phases = ([False] if has_topk else []) + ([True] if has_topp else [])
     for phase, use_mass in enumerate(phases):
+        # top-k's passes only count: tiles of _tile() columns (16-byte loads per lane). top-p's also keep 16 float
+        # masses per column in registers: a quarter of that
+        tile = _tile() // (4 if use_mass else 1)
+        BV = min(max(triton.next_power_of_2(V), 16), tile)
+        BB = max(1, min(triton.next_power_of_2(B), tile // BV))
+        row_tiles = triton.cdiv(B, BB)
+        chunk, n_splits = _splits(V, BV, row_tiles, dev, most=min(SCAN, 15 * BV))
+        assert chunk // BV <= 15, "a lane's packed 4-bit digit counts would overflow"
+        BS = max(triton.next_power_of_2(n_splits), 2)
+        BBd = max(1, min(triton.next_power_of_2(B), _tile() // (16 * BS)))   # descend: [BBd, BS, 16] partials
+        count = torch.empty(B, n_splits, 16, device=dev, dtype=torch.int32)
+        mass = torch.empty(B, n_splits, 16, device=dev, dtype=torch.float32) if use_mass else count  # (a dummy)
         if use_mass:
-            part_max = torch.empty(B, n_splits, device=dev, dtype=torch.float32)
-            _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, T, part_max,
-                                                          torch.empty_like(part_max), B, V, chunk, n_splits,
-                                                          HAS_THR=False, BLOCK_B=BB, BLOCK_V=BV)
-            mxs = part_max.amax(-1)
+            mxs = _partials(logits, T, T, False)[0].amax(-1)
             if phase:
                 prefix.zero_()
         for i in range(passes):
@@ -512,24 +590,18 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     # python-scalar knobs decide statically which filters exist (constexpr flags); tensor knobs may hold anything
     greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
     has_thr = (has_topk or has_topp) and not greedy_only
-    tile = _tile()
 
     thr = filter_threshold_triton(logits, T, k, p, has_topk, has_topp) if has_thr else T  # T: unused dummy
-    BV = min(max(triton.next_power_of_2(V), 16), tile)
-    BB = max(1, min(triton.next_power_of_2(B), tile // BV))
-    row_tiles = triton.cdiv(B, BB)
-    chunk, num_splits = _splits(V, BV, row_tiles, dev, num_splits)  # the select kernel re-reads one split per row
-    part_max = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
-    part_sum = torch.empty(B, num_splits, device=dev, dtype=torch.float32)
-    _sample_partial_kernel[(row_tiles, num_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V,
-                                                    chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_V=BV)
+    # the select kernel re-reads one split per row, in the partial pass's layout
+    part_max, part_sum, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits)
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
     # at least 16 split slots: Triton 3.6 cannot lower the fp64 cumsum over a [rows, 2] tile (an assertion in
     # ScanOpToLLVM; an H200 with a vocabulary of one split, reproduced by compiling for sm_90 on the CPU)
     BS = max(triton.next_power_of_2(num_splits), 16)
-    BBs = max(1, min(triton.next_power_of_2(B), tile // BV, 4096 // BS))
+    BBs = max(1, min(triton.next_power_of_2(B), _tile() // BV, 4096 // BS))
+    BC = min(BV, RUN // logits.element_size())
     _sample_select_kernel[(triton.cdiv(B, BBs),)](logits, logits.stride(0), T, thr, seeds, part_max, part_sum, ids,
                                                   logp, B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BBs,
-                                                  BLOCK_S=BS, BLOCK_V=BV)
+                                                  BLOCK_S=BS, BLOCK_R=BV // BC, BLOCK_C=BC)
     return ids, logp

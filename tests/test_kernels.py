@@ -256,7 +256,7 @@ def test_split_vocab_gives_identical_tokens(monkeypatch):
     monkeypatch.setattr(ks, "_tile", lambda: 1024)
     layouts = []                                                 # (chunk, n_splits) of each launcher call
     splits = ks._splits
-    monkeypatch.setattr(ks, "_splits", lambda *args: layouts.append(splits(*args)) or layouts[-1])
+    monkeypatch.setattr(ks, "_splits", lambda *a, **kw: layouts.append(splits(*a, **kw)) or layouts[-1])
     x = torch.randn(12, 3001, generator=torch.Generator().manual_seed(1))
     x[:, [1022, 1023, 1024, 1025, 2046, 2047, 2048, 2049]] += 8.0
     x[1, [1023, 2048]] = x[3, [1024, 2048]] = 20.0               # greedy rows: a max tied across splits
@@ -694,21 +694,25 @@ def build(fn, sig, const, **opts):
         assert k.metadata.shared <= limit, (fn.__name__, cc, k.metadata.shared)
 
 for dt in ("*fp32", "*bf16"):
-    for mass in (True, False):
+    # the launcher's tiles (a quarter of _tile() with the masses), at a real vocabulary and at 8 tokens
+    for mass, BB, BV in ((True, 1, 512), (False, 1, 2048), (True, 32, 16), (False, 128, 16)):
         build(ks._radix_hist_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
               prefix_ptr="*i64", thr_key_ptr="*i64", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32",
               CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
-              dict(MASS=mass, BLOCK_B=1, BLOCK_V=1024), num_warps=8)
+              dict(MASS=mass, BLOCK_B=BB, BLOCK_V=BV), num_warps=8)
     for thr in (True, False):
-        build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-              part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
-              HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
-              dict(HAS_THR=thr, BLOCK_B=1, BLOCK_V=2048))
-        for BB, BS, BV in ((1, 64, 2048), (2, 16, 1024)):  # a real vocabulary; a tiny one (one split, 2 rows)
+        run = 256 if dt == "*bf16" else 128                           # the launcher's runs: 512 bytes
+        # vocabularies: a real one; 832 tokens (one split of 1,024 columns, 2 rows); 8 tokens (128 rows)
+        for BB, BS, BR, BC in ((1, 64, 2048 // run, run), (2, 16, 1024 // run, run), (128, 16, 1, 16)):
+            build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+                  part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
+                  HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
+                  dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_R=BR, BLOCK_C=BC))
             build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
                   seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
                   B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
-                  BLOCK_S="constexpr", BLOCK_V="constexpr"), dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_S=BS, BLOCK_V=BV))
+                  BLOCK_S="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
+                  dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_S=BS, BLOCK_R=BR, BLOCK_C=BC))
 for mass in (True, False):
     for first, last_bits, write in ((True, 0, False), (False, 32, True)):
         for BB, BS in ((2, 64), (64, 2)):  # a real vocabulary's splits; a tiny vocabulary's single split
