@@ -148,3 +148,20 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys, monke
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--attention-sweep"],
                               capture_output=True, text=True, timeout=120, cwd=REPO)
         assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr
+
+
+def test_sass_bench_finds_each_sampling_loop():
+    """bench/sass.py compiles the sampling kernels for sm_90 and reads one loop per kernel from the SASS: every row has
+    a finite instruction count (a kernel whose loop it could not find prints nan), both dtypes, all four kernels."""
+    triton = pytest.importorskip("triton")
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("triton wheel without ptxas")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "sass.py")], capture_output=True, text=True,
+                          timeout=600, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [[c.strip() for c in r] for r in rows[1:]]                           # less the header
+    assert len(rows) == 8 and {r[0].rsplit(", ", 1)[1] for r in rows} == {"bf16", "fp32"}, proc.stdout
+    for name, regs, spilled, per_logit, *_ in rows:
+        assert float(per_logit) > 0 and int(regs) > 0 and int(spilled) >= 0, (name, proc.stdout)

@@ -1,0 +1,108 @@
+"""Static cost of the sampling kernels' inner loops, without a GPU: compile each kernel at its launcher's configuration
+for sm_90 (Triton's pipeline and its bundled ptxas), disassemble the cubin, and count the instructions in each loop per
+logit a thread loads there, against the most an H100 / H200 can issue per logit while reading at HBM speed.
+
+    python bench/sass.py                 # the table; needs triton with its bundled ptxas (not the interpreter)
+
+The budget: an SM issues 4 warp-instructions per clock, so 132 SMs at 1.98 GHz issue ~33.4T thread-instructions/s;
+reading e-byte logits at B bytes/s leaves 33.4T * e / B instructions per logit (H200, 4.8 TB/s: ~14 for bf16; H100
+SXM, 3.35 TB/s: ~20). A loop above it is compute-bound on that card whatever its memory access; below it, the memory
+system decides (this counts instructions, it does not time anything: latency, occupancy and MUFU throughput still
+matter). Registers and spills come from ptxas, as the GPU would run the kernel.
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.pop("TRITON_INTERPRET", None)  # the compiler, not the interpreter
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from kernels import sampling as ks  # noqa: E402
+
+ISSUE_PER_S = 132 * 4 * 32 * 1.98e9  # thread-instructions per second, H100 SXM / H200
+BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+
+
+def compile_sm90(fn, signature, constants, **options):
+    """(cubin bytes, ptxas -v report) of fn for sm_90, specialised as a launch with 16-byte aligned pointers/sizes."""
+    aligned = {"stride_b", "V", "CHUNK"}
+    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, ty in signature.items()
+             if ty.startswith("*") or n in aligned}
+    k = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget("cuda", 90, 32), options=options)
+    with tempfile.TemporaryDirectory() as d:
+        ptx = os.path.join(d, "k.ptx")
+        with open(ptx, "w") as f:
+            f.write(k.asm["ptx"])
+        report = subprocess.run([os.path.join(BIN, "ptxas"), "-arch=sm_90a", "-v", ptx, "-o", os.path.join(d, "k.o")],
+                                capture_output=True, text=True).stderr
+    return k.asm["cubin"], report
+
+
+def loops(cubin):
+    """[(instructions, Counter of opcodes)] of each loop (a backward branch's body) in the cubin's SASS."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        sass = subprocess.run([os.path.join(BIN, "cuobjdump"), "-sass", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    ins = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in
+           re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);", sass)]
+    out = []
+    for addr, op, args in ins:
+        target = re.search(r"0x([0-9a-f]+)", args) if op.startswith("BRA") else None
+        if target and int(target.group(1), 16) < addr:
+            body = [o.split(".")[0] for a, o, _ in ins if int(target.group(1), 16) <= a <= addr]
+            out.append((len(body), collections.Counter(body)))
+    return out
+
+
+def launches():
+    """(name, kernel, signature, constants, options, logits a thread loads per loop iteration, element size) at the
+    launchers' configurations for a 151,936-token vocabulary on a GPU (see sample_triton, filter_threshold_triton)."""
+    tile = 2048                                                   # sampling._tile() off the interpreter
+    for dt, e in (("*bf16", 2), ("*fp32", 4)):
+        run = ks.RUN // e
+        base = dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32")
+        yield (f"partial (plain sampling pass), {dt[1:]}", ks._sample_partial_kernel,
+               dict(base, part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
+                    HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
+               dict(HAS_THR=False, BLOCK_B=1, BLOCK_R=tile // run, BLOCK_C=run), {}, tile // 128, e)
+        yield (f"select (re-reads one split), {dt[1:]}", ks._sample_select_kernel,
+               dict(base, seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",
+                    logp_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
+                    BLOCK_B="constexpr", BLOCK_S="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
+               dict(HAS_THR=False, BLOCK_B=1, BLOCK_S=64, BLOCK_R=tile // run, BLOCK_C=run), {}, tile // 128, e)
+        for mass, BV in ((False, tile), (True, tile // 4)):
+            yield (f"radix pass, {'top-p (mass)' if mass else 'top-k (count)'}, {dt[1:]}", ks._radix_hist_kernel,
+                   dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32", prefix_ptr="*i64",
+                        thr_key_ptr="*i64", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
+                        n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
+                   dict(MASS=mass, BLOCK_B=1, BLOCK_V=BV), dict(num_warps=8), BV // 256, e)
+
+
+def main():
+    if not os.path.exists(os.path.join(BIN, "ptxas")):
+        sys.exit(f"no ptxas in {BIN}: this triton wheel does not bundle the CUDA tools; install triton from PyPI")
+    budget = {tb: ISSUE_PER_S / (tb * 1e12) for tb in (4.8, 3.35)}  # instructions per byte read
+    print(f"# sampling kernels' loops compiled for sm_90; triton {triton.__version__}")
+    print("| kernel | registers | spilled bytes | instructions per logit | x H200 budget | x H100 SXM budget |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, fn, sig, const, opts, per_thread, e in launches():
+        cubin, report = compile_sm90(fn, sig, const, **opts)
+        regs = re.search(r"Used (\d+) registers", report)
+        spill = sum(int(x) for x in re.findall(r"(\d+) bytes spill stores", report))
+        # the loop over the logits is the longest one (the select kernel's fp64 scans are not loops)
+        n, _ = max(loops(cubin), default=(float("nan"), None))
+        per = n / per_thread
+        print(f"| {name} | {regs.group(1) if regs else '?'} | {spill} | {per:.1f} | {per / (budget[4.8] * e):.2f}x "
+              f"| {per / (budget[3.35] * e):.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
