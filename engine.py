@@ -35,6 +35,7 @@ import collections
 import contextlib
 
 import torch
+from torch.profiler import record_function
 
 import kernels
 from model import KVCache
@@ -147,9 +148,11 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
         return prompts[req] + completions[req]
 
     def sample(logits):  # logits [n, V] (model dtype; the sampler computes in fp32) -> python lists
-        ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                                  with_logprobs=return_logprobs)
-        return ids.tolist(), (lps.tolist() if return_logprobs else None)
+        # (the named ranges show in torch.profiler: bench/generate.py --profile splits a call's time by them)
+        with record_function("generate: sample + wait for the GPU"):
+            ids, lps = kernels.sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                                      with_logprobs=return_logprobs)
+            return ids.tolist(), (lps.tolist() if return_logprobs else None)
 
     def record(ids, lps, first=0):
         """Append the new token of rows first, first+1, ...; returns the rows that finished (stop id or cap)."""
@@ -255,45 +258,47 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
     while waiting or row_req:
         group = admit()
         if group:
-            seqs = [sequence(r) for r in group]
-            lens = [len(q) for q in seqs]
-            source = {}
-            src = [source.setdefault(tuple(q), j) for j, q in enumerate(seqs)]  # src[j] == j: prefilled; else a copy
-            prefilled = [j for j in range(len(group)) if src[j] == j]
-            T = max(lens)
-            first = len(row_req)
-            blocks = []
-            for j, n in enumerate(lens):
-                if in_place:  # whole-row blocks, row b in block b + 1
-                    blocks.append([first + j + 1])
-                elif src[j] == j:
-                    blocks.append([take_block() for _ in range(-(-n // block_size))])
-                else:  # the full blocks of the copied prompt are only ever read: share them
-                    shared = blocks[src[j]][:n // block_size]
-                    for b in shared:
-                        refs[b] += 1
-                    blocks.append(shared + ([take_block()] if n % block_size else []))
-            table = [b + [0] * (-(-T // block_size) - len(b)) for b in blocks]  # [group, T / bs]; pad -> sink
-            cache.block_table[first:first + len(group), :len(table[0])] = torch.tensor(table, device=device)
-            # Right padding: the causal mask alone is then right for every real token (see Attention).
-            ids = torch.tensor([seqs[j] + [0] * (T - lens[j]) for j in prefilled], device=device)
-            rows = torch.tensor([first + j for j in prefilled], device=device)
-            last = torch.tensor([lens[j] - 1 for j in prefilled], device=device)  # the final token predicts the next
-            logits = model(ids, cache=cache, slots=rows, last=last)  # [prefilled, V]
-            for j in range(len(group)):
-                if src[j] != j and lens[j] % block_size:  # a copy's own partial block: the prompt's last positions
-                    c, m = lens[j] // block_size, lens[j] % block_size
-                    a, b = blocks[src[j]][c], blocks[j][c]
-                    cache.k[:, b, :, :m], cache.v[:, b, :, :m] = cache.k[:, a, :, :m], cache.v[:, a, :, :m]
-            at = {j: i for i, j in enumerate(prefilled)}
-            new_ids, new_lps = sample(logits[torch.tensor([at[src[j]] for j in range(len(group))], device=device)])
-            row_req += group
-            row_pos += lens
-            row_last += [0] * len(group)
-            row_blocks += blocks
-            row_admitted += range(admitted, admitted + len(group))
-            admitted += len(group)
-            finish(record(new_ids, new_lps, first))
+            with record_function("generate: prefill"):
+                seqs = [sequence(r) for r in group]
+                lens = [len(q) for q in seqs]
+                source = {}
+                # src[j] == j: sequence j is prefilled; else it is a copy of sequence src[j]
+                src = [source.setdefault(tuple(q), j) for j, q in enumerate(seqs)]
+                prefilled = [j for j in range(len(group)) if src[j] == j]
+                T = max(lens)
+                first = len(row_req)
+                blocks = []
+                for j, n in enumerate(lens):
+                    if in_place:  # whole-row blocks, row b in block b + 1
+                        blocks.append([first + j + 1])
+                    elif src[j] == j:
+                        blocks.append([take_block() for _ in range(-(-n // block_size))])
+                    else:  # the full blocks of the copied prompt are only ever read: share them
+                        shared = blocks[src[j]][:n // block_size]
+                        for b in shared:
+                            refs[b] += 1
+                        blocks.append(shared + ([take_block()] if n % block_size else []))
+                table = [b + [0] * (-(-T // block_size) - len(b)) for b in blocks]  # [group, T / bs]; pad -> sink
+                cache.block_table[first:first + len(group), :len(table[0])] = torch.tensor(table, device=device)
+                # Right padding: the causal mask alone is then right for every real token (see Attention).
+                ids = torch.tensor([seqs[j] + [0] * (T - lens[j]) for j in prefilled], device=device)
+                rows = torch.tensor([first + j for j in prefilled], device=device)
+                last = torch.tensor([lens[j] - 1 for j in prefilled], device=device)  # the last token predicts
+                logits = model(ids, cache=cache, slots=rows, last=last)  # [prefilled, V]
+                for j in range(len(group)):
+                    if src[j] != j and lens[j] % block_size:  # a copy's own partial block: the prompt's last positions
+                        c, m = lens[j] // block_size, lens[j] % block_size
+                        a, b = blocks[src[j]][c], blocks[j][c]
+                        cache.k[:, b, :, :m], cache.v[:, b, :, :m] = cache.k[:, a, :, :m], cache.v[:, a, :, :m]
+                at = {j: i for i, j in enumerate(prefilled)}
+                new_ids, new_lps = sample(logits[torch.tensor([at[src[j]] for j in range(len(group))], device=device)])
+                row_req += group
+                row_pos += lens
+                row_last += [0] * len(group)
+                row_blocks += blocks
+                row_admitted += range(admitted, admitted + len(group))
+                admitted += len(group)
+                finish(record(new_ids, new_lps, first))
             continue
 
         # One decode step: row b feeds row_last[b] at position row_pos[b] (the first free cache position).
@@ -304,7 +309,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0
                 row_blocks[r].append(b)
             where = torch.tensor([needy, [len(row_blocks[r]) - 1 for r in needy], new], device=device)  # [3, k]
             cache.block_table[where[0], where[1]] = where[2]
-        new_ids, new_lps = sample(decode(row_last, row_pos))  # logits [n, V]
+        with record_function("generate: decode step"):
+            logits = decode(row_last, row_pos)  # [n, V]
+        new_ids, new_lps = sample(logits)
         for row in range(len(row_pos)):
             row_pos[row] += 1
         finish(record(new_ids, new_lps))
@@ -377,15 +384,16 @@ def make_decode_step(model, cache, graphs=False):
         if size not in recorded:
             # Warm up on a side stream first (compiles the Triton kernels, sizes cuBLAS workspaces), as recording
             # requires. It writes the same K/V the replay below writes again, so running it twice changes nothing.
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                forward(size)
-            torch.cuda.current_stream(device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                logits = forward(size)
-            recorded[size] = (graph, logits)
+            with record_function("generate: record a CUDA graph"):
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    forward(size)
+                torch.cuda.current_stream(device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool):
+                    logits = forward(size)
+                recorded[size] = (graph, logits)
         graph, logits = recorded[size]
         graph.replay()
         return logits[:n]

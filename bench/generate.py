@@ -4,6 +4,7 @@
     python bench/generate.py --shapes tiny --batches 8,32 --new-tokens 64
     python bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256   # random weights
     python bench/generate.py --device cuda --shapes qwen2.5-7b --batches 64,128 --new-tokens 256 --cuda-graphs
+    python bench/generate.py --shapes tiny --batches 8 --profile   # + each call's time by engine range
 
 Both sides get the same random weights, the same prompts (lengths drawn between --prompt-min and --prompt-max;
 transformers gets them left-padded, as its batched generate() needs) and greedy decoding with no stop token, so
@@ -94,6 +95,30 @@ def timed(fn, device):
     return result, time.perf_counter() - t0
 
 
+def profile_call(fn, device):
+    """torch.profiler over one call of fn (a generate call): its wall time split by the engine's named ranges (prefill,
+    recording CUDA graphs, decode steps, sampling with the wait for the GPU; prefill holds its own sampling, and what no
+    range covers is the scheduler's Python), and on CUDA the GPU's busy time against the wall: where a call's time goes
+    besides the decode step that bench/decode_step.py measures alone."""
+    from torch.profiler import ProfilerActivity
+    cuda = device == "cuda"
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        _, wall = timed(fn, device)
+    events = prof.key_averages()
+    ranges = sorted((e for e in events if e.key.startswith("generate: ")), key=lambda e: -e.cpu_time_total)
+    print(f"profile of that call (under the profiler: {wall * 1e3:,.1f} ms wall)")
+    print("| engine range | calls | ms, host, inclusive | ms per call | share of the wall |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for e in ranges:
+        ms = e.cpu_time_total / 1e3
+        print(f"| {e.key[len('generate: '):]} | {e.count} | {ms:,.1f} | {ms / e.count:.3f} | {ms / (wall * 1e3):.0%} |")
+    if cuda:
+        on_gpu = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
+        name = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+        busy = sum(getattr(e, name) for e in on_gpu) / 1e3
+        print(f"GPU busy {busy:,.1f} ms of {wall * 1e3:,.1f} ms wall ({busy / (wall * 1e3):.0%})", flush=True)
+
+
 def roofline_tok_s(shape, batch, mean_ctx, dtype, hbm_tb_s):
     """performance.md 1.1: step time >= (weights read once + every row's KV read) / bandwidth."""
     D, L, H, KVH, F, V, tied = SHAPES[shape]
@@ -125,6 +150,8 @@ def main():
     ap.add_argument("--block-size", type=int, default=None,
                     help="KV cache block size (default: whole rows when memory allows; 16 = AZR's paged case)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per side, alternating; the best is kept")
+    ap.add_argument("--profile", action="store_true",
+                    help="after each row, one more call of ours under torch.profiler: its time by engine range")
     args = ap.parse_args()
     shapes = args.shapes.split(",")
     unknown = [s for s in shapes if s not in SHAPES]
@@ -213,6 +240,11 @@ def main():
                 bound = roofline_tok_s(shape, batch, mean_ctx, dtype, args.hbm_tb_s)
                 row += f" {bound:,.0f} | {n_tok / t_ours / bound:.0%} |"
             print(row, flush=True)
+            if args.profile:
+                profile_call(lambda: generate(ours, prompts, args.new_tokens, temperature=0, max_batch=batch,
+                                              stop_token_ids=stops, cuda_graphs=args.cuda_graphs,
+                                              block_size=args.block_size, kv_cache_tokens=args.kv_cache_tokens),
+                             args.device)
         del ours, hf
     if mismatched and dtype == torch.float32:  # a faster engine that decodes something else is not faster
         sys.exit(f"outputs differ from transformers: {'; '.join(mismatched)}")

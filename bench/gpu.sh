@@ -101,8 +101,10 @@ stage kernels 150 "$PY" bench/kernels.py --profile
 # (the CUDA default of azr.py and eval), best of 2 calls each (at 54070e3 its batch 64
 # ran at 4,600 tok/s where the decode-step bench implied ~9,000 and e6e1e7f had measured 7,459 here; until be7ae29
 # the warm-up used 2 prompts without CUDA graphs, so Triton compiled inside the timed run)
-stage graphs 60 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
-    --skip-hf --cuda-graphs --repeats 2 ${hbm[@]+"${hbm[@]}"}
+# --profile: one more call per batch, its time by engine range (prefill, graph recording, decode steps, sampling and
+# the wait for the GPU) and the GPU's busy share: where generate loses the ~8 points it trails the decode step by
+stage graphs 90 "$PY" bench/generate.py --device cuda --shapes qwen2.5-7b --batches 8,64,128 --new-tokens 256 \
+    --skip-hf --cuda-graphs --repeats 2 --profile ${hbm[@]+"${hbm[@]}"}
 
 
 # one AZR step at Qwen2.5-0.5B's shape with random weights (timings only; every response runs to the cap, so the

@@ -27,7 +27,14 @@ def load(script):
 
 
 def test_generate_and_decode_step_run():
-    out = run("generate.py", "--shapes", "tiny", "--batches", "2", "--new-tokens", "4", "--threads", "1")
+    out = run("generate.py", "--shapes", "tiny", "--batches", "2", "--new-tokens", "4", "--threads", "1", "--profile")
+    # --profile: the call's time by the engine's named ranges: 4 new tokens are 1 from a prefill and 3 decode steps,
+    # each followed by a sampling call (two prompts of different lengths may make two prefill groups)
+    table = out[out.index("| engine range |"):]
+    ranges = {line.split("|")[1].strip(): int(line.split("|")[2]) for line in table.splitlines()[2:]
+              if line.startswith("| ")}
+    assert set(ranges) == {"prefill", "decode step", "sample + wait for the GPU"} and ranges["decode step"] == 3, out
+    assert ranges["sample + wait for the GPU"] == ranges["prefill"] + 3, out
     assert "| tiny | 2 |" in out and "2/2 |" in out
     out = run("decode_step.py", "--shape", "tiny", "--batch", "2", "--context", "8", "--steps", "1",
               "--attention-knobs", "128,8,2,1")
