@@ -469,6 +469,16 @@ def test_decode_attention_kernel_reads_only_each_rows_length(H, KVH, hd, block_s
                                                        KVH, hd, dtype, seed=H * hd)
 
 
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_decode_attention_combines_more_chunks_than_one_combine_step():
+    """A row of 600 positions in chunks of 64: 10 chunks, more than the 8 the combine kernel takes per step, so it
+    walks them in two steps (a row of 1 position leaves 9 of its chunks empty)."""
+    def attend(*args):
+        return ka.decode_attention_triton(*args, split=64, programs=0)
+    check_decode_attention_reads_only_each_rows_length(attend, torch.tensor([1, 600]), 16, 4, 2, 16, torch.float32,
+                                                       seed=5)
+
+
 def test_decode_chunks():
     """How decode attention splits rows: by length (at most `split` positions), then by occupancy (down to 128)."""
     assert ka.decode_chunks(64, 4, 320) == (1, 320)                      # no target (CPU): one chunk per row
@@ -739,8 +749,10 @@ for dt, ieee in (("*bf16", False), ("*fp32", True)):
               IEEE="constexpr", UPCAST="constexpr", SPLIT="constexpr"),
               dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=ka.LAUNCH["block_t"], IEEE=ieee, UPCAST=False, SPLIT=split),
               num_warps=ka.LAUNCH["num_warps"], num_stages=ka.LAUNCH["num_stages"])  # the engine's launch
-    build(ka._decode_attention_combine_kernel, dict(acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", out_ptr=dt,
-          stride_ob="i32", stride_oh="i32", S="i32", HD="constexpr", BLOCK_S="constexpr"), dict(HD=128, BLOCK_S=8))
+    for G, BG in ((7, 8), (1, 1)):  # Qwen2.5-7B's 7 query heads per KV head; plain multi-head attention
+        build(ka._decode_attention_combine_kernel, dict(acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", out_ptr=dt,
+              stride_ob="i32", stride_oh="i32", S="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr",
+              BLOCK_S="constexpr"), dict(G=G, HD=128, BLOCK_G=BG, BLOCK_S=8))
 for dt in ("*bf16", "*fp32"):
     for res in (True, False):
         build(kf._rms_norm_kernel, dict(x_ptr=dt, res_ptr=dt, w_ptr=dt, out_ptr=dt, sum_ptr=dt, D="i32", eps="fp32",
