@@ -277,7 +277,9 @@ if triton is not None:
             count_lo += tl.where(digit < 8, one, 0)
             count_hi += tl.where(digit < 8, 0, one)
             if MASS:
-                w = tl.where(match & (x > float("-inf")), tl.exp(x * scale - mxs), 0.0)
+                # exp(z - max z) as exp2((z - max) * log2 e) with the select between the multiply and the subtract
+                # (else fused into an fma: not 0 at the max for huge z, see the select kernel)
+                w = tl.exp2((tl.where(match, x * scale, float("-inf")) - mxs) * 1.4426950408889634)
                 mass += tl.where(digit == buckets, w, 0.0)
         word = tl.where(buckets < 8, count_lo, count_hi)                                # [BB, 16, BV]
         count = tl.sum((word >> ((buckets & 7) * 4)) & 15, axis=2)                      # [BB, 16]
@@ -439,7 +441,11 @@ if triton is not None:
         s = tl.minimum(tl.where(pick_max, s_max, s_draw), n_splits - 1)          # [BB] the split to read
         before = tl.sum(tl.where(s_idx[None, :] < s[:, None], mass, 0.0), axis=1)
         target = tl.where(pick_max, 0.0, u - before)                             # u's place inside split s
-        safe2 = safe * 1.4426950408889634                                        # exp(z - M) = exp2(z*log2 e - this)
+        # exp(z - M) as exp2((z - M) * log2 e), the partial kernel's form: not exp2(z * log2 e - M * log2 e), which
+        # the compiler fuses into fma(z, log2 e, -M * log2 e) (sm_90): not 0 at z = M but M * log2 e's rounding error
+        # (-6e21 at M = 1e30: p = 0 for the max and the draw falls back to column 0), z * log2 e overflows to inf
+        # for |z| > 2.4e38 (inf - inf = NaN), and an error of |z| * 2^-24 in the exponent biases the draw against the
+        # partials' masses (z ~ 1e6, as logits ~ 1000 at T = 1e-3: a token's probability off by a quarter)
 
         # level 1: the run of BLOCK_C columns holding the target. hit: its first column (-1: not found yet), with
         # the mass before it; last: the last run with mass (where rounding past the split's end lands)
@@ -457,7 +463,7 @@ if triton is not None:
             x = tl.load(row_base[:, :, None] + cols, mask=m, other=float("-inf")).to(tl.float32)
             z = tl.where(x >= thr[:, None, None], x * scale[:, None, None], float("-inf"))
             p = tl.where(pick_max[:, None, None], (z == M[:, None, None]).to(tl.float32),
-                         tl.exp2(z * 1.4426950408889634 - safe2[:, None, None]))
+                         tl.exp2((z - safe[:, None, None]) * 1.4426950408889634))
             rm = tl.sum(tl.where(m, p, 0.0).to(tl.float64), axis=2)             # [BB, BR] each run's mass
             c = tl.cumsum(rm, axis=1) + acc[:, None]
             r_hit = tl.min(tl.where((c > target[:, None]) & (rm > 0), r_idx[None, :], BLOCK_R), axis=1)
@@ -480,7 +486,7 @@ if triton is not None:
         x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
         z = tl.where(x >= thr[:, None], x * scale[:, None], float("-inf"))
         p = tl.where(pick_max[:, None], (z == M[:, None]).to(tl.float32),
-                     tl.exp2(z * 1.4426950408889634 - safe2[:, None]))
+                     tl.exp2((z - safe[:, None]) * 1.4426950408889634))
         p = tl.where(m, p, 0.0)
         c = tl.cumsum(p.to(tl.float64), axis=1) + before_run[:, None]
         # (p > 0: a target a rounding below 0 must still not land on a zero-mass column)

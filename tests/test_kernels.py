@@ -307,6 +307,36 @@ def test_masked_rows_never_nan(backend, dtype):
         assert (logp <= 0).all() and torch.isfinite(logp[[0, 2, 3]]).all(), kw
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_huge_finite_logits(backend, dtype):
+    """Finite z = logit / T past 2.4e38, where z * log2(e) overflows fp32: row 0's max must be drawn with logprob 0,
+    row 1 (two finite logits, both huge and negative) must draw one of them and never a -inf column, row 2 reaches
+    z = 3e38 through its temperature (0.01)."""
+    big = 3e38 if dtype == torch.bfloat16 else torch.finfo(torch.float32).max    # (bf16 rounds fp32's max to inf)
+    x = torch.zeros(3, 40)
+    x[0, 5] = big
+    x[1] = -math.inf
+    x[1, [7, 9]] = -big
+    x[2, 11] = 3e36
+    T = torch.tensor([1.0, 1.0, 0.01])
+    for seed in range(4):
+        ids, logp = kernels.sample(x.to(dtype), temperature=T, generator=torch.Generator().manual_seed(seed))
+        assert ids[0] == 5 and ids[1] in (7, 9) and ids[2] == 11, ids
+        torch.testing.assert_close(logp, torch.tensor([0.0, -math.log(2), 0.0]), atol=1e-6, rtol=0)
+
+
+def test_cold_temperature_large_logits(backend):
+    """T = 2^-10 on logits ~4000: z = logit / T ~ 4e6 and every z - max (0, -0.5, -1, -1.5) are exact, but z * log2(e)
+    has an fp32 ulp of 1/2, so exp2(z * log2 e - max * log2 e) is off by up to 19%: the draw must follow exp(z - max),
+    the distribution whose logprobs are returned."""
+    x = torch.tensor([4000.0 - j * 2.0 ** -11 for j in range(4)])
+    T = 2.0 ** -10
+    probs = exact_distribution(x, T, 0, 1.0)
+    ids, logp = kernels.sample(x.repeat(DRAWS, 1), temperature=T, generator=torch.Generator().manual_seed(5))
+    assert_chi_square(ids, probs)
+    torch.testing.assert_close(logp.double(), probs.log()[ids], atol=2e-6, rtol=0)
+
+
 def test_real_vocabulary_bf16(backend):
     # Qwen's embedding has 151,936 rows but the tokenizer ~151,665: the padded tail is -inf
     V, real = 151936, 151665
