@@ -27,7 +27,7 @@ issue ~33T thread-instructions/s, so a pass stays memory-bound below ~14 instruc
 Hence every kernel here reduces across lanes once per program, not once per tile (a barrier and a shared-memory
 round trip per tile, and for the histograms a [tile, 16] one-hot summed per tile: ~250 instructions per logit for
 counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit,
-a top-k (count) pass ~26, a top-p (mass) pass ~84, as 16 buckets cost a compare, a select and an add each.
+a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a select and an add each.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits); top-k or top-p = 1 + P
 reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
