@@ -8,9 +8,10 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    keeps an online log-sum-exp of its slice of z = logits / T: one exp per logit and nothing else. A second kernel
    draws by inversion of the cumulative distribution: per row, u = U * total mass with ONE uniform U, the split
    holding u found from the splits' masses, then only that split (<= 4,096 columns) is read again: the run of 256
-   columns (bf16) holding u from the runs' masses, then that run's exp(z - max) summed until u is passed. Why not the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second
-   read: it draws a random number and takes two logarithms per logit, which made it compute-bound (554 GB/s on an
-   H200 at B=256, commit e6e1e7f), while inversion does the one exp the logprob's normaliser needs anyway.
+   columns (bf16) holding u from the runs' masses, then that run's exp(z - max) summed until u is passed. Why not
+   the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second read: it draws a random number and
+   takes two logarithms per logit, which made it compute-bound (554 GB/s on an H200 at B=256, commit e6e1e7f), while
+   inversion does the one exp the logprob's normaliser needs anyway.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
    sorting by radix select on the 32-bit order-preserving integer key of each float: passes of 4 bits each, every
    pass histograms the 16 next digits of the elements that still match the prefix found so far (counts for top-k,
@@ -374,7 +375,7 @@ if triton is not None:
             thr = tl.full((BLOCK_B, 1, 1), float("-inf"), tl.float32)
         run = tl.arange(0, BLOCK_R)[None, :, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]  # [1, BR, BC]
         run_max = tl.full((BLOCK_B, BLOCK_R), float("-inf"), tl.float32)
-        acc = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # each lane's sum of exp(z - run_max), summed at the end
+        acc = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # each lane's sum of exp(z - run_max), summed last
         lo = pid_s * CHUNK
         for start in range(lo, lo + CHUNK, BLOCK_R * BLOCK_C):
             cols = start + run
