@@ -1,6 +1,7 @@
-"""Static cost of the sampling kernels' inner loops, without a GPU: compile each kernel at its launcher's configuration
-for sm_90 (Triton's pipeline and its bundled ptxas), disassemble the cubin, and count the instructions in each loop per
-logit a thread loads there, against the most an H100 / H200 can issue per logit while reading at HBM speed.
+"""Static cost of the sampling kernels' and decode attention's inner loops, without a GPU: compile each kernel at its
+launcher's configuration for sm_90 (Triton's pipeline and its bundled ptxas), disassemble the cubin, and count the
+instructions in each loop per element (logit, or K/V pair) a thread loads there, against the most an H100 / H200 can
+issue per element while reading at HBM speed.
 
     python bench/sass.py                 # the table; needs triton with its bundled ptxas (not the interpreter)
 
@@ -31,7 +32,8 @@ BIN = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin"
 
 def compile_sm90(fn, signature, constants, **options):
     """(cubin bytes, ptxas -v report) of fn for sm_90, specialised as a launch with 16-byte aligned pointers/sizes."""
-    aligned = {"stride_b", "V", "CHUNK"}
+    aligned = {"stride_b", "V", "CHUNK", "chunk", "stride_qb", "stride_qh", "stride_tb", "stride_kblk", "stride_kh",
+               "stride_kt"}
     attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, ty in signature.items()
              if ty.startswith("*") or n in aligned}
     k = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget("cuda", 90, 32), options=options)
@@ -63,8 +65,19 @@ def loops(cubin):
 
 
 def launches():
-    """(name, kernel, signature, constants, options, logits a thread loads per loop iteration, element size) at the
-    launchers' configurations for a 151,936-token vocabulary on a GPU (see sample_triton, filter_threshold_triton)."""
+    """(name, kernel, signature, constants, options, elements a thread loads per loop iteration, bytes per element) at
+    the launchers' configurations for a 151,936-token vocabulary on a GPU (see sample_triton, filter_threshold_triton),
+    and decode attention's at Qwen2.5-7B's shape (an element: one position x dimension of K and of V, bf16)."""
+    from kernels import attention as ka
+    L = ka.LAUNCH
+    yield ("decode attention (per K and V element pair), bf16, 7B", ka._decode_attention_kernel,
+           dict(q_ptr="*bf16", k_ptr="*bf16", v_ptr="*bf16", len_ptr="*i64", table_ptr="*i64", out_ptr="*bf16",
+                acc_ptr="*fp32", m_ptr="*fp32", s_ptr="*fp32", scale="fp32", block_size="i32", chunk="i32",
+                stride_qb="i32", stride_qh="i32", stride_tb="i32", stride_kblk="i32", stride_kh="i32",
+                stride_kt="i32", G="constexpr", HD="constexpr", BLOCK_G="constexpr", BLOCK_T="constexpr",
+                IEEE="constexpr", UPCAST="constexpr", SPLIT="constexpr"),
+           dict(G=7, HD=128, BLOCK_G=16, BLOCK_T=L["block_t"], IEEE=False, UPCAST=False, SPLIT=True),
+           dict(num_warps=L["num_warps"], num_stages=L["num_stages"]), L["block_t"] * 128 // (32 * L["num_warps"]), 4)
     tile = 2048                                                   # sampling._tile() off the interpreter
     for dt, e in (("*bf16", 2), ("*fp32", 4)):
         run = ks.RUN // e
@@ -90,8 +103,8 @@ def main():
     if not os.path.exists(os.path.join(BIN, "ptxas")):
         sys.exit(f"no ptxas in {BIN}: this triton wheel does not bundle the CUDA tools; install triton from PyPI")
     budget = {tb: ISSUE_PER_S / (tb * 1e12) for tb in (4.8, 3.35)}  # instructions per byte read
-    print(f"# sampling kernels' loops compiled for sm_90; triton {triton.__version__}")
-    print("| kernel | registers | spilled bytes | instructions per logit | x H200 budget | x H100 SXM budget |")
+    print(f"# the sampling and decode-attention kernels' loops compiled for sm_90; triton {triton.__version__}")
+    print("| kernel | registers | spilled bytes | instructions per element | x H200 budget | x H100 SXM budget |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, fn, sig, const, opts, per_thread, e in launches():
         cubin, report = compile_sm90(fn, sig, const, **opts)

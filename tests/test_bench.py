@@ -158,8 +158,9 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys, monke
 
 
 def test_sass_bench_finds_each_sampling_loop():
-    """bench/sass.py compiles the sampling kernels for sm_90 and reads one loop per kernel from the SASS: every row has
-    a finite instruction count (a kernel whose loop it could not find prints nan), both dtypes, all four kernels."""
+    """bench/sass.py compiles the sampling kernels and decode attention for sm_90 and reads one loop per kernel from the
+    SASS: every row has a finite instruction count (a kernel whose loop it could not find prints nan): decode attention,
+    and the four sampling kernels for both dtypes."""
     triton = pytest.importorskip("triton")
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
         pytest.skip("triton wheel without ptxas")
@@ -169,6 +170,7 @@ def test_sass_bench_finds_each_sampling_loop():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[c.strip() for c in r] for r in rows[1:]]                           # less the header
-    assert len(rows) == 8 and {r[0].rsplit(", ", 1)[1] for r in rows} == {"bf16", "fp32"}, proc.stdout
+    assert len(rows) == 9 and rows[0][0].startswith("decode attention"), proc.stdout
+    assert [r[0].rsplit(", ", 1)[1] for r in rows[1:]] == ["bf16"] * 4 + ["fp32"] * 4, proc.stdout
     for name, regs, spilled, per_logit, *_ in rows:
         assert float(per_logit) > 0 and int(regs) > 0 and int(spilled) >= 0, (name, proc.stdout)
