@@ -7,7 +7,7 @@
 # of the kernels and the engine: the sampler and engine changed since the last GPU run), decode (bench/decode_step.py:
 # one 7B decode step, eager / CUDA graphs, torch / fused elementwise ops, profile), attn-sweep (the decode-attention
 # kernel's launch knobs: bench/kernels.py --attention-sweep), kernels (bench/kernels.py), graphs (bench/generate.py
-# at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2), step (bench/step.py on a random checkpoint at
+# at Qwen2.5-7B's shape with CUDA graphs, ours alone, best of 2, then a profiled call per batch), step (bench/step.py on a random checkpoint at
 # Qwen2.5-0.5B's shape), generate (the graphs stage against transformers), paged (16-position KV blocks), step-eager
 # (the step without CUDA graphs); tests-azr (test_cuda.py's AZR runs) comes before generate.
 # GPU_SH_STAGES=decode,tests (say) runs only those. The benchmarks check what they time and exit nonzero when it is
