@@ -175,13 +175,27 @@ def check_logprobs(h, w, t):
 
 # ----------------------------------------------------------------------------------------------------------------
 
+def lm_like_logits(B, V, device, dtype, generator=None):
+    """Rows shaped like a language model's: a Gaussian bulk (std 2.5) plus 50 informative tokens 8-20 above it, where
+    top-k / top-p find their threshold among a few thousand candidates. Plain Gaussian rows (torch.randn * 3) keep
+    ~30% of the vocabulary at top-p 0.9: no candidate set holds that, and they take the radix select."""
+    x = torch.randn(B, V, generator=generator) * 2.5
+    top = torch.rand(B, V, generator=generator).topk(50, dim=-1).indices            # 50 random columns per row
+    x.scatter_add_(1, top, 8 + 12 * torch.rand(B, 50, generator=generator))
+    return x.to(device=device, dtype=dtype)
+
+
 def bench_sampling(device, dtype, batches, V):
     rows = []
     for B in batches:
-        logits = torch.randn(B, V, device=device, dtype=dtype) * 3
+        gauss = torch.randn(B, V, device=device, dtype=dtype) * 3
+        lm = lm_like_logits(B, V, device, dtype, torch.Generator().manual_seed(B))
         g = torch.Generator(device=device).manual_seed(0)
-        modes = (("T=1", dict()), ("top-p 0.9", dict(top_p=0.9)), ("top-k 50 + top-p 0.9", dict(top_k=50, top_p=0.9)))
-        for name, kw in modes:
+        top_p, both = dict(top_p=0.9), dict(top_k=50, top_p=0.9)
+        modes = (("T=1", gauss, dict()), ("top-p 0.9, LLM-like rows", lm, top_p),
+                 ("top-k 50 + top-p 0.9, LLM-like rows", lm, both), ("top-p 0.9, Gaussian rows (radix)", gauss, top_p),
+                 ("top-k 50 + top-p 0.9, Gaussian rows (radix)", gauss, both))
+        for name, logits, kw in modes:
             check_sample(logits, *kernels.sample(logits, generator=g, **kw), **kw)
             ours = lambda: kernels.sample(logits, generator=g, **kw)
             base = lambda: sample_sort_baseline(logits, **kw)
@@ -390,8 +404,11 @@ def profile_sampling(device, dtype, B, V):
     spec = importlib.util.spec_from_file_location("bench_decode_step", Path(__file__).with_name("decode_step.py"))
     decode_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(decode_step)
-    logits = torch.randn(B, V, device=device, dtype=dtype) * 3
-    for name, kw in (("T=1", dict()), ("top-k 50 + top-p 0.9", dict(top_k=50, top_p=0.9))):
+    gauss = torch.randn(B, V, device=device, dtype=dtype) * 3
+    lm = lm_like_logits(B, V, device, dtype, torch.Generator().manual_seed(B))
+    both = dict(top_k=50, top_p=0.9)
+    for name, logits, kw in (("T=1", gauss, dict()), ("top-k 50 + top-p 0.9, LLM-like rows", lm, both),
+                             ("top-k 50 + top-p 0.9, Gaussian rows (radix)", gauss, both)):
         call = lambda i: kernels.sample(logits, **kw)
         ms = time_gpu(lambda: call(0)) if device == "cuda" else time_cpu(lambda: call(0))
         print(f"\nprofile of sample {name}, B={B}, {str(dtype)[6:]} logits, {ms:.3f} ms per call:")

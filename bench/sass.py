@@ -47,7 +47,8 @@ def compile_sm90(fn, signature, constants, **options):
 
 
 def loops(cubin):
-    """[(instructions, Counter of opcodes)] of each loop (a backward branch's body) in the cubin's SASS."""
+    """[(instructions, Counter of opcodes)] of each innermost loop (a backward branch's body holding no other) in the
+    cubin's SASS."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
@@ -55,11 +56,15 @@ def loops(cubin):
                               check=True).stdout
     ins = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in
            re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);", sass)]
-    out = []
+    spans = []
     for addr, op, args in ins:
         target = re.search(r"0x([0-9a-f]+)", args) if op.startswith("BRA") else None
         if target and int(target.group(1), 16) < addr:
-            body = [o.split(".")[0] for a, o, _ in ins if int(target.group(1), 16) <= a <= addr]
+            spans.append((int(target.group(1), 16), addr))
+    out = []
+    for lo, hi in spans:
+        if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in spans):
+            body = [o.split(".")[0] for a, o, _ in ins if lo <= a <= hi]
             out.append((len(body), collections.Counter(body)))
     return out
 
@@ -82,10 +87,19 @@ def launches():
     for dt, e in (("*bf16", 2), ("*fp32", 4)):
         run = ks.RUN // e
         base = dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32")
-        yield (f"partial (plain sampling pass), {dt[1:]}", ks._sample_partial_kernel,
-               dict(base, part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
-                    HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
-               dict(HAS_THR=False, BLOCK_B=1, BLOCK_R=tile // run, BLOCK_C=run), {}, tile // 128, e)
+        for stats in (False, True):
+            yield (f"partial ({'top-k/top-p first pass, with stats' if stats else 'plain sampling pass'}), {dt[1:]}",
+                   ks._sample_partial_kernel,
+                   dict(base, part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32",
+                        CHUNK="i32", n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr",
+                        BLOCK_R="constexpr", BLOCK_C="constexpr"),
+                   dict(HAS_THR=False, STATS=stats, BLOCK_B=1, BLOCK_R=tile // run, BLOCK_C=run), {}, tile // 128, e)
+        yield (f"candidates (top-k/top-p copy-aside pass), {dt[1:]}", ks._candidates_kernel,
+               dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32",
+                    part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", cand_ptr="*fp32",
+                    count_ptr="*i32", B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", SEG="i32",
+                    n_sigma="fp32", BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"),
+               dict(BLOCK_B=1, BLOCK_V=tile, BLOCK_P=64), {}, tile // 128, e)
         yield (f"select (re-reads one split), {dt[1:]}", ks._sample_select_kernel,
                dict(base, seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",
                     logp_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
@@ -94,7 +108,8 @@ def launches():
         for mass, BV in ((False, tile), (True, tile // 4)):
             yield (f"radix pass, {'top-p (mass)' if mass else 'top-k (count)'}, {dt[1:]}", ks._radix_hist_kernel,
                    dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32", prefix_ptr="*i64",
-                        thr_key_ptr="*i64", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
+                        thr_key_ptr="*i64", todo_ptr="*i32", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32",
+                        CHUNK="i32",
                         n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
                    dict(MASS=mass, BLOCK_B=1, BLOCK_V=BV), dict(num_warps=8), BV // 256, e)
 
@@ -110,7 +125,8 @@ def main():
         cubin, report = compile_sm90(fn, sig, const, **opts)
         regs = re.search(r"Used (\d+) registers", report)
         spill = sum(int(x) for x in re.findall(r"(\d+) bytes spill stores", report))
-        # the loop over the logits is the longest one (the select kernel's fp64 scans are not loops)
+        # the loop over the logits is the longest innermost one (the select kernel's fp64 scans are not loops; the
+        # radix pass's loop over its items holds the one over the logits)
         n, _ = max(loops(cubin), default=(float("nan"), None))
         per = n / per_thread
         print(f"| {name} | {regs.group(1) if regs else '?'} | {spill} | {per:.1f} | {per / (budget[4.8] * e):.2f}x "

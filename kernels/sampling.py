@@ -12,28 +12,41 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    the exponential race (Gumbel-max, argmax z_i - log E_i), which needs no second read: it draws a random number and
    takes two logarithms per logit, which made it compute-bound (554 GB/s on an H200 at B=256, commit e6e1e7f), while
    inversion does the one exp the logprob's normaliser needs anyway.
-2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}. tau is found without
-   sorting by radix select on the 32-bit order-preserving integer key of each float: passes of 4 bits each, every
-   pass histograms the 16 next digits of the elements that still match the prefix found so far (counts for top-k,
-   softmax mass for top-p) and descends into the bucket that holds the k-th element / the top_p mass boundary.
-   fp32 logits take 8 passes; bf16 logits (what the engine passes on GPUs) only 4, and fp16 5, because their keys
-   have 16 / 19 significant bits and the rest follows from the sign bit. Exact in a fixed number of passes, O(B)
-   extra memory. Each pass is split over the vocabulary like step 1 (B x splits programs write partial histograms,
-   then a small kernel per row block sums them and descends), so a pass keeps the whole GPU busy even at B=1,
-   where one program per row walking its 152k logits took milliseconds. Then step 1 runs with the threshold as a
-   mask.
+2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}, found without sorting
+   in one of two ways, then step 1 runs with the threshold as a mask.
+   a. Candidates (the fast path). The first pass of step 1 also gives each row's max M, mass, mean and spread; a
+      second pass copies aside the few logits above a floor (by default the level above which a Gaussian bulk of V
+      logits leaves ~2k: LLM logits are such a bulk plus the few informative tokens that top-k / top-p keep; for
+      top-p alone never above M - log((V - 1) / ((1 - p) * mass)) - 1, below which all tokens together hold less
+      than 1 - p of the mass). When those candidates hold the kept set (at least k of them for top-k; at least top_p
+      of the row's mass for top-p alone) and fit in their CANDIDATES slots, one program per row finds the
+      threshold among them: the largest key t with count(key >= t) >= k, then with mass(key >= t) >= top_p of what
+      top-k kept, bit by bit (16 steps for bf16). Exact either way: the check is, the floor is only a guess.
+   b. Radix select, for the rows the candidates do not serve (a flat row, a top-k larger than its candidates): on
+      the 32-bit order-preserving integer key of each float, passes of 4 bits each, every pass histograms the 16
+      next digits of the elements that still match the prefix found so far (counts for top-k, softmax mass for
+      top-p) and descends into the bucket that holds the k-th element / the top_p mass boundary. fp32 logits take
+      8 passes; bf16 logits (what the engine passes on GPUs) only 4, and fp16 5, because their keys have 16 / 19
+      significant bits and the rest follows from the sign bit. Exact in a fixed number of passes, O(B) extra
+      memory. Each pass is split over the vocabulary like step 1 (splits write partial histograms, then a small
+      kernel per row block sums them and descends), so a pass keeps the whole GPU busy even at B=1, where one
+      program per row walking its 152k logits took milliseconds. Its passes run for every call (no host sync
+      decides), on a grid of a few programs per SM that skip, without reading, what has no such row.
 
 Instructions per logit decide as much as bytes: an H200 streams 2.4G bf16 logits/s (4.8 TB/s) while its 132 SMs
 issue ~33T thread-instructions/s, so a pass stays memory-bound below ~14 instructions per bf16 logit (~28 fp32).
 Hence every kernel here reduces across lanes once per program, not once per tile (a barrier and a shared-memory
 round trip per tile, and for the histograms a [tile, 16] one-hot summed per tile: ~250 instructions per logit for
-counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit,
-a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a select and an add each.
+counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit
+(~18.5 with the statistics the candidate path needs), the candidate pass ~29 (a prefix sum, an address and a
+predicated store per logit), a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a
+select and an add each. So top-p by candidates costs ~4.5 reads' worth of issue slots on an H200, by radix ~25.
 
-Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits); top-k or top-p = 1 + P
-reads (+1 for top-p's row max), top-k and top-p = 2 + 2P, with P = 4 passes for bf16 (10 reads) and 8 for fp32 (18):
-the threshold kernel cannot keep a 152k row in registers, so each radix pass re-reads it; rows that fit in L2 make
-these re-reads cheaper than HBM reads.
+Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits). top-k and/or top-p
+with every row served by its candidates = 3.03 reads (first pass, candidate pass, masked step 1) + O(B * CANDIDATES).
+A row the candidates miss adds the radix select's passes for its block: P passes per filter, P = 4 for bf16 and 8 for
+fp32 (the threshold kernel cannot keep a 152k row in registers, so each pass re-reads it; rows that fit in L2 make
+these re-reads cheaper than HBM reads).
 
 Randomness: per-row seeds drawn from the caller's torch.Generator as a device tensor (no host sync, CUDA-graph
 friendly); U is 53 bits from two Philox outputs of the row's seed and the scan inside a split sums in fp64, but u
@@ -52,6 +65,7 @@ Conventions (the same in the Triton kernels and the PyTorch reference below):
 import functools
 import math
 import os
+import statistics
 
 import torch
 
@@ -233,8 +247,15 @@ if triton is not None:
         return bits.to(tl.uint32, bitcast=True) ^ tl.where(bits < 0, 0xFFFFFFFF, 0x80000000).to(tl.uint32)
 
     @triton.jit
-    def _radix_hist_kernel(logits_ptr, stride_b, temp_ptr, mxs_ptr, prefix_ptr, thr_key_ptr, count_ptr, mass_ptr,
-                           B, V, CHUNK, n_splits, shift, MASS: tl.constexpr, BLOCK_B: tl.constexpr,
+    def _key_float(key):
+        # the inverse of _ukey: a key (uint32 or int64 in [0, 2^32)) -> the fp32 it stands for (the map is an
+        # involution once the sign bit is flipped back)
+        s = (key.to(tl.int64) - 2147483648).to(tl.int32)
+        return (s ^ ((s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+
+    @triton.jit
+    def _radix_hist_kernel(logits_ptr, stride_b, temp_ptr, mxs_ptr, prefix_ptr, thr_key_ptr, todo_ptr, count_ptr,
+                           mass_ptr, B, V, CHUNK, n_splits, shift, MASS: tl.constexpr, BLOCK_B: tl.constexpr,
                            BLOCK_V: tl.constexpr):
         # One radix pass of the top-k / top-p threshold search, split over the vocabulary like the sampler:
         # program (pb, s) histograms digit (key >> shift) & 15 of the logits in rows pb*BLOCK_B.. and columns
@@ -246,61 +267,67 @@ if triton is not None:
         # sm_90, 20-45x what memory speed allows. Counts are packed 4 bits per digit into two int32 words per lane
         # (a lane sees at most CHUNK / BLOCK_V <= 15 columns, the launcher checks). Tiles are [BLOCK_B, 1, BLOCK_V]
         # so that a column's 16 mass slots live in the thread that loaded it (no layout conversion in the loop).
-        pid_b = tl.program_id(0)
-        pid_s = tl.program_id(1)
-        rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
-        row_ok = rows < B
-        row_base = logits_ptr + rows.to(tl.int64)[:, None, None] * stride_b             # [BB, 1, 1]
-        prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
-        buckets = tl.arange(0, 16)[None, :, None]                                       # [1, 16, 1]
-        count_lo = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 0-7, 4 bits each
-        count_hi = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 8-15
-        mass = tl.zeros((BLOCK_B, 16, BLOCK_V), tl.float32)
-        if MASS:
-            T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
-            scale = (1.0 / tl.where(T > 0, T, 1.0))[:, None, None]
-            mxs = tl.load(mxs_ptr + rows, mask=row_ok, other=0.0)
-            mxs = tl.where(mxs > float("-inf"), mxs, 0.0)[:, None, None]
-            thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
-        lo = pid_s * CHUNK
-        for start in range(lo, lo + CHUNK, BLOCK_V):
-            cols = start + tl.arange(0, BLOCK_V)[None, None, :]
-            m = row_ok[:, None, None] & (cols < V)
-            x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
-            x = tl.where(x == x, x, float("-inf"))
-            key = _ukey(x)
-            digits = key >> shift                             # (a uint32 shifted by 32 would be undefined)
-            match = m & ((digits >> 4) == prefix)
+        # Only rows with todo [B] = 1 need the pass (the candidate path found the others' thresholds), and usually
+        # none does: so the grid is a few programs per SM that walk the (row block, split) items, and an item
+        # without such a row reads nothing (a grid of B x splits programs that all return costs microseconds).
+        for item in range(tl.program_id(0), tl.cdiv(B, BLOCK_B) * n_splits, tl.num_programs(0)):
+            pid_b = item // n_splits
+            pid_s = item % n_splits
+            rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+            row_ok = rows < B
+            row_base = logits_ptr + rows.to(tl.int64)[:, None, None] * stride_b             # [BB, 1, 1]
+            prefix = tl.load(prefix_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
+            buckets = tl.arange(0, 16)[None, :, None]                                       # [1, 16, 1]
+            count_lo = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 0-7, 4 bits each
+            count_hi = tl.zeros((BLOCK_B, 1, BLOCK_V), tl.int32)   # digits 8-15
+            mass = tl.zeros((BLOCK_B, 16, BLOCK_V), tl.float32)
             if MASS:
-                match = match & (key >= thr_key)
-            digit = (digits & 15).to(tl.int32)
-            one = tl.where(match, 1 << ((digit & 7) * 4), 0)
-            count_lo += tl.where(digit < 8, one, 0)
-            count_hi += tl.where(digit < 8, 0, one)
+                T = tl.load(temp_ptr + rows, mask=row_ok, other=1.0).to(tl.float32)
+                scale = (1.0 / tl.where(T > 0, T, 1.0))[:, None, None]
+                mxs = tl.load(mxs_ptr + rows, mask=row_ok, other=0.0)
+                mxs = tl.where(mxs > float("-inf"), mxs, 0.0)[:, None, None]
+                thr_key = tl.load(thr_key_ptr + rows, mask=row_ok, other=0).to(tl.uint32)[:, None, None]
+            todo = tl.load(todo_ptr + rows, mask=row_ok, other=0)
+            lo = pid_s * CHUNK
+            for start in range(lo, lo + CHUNK * tl.max(todo, axis=0), BLOCK_V):
+                cols = start + tl.arange(0, BLOCK_V)[None, None, :]
+                m = row_ok[:, None, None] & (cols < V)
+                x = tl.load(row_base + cols, mask=m, other=float("-inf")).to(tl.float32)
+                x = tl.where(x == x, x, float("-inf"))
+                key = _ukey(x)
+                digits = key >> shift                             # (a uint32 shifted by 32 would be undefined)
+                match = m & ((digits >> 4) == prefix)
+                if MASS:
+                    match = match & (key >= thr_key)
+                digit = (digits & 15).to(tl.int32)
+                one = tl.where(match, 1 << ((digit & 7) * 4), 0)
+                count_lo += tl.where(digit < 8, one, 0)
+                count_hi += tl.where(digit < 8, 0, one)
+                if MASS:
+                    # exp(z - max z) as exp2((z - max) * log2 e) with the select between the multiply and the subtract
+                    # (else fused into an fma: not 0 at the max for huge z, see the select kernel)
+                    w = tl.exp2((tl.where(match, x * scale, float("-inf")) - mxs) * 1.4426950408889634)
+                    mass += tl.where(digit == buckets, w, 0.0)
+            word = tl.where(buckets < 8, count_lo, count_hi)                                # [BB, 16, BV]
+            count = tl.sum((word >> ((buckets & 7) * 4)) & 15, axis=2)                      # [BB, 16]
+            out = (rows[:, None] * n_splits + pid_s) * 16 + tl.arange(0, 16)[None, :]
+            tl.store(count_ptr + out, count, mask=row_ok[:, None])
             if MASS:
-                # exp(z - max z) as exp2((z - max) * log2 e) with the select between the multiply and the subtract
-                # (else fused into an fma: not 0 at the max for huge z, see the select kernel)
-                w = tl.exp2((tl.where(match, x * scale, float("-inf")) - mxs) * 1.4426950408889634)
-                mass += tl.where(digit == buckets, w, 0.0)
-        word = tl.where(buckets < 8, count_lo, count_hi)                                # [BB, 16, BV]
-        count = tl.sum((word >> ((buckets & 7) * 4)) & 15, axis=2)                      # [BB, 16]
-        out = (rows[:, None] * n_splits + pid_s) * 16 + tl.arange(0, 16)[None, :]
-        tl.store(count_ptr + out, count, mask=row_ok[:, None])
-        if MASS:
-            tl.store(mass_ptr + out, tl.sum(mass, axis=2), mask=row_ok[:, None])
+                tl.store(mass_ptr + out, tl.sum(mass, axis=2), mask=row_ok[:, None])
 
     @triton.jit
     def _radix_descend_kernel(count_ptr, mass_ptr, prefix_ptr, need_k_ptr, need_p_ptr, topk_ptr, topp_ptr,
-                              thr_key_ptr, thr_ptr, B, V, n_splits, MASS: tl.constexpr, FIRST: tl.constexpr,
-                              LAST_BITS: tl.constexpr, WRITE_THR: tl.constexpr, BLOCK_B: tl.constexpr,
-                              BLOCK_S: tl.constexpr):
+                              thr_key_ptr, thr_ptr, todo_ptr, B, V, n_splits, MASS: tl.constexpr,
+                              FIRST: tl.constexpr, LAST_BITS: tl.constexpr, WRITE_THR: tl.constexpr,
+                              BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr):
         # After a _radix_hist_kernel pass: sum each row's split histograms and descend into the digit holding the
         # k-th largest logit (top-k) or the top_p mass boundary (MASS), appending it to the row's prefix. FIRST: the
         # phase's first pass (need starts at k, or at top_p times the kept mass). LAST_BITS > 0 on the phase's last
         # pass: the prefix is then the threshold key's top bits (LAST_BITS = 4 * passes), written to thr_key;
-        # WRITE_THR also converts the final key to the threshold logit thr [B] fp32.
+        # WRITE_THR also converts the final key to the threshold logit thr [B] fp32, for the rows with todo = 1.
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
+        todo = tl.load(todo_ptr + rows, mask=row_ok, other=0)
         buckets = tl.arange(0, 16)
         splits = tl.arange(0, BLOCK_S)
         offs = (rows[:, None, None] * n_splits + splits[None, :, None]) * 16 + buckets[None, None, :]
@@ -344,14 +371,131 @@ if triton is not None:
         tl.store(prefix_ptr + rows, prefix, mask=row_ok)
         tl.store(thr_key_ptr + rows, thr_key, mask=row_ok)
         if WRITE_THR:
-            key_s = (thr_key - 2147483648).to(tl.int32)       # key -> float: the key map is an involution
-            thr = (key_s ^ ((key_s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
-            tl.store(thr_ptr + rows, thr, mask=row_ok)
+            tl.store(thr_ptr + rows, _key_float(thr_key), mask=row_ok & (todo != 0))
 
     @triton.jit
-    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, B, V, CHUNK,
-                               n_splits, HAS_THR: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
-                               BLOCK_C: tl.constexpr):
+    def _filter_rows(temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V,
+                     n_parts, n_sigma, BLOCK_P: tl.constexpr):
+        # What the candidate kernels need of rows [BB], from the first pass's split partials [B, n_parts] (max,
+        # mass, stats): the scale 1/T, top_k, top_p, which filters are on, whether the candidate path applies
+        # (active), the max scaled logit M, the mass S = sum exp(z - M), and the floor: candidates are z >= floor.
+        # The floor is the higher of two levels. A bound, for top-p alone: a token below M - c holds < exp(-c) of
+        # the max's mass, so with c = log((V - 1) / ((1 - top_p) S)) + 1 all of them together hold less than
+        # (1 - top_p) S / e, and the kept set lies above M - c whatever the row. A guess: mean + n_sigma * std of
+        # the row's z, above which a Gaussian bulk of V logits leaves about a quarter of the candidate slots (LLM
+        # logits are such a bulk plus a few informative outliers, which is where top-k and top-p keep their
+        # tokens). Either can be wrong for a row (too many candidates, or too few of them); the threshold kernel
+        # checks, and the radix select takes the rows that fail.
+        T = tl.load(temp_ptr + rows, mask=row_ok, other=0.0)
+        scale = 1.0 / tl.where(T > 0, T, 1.0)
+        k = tl.load(topk_ptr + rows, mask=row_ok, other=0)
+        p = tl.load(topp_ptr + rows, mask=row_ok, other=1.0)
+        part = rows[:, None] * n_parts + tl.arange(0, BLOCK_P)[None, :]                 # [BB, BP]
+        ok = row_ok[:, None] & (tl.arange(0, BLOCK_P) < n_parts)[None, :]
+        mx = tl.load(part_max_ptr + part, mask=ok, other=float("-inf"))
+        sm = tl.load(part_sum_ptr + part, mask=ok, other=0.0)
+        M = tl.max(mx, axis=1)
+        finite = (M > float("-inf")) & (M < float("inf"))
+        M = tl.where(finite, M, 0.0)
+        S = tl.sum(tl.where(mx == M[:, None], sm, sm * tl.exp(mx - M[:, None])), axis=1)
+        S = tl.where(S > 0, S, 1.0)                                          # (rows without a finite logit)
+        n = tl.maximum(tl.sum(tl.load(part_stats_ptr + part * 3, mask=ok, other=0.0), axis=1), 1.0)
+        mean = tl.sum(tl.load(part_stats_ptr + part * 3 + 1, mask=ok, other=0.0), axis=1) / n
+        var = tl.sum(tl.load(part_stats_ptr + part * 3 + 2, mask=ok, other=0.0), axis=1) / n - mean * mean
+        use_k = (k > 0) & (k < V)
+        use_p = p < 1.0
+        active = row_ok & (T > 0) & finite & (use_k | use_p)
+        c = tl.log((V - 1) / ((1.0 - tl.where(use_p, p, 0.0)) * S)) + 1.0
+        lower = tl.where(use_p & ~use_k, M - tl.maximum(c, 0.0), float("-inf"))   # (top-k: >= k candidates do)
+        spread = tl.where(n_sigma > float("-inf"), n_sigma, 0.0) * tl.sqrt(tl.maximum(var, 0.0))
+        guess = tl.where(n_sigma > float("-inf"), mean + spread, float("-inf"))
+        floor = tl.minimum(tl.maximum(lower, guess), M)    # (the max is always a candidate)
+        return scale, k, p, use_k, use_p, active, M, S, tl.where(active, floor, float("inf"))
+
+    @triton.jit
+    def _candidates_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr,
+                           part_stats_ptr, cand_ptr, count_ptr, B, V, CHUNK, n_splits, n_parts, SEG, n_sigma,
+                           BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
+        # The top-k / top-p fast path's one pass: program (pb, s) copies the logits of rows pb*BLOCK_B.. in columns
+        # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows) into its own segment of SEG slots,
+        # cand [B, n_splits * SEG] fp32, in column order (a running count plus prefix sums: no atomics, the same
+        # slots every run). count [B, n_splits] int32: how many it found, also past SEG (the row then overflowed).
+        # Rows the fast path does not apply to find nothing; a block without such a row reads nothing. ~29
+        # instructions per bf16 logit on sm_90 (the tile's prefix sum, and an address and a predicated store per
+        # logit): ~2x what an H200 issues at memory speed. Scanning warp-local runs instead (the partial kernel's
+        # tiles) did not lower it.
+        pid_b = tl.program_id(0)
+        pid_s = tl.program_id(1)
+        rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_ok = rows < B
+        scale, k, p, use_k, use_p, active, M, S, floor = _filter_rows(
+            temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V, n_parts,
+            n_sigma, BLOCK_P)
+        row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b                   # [BB, 1]
+        seg = cand_ptr + (rows.to(tl.int64) * n_splits + pid_s)[:, None] * SEG         # [BB, 1]
+        n = tl.zeros((BLOCK_B,), tl.int32)                       # candidates found so far in this split
+        lo = pid_s * CHUNK
+        for start in range(lo, lo + CHUNK * tl.max(active.to(tl.int32), axis=0), BLOCK_V):
+            cols = start + tl.arange(0, BLOCK_V)[None, :]
+            x = tl.load(row_base + cols, mask=row_ok[:, None] & (cols < V), other=float("-inf")).to(tl.float32)
+            z = x * scale[:, None]
+            hit = (z >= floor[:, None]) & (z > float("-inf"))                           # (NaN: False)
+            h = hit.to(tl.int32)
+            slot = n[:, None] + tl.cumsum(h, axis=1) - 1
+            tl.store(seg + slot, x, mask=hit & (slot < SEG))
+            n += tl.sum(h, axis=1)
+        tl.store(count_ptr + rows * n_splits + pid_s, n, mask=row_ok)
+
+    @triton.jit
+    def _candidate_threshold_kernel(cand_ptr, count_ptr, temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr,
+                                    part_stats_ptr, thr_ptr, todo_ptr, B, V, n_splits, n_parts, SEG, n_sigma,
+                                    KEY_BITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+                                    BLOCK_P: tl.constexpr):
+        # Rows pid*BLOCK_B..: the top-k / top-p threshold from the row's candidates alone, exact whenever they hold
+        # the kept set: at least k of them (top-k), or with top-p alone at least top_p of the row's mass S; and none
+        # lost to a full segment. Then thr [B] is the smallest kept logit (-inf: keep all) and todo [B] = 0; rows
+        # that fail get todo = 1 (the radix select's). Both searches build the threshold's key bit by bit from the
+        # top, over the KEY_BITS bits a key of the logits' dtype has (16 for bf16): the largest key t with
+        # count(key >= t) >= k, then the largest t with mass(key >= t) >= top_p times the mass top-k kept, as the
+        # reference's sorted cumulative sum picks it (tokens tied with the boundary are kept).
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_ok = rows < B
+        scale, k, p, use_k, use_p, active, M, S, floor = _filter_rows(
+            temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V, n_parts,
+            n_sigma, BLOCK_P)
+        j = tl.arange(0, BLOCK_N)[None, :]                       # slot j: segment j // SEG, its place j % SEG
+        cnt = tl.load(count_ptr + rows[:, None] * n_splits + j // SEG, mask=row_ok[:, None] & (j // SEG < n_splits),
+                      other=0)                                   # [BB, BN] its segment's count
+        ok = active[:, None] & (j % SEG < cnt)
+        x = tl.load(cand_ptr + rows.to(tl.int64)[:, None] * (n_splits * SEG) + j, mask=ok, other=float("-inf"))
+        key = _ukey(x)
+        w = tl.where(ok, tl.exp2((x * scale[:, None] - M[:, None]) * 1.4426950408889634), 0.0)
+        top = tl.full((BLOCK_B,), 2147483648, tl.uint32)
+        t_k = tl.zeros((BLOCK_B,), tl.uint32)
+        for i in range(0, KEY_BITS * tl.max((active & use_k).to(tl.int32), axis=0)):
+            trial = t_k | (top >> i)
+            n_ge = tl.sum((ok & (key >= trial[:, None])).to(tl.int32), axis=1)
+            t_k = tl.where(n_ge >= k, trial, t_k)
+        t_k = tl.where(use_k, t_k, 0)
+        kept = ok & (key >= t_k[:, None])
+        need = p * tl.where(use_k, tl.sum(tl.where(kept, w, 0.0), axis=1), S)
+        t_p = tl.zeros((BLOCK_B,), tl.uint32)
+        for i in range(0, KEY_BITS * tl.max((active & use_p).to(tl.int32), axis=0)):
+            trial = t_p | (top >> i)
+            mass = tl.sum(tl.where(kept & (key >= trial[:, None]), w, 0.0), axis=1)
+            t_p = tl.where(mass >= need, trial, t_p)
+        t_p = tl.where(use_p, t_p, 0)
+        fits = tl.max(cnt, axis=1) <= SEG
+        fits &= tl.where(use_k, tl.sum(ok.to(tl.int32), axis=1) >= k, tl.sum(w, axis=1) >= need)
+        todo = active & ~fits
+        thr = tl.where(active, _key_float(tl.maximum(t_k, t_p)), float("-inf"))
+        tl.store(thr_ptr + rows, thr, mask=row_ok & ~todo)
+        tl.store(todo_ptr + rows, todo.to(tl.int32), mask=row_ok)
+
+    @triton.jit
+    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, B,
+                               V, CHUNK, n_splits, HAS_THR: tl.constexpr, STATS: tl.constexpr, BLOCK_B: tl.constexpr,
+                               BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
         # logits [B, V]; temp/thr [B]; part_max/part_sum [B, n_splits] (contiguous) out.
         # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK and
         # keeps an online log-sum-exp (max, sum of exp(z - max)) of the kept scaled logits z: one exp per logit, no
@@ -360,6 +504,8 @@ if triton is not None:
         # the first of them). A step loads [BLOCK_B, BLOCK_R, BLOCK_C] (BLOCK_R runs of BLOCK_C columns, a run per
         # warp) and keeps one (max, sum) per run: the reductions stay inside a warp, with no barrier per step (one
         # across the warps at the end), so a warp's loads are never held up by the block's slowest warp.
+        # STATS (the top-k / top-p path): also the split's count, sum and sum of squares of its finite z,
+        # part_stats [B, n_splits, 3], from which the candidate pass estimates where the bulk of the row lies.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -376,6 +522,9 @@ if triton is not None:
         run = tl.arange(0, BLOCK_R)[None, :, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]  # [1, BR, BC]
         run_max = tl.full((BLOCK_B, BLOCK_R), float("-inf"), tl.float32)
         acc = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # each lane's sum of exp(z - run_max), summed last
+        n_fin = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # STATS: each lane's count, sum, sum of squares
+        s1 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
+        s2 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
         lo = pid_s * CHUNK
         for start in range(lo, lo + CHUNK, BLOCK_R * BLOCK_C):
             cols = start + run
@@ -389,6 +538,12 @@ if triton is not None:
             rescale = tl.exp2((run_max - safe) * 1.4426950408889634)
             acc = acc * rescale[:, :, None] + tl.exp2((z - safe[:, :, None]) * 1.4426950408889634)
             run_max = new_max
+            if STATS:
+                fin = (z > float("-inf")) & (z < float("inf"))
+                zf = tl.where(fin, z, 0.0)
+                n_fin += fin.to(tl.float32)
+                s1 += zf
+                s2 += zf * zf
         # the runs' (max, sum) -> the split's, as the select kernel combines the splits'. A +inf logit leaves NaN
         # sums: the select kernel then reads only the maxima (it takes the row's first +inf)
         run_sum = tl.sum(acc, axis=2)
@@ -398,6 +553,10 @@ if triton is not None:
         out = rows * n_splits + pid_s
         tl.store(part_max_ptr + out, mx, mask=row_ok)
         tl.store(part_sum_ptr + out, sm, mask=row_ok)
+        if STATS:
+            tl.store(part_stats_ptr + out * 3, tl.sum(tl.sum(n_fin, axis=2), axis=1), mask=row_ok)
+            tl.store(part_stats_ptr + out * 3 + 1, tl.sum(tl.sum(s1, axis=2), axis=1), mask=row_ok)
+            tl.store(part_stats_ptr + out * 3 + 2, tl.sum(tl.sum(s2, axis=2), axis=1), mask=row_ok)
 
     @triton.jit
     def _sample_select_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr, part_max_ptr, part_sum_ptr,
@@ -503,6 +662,7 @@ if triton is not None:
 
 SCAN = 4096  # most columns per split: what the select kernel re-reads of each row (~3% of a 152k row)
 RUN = 512    # bytes per warp-local run of the partial and select kernels: a 16-byte load in each of 32 lanes
+CANDIDATES = 8192  # slots per row of the top-k / top-p candidate path (a power of 2; 0: the radix select alone)
 
 
 def _tile():
@@ -510,20 +670,24 @@ def _tile():
     return 65536 if os.environ.get("TRITON_INTERPRET", "0") == "1" else 2048
 
 
+def _sms(device):
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
 def _splits(V, BV, row_tiles, device, n=None, most=SCAN):
     """Columns per program of a split-vocabulary kernel and the number of splits: enough programs to cover every SM
     a few times, splits of at most `most` columns, each a multiple of BV columns (n: ask for n splits instead)."""
     if n is None:
-        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-        n = max(triton.cdiv(4 * sms, row_tiles), triton.cdiv(V, most))
+        n = max(triton.cdiv(4 * _sms(device), row_tiles), triton.cdiv(V, most))
     n = max(1, min(n, triton.cdiv(V, BV)))
     chunk = triton.cdiv(triton.cdiv(V, n), BV) * BV
     return chunk, triton.cdiv(V, chunk)
 
 
-def _partials(logits, T, thr, has_thr, num_splits=None):
+def _partials(logits, T, thr, has_thr, num_splits=None, stats=False):
     """The sampler's first pass: each split's (max, sum of exp(z - max)) of the kept scaled logits, [B, n_splits]
-    each, with the layout (chunk, n_splits, BV) the select kernel must follow."""
+    each, with the layout (chunk, n_splits, BV) the select kernel must follow; stats: also each split's (count, sum,
+    sum of squares) of its finite z, [B, n_splits, 3] (else None)."""
     B, V = logits.shape
     BV = min(max(triton.next_power_of_2(V), 16), _tile())
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
@@ -531,27 +695,84 @@ def _partials(logits, T, thr, has_thr, num_splits=None):
     chunk, n_splits = _splits(V, BV, row_tiles, logits.device, num_splits)
     part_max = torch.empty(B, n_splits, device=logits.device, dtype=torch.float32)
     part_sum = torch.empty_like(part_max)
+    part_stats = torch.empty(B, n_splits, 3, device=logits.device, dtype=torch.float32) if stats else None
     BC = min(BV, RUN // logits.element_size())
-    _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, thr, part_max, part_sum, B, V, chunk,
-                                                  n_splits, HAS_THR=has_thr, BLOCK_B=BB, BLOCK_R=BV // BC,
+    _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, thr, part_max, part_sum,
+                                                  part_stats if stats else part_max, B, V, chunk, n_splits,
+                                                  HAS_THR=has_thr, STATS=stats, BLOCK_B=BB, BLOCK_R=BV // BC,
                                                   BLOCK_C=BC)
-    return part_max, part_sum, chunk, n_splits, BV
+    return part_max, part_sum, part_stats, chunk, n_splits, BV
 
 
-def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
+def _key_bits(dtype):
+    """The bits of a logit's key that can differ (its significant bits, 19 for fp16, rounded up to whole 4-bit radix
+    digits): the rest follows from them."""
+    return {torch.bfloat16: 16, torch.float16: 20}.get(dtype, 32)
+
+
+@functools.lru_cache(maxsize=64)
+def _n_sigma(V, candidates):
+    """How many standard deviations above the mean a Gaussian bulk of V logits leaves candidates / 4 of them
+    (-inf: the vocabulary is small enough for every logit to be a candidate)."""
+    frac = candidates / (4 * V)
+    return statistics.NormalDist().inv_cdf(1 - frac) if frac < 0.5 else -math.inf
+
+
+def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates):
+    """Launcher of the top-k / top-p fast path (one more read of the logits): thr [B] fp32 for the rows whose kept
+    set lies among their candidates, and todo [B] int32, 1 for the rows left to the radix select."""
+    B, V = logits.shape
+    dev = logits.device
+    BV = min(max(triton.next_power_of_2(V), 16), _tile())
+    BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
+    row_tiles = triton.cdiv(B, BB)
+    chunk, n_splits = _splits(V, BV, row_tiles, dev)
+    BS = triton.next_power_of_2(n_splits)
+    SEG = max(1, min(triton.next_power_of_2(chunk), candidates // BS))    # each split's share of the slots
+    n_parts = part_max.shape[1]
+    BP = triton.next_power_of_2(n_parts)
+    n_sigma = _n_sigma(V, candidates)
+    cand = torch.empty(B, n_splits * SEG, device=dev, dtype=torch.float32)
+    count = torch.empty(B, n_splits, device=dev, dtype=torch.int32)
+    _candidates_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, k, p, part_max, part_sum, part_stats, cand,
+                                              count, B, V, chunk, n_splits, n_parts, SEG, n_sigma, BLOCK_B=BB,
+                                              BLOCK_V=BV, BLOCK_P=BP)
+    BN = BS * SEG
+    BBt = max(1, min(triton.next_power_of_2(B), 4 * _tile() // BN))          # [BBt, BN]: 8,192 slots on a GPU
+    thr = torch.empty(B, device=dev, dtype=torch.float32)
+    todo = torch.empty(B, device=dev, dtype=torch.int32)
+    _candidate_threshold_kernel[(triton.cdiv(B, BBt),)](cand, count, T, k, p, part_max, part_sum, part_stats, thr,
+                                                        todo, B, V, n_splits, n_parts, SEG, n_sigma,
+                                                        KEY_BITS=_key_bits(logits.dtype), BLOCK_B=BBt, BLOCK_N=BN,
+                                                        BLOCK_P=BP, num_warps=8)
+    return thr, todo
+
+
+def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True, candidates=None):
     """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all.
-    Radix select by passes of 4 bits, each pass a histogram over the whole GPU (B x splits programs, as the sampler)
-    and a per-row descend; top-p first gets each row's max scaled logit from the sampler's partial kernel."""
+    First the candidate path (candidates: slots per row, default CANDIDATES; 0 skips it): one pass over the logits
+    copies each row's few logits above a floor aside, and a per-row search finds the threshold among them when they
+    hold the kept set. The rows where they do not (todo) take the radix select: passes of 4 bits, each a histogram
+    over the whole GPU (splits of the vocabulary, as the sampler) and a per-row descend. Both start from the
+    sampler's partial kernel: each row's max scaled logit and mass (and mean and spread, for the floor)."""
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
     B, V = logits.shape
     dev = logits.device
-    passes = {torch.bfloat16: 4, torch.float16: 5}.get(logits.dtype, 8)  # significant key bits / 4, rounded up
+    candidates = CANDIDATES if candidates is None else candidates
+    assert candidates == 0 or candidates & (candidates - 1) == 0, "candidates must be 0 or a power of 2"
+    if candidates or has_topp:
+        part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0)[:3]
+    if candidates:
+        thr, todo = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates)
+    else:
+        thr = torch.empty(B, device=dev, dtype=torch.float32)
+        todo = torch.ones(B, device=dev, dtype=torch.int32)
+    passes = _key_bits(logits.dtype) // 4
     prefix = torch.zeros(B, device=dev, dtype=torch.int64)
     thr_key = torch.full((B,), 8388607, device=dev, dtype=torch.int64)   # _ukey(-inf): keep everything
     need_k = torch.empty(B, device=dev, dtype=torch.int64)
     need_p = torch.empty(B, device=dev, dtype=torch.float32)
-    mxs = T                                                                  # (unused dummy without top-p)
-    thr = torch.empty(B, device=dev, dtype=torch.float32)
+    mxs = part_max.amax(-1) if has_topp else T                               # (T: an unused dummy)
     phases = ([False] if has_topk else []) + ([True] if has_topp else [])
     for phase, use_mass in enumerate(phases):
         # top-k's passes only count: tiles of _tile() columns (16-byte loads per lane). top-p's also keep 16 float
@@ -566,17 +787,16 @@ def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True):
         BBd = max(1, min(triton.next_power_of_2(B), _tile() // (16 * BS)))   # descend: [BBd, BS, 16] partials
         count = torch.empty(B, n_splits, 16, device=dev, dtype=torch.int32)
         mass = torch.empty(B, n_splits, 16, device=dev, dtype=torch.float32) if use_mass else count  # (a dummy)
-        if use_mass:
-            mxs = _partials(logits, T, T, False)[0].amax(-1)
-            if phase:
-                prefix.zero_()
+        if phase:
+            prefix.zero_()
+        programs = min(row_tiles * n_splits, 4 * _sms(dev))                   # each walks its share of the items
         for i in range(passes):
-            _radix_hist_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, mxs, prefix, thr_key, count,
-                                                      mass, B, V, chunk, n_splits, 28 - 4 * i, MASS=use_mass,
-                                                      BLOCK_B=BB, BLOCK_V=BV, num_warps=8)  # 8: no spills, sm_90
+            _radix_hist_kernel[(programs,)](logits, logits.stride(0), T, mxs, prefix, thr_key, todo, count, mass, B,
+                                            V, chunk, n_splits, 28 - 4 * i, MASS=use_mass, BLOCK_B=BB, BLOCK_V=BV,
+                                            num_warps=8)  # 8: no spills, sm_90
             last = i == passes - 1
             _radix_descend_kernel[(triton.cdiv(B, BBd),)](count, mass, prefix, need_k, need_p, k, p, thr_key, thr,
-                                                          B, V, n_splits, MASS=use_mass, FIRST=i == 0,
+                                                          todo, B, V, n_splits, MASS=use_mass, FIRST=i == 0,
                                                           LAST_BITS=4 * passes if last else 0,
                                                           WRITE_THR=last and phase == len(phases) - 1,
                                                           BLOCK_B=BBd, BLOCK_S=BS)
@@ -600,7 +820,7 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
 
     thr = filter_threshold_triton(logits, T, k, p, has_topk, has_topp) if has_thr else T  # T: unused dummy
     # the select kernel re-reads one split per row, in the partial pass's layout
-    part_max, part_sum, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits)
+    part_max, part_sum, _, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits)
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
     # at least 16 split slots: Triton 3.6 cannot lower the fp64 cumsum over a [rows, 2] tile (an assertion in

@@ -49,7 +49,8 @@ def test_kernels_bench_runs_and_its_checks_catch_wrong_results():
     out = run("kernels.py", "--tokens", "16", "--dim", "16", "--vocab", "1000", "--profile",
               env={"NANOAZR_KERNELS": "torch"})
     assert "| sample T=1 | B=8 |" in out and "| logprobs+entropy fwd+bwd |" in out
-    assert "profile of sample top-k 50 + top-p 0.9, B=8" in out and "profiled CPU ops per sampler call" in out
+    assert "profile of sample top-k 50 + top-p 0.9, LLM-like rows, B=8" in out
+    assert "| sample top-p 0.9, Gaussian rows (radix) | B=8 |" in out and "profiled CPU ops per sampler call" in out
     bench = load("kernels.py")
     logits = torch.randn(4, 50)
     ids = torch.tensor([0, 1, 2, 3])
@@ -160,7 +161,8 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys, monke
 def test_sass_bench_finds_each_sampling_loop():
     """bench/sass.py compiles the sampling kernels and decode attention for sm_90 and reads one loop per kernel from the
     SASS: every row has a finite instruction count (a kernel whose loop it could not find prints nan): decode attention,
-    and the four sampling kernels for both dtypes."""
+    and the six sampling loops (the partial pass plain and with statistics, the candidate pass, select, two radix
+    passes) for both dtypes."""
     triton = pytest.importorskip("triton")
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
         pytest.skip("triton wheel without ptxas")
@@ -170,7 +172,7 @@ def test_sass_bench_finds_each_sampling_loop():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [[c.strip() for c in r] for r in rows[1:]]                           # less the header
-    assert len(rows) == 9 and rows[0][0].startswith("decode attention"), proc.stdout
-    assert [r[0].rsplit(", ", 1)[1] for r in rows[1:]] == ["bf16"] * 4 + ["fp32"] * 4, proc.stdout
+    assert len(rows) == 13 and rows[0][0].startswith("decode attention"), proc.stdout
+    assert [r[0].rsplit(", ", 1)[1] for r in rows[1:]] == ["bf16"] * 6 + ["fp32"] * 6, proc.stdout
     for name, regs, spilled, per_logit, *_ in rows:
         assert float(per_logit) > 0 and int(regs) > 0 and int(spilled) >= 0, (name, proc.stdout)

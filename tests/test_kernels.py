@@ -6,8 +6,10 @@ implementation with a function that raises, so a passing test proves which path 
 Sampling is checked by distribution: many identical rows in one batch give many independent draws, and a
 chi-square test compares their histogram with the exact (temperature, top-k, top-p) distribution.
 """
+import importlib.util
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -358,9 +360,12 @@ def test_real_vocabulary_bf16(backend):
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("candidates", [None, 0], ids=["candidates", "radix"])
 @pytest.mark.parametrize("V,dtype", [(7, torch.float32), (1000, torch.float32), (151936, torch.float32),
                                      (1000, torch.bfloat16), (1000, torch.float16), (151936, torch.bfloat16)])
-def test_threshold_kernel_matches_reference(V, dtype):
+def test_threshold_kernel_matches_reference(V, dtype, candidates):
+    """Both ways to the threshold: the candidate path (every row of the small vocabularies; at 151,936 these
+    Gaussian rows hold too many candidates and go on to the radix select) and the radix select alone."""
     g = torch.Generator().manual_seed(V)
     B = 6
     x = torch.randn(B, V, generator=g) * 2
@@ -370,7 +375,7 @@ def test_threshold_kernel_matches_reference(V, dtype):
     x = x.to(dtype)                                              # bf16/fp16: 4 and 5 radix passes instead of 8
     k = torch.tensor([0, 1, 3, V // 2, V, 0])
     p = torch.tensor([0.9, 1.0, 0.5, 0.95, 0.3, 1e-6])
-    thr = ks.filter_threshold_triton(x, torch.ones(B), k, p)
+    thr = ks.filter_threshold_triton(x, torch.ones(B), k, p, candidates=candidates)
     ref = ks.filter_threshold_reference(x.float(), k, p)
     if dtype == torch.float32:
         torch.testing.assert_close(thr, ref, atol=0, rtol=0)
@@ -381,30 +386,69 @@ def test_threshold_kernel_matches_reference(V, dtype):
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
-def test_threshold_kernel_at_the_exact_top_p_boundary():
-    """The radix select keeps the top token alone when its mass is exactly top_p (masses 1, 1/2, 1/2 are exact in
+@pytest.mark.parametrize("candidates", [None, 0], ids=["candidates", "radix"])
+def test_threshold_kernel_at_the_exact_top_p_boundary(candidates):
+    """Both searches keep the top token alone when its mass is exactly top_p (masses 1, 1/2, 1/2 are exact in
     fp32), like the reference; a hair more than p brings in the tied pair."""
     z = torch.tensor([[0.0, math.log(0.5), math.log(0.5)], [1.0, 0.0, -1.0]])
     p = torch.tensor([0.5, 0.5])
     p[1] = torch.softmax(z[1], -1)[0]
     for top_p in (p, torch.nextafter(p, p + 1)):
-        thr = ks.filter_threshold_triton(z, torch.ones(2), torch.zeros(2, dtype=torch.long), top_p)
+        thr = ks.filter_threshold_triton(z, torch.ones(2), torch.zeros(2, dtype=torch.long), top_p,
+                                         candidates=candidates)
         torch.testing.assert_close(thr, ks.filter_threshold_reference(z, torch.zeros(2, dtype=torch.long), top_p),
                                    atol=0, rtol=0)
     assert thr[0].item() == z[0, 1].item()
 
 
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("candidates", [None, 0], ids=["candidates", "radix"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_threshold_kernel_top_k_at_or_past_the_vocabulary_keeps_all(dtype):
+def test_threshold_kernel_top_k_at_or_past_the_vocabulary_keeps_all(dtype, candidates):
     # per-row top_k tensors are not checked: k >= V means no top-k filter (-inf), as in the reference (which clamps);
     # so does a k past the row's finite logits (row 3: the k-th largest is -inf), in every dtype
     x = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     x[3, 5:] = -math.inf
     x = x.to(dtype)
     k, p = torch.tensor([50, 53, 10**6, 10]), torch.ones(4)
-    thr = ks.filter_threshold_triton(x, torch.ones(4), k, p, has_topp=False)
+    thr = ks.filter_threshold_triton(x, torch.ones(4), k, p, has_topp=False, candidates=candidates)
     assert thr.tolist() == [-math.inf] * 4 == ks.filter_threshold_reference(x.float(), k, p).tolist()
+
+
+def lm_like_logits(B, V, generator):
+    """bench/kernels.py's rows shaped like a language model's (a Gaussian bulk plus 50 informative tokens)."""
+    spec = importlib.util.spec_from_file_location("bench_kernels", Path(__file__).parents[1] / "bench" / "kernels.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.lm_like_logits(B, V, "cpu", torch.float32, generator)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_candidate_path_takes_lm_like_rows_at_the_real_vocabulary(dtype):
+    """At 151,936 tokens, rows shaped like an LLM's find their threshold among their candidates (todo = 0), equal
+    to the radix select's and the reference's, with per-row temperatures; the rows it cannot serve go to the radix
+    select: a flat row (too many candidates), a top-k past the row's finite logits (too few), a capacity of 16."""
+    g = torch.Generator().manual_seed(0)
+    B, V = 8, 151936
+    x = lm_like_logits(B, V, g)
+    x[5] = torch.randn(V, generator=g) * 0.5                      # flat: tens of thousands of candidates
+    x[6, 100:] = -math.inf                                        # 100 finite logits, top_k 200
+    x[7, :40] = x[7, 40:80]                                       # ties at the boundary
+    x = x.to(dtype)
+    T = torch.tensor([1.0, 0.7, 1.0, 1.0, 1.3, 1.0, 1.0, 0.5])
+    k = torch.tensor([0, 20, 0, 50, 0, 0, 200, 30])
+    p = torch.tensor([0.9, 0.95, 0.95, 1.0, 0.99, 0.9, 1.0, 0.8])
+    part = ks._partials(x, T, T, False, stats=True)[:3]
+    _, todo = ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)
+    assert todo.tolist() == [0, 0, 0, 0, 0, 1, 1, 0]
+    assert ks._candidate_threshold(x, T, k, p, *part, 16)[1].tolist() == [1] * 8
+    thr = ks.filter_threshold_triton(x, T, k, p)
+    torch.testing.assert_close(thr, ks.filter_threshold_triton(x, T, k, p, candidates=0), atol=0, rtol=0)
+    ref = ks.filter_threshold_reference(x.float() / T[:, None], k, p)          # in scaled units
+    assert torch.equal(x.float() / T[:, None] >= ref[:, None], x.float() >= thr[:, None])
+    if dtype == torch.float32:
+        torch.testing.assert_close(thr[:5], ref[:5] * T[:5], atol=0, rtol=0)
 
 
 def test_threshold_reference_at_the_exact_top_p_boundary():
@@ -737,17 +781,18 @@ for dt in ("*fp32", "*bf16"):
     # the launcher's tiles (a quarter of _tile() with the masses), at a real vocabulary and at 8 tokens
     for mass, BB, BV in ((True, 1, 512), (False, 1, 2048), (True, 32, 16), (False, 128, 16)):
         build(ks._radix_hist_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
-              prefix_ptr="*i64", thr_key_ptr="*i64", count_ptr="*i32", mass_ptr="*fp32", B="i32", V="i32",
-              CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr", BLOCK_V="constexpr"),
+              prefix_ptr="*i64", thr_key_ptr="*i64", todo_ptr="*i32", count_ptr="*i32", mass_ptr="*fp32", B="i32",
+              V="i32", CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr",
+              BLOCK_V="constexpr"),
               dict(MASS=mass, BLOCK_B=BB, BLOCK_V=BV), num_warps=8)
     for thr in (True, False):
         run = 256 if dt == "*bf16" else 128                           # the launcher's runs: 512 bytes
         # vocabularies: a real one; 832 tokens (one split of 1,024 columns, 2 rows); 8 tokens (128 rows)
         for BB, BS, BR, BC in ((1, 64, 2048 // run, run), (2, 16, 1024 // run, run), (128, 16, 1, 16)):
             build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-                  part_max_ptr="*fp32", part_sum_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32",
-                  HAS_THR="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
-                  dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_R=BR, BLOCK_C=BC))
+                  part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
+                  n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr",
+                  BLOCK_C="constexpr"), dict(HAS_THR=thr, STATS=not thr, BLOCK_B=BB, BLOCK_R=BR, BLOCK_C=BC))
             build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
                   seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
                   B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
@@ -758,9 +803,23 @@ for mass in (True, False):
         for BB, BS in ((2, 64), (64, 2)):  # a real vocabulary's splits; a tiny vocabulary's single split
             build(ks._radix_descend_kernel, dict(count_ptr="*i32", mass_ptr="*fp32", prefix_ptr="*i64",
                   need_k_ptr="*i64", need_p_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", thr_key_ptr="*i64",
-                  thr_ptr="*fp32", B="i32", V="i32", n_splits="i32", MASS="constexpr", FIRST="constexpr",
-                  LAST_BITS="constexpr", WRITE_THR="constexpr", BLOCK_B="constexpr", BLOCK_S="constexpr"),
+                  thr_ptr="*fp32", todo_ptr="*i32", B="i32", V="i32", n_splits="i32", MASS="constexpr",
+                  FIRST="constexpr", LAST_BITS="constexpr", WRITE_THR="constexpr", BLOCK_B="constexpr",
+                  BLOCK_S="constexpr"),
                   dict(MASS=mass, FIRST=first, LAST_BITS=last_bits, WRITE_THR=write, BLOCK_B=BB, BLOCK_S=BS))
+rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*fp32", part_sum_ptr="*fp32",
+            part_stats_ptr="*fp32")
+for dt, bits in (("*bf16", 16), ("*fp32", 32)):
+    # a real vocabulary at B >= 8 (one row per program, 38 splits of 4,096); 8 tokens at B = 4,096 (one split)
+    for BB, BV, BP in ((1, 2048, 64), (128, 16, 1)):
+        build(ks._candidates_kernel, dict(logits_ptr=dt, stride_b="i32", **rows, cand_ptr="*fp32", count_ptr="*i32",
+              B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
+              BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"), dict(BLOCK_B=BB, BLOCK_V=BV, BLOCK_P=BP))
+    for BB, BN, BP in ((1, 8192, 64), (512, 16, 1)):
+        build(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", count_ptr="*i32", **rows, thr_ptr="*fp32",
+              todo_ptr="*i32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
+              KEY_BITS="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
+              dict(KEY_BITS=bits, BLOCK_B=BB, BLOCK_N=BN, BLOCK_P=BP), num_warps=8)
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
