@@ -451,6 +451,27 @@ def test_candidate_path_takes_lm_like_rows_at_the_real_vocabulary(dtype):
         torch.testing.assert_close(thr[:5], ref[:5] * T[:5], atol=0, rtol=0)
 
 
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_candidate_search_when_candidates_share_most_of_their_key(dtype):
+    """The candidate search starts below the leading bits its candidates' keys share: rows whose candidates are all
+    one value, a single candidate, or two values one unit in the last place apart (every bit shared but the last)."""
+    one = torch.tensor(1.0, dtype=dtype)
+    x = torch.full((4, 8), -math.inf)
+    x[0] = 3.0                                                   # all tied: top-k 2 keeps all eight
+    x[1, 2] = 2.0                                                # a single finite logit
+    x[2, :2] = torch.stack([one, torch.nextafter(one, 2 * one)]).float()
+    x[3, :2] = -x[2, :2]                                         # the same below zero
+    x = x.to(dtype)
+    k, p = torch.tensor([2, 0, 1, 1]), torch.tensor([1.0, 0.5, 1.0, 0.3])
+    part = ks._partials(x, torch.ones(4), torch.ones(4), False, stats=True)[:3]
+    thr, todo = ks._candidate_threshold(x, torch.ones(4), k, p, *part, ks.CANDIDATES)
+    ref = ks.filter_threshold_reference(x.float(), k, p)
+    assert todo.tolist() == [0, 0, 0, 0]
+    assert torch.equal(x.float() >= thr[:, None], x.float() >= ref[:, None])
+    assert (x.float() >= thr[:, None]).sum(1).tolist() == [8, 1, 1, 1]
+
+
 def test_threshold_reference_at_the_exact_top_p_boundary():
     """top-p keeps the smallest prefix whose mass reaches p: a top token holding exactly p is kept alone."""
     z = torch.tensor([[1.0, 0.0, -1.0, -2.0]])
