@@ -469,7 +469,10 @@ if triton is not None:
         ok = active[:, None] & (j % SEG < cnt)
         x = tl.load(cand_ptr + rows.to(tl.int64)[:, None] * (n_splits * SEG) + j, mask=ok, other=float("-inf"))
         key = _ukey(x)
-        w = tl.where(ok, tl.exp2((x * scale[:, None] - M[:, None]) * 1.4426950408889634), 0.0)
+        # exp(z - M) with the select between the multiply and the subtract, as the radix select's: fused into
+        # fma(x, scale, -M) (sm_90) it is not 1 at the max but exp of z's rounding error, 0 or inf once |z| >= 2^31
+        # (logits 3e30 at T = 0.7, 1e10 at T = 1.3): a top-k kept mass of 0 made need 0 and the threshold a NaN
+        w = tl.exp2((tl.where(ok, x * scale[:, None], float("-inf")) - M[:, None]) * 1.4426950408889634)
         # Every candidate key lies in [lo, hi], and so does each threshold: the leading bits lo and hi share are
         # the threshold's too, and the searches start below them (a row's candidates within one sign and a few
         # octaves share ~8 of a bf16 key's 16 bits: half the steps)

@@ -889,6 +889,58 @@ def test_kernels_compile_for_h100_and_a100(tmp_path):
     assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
 
 
+_FUSED_EXP_SCRIPT = r"""
+import re
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from kernels import sampling as ks
+
+rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*fp32", part_sum_ptr="*fp32",
+            part_stats_ptr="*fp32")
+builds = [(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", count_ptr="*i32", **rows, thr_ptr="*fp32",
+           todo_ptr="*i32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
+           KEY_BITS="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
+           dict(KEY_BITS=16, BLOCK_B=1, BLOCK_N=256, BLOCK_P=1)),
+          (ks._radix_hist_kernel, dict(logits_ptr="*bf16", stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
+           prefix_ptr="*i64", thr_key_ptr="*i64", todo_ptr="*i32", count_ptr="*i32", mass_ptr="*fp32", B="i32",
+           V="i32", CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr",
+           BLOCK_V="constexpr"), dict(MASS=True, BLOCK_B=1, BLOCK_V=256)),
+          (ks._sample_partial_kernel, dict(logits_ptr="*bf16", stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
+           part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
+           n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr",
+           BLOCK_C="constexpr"), dict(HAS_THR=True, STATS=True, BLOCK_B=1, BLOCK_R=1, BLOCK_C=256))]
+op = re.compile(r"\s*(fma|mul|ex2)\.[\w.]*f32\s+(%\w+),\s*([^;]*);")
+for fn, sig, const in builds:
+    ptx = triton.compile(ASTSource(fn, sig, const, {}), target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+    fused = set()   # registers holding an fma's result, or it times a constant (log2 e)
+    for m in map(op.match, ptx.splitlines()):
+        if m and (m[1] == "fma" or m[1] == "mul" and any(r.strip() in fused for r in m[3].split(","))):
+            fused.add(m[2])
+        elif m and m[1] == "ex2":
+            assert m[3].strip() not in fused, (fn.__name__, m[0])
+print("compiled")
+"""
+
+
+def test_softmax_weights_are_not_fused_into_an_fma(tmp_path):
+    """exp(z - M) must be exactly 1 at the max: the kernels put a select between z = x * scale and the subtraction,
+    else sm_90 fuses them into fma(x, scale, -M), the exponent is z's rounding error, and for |z| >= 2^31 the max's
+    weight is 0 or inf (the candidate threshold kernel then saw a top-k kept mass of 0 and served a NaN threshold:
+    token 0, logprob -inf, for logits 3e30 at T = 0.7 with top-k and top-p). Checked in the PTX for sm_90."""
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", _FUSED_EXP_SCRIPT], capture_output=True, text=True, timeout=600,
+                       cwd=repo, env=env)
+    if "ptxas" in r.stderr and "not found" in r.stderr.lower():
+        pytest.skip("triton wheel without ptxas")
+    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
+
+
 def test_token_logprobs_empty_batch():
     """A micro-batch can hold no response tokens at all: both paths return empty, differentiable results."""
     h = torch.zeros(0, 16, requires_grad=True)
