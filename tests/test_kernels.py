@@ -875,18 +875,22 @@ print("compiled")
 '''
 
 
-def test_kernels_compile_for_h100_and_a100(tmp_path):
+def run_compiler_script(script, tmp_path):
+    """Run a script that compiles kernels with the real Triton compiler (not the interpreter) in a fresh process."""
     import subprocess
     import sys
     pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)                      # really compile, never reuse a cached cubin
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], capture_output=True, text=True, timeout=600,
-                       cwd=repo, env=env)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=repo, env=env)
     if "ptxas" in r.stderr and "not found" in r.stderr.lower():
         pytest.skip("triton wheel without ptxas")
     assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
+
+
+def test_kernels_compile_for_h100_and_a100(tmp_path):
+    run_compiler_script(_COMPILE_SCRIPT, tmp_path)
 
 
 _FUSED_EXP_SCRIPT = r"""
@@ -928,17 +932,7 @@ def test_softmax_weights_are_not_fused_into_an_fma(tmp_path):
     else sm_90 fuses them into fma(x, scale, -M), the exponent is z's rounding error, and for |z| >= 2^31 the max's
     weight is 0 or inf (the candidate threshold kernel then saw a top-k kept mass of 0 and served a NaN threshold:
     token 0, logprob -inf, for logits 3e30 at T = 0.7 with top-k and top-p). Checked in the PTX for sm_90."""
-    import subprocess
-    import sys
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", _FUSED_EXP_SCRIPT], capture_output=True, text=True, timeout=600,
-                       cwd=repo, env=env)
-    if "ptxas" in r.stderr and "not found" in r.stderr.lower():
-        pytest.skip("triton wheel without ptxas")
-    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
+    run_compiler_script(_FUSED_EXP_SCRIPT, tmp_path)
 
 
 def test_token_logprobs_empty_batch():
