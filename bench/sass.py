@@ -86,7 +86,7 @@ def launches():
     tile = 2048                                                   # sampling._tile() off the interpreter
     for dt, e in (("*bf16", 2), ("*fp32", 4)):
         run = ks.RUN // e
-        base = dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32")
+        base = dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32", drawn_ptr="*i32")
         for stats in (False, True):
             yield (f"partial ({'top-k/top-p first pass, with stats' if stats else 'plain sampling pass'}), {dt[1:]}",
                    ks._sample_partial_kernel,
@@ -97,8 +97,8 @@ def launches():
         yield (f"candidates (top-k/top-p copy-aside pass), {dt[1:]}", ks._candidates_kernel,
                dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32",
                     part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", cand_ptr="*fp32",
-                    count_ptr="*i32", B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", SEG="i32",
-                    n_sigma="fp32", BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"),
+                    idx_ptr="*i32", count_ptr="*i32", B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32",
+                    SEG="i32", n_sigma="fp32", BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"),
                dict(BLOCK_B=1, BLOCK_V=tile, BLOCK_P=64), {}, tile // 128, e)
         yield (f"select (re-reads one split), {dt[1:]}", ks._sample_select_kernel,
                dict(base, seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",

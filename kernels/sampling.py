@@ -13,7 +13,7 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    takes two logarithms per logit, which made it compute-bound (554 GB/s on an H200 at B=256, commit e6e1e7f), while
    inversion does the one exp the logprob's normaliser needs anyway.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}, found without sorting
-   in one of two ways, then step 1 runs with the threshold as a mask.
+   in one of two ways, then step 1 runs with the threshold as a mask (for the rows not drawn in a).
    a. Candidates (the fast path). The first pass of step 1 also gives each row's max M, mass, mean and spread; a
       second pass copies aside the few logits above a floor (by default the level above which a Gaussian bulk of V
       logits leaves ~2k: LLM logits are such a bulk plus the few informative tokens that top-k / top-p keep; for
@@ -21,7 +21,10 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
       than 1 - p of the mass). When those candidates hold the kept set (at least k of them for top-k; at least top_p
       of the row's mass for top-p alone) and fit in their CANDIDATES slots, one program per row finds the
       threshold among them: the largest key t with count(key >= t) >= k, then with mass(key >= t) >= top_p of what
-      top-k kept, bit by bit (16 steps for bf16). Exact either way: the check is, the floor is only a guess.
+      top-k kept, bit by bit (16 steps for bf16, fewer for the leading bits the candidates share). Exact either
+      way: the check is, the floor is only a guess. That program also draws the row's token (the same uniform U as
+      step 1's select kernel, inverted over the kept candidates in column order: the same token), and step 1 skips
+      the row.
    b. Radix select, for the rows the candidates do not serve (a flat row, a top-k larger than its candidates): on
       the 32-bit order-preserving integer key of each float, passes of 4 bits each, every pass histograms the 16
       next digits of the elements that still match the prefix found so far (counts for top-k, softmax mass for
@@ -40,10 +43,10 @@ round trip per tile, and for the histograms a [tile, 16] one-hot summed per tile
 counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit
 (~18.5 with the statistics the candidate path needs), the candidate pass ~29 (a prefix sum, an address and a
 predicated store per logit), a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a
-select and an add each. So top-p by candidates costs ~4.5 reads' worth of issue slots on an H200, by radix ~25.
+select and an add each. So top-p by candidates costs ~4 reads' worth of issue slots on an H200, by radix ~25.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits). top-k and/or top-p
-with every row served by its candidates = 3.03 reads (first pass, candidate pass, masked step 1) + O(B * CANDIDATES).
+with every row served by its candidates = 2 reads (the first pass, the candidate pass) + O(B * CANDIDATES).
 A row the candidates miss adds the radix select's passes for its block: P passes per filter, P = 4 for bf16 and 8 for
 fp32 (the threshold kernel cannot keep a 152k row in registers, so each pass re-reads it; rows that fit in L2 make
 these re-reads cheaper than HBM reads).
@@ -254,6 +257,14 @@ if triton is not None:
         return (s ^ ((s >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
 
     @triton.jit
+    def _uniform53(seed, BLOCK_B: tl.constexpr):
+        # [BLOCK_B] fp64 U in [0, 1 - 2^-53] from two 32-bit Philox outputs of each row's seed: U * total rounds
+        # below total (see _invert), so the draw never lands past the last token with mass
+        r_hi = tl.randint(seed, tl.zeros((BLOCK_B,), tl.int32))
+        r_lo = tl.randint(seed, tl.full((BLOCK_B,), 1, tl.int32))
+        return ((r_hi >> 5).to(tl.float64) * 67108864.0 + (r_lo >> 6).to(tl.float64)) * 1.1102230246251565e-16
+
+    @triton.jit
     def _radix_hist_kernel(logits_ptr, stride_b, temp_ptr, mxs_ptr, prefix_ptr, thr_key_ptr, todo_ptr, count_ptr,
                            mass_ptr, B, V, CHUNK, n_splits, shift, MASS: tl.constexpr, BLOCK_B: tl.constexpr,
                            BLOCK_V: tl.constexpr):
@@ -414,16 +425,16 @@ if triton is not None:
 
     @triton.jit
     def _candidates_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr,
-                           part_stats_ptr, cand_ptr, count_ptr, B, V, CHUNK, n_splits, n_parts, SEG, n_sigma,
-                           BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
+                           part_stats_ptr, cand_ptr, idx_ptr, count_ptr, B, V, CHUNK, n_splits, n_parts, SEG,
+                           n_sigma, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
         # The top-k / top-p fast path's one pass: program (pb, s) copies the logits of rows pb*BLOCK_B.. in columns
         # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows) into its own segment of SEG slots,
-        # cand [B, n_splits * SEG] fp32, in column order (a running count plus prefix sums: no atomics, the same
-        # slots every run). count [B, n_splits] int32: how many it found, also past SEG (the row then overflowed).
-        # Rows the fast path does not apply to find nothing; a block without such a row reads nothing. ~29
-        # instructions per bf16 logit on sm_90 (the tile's prefix sum, and an address and a predicated store per
-        # logit): ~2x what an H200 issues at memory speed. Scanning warp-local runs instead (the partial kernel's
-        # tiles) did not lower it.
+        # cand [B, n_splits * SEG] fp32, their columns in idx (int32), in column order (a running count plus prefix
+        # sums: no atomics, the same slots every run). count [B, n_splits] int32: how many it found, also past SEG
+        # (the row then overflowed). Rows the fast path does not apply to find nothing; a block without such a row
+        # reads nothing. ~29 instructions per bf16 logit on sm_90 (the tile's prefix sum, and an address and a
+        # predicated store per logit): ~2x what an H200 issues at memory speed. Scanning warp-local runs instead
+        # (the partial kernel's tiles) did not lower it.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -432,7 +443,7 @@ if triton is not None:
             temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V, n_parts,
             n_sigma, BLOCK_P)
         row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b                   # [BB, 1]
-        seg = cand_ptr + (rows.to(tl.int64) * n_splits + pid_s)[:, None] * SEG         # [BB, 1]
+        seg = (rows.to(tl.int64) * n_splits + pid_s)[:, None] * SEG                   # [BB, 1] first slot
         n = tl.zeros((BLOCK_B,), tl.int32)                       # candidates found so far in this split
         lo = pid_s * CHUNK
         for start in range(lo, lo + CHUNK * tl.max(active.to(tl.int32), axis=0), BLOCK_V):
@@ -442,14 +453,16 @@ if triton is not None:
             hit = (z >= floor[:, None]) & (z > float("-inf"))                           # (NaN: False)
             h = hit.to(tl.int32)
             slot = n[:, None] + tl.cumsum(h, axis=1) - 1
-            tl.store(seg + slot, x, mask=hit & (slot < SEG))
+            tl.store(cand_ptr + seg + slot, x, mask=hit & (slot < SEG))
+            tl.store(idx_ptr + seg + slot, cols, mask=hit & (slot < SEG))
             n += tl.sum(h, axis=1)
         tl.store(count_ptr + rows * n_splits + pid_s, n, mask=row_ok)
 
     @triton.jit
-    def _candidate_threshold_kernel(cand_ptr, count_ptr, temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr,
-                                    part_stats_ptr, thr_ptr, todo_ptr, B, V, n_splits, n_parts, SEG, n_sigma,
-                                    KEY_BITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
+    def _candidate_threshold_kernel(cand_ptr, idx_ptr, count_ptr, temp_ptr, topk_ptr, topp_ptr, part_max_ptr,
+                                    part_sum_ptr, part_stats_ptr, seed_ptr, thr_ptr, todo_ptr, drawn_ptr, ids_ptr,
+                                    logp_ptr, B, V, n_splits, n_parts, SEG, n_sigma, KEY_BITS: tl.constexpr,
+                                    DRAW: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
                                     BLOCK_P: tl.constexpr):
         # Rows pid*BLOCK_B..: the top-k / top-p threshold from the row's candidates alone, exact whenever they hold
         # the kept set: at least k of them (top-k), or with top-p alone at least top_p of the row's mass S; and none
@@ -457,7 +470,10 @@ if triton is not None:
         # that fail get todo = 1 (the radix select's). Both searches build the threshold's key bit by bit from the
         # top, over the KEY_BITS bits a key of the logits' dtype has (16 for bf16): the largest key t with
         # count(key >= t) >= k, then the largest t with mass(key >= t) >= top_p times the mass top-k kept, as the
-        # reference's sorted cumulative sum picks it (tokens tied with the boundary are kept).
+        # reference's sorted cumulative sum picks it (tokens tied with the boundary are kept). DRAW: the rows it
+        # serves also draw their token here, as the select kernel would (the same uniform U from the row's seed,
+        # inverted over the kept candidates in column order, fp64 sums), into ids / logp, with drawn [B] = 1:
+        # sampling then never reads their logits again.
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
         scale, k, p, use_k, use_p, active, M, S, floor = _filter_rows(
@@ -502,14 +518,32 @@ if triton is not None:
         fits = tl.max(cnt, axis=1) <= SEG
         fits &= tl.where(use_k, tl.sum(ok.to(tl.int32), axis=1) >= k, tl.sum(w, axis=1) >= need)
         todo = active & ~fits
-        thr = tl.where(active, _key_float(tl.maximum(t_k, t_p)), float("-inf"))
+        t = tl.maximum(t_k, t_p)
+        thr = tl.where(active, _key_float(t), float("-inf"))
         tl.store(thr_ptr + rows, thr, mask=row_ok & ~todo)
         tl.store(todo_ptr + rows, todo.to(tl.int32), mask=row_ok)
+        if DRAW:
+            # u = U * kept mass; the token is the first kept candidate whose cumulative mass passes u (one with
+            # mass: a rounding past the end takes the last such candidate)
+            drawn = active & fits
+            wk = tl.where(key >= t[:, None], w, 0.0).to(tl.float64)                    # [BB, BN] kept mass
+            total = tl.sum(wk, axis=1)
+            u = _uniform53(tl.load(seed_ptr + rows, mask=row_ok, other=0), BLOCK_B) * total
+            hit = tl.min(tl.where((tl.cumsum(wk, axis=1) > u[:, None]) & (wk > 0), j, BLOCK_N), axis=1)
+            hit = tl.where(hit < BLOCK_N, hit, tl.max(tl.where(wk > 0, j, -1), axis=1))
+            at = j == hit[:, None]
+            tok = tl.sum(tl.where(at, tl.load(idx_ptr + rows.to(tl.int64)[:, None] * (n_splits * SEG) + j,
+                                                mask=ok & at, other=0), 0), axis=1)
+            x_tok = tl.sum(tl.where(at, x, 0.0), axis=1)
+            logp = tl.minimum(x_tok * scale - M - tl.log(tl.where(total > 0, total, 1.0).to(tl.float32)), 0.0)
+            tl.store(ids_ptr + rows, tok.to(tl.int64), mask=row_ok & drawn)
+            tl.store(logp_ptr + rows, logp, mask=row_ok & drawn)
+            tl.store(drawn_ptr + rows, drawn.to(tl.int32), mask=row_ok)
 
     @triton.jit
-    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, B,
-                               V, CHUNK, n_splits, HAS_THR: tl.constexpr, STATS: tl.constexpr, BLOCK_B: tl.constexpr,
-                               BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, drawn_ptr, part_max_ptr, part_sum_ptr,
+                               part_stats_ptr, B, V, CHUNK, n_splits, HAS_THR: tl.constexpr, STATS: tl.constexpr,
+                               BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
         # logits [B, V]; temp/thr [B]; part_max/part_sum [B, n_splits] (contiguous) out.
         # Grid (cdiv(B, BLOCK_B), n_splits): program (pb, s) takes rows pb*BLOCK_B.. and columns s*CHUNK..+CHUNK and
         # keeps an online log-sum-exp (max, sum of exp(z - max)) of the kept scaled logits z: one exp per logit, no
@@ -520,6 +554,8 @@ if triton is not None:
         # across the warps at the end), so a warp's loads are never held up by the block's slowest warp.
         # STATS (the top-k / top-p path): also the split's count, sum and sum of squares of its finite z,
         # part_stats [B, n_splits, 3], from which the candidate pass estimates where the bulk of the row lies.
+        # HAS_THR: rows with drawn [B] = 1 have their token already (the candidate path): a block of only such rows
+        # reads nothing.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -540,7 +576,10 @@ if triton is not None:
         s1 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
         s2 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
         lo = pid_s * CHUNK
-        for start in range(lo, lo + CHUNK, BLOCK_R * BLOCK_C):
+        span = CHUNK
+        if HAS_THR:
+            span = CHUNK * (1 - tl.min(tl.load(drawn_ptr + rows, mask=row_ok, other=1), axis=0))
+        for start in range(lo, lo + span, BLOCK_R * BLOCK_C):
             cols = start + run
             x = tl.load(row_base + cols, mask=row_ok[:, None, None] & (cols < V), other=float("-inf"))
             # masked columns load -inf; filtered and NaN logits (NaN >= thr is False) become -inf. z - max is 0
@@ -573,8 +612,8 @@ if triton is not None:
             tl.store(part_stats_ptr + out * 3 + 2, tl.sum(tl.sum(s2, axis=2), axis=1), mask=row_ok)
 
     @triton.jit
-    def _sample_select_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, seed_ptr, part_max_ptr, part_sum_ptr,
-                              ids_ptr, logp_ptr, B, V, CHUNK, n_splits, HAS_THR: tl.constexpr,
+    def _sample_select_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, drawn_ptr, seed_ptr, part_max_ptr,
+                              part_sum_ptr, ids_ptr, logp_ptr, B, V, CHUNK, n_splits, HAS_THR: tl.constexpr,
                               BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr,
                               BLOCK_C: tl.constexpr):
         # Rows pid*BLOCK_B..: combine each row's split partials into its max M and total mass, then draw by
@@ -604,12 +643,7 @@ if triton is not None:
         safe = tl.where(finite, M, 0.0)
         mass = tl.where(mx == M[:, None], sm, sm * tl.exp(mx - safe[:, None])).to(tl.float64)  # [BB, BS]
         total = tl.sum(mass, axis=1)
-        # U in [0, 1 - 2^-53] from two 32-bit Philox outputs; U * total rounds below total (see _invert)
-        seed = tl.load(seed_ptr + rows, mask=row_ok, other=0)
-        r_hi = tl.randint(seed, tl.zeros((BLOCK_B,), tl.int32))
-        r_lo = tl.randint(seed, tl.full((BLOCK_B,), 1, tl.int32))
-        U = ((r_hi >> 5).to(tl.float64) * 67108864.0 + (r_lo >> 6).to(tl.float64)) * 1.1102230246251565e-16
-        u = U * total
+        u = _uniform53(tl.load(seed_ptr + rows, mask=row_ok, other=0), BLOCK_B) * total
         s_draw = tl.min(tl.where(s_ok & (tl.cumsum(mass, axis=1) > u[:, None]), s_idx[None, :], BLOCK_S), axis=1)
         s_max = tl.min(tl.where(s_ok & (mx == M[:, None]), s_idx[None, :], BLOCK_S), axis=1)
         s = tl.minimum(tl.where(pick_max, s_max, s_draw), n_splits - 1)          # [BB] the split to read
@@ -630,7 +664,10 @@ if triton is not None:
         last = tl.zeros((BLOCK_B,), tl.int32)
         last_before = tl.zeros((BLOCK_B,), tl.float64)
         acc = tl.zeros((BLOCK_B,), tl.float64)                                   # mass before this step
-        for start in range(0, CHUNK, BLOCK_R * BLOCK_C):
+        span = CHUNK
+        if HAS_THR:  # (a block of rows the candidate path drew reads nothing)
+            span = CHUNK * (1 - tl.min(tl.load(drawn_ptr + rows, mask=row_ok, other=1), axis=0))
+        for start in range(0, span, BLOCK_R * BLOCK_C):
             first_col = s * CHUNK + start                                        # [BB]
             cols = first_col[:, None, None] + run_cols
             m = row_ok[:, None, None] & (cols < V)
@@ -670,6 +707,8 @@ if triton is not None:
         x_tok = tl.load(logits_ptr + rows.to(tl.int64) * stride_b + tok, mask=row_ok, other=0.0).to(tl.float32)
         logp = tl.minimum(x_tok * scale - M - tl.log(total.to(tl.float32)), 0.0)   # clamp the rounding above 0
         logp = tl.where(finite & (total > 0), logp, float("-inf"))
+        if HAS_THR:  # rows the candidate path drew keep their token
+            row_ok &= tl.load(drawn_ptr + rows, mask=row_ok, other=1) == 0
         tl.store(ids_ptr + rows, tok.to(tl.int64), mask=row_ok)
         tl.store(logp_ptr + rows, logp, mask=row_ok)
 
@@ -698,10 +737,10 @@ def _splits(V, BV, row_tiles, device, n=None, most=SCAN):
     return chunk, triton.cdiv(V, chunk)
 
 
-def _partials(logits, T, thr, has_thr, num_splits=None, stats=False):
+def _partials(logits, T, thr, has_thr, num_splits=None, stats=False, drawn=None):
     """The sampler's first pass: each split's (max, sum of exp(z - max)) of the kept scaled logits, [B, n_splits]
     each, with the layout (chunk, n_splits, BV) the select kernel must follow; stats: also each split's (count, sum,
-    sum of squares) of its finite z, [B, n_splits, 3] (else None)."""
+    sum of squares) of its finite z, [B, n_splits, 3] (else None). has_thr: rows with drawn [B] = 1 are skipped."""
     B, V = logits.shape
     BV = min(max(triton.next_power_of_2(V), 16), _tile())
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
@@ -711,8 +750,9 @@ def _partials(logits, T, thr, has_thr, num_splits=None, stats=False):
     part_sum = torch.empty_like(part_max)
     part_stats = torch.empty(B, n_splits, 3, device=logits.device, dtype=torch.float32) if stats else None
     BC = min(BV, RUN // logits.element_size())
-    _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, thr, part_max, part_sum,
-                                                  part_stats if stats else part_max, B, V, chunk, n_splits,
+    _sample_partial_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, thr, T if drawn is None else drawn,
+                                                  part_max, part_sum, part_stats if stats else part_max, B, V, chunk,
+                                                  n_splits,
                                                   HAS_THR=has_thr, STATS=stats, BLOCK_B=BB, BLOCK_R=BV // BC,
                                                   BLOCK_C=BC)
     return part_max, part_sum, part_stats, chunk, n_splits, BV
@@ -732,9 +772,10 @@ def _n_sigma(V, candidates):
     return statistics.NormalDist().inv_cdf(1 - frac) if frac < 0.5 else -math.inf
 
 
-def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates):
+def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates, draw=None):
     """Launcher of the top-k / top-p fast path (one more read of the logits): thr [B] fp32 for the rows whose kept
-    set lies among their candidates, and todo [B] int32, 1 for the rows left to the radix select."""
+    set lies among their candidates, and todo [B] int32, 1 for the rows left to the radix select. draw = (seeds,
+    ids, logp): those rows also draw their token into ids / logp; then also returns drawn [B] int32 (1: drawn)."""
     B, V = logits.shape
     dev = logits.device
     BV = min(max(triton.next_power_of_2(V), 16), _tile())
@@ -747,40 +788,50 @@ def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candid
     BP = triton.next_power_of_2(n_parts)
     n_sigma = _n_sigma(V, candidates)
     cand = torch.empty(B, n_splits * SEG, device=dev, dtype=torch.float32)
+    idx = torch.empty(B, n_splits * SEG, device=dev, dtype=torch.int32)
     count = torch.empty(B, n_splits, device=dev, dtype=torch.int32)
     _candidates_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, k, p, part_max, part_sum, part_stats, cand,
-                                              count, B, V, chunk, n_splits, n_parts, SEG, n_sigma, BLOCK_B=BB,
+                                              idx, count, B, V, chunk, n_splits, n_parts, SEG, n_sigma, BLOCK_B=BB,
                                               BLOCK_V=BV, BLOCK_P=BP)
     BN = BS * SEG
     BBt = max(1, min(triton.next_power_of_2(B), 4 * _tile() // BN))          # [BBt, BN]: 8,192 slots on a GPU
     thr = torch.empty(B, device=dev, dtype=torch.float32)
     todo = torch.empty(B, device=dev, dtype=torch.int32)
-    _candidate_threshold_kernel[(triton.cdiv(B, BBt),)](cand, count, T, k, p, part_max, part_sum, part_stats, thr,
-                                                        todo, B, V, n_splits, n_parts, SEG, n_sigma,
-                                                        KEY_BITS=_key_bits(logits.dtype), BLOCK_B=BBt, BLOCK_N=BN,
-                                                        BLOCK_P=BP, num_warps=8)
-    return thr, todo
+    drawn = torch.empty(B, device=dev, dtype=torch.int32) if draw else todo          # (todo: an unused dummy)
+    seeds, ids, logp = draw if draw else (T, T, T)
+    _candidate_threshold_kernel[(triton.cdiv(B, BBt),)](cand, idx, count, T, k, p, part_max, part_sum, part_stats,
+                                                        seeds, thr, todo, drawn, ids, logp, B, V, n_splits, n_parts,
+                                                        SEG, n_sigma, KEY_BITS=_key_bits(logits.dtype),
+                                                        DRAW=draw is not None, BLOCK_B=BBt, BLOCK_N=BN, BLOCK_P=BP,
+                                                        num_warps=8)
+    return (thr, todo, drawn) if draw else (thr, todo)
 
 
 def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True, candidates=None):
     """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all.
     First the candidate path (candidates: slots per row, default CANDIDATES; 0 skips it): one pass over the logits
     copies each row's few logits above a floor aside, and a per-row search finds the threshold among them when they
-    hold the kept set. The rows where they do not (todo) take the radix select: passes of 4 bits, each a histogram
-    over the whole GPU (splits of the vocabulary, as the sampler) and a per-row descend. Both start from the
-    sampler's partial kernel: each row's max scaled logit and mass (and mean and spread, for the floor)."""
+    hold the kept set. The rows where they do not (todo) take the radix select (_radix_threshold). Both start from
+    the sampler's partial kernel: each row's max scaled logit and mass (and mean and spread, for the floor)."""
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
-    B, V = logits.shape
-    dev = logits.device
+    B = logits.shape[0]
     candidates = CANDIDATES if candidates is None else candidates
-    assert candidates == 0 or candidates & (candidates - 1) == 0, "candidates must be 0 or a power of 2"
-    if candidates or has_topp:
-        part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0)[:3]
+    part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0)[:3]
     if candidates:
         thr, todo = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates)
     else:
-        thr = torch.empty(B, device=dev, dtype=torch.float32)
-        todo = torch.ones(B, device=dev, dtype=torch.int32)
+        thr = torch.empty(B, device=logits.device, dtype=torch.float32)
+        todo = torch.ones(B, device=logits.device, dtype=torch.int32)
+    _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo)
+    return thr
+
+
+def _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo):
+    """Launcher of the radix select: writes thr [B] for the rows with todo [B] = 1. Passes of 4 bits, each a
+    histogram over the whole GPU (splits of the vocabulary, as the sampler) and a per-row descend; part_max: the
+    first pass's split maxima (top-p's masses are exp(z - max z))."""
+    B, V = logits.shape
+    dev = logits.device
     passes = _key_bits(logits.dtype) // 4
     prefix = torch.zeros(B, device=dev, dtype=torch.int64)
     thr_key = torch.full((B,), 8388607, device=dev, dtype=torch.int64)   # _ukey(-inf): keep everything
@@ -832,17 +883,28 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     greedy_only, has_topk, has_topp = _static_flags(logits, temperature, top_k, top_p)
     has_thr = (has_topk or has_topp) and not greedy_only
 
-    thr = filter_threshold_triton(logits, T, k, p, has_topk, has_topp) if has_thr else T  # T: unused dummy
-    # the select kernel re-reads one split per row, in the partial pass's layout
-    part_max, part_sum, _, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits)
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
+    thr = drawn = T                                                           # (T: unused dummies without filters)
+    if has_thr:
+        # the threshold (filter_threshold_triton's steps); the rows the candidate path serves are drawn there too
+        part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=CANDIDATES > 0)[:3]
+        if CANDIDATES:
+            thr, todo, drawn = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, CANDIDATES,
+                                                    draw=(seeds, ids, logp))
+        else:
+            thr = torch.empty(B, device=dev, dtype=torch.float32)
+            todo = torch.ones(B, device=dev, dtype=torch.int32)
+            drawn = torch.zeros(B, device=dev, dtype=torch.int32)
+        _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo)
+    # the other rows: the masked pass, then the select kernel re-reads one split per row, in that pass's layout
+    part_max, part_sum, _, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits, drawn=drawn)
     # at least 16 split slots: Triton 3.6 cannot lower the fp64 cumsum over a [rows, 2] tile (an assertion in
     # ScanOpToLLVM; an H200 with a vocabulary of one split, reproduced by compiling for sm_90 on the CPU)
     BS = max(triton.next_power_of_2(num_splits), 16)
     BBs = max(1, min(triton.next_power_of_2(B), _tile() // BV, 4096 // BS))
     BC = min(BV, RUN // logits.element_size())
-    _sample_select_kernel[(triton.cdiv(B, BBs),)](logits, logits.stride(0), T, thr, seeds, part_max, part_sum, ids,
-                                                  logp, B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BBs,
+    _sample_select_kernel[(triton.cdiv(B, BBs),)](logits, logits.stride(0), T, thr, drawn, seeds, part_max, part_sum,
+                                                  ids, logp, B, V, chunk, num_splits, HAS_THR=has_thr, BLOCK_B=BBs,
                                                   BLOCK_S=BS, BLOCK_R=BV // BC, BLOCK_C=BC)
     return ids, logp

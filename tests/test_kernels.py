@@ -291,6 +291,24 @@ def test_split_vocab_ties_across_splits_and_same_draws():
         torch.testing.assert_close(logp, runs[0][1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("name,row,T,k,p", [c for c in CASES if c[3] or c[4] < 1],
+                         ids=[c[0] for c in CASES if c[3] or c[4] < 1])
+def test_radix_path_samples_the_same_distribution(monkeypatch, name, row, T, k, p):
+    """With the candidate path off (CANDIDATES = 0) every filtered row goes through the radix select, the masked
+    sampling pass and the select kernel: the same distributions (chi-square), and the same draws as the candidate
+    path, which samples its rows itself (one uniform per row from the same seed, inverted in column order)."""
+    x = torch.tensor(row).repeat(DRAWS // 4, 1)
+    fast = ks.sample_triton(x, T, k, p, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(ks, "CANDIDATES", 0)
+    ids, logp = ks.sample_triton(x, T, k, p, generator=torch.Generator().manual_seed(5))
+    probs = exact_distribution(x[0], T, k, p)
+    assert_chi_square(ids, probs)
+    torch.testing.assert_close(logp.double(), probs.log()[ids], atol=2e-6, rtol=0)
+    assert torch.equal(ids, fast[0])
+    torch.testing.assert_close(logp, fast[1], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_masked_rows_never_nan(backend, dtype):
     x = torch.randn(4, 64)
@@ -811,12 +829,14 @@ for dt in ("*fp32", "*bf16"):
         # vocabularies: a real one; 832 tokens (one split of 1,024 columns, 2 rows); 8 tokens (128 rows)
         for BB, BS, BR, BC in ((1, 64, 2048 // run, run), (2, 16, 1024 // run, run), (128, 16, 1, 16)):
             build(ks._sample_partial_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-                  part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
+                  drawn_ptr="*i32", part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32",
+                  V="i32", CHUNK="i32",
                   n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr",
                   BLOCK_C="constexpr"), dict(HAS_THR=thr, STATS=not thr, BLOCK_B=BB, BLOCK_R=BR, BLOCK_C=BC))
             build(ks._sample_select_kernel, dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-                  seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64", logp_ptr="*fp32",
-                  B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr", BLOCK_B="constexpr",
+                  drawn_ptr="*i32", seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",
+                  logp_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",
+                  BLOCK_B="constexpr",
                   BLOCK_S="constexpr", BLOCK_R="constexpr", BLOCK_C="constexpr"),
                   dict(HAS_THR=thr, BLOCK_B=BB, BLOCK_S=BS, BLOCK_R=BR, BLOCK_C=BC))
 for mass in (True, False):
@@ -833,14 +853,18 @@ rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*
 for dt, bits in (("*bf16", 16), ("*fp32", 32)):
     # a real vocabulary at B >= 8 (one row per program, 38 splits of 4,096); 8 tokens at B = 4,096 (one split)
     for BB, BV, BP in ((1, 2048, 64), (128, 16, 1)):
-        build(ks._candidates_kernel, dict(logits_ptr=dt, stride_b="i32", **rows, cand_ptr="*fp32", count_ptr="*i32",
+        build(ks._candidates_kernel, dict(logits_ptr=dt, stride_b="i32", **rows, cand_ptr="*fp32", idx_ptr="*i32",
+              count_ptr="*i32",
               B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
               BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"), dict(BLOCK_B=BB, BLOCK_V=BV, BLOCK_P=BP))
     for BB, BN, BP in ((1, 8192, 64), (512, 16, 1)):
-        build(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", count_ptr="*i32", **rows, thr_ptr="*fp32",
-              todo_ptr="*i32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
-              KEY_BITS="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
-              dict(KEY_BITS=bits, BLOCK_B=BB, BLOCK_N=BN, BLOCK_P=BP), num_warps=8)
+        for draw in (True, False):
+            build(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", idx_ptr="*i32", count_ptr="*i32", **rows,
+                  seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32", ids_ptr="*i64",
+                  logp_ptr="*fp32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
+                  KEY_BITS="constexpr", DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr",
+                  BLOCK_P="constexpr"), dict(KEY_BITS=bits, DRAW=draw, BLOCK_B=BB, BLOCK_N=BN, BLOCK_P=BP),
+                  num_warps=8)
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
@@ -902,18 +926,20 @@ from kernels import sampling as ks
 
 rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*fp32", part_sum_ptr="*fp32",
             part_stats_ptr="*fp32")
-builds = [(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", count_ptr="*i32", **rows, thr_ptr="*fp32",
-           todo_ptr="*i32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
-           KEY_BITS="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
-           dict(KEY_BITS=16, BLOCK_B=1, BLOCK_N=256, BLOCK_P=1)),
+builds = [(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", idx_ptr="*i32", count_ptr="*i32", **rows,
+           seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32", ids_ptr="*i64", logp_ptr="*fp32",
+           B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32", KEY_BITS="constexpr",
+           DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
+           dict(KEY_BITS=16, DRAW=True, BLOCK_B=1, BLOCK_N=256, BLOCK_P=1)),
           (ks._radix_hist_kernel, dict(logits_ptr="*bf16", stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
            prefix_ptr="*i64", thr_key_ptr="*i64", todo_ptr="*i32", count_ptr="*i32", mass_ptr="*fp32", B="i32",
            V="i32", CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr",
            BLOCK_V="constexpr"), dict(MASS=True, BLOCK_B=1, BLOCK_V=256)),
           (ks._sample_partial_kernel, dict(logits_ptr="*bf16", stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32",
-           part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32", CHUNK="i32",
-           n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr", BLOCK_R="constexpr",
-           BLOCK_C="constexpr"), dict(HAS_THR=True, STATS=True, BLOCK_B=1, BLOCK_R=1, BLOCK_C=256))]
+           drawn_ptr="*i32", part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32",
+           CHUNK="i32", n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr",
+           BLOCK_R="constexpr", BLOCK_C="constexpr"),
+           dict(HAS_THR=True, STATS=True, BLOCK_B=1, BLOCK_R=1, BLOCK_C=256))]
 op = re.compile(r"\s*(fma|mul|ex2)\.[\w.]*f32\s+(%\w+),\s*([^;]*);")
 for fn, sig, const in builds:
     ptx = triton.compile(ASTSource(fn, sig, const, {}), target=GPUTarget("cuda", 90, 32)).asm["ptx"]
