@@ -526,7 +526,8 @@ if triton is not None:
             # u = U * kept mass; the token is the first kept candidate whose cumulative mass passes u (one with
             # mass: a rounding past the end takes the last such candidate)
             drawn = active & fits
-            wk = tl.where(key >= t[:, None], w, 0.0).to(tl.float64)                    # [BB, BN] kept mass
+            # kept: x >= thr as the masked pass compares, not key >= t: -0.0 == 0.0 is a tie, but its key is below
+            wk = tl.where(x >= thr[:, None], w, 0.0).to(tl.float64)                    # [BB, BN] kept mass
             total = tl.sum(wk, axis=1)
             u = _uniform53(tl.load(seed_ptr + rows, mask=row_ok, other=0), BLOCK_B) * total
             hit = tl.min(tl.where((tl.cumsum(wk, axis=1) > u[:, None]) & (wk > 0), j, BLOCK_N), axis=1)
@@ -665,7 +666,7 @@ if triton is not None:
         last_before = tl.zeros((BLOCK_B,), tl.float64)
         acc = tl.zeros((BLOCK_B,), tl.float64)                                   # mass before this step
         span = CHUNK
-        if HAS_THR:  # (a block of rows the candidate path drew reads nothing)
+        if HAS_THR:  # (a block of rows the candidate path drew skips its split, reading one unused run per row)
             span = CHUNK * (1 - tl.min(tl.load(drawn_ptr + rows, mask=row_ok, other=1), axis=0))
         for start in range(0, span, BLOCK_R * BLOCK_C):
             first_col = s * CHUNK + start                                        # [BB]

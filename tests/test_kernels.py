@@ -173,6 +173,8 @@ CASES = [  # (name, logits, temperature, top_k, top_p)
     ("plain_masked", [2.0, 1.0, -math.inf, 0.5, 0.0, -1.0, -math.inf, 1.5], 0.8, 0, 1.0),
     ("hot", [2.0, 1.0, 0.0, -1.0, -2.0, -3.0], 2.5, 0, 1.0),
     ("top_k_ties", [3.0, 2.0, 2.0, 1.0, 2.0, 0.0, -1.0], 1.0, 2, 1.0),        # keeps 3 and all three 2s
+    ("top_k_signed_zeros", [1.0, 0.0, -0.0, -1.0], 1.0, 2, 1.0),   # -0.0 == 0.0 (tied, kept), though its key is lower
+    ("top_p_signed_zeros", [1.0, 0.0, -0.0, -1.0], 1.0, 0, 0.7),
     ("top_p_below_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.699),
     ("top_p_above_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.701),
     ("top_p_ties", [math.log(v) for v in (0.2, 0.3, 0.2, 0.1, 0.2)], 1.0, 0, 0.4),  # boundary inside a tie
