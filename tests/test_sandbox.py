@@ -1239,9 +1239,13 @@ def test_cpu_time_counts_system_time(sb):
     """The CPU time that the timing margin reads is user + system time: page faults are system time."""
     prog = ("import os\ndef f():\n    for _ in range(20):\n        b = b'x' * (32 << 20)\n    t = os.times()\n"
             "    return [t.user, t.system]")
-    res, outs, facts = sb._execute(prog, "")
+    # roomy limits, and the verdict in the message: at 6c18d59 one CI run got no outcome here (IndexError below, cause
+    # not reproduced in 8 reruns, 3 of them beside busy CPUs); two calls of 640 MB of page faults are close to the
+    # fixture's 1 s CPU / 2 s wall limits on a loaded 2-core machine
+    res, outs, facts = sb._execute(prog, "", limits={"cpu_s": 20, "wall_s": 40})
+    assert res.status == "ok", (res, facts)
     user, system = outs[-1][1]
-    assert res.status == "ok" and system > 0.05 and facts["cpu"] >= user + system - 0.02, (outs, facts)
+    assert system > 0.05 and facts["cpu"] >= user + system - 0.02, (outs, facts)
 
 
 def test_scripts_recurse_deep_in_the_main_thread(sb):
