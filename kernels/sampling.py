@@ -815,16 +815,22 @@ def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True, candi
     hold the kept set. The rows where they do not (todo) take the radix select (_radix_threshold). Both start from
     the sampler's partial kernel: each row's max scaled logit and mass (and mean and spread, for the floor)."""
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
-    B = logits.shape[0]
-    candidates = CANDIDATES if candidates is None else candidates
+    return _threshold(logits, T, k, p, has_topk, has_topp, CANDIDATES if candidates is None else candidates)[0]
+
+
+def _threshold(logits, T, k, p, has_topk, has_topp, candidates, draw=None):
+    """filter_threshold_triton's steps -> (thr [B], drawn [B] int32 or None). draw = (seeds, ids, logp): the rows the
+    candidate path serves also draw their token (drawn = 1)."""
+    B, dev = logits.shape[0], logits.device
     part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0)[:3]
     if candidates:
-        thr, todo = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates)
+        thr, todo, *drawn = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates, draw)
     else:
-        thr = torch.empty(B, device=logits.device, dtype=torch.float32)
-        todo = torch.ones(B, device=logits.device, dtype=torch.int32)
+        thr = torch.empty(B, device=dev, dtype=torch.float32)
+        todo = torch.ones(B, device=dev, dtype=torch.int32)
+        drawn = [torch.zeros(B, device=dev, dtype=torch.int32)] if draw else []
     _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo)
-    return thr
+    return thr, (drawn[0] if draw else None)
 
 
 def _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo):
@@ -887,17 +893,8 @@ def sample_triton(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None, n
     ids = torch.empty(B, device=dev, dtype=torch.int64)
     logp = torch.empty(B, device=dev, dtype=torch.float32)
     thr = drawn = T                                                           # (T: unused dummies without filters)
-    if has_thr:
-        # the threshold (filter_threshold_triton's steps); the rows the candidate path serves are drawn there too
-        part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=CANDIDATES > 0)[:3]
-        if CANDIDATES:
-            thr, todo, drawn = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, CANDIDATES,
-                                                    draw=(seeds, ids, logp))
-        else:
-            thr = torch.empty(B, device=dev, dtype=torch.float32)
-            todo = torch.ones(B, device=dev, dtype=torch.int32)
-            drawn = torch.zeros(B, device=dev, dtype=torch.int32)
-        _radix_threshold(logits, T, k, p, has_topk, has_topp, part_max, thr, todo)
+    if has_thr:  # the threshold; the rows the candidate path serves are drawn there too
+        thr, drawn = _threshold(logits, T, k, p, has_topk, has_topp, CANDIDATES, draw=(seeds, ids, logp))
     # the other rows: the masked pass, then the select kernel re-reads one split per row, in that pass's layout
     part_max, part_sum, _, chunk, num_splits, BV = _partials(logits, T, thr, has_thr, num_splits, drawn=drawn)
     # at least 16 split slots: Triton 3.6 cannot lower the fp64 cumsum over a [rows, 2] tile (an assertion in
