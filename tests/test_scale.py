@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 RESUME_WORKER = r'''
-import gc, sys, torch, torch.distributed as dist
+import gc, os, sys, torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
 import azr
 def anon_mb():  # private (anonymous) resident memory of this process: what a mapped file's pages do not count in
@@ -42,7 +42,9 @@ azr.load_training_state(ckpt, opt, sharded, qwen, rank, world, "adamw")
 got = opt.state_dict()["state"][0]
 assert all(torch.equal(got[k].to_local() if hasattr(got[k], "to_local") else got[k],
                        saved[k].to_local() if hasattr(saved[k], "to_local") else saved[k]) for k in saved)
-print(f"rank {rank} optim_mb {(ckpt / 'optim.pt').stat().st_size / 2**20:.0f} growth_mb {growth[0]:.0f}", flush=True)
+# one write per line: the two ranks share the pipe, and print's separate write of "\n" let their lines interleave
+size_mb = (ckpt / 'optim.pt').stat().st_size / 2**20
+os.write(1, f"rank {rank} optim_mb {size_mb:.0f} growth_mb {growth[0]:.0f}\n".encode())
 dist.barrier()
 del qwen, opt
 gc.collect()
