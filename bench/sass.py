@@ -46,9 +46,8 @@ def compile_sm90(fn, signature, constants, **options):
     return k.asm["cubin"], report
 
 
-def loops(cubin):
-    """[(instructions, Counter of opcodes)] of each innermost loop (a backward branch's body holding no other) in the
-    cubin's SASS."""
+def instructions(cubin):
+    """[(address, opcode, operands)] of the cubin's SASS, the padding NOPs after the last instruction left out."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
@@ -56,6 +55,15 @@ def loops(cubin):
                               check=True).stdout
     ins = [(int(m.group(1), 16), m.group(2), m.group(3)) for m in
            re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);", sass)]
+    while ins and ins[-1][1].startswith(("NOP", "BRA")):
+        ins.pop()
+    return ins
+
+
+def loops(cubin):
+    """[(instructions, Counter of opcodes)] of each innermost loop (a backward branch's body holding no other) in the
+    cubin's SASS."""
+    ins = instructions(cubin)
     spans = []
     for addr, op, args in ins:
         target = re.search(r"0x([0-9a-f]+)", args) if op.startswith("BRA") else None
@@ -87,18 +95,19 @@ def launches():
     for dt, e in (("*bf16", 2), ("*fp32", 4)):
         run = ks.RUN // e
         base = dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", thr_ptr="*fp32", drawn_ptr="*i32")
-        for stats in (False, True):
-            yield (f"partial ({'top-k/top-p first pass, with stats' if stats else 'plain sampling pass'}), {dt[1:]}",
+        for stats in (False, True):  # (with stats: its first step, which main() counts apart from the loop)
+            yield (f"partial ({'top-k/top-p first pass: first step, with stats' if stats else 'plain sampling pass'}), "
+                   f"{dt[1:]}",
                    ks._sample_partial_kernel,
                    dict(base, part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", B="i32", V="i32",
                         CHUNK="i32", n_splits="i32", HAS_THR="constexpr", STATS="constexpr", BLOCK_B="constexpr",
                         BLOCK_R="constexpr", BLOCK_C="constexpr"),
                    dict(HAS_THR=False, STATS=stats, BLOCK_B=1, BLOCK_R=tile // run, BLOCK_C=run), {}, tile // 128, e)
-        yield (f"candidates (top-k/top-p copy-aside pass), {dt[1:]}", ks._candidates_kernel,
+        yield (f"candidates (top-k/top-p marking pass), {dt[1:]}", ks._candidates_kernel,
                dict(logits_ptr=dt, stride_b="i32", temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32",
-                    part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", cand_ptr="*fp32",
-                    idx_ptr="*i32", count_ptr="*i32", B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32",
-                    SEG="i32", n_sigma="fp32", BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"),
+                    part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", bits_ptr="*i32", B="i32",
+                    V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", n_sigma="fp32", BLOCK_B="constexpr",
+                    BLOCK_V="constexpr", BLOCK_P="constexpr"),
                dict(BLOCK_B=1, BLOCK_V=tile, BLOCK_P=64), {}, tile // 128, e)
         yield (f"select (re-reads one split), {dt[1:]}", ks._sample_select_kernel,
                dict(base, seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",
@@ -121,6 +130,7 @@ def main():
     print(f"# the sampling and decode-attention kernels' loops compiled for sm_90; triton {triton.__version__}")
     print("| kernel | registers | spilled bytes | instructions per element | x H200 budget | x H100 SXM budget |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    plain = {}                                                    # dtype -> the plain partial kernel's size
     for name, fn, sig, const, opts, per_thread, e in launches():
         cubin, report = compile_sm90(fn, sig, const, **opts)
         regs = re.search(r"Used (\d+) registers", report)
@@ -128,6 +138,12 @@ def main():
         # the loop over the logits is the longest innermost one (the select kernel's fp64 scans are not loops; the
         # radix pass's loop over its items holds the one over the logits)
         n, _ = max(loops(cubin), default=(float("nan"), None))
+        if name.startswith("partial (plain"):
+            plain[e] = len(instructions(cubin))
+        elif name.startswith("partial (top-k"):
+            # the statistics sit in a first step before the loop (the same loop as the plain kernel's): that step is
+            # what this kernel has beyond the plain one (with the statistics' final sums: an upper bound)
+            n = len(instructions(cubin)) - plain[e]
         per = n / per_thread
         print(f"| {name} | {regs.group(1) if regs else '?'} | {spill} | {per:.1f} | {per / (budget[4.8] * e):.2f}x "
               f"| {per / (budget[3.35] * e):.2f}x |", flush=True)

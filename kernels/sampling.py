@@ -14,17 +14,18 @@ ten passes over [B, V] plus a [B, V] sort (and a host sync inside multinomial). 
    inversion does the one exp the logprob's normaliser needs anyway.
 2. top-k / top-p only need a THRESHOLD on the logits: the kept set is {i : logit_i >= tau}, found without sorting
    in one of two ways, then step 1 runs with the threshold as a mask (for the rows not drawn in a).
-   a. Candidates (the fast path). The first pass of step 1 also gives each row's max M, mass, mean and spread; a
-      second pass copies aside the few logits above a floor (by default the level above which a Gaussian bulk of V
-      logits leaves ~2k: LLM logits are such a bulk plus the few informative tokens that top-k / top-p keep; for
-      top-p alone never above M - log((V - 1) / ((1 - p) * mass)) - 1, below which all tokens together hold less
-      than 1 - p of the mass). When those candidates hold the kept set (at least k of them for top-k; at least top_p
-      of the row's mass for top-p alone) and fit in their CANDIDATES slots, one program per row finds the
-      threshold among them: the largest key t with count(key >= t) >= k, then with mass(key >= t) >= top_p of what
-      top-k kept, bit by bit (16 steps for bf16, fewer for the leading bits the candidates share). Exact either
-      way: the check is, the floor is only a guess. That program also draws the row's token (the same uniform U as
-      step 1's select kernel, inverted over the kept candidates in column order: the same token), and step 1 skips
-      the row.
+   a. Candidates (the fast path). The first pass of step 1 also gives each row's max M, mass, and a mean and spread
+      (from a sample: each split's first step); a second pass marks, in a bitmask of 32-column words, the few logits
+      above a floor (by default the level above which a Gaussian bulk of V logits leaves ~2k: LLM logits are such a
+      bulk plus the few informative tokens that top-k / top-p keep; for top-p alone never above
+      M - log((V - 1) / ((1 - p) * mass)) - 1, below which all tokens together hold less than 1 - p of the mass). When
+      those candidates hold the kept set (at least k of them for top-k; at least top_p of the row's mass for top-p
+      alone) and fit in CANDIDATES slots, one program per row lists them from the bitmask (word bit counts, a prefix
+      sum, then one round per bit a word holds), reads their logits, and finds the threshold among them: the
+      largest key t with count(key >= t) >= k, then with mass(key >= t) >= top_p of what top-k kept, bit by bit (16
+      steps for bf16, fewer for the leading bits the candidates share). Exact either way: the check is, the floor
+      is only a guess. That program also draws the row's token (the same uniform U as step 1's select kernel,
+      inverted over the kept candidates in column order: the same token), and step 1 skips the row.
    b. Radix select, for the rows the candidates do not serve (a flat row, a top-k larger than its candidates): on
       the 32-bit order-preserving integer key of each float, passes of 4 bits each, every pass histograms the 16
       next digits of the elements that still match the prefix found so far (counts for top-k, softmax mass for
@@ -40,13 +41,17 @@ Instructions per logit decide as much as bytes: an H200 streams 2.4G bf16 logits
 issue ~33T thread-instructions/s, so a pass stays memory-bound below ~14 instructions per bf16 logit (~28 fp32).
 Hence every kernel here reduces across lanes once per program, not once per tile (a barrier and a shared-memory
 round trip per tile, and for the histograms a [tile, 16] one-hot summed per tile: ~250 instructions per logit for
-counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit
-(~18.5 with the statistics the candidate path needs), the candidate pass ~29 (a prefix sum, an address and a
-predicated store per logit), a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a
-select and an add each. So top-p by candidates costs ~4 reads' worth of issue slots on an H200, by radix ~25.
+counts, ~640 for masses). Compiled for sm_90 (bench/sass.py counts them): the partial kernel ~12.5 per bf16 logit in
+its loop (its first step, with the statistics the candidate path needs, <= ~24), the candidate marking pass ~9 (a
+compare and a shift per logit, then a word per 32 columns; copying the candidates aside instead cost ~33: a prefix
+sum over the tile and two scattered stores per logit, which Triton lays out apart from the loads: a shared-memory
+round trip per logit), a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a select and
+an add each. So top-p by candidates takes ~2.1 reads' worth of time on an H200 (the first pass ~1.1, the marking
+pass memory-bound) plus the per-row search; by radix ~25.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits). top-k and/or top-p
-with every row served by its candidates = 2 reads (the first pass, the candidate pass) + O(B * CANDIDATES).
+with every row served by its candidates = 2 reads (the first pass, the marking pass) + the candidates' own logits
+again + O(B * (V / 32 + CANDIDATES)).
 A row the candidates miss adds the radix select's passes for its block: P passes per filter, P = 4 for bf16 and 8 for
 fp32 (the threshold kernel cannot keep a 152k row in registers, so each pass re-reads it; rows that fit in L2 make
 these re-reads cheaper than HBM reads).
@@ -246,7 +251,9 @@ if triton is not None:
     def _ukey(x):
         # fp32 [..] -> uint32 with the same order as the floats: the bits of a negative float are all flipped (larger
         # magnitude sorts lower), a positive one's sign bit is set. NaN must be -inf already (the caller's job).
-        bits = x.to(tl.int32, bitcast=True)
+        # x + 0.0 turns -0.0 into +0.0 (and nothing else): the two are equal floats, so they share a key; else a -0.0
+        # tied with a +0.0 top-k boundary would count as below it when top-p sums the mass top-k kept
+        bits = (x + 0.0).to(tl.int32, bitcast=True)
         return bits.to(tl.uint32, bitcast=True) ^ tl.where(bits < 0, 0xFFFFFFFF, 0x80000000).to(tl.uint32)
 
     @triton.jit
@@ -425,16 +432,15 @@ if triton is not None:
 
     @triton.jit
     def _candidates_kernel(logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr,
-                           part_stats_ptr, cand_ptr, idx_ptr, count_ptr, B, V, CHUNK, n_splits, n_parts, SEG,
-                           n_sigma, BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
-        # The top-k / top-p fast path's one pass: program (pb, s) copies the logits of rows pb*BLOCK_B.. in columns
-        # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows) into its own segment of SEG slots,
-        # cand [B, n_splits * SEG] fp32, their columns in idx (int32), in column order (a running count plus prefix
-        # sums: no atomics, the same slots every run). count [B, n_splits] int32: how many it found, also past SEG
-        # (the row then overflowed). Rows the fast path does not apply to find nothing; a block without such a row
-        # reads nothing. ~29 instructions per bf16 logit on sm_90 (the tile's prefix sum, and an address and a
-        # predicated store per logit): ~2x what an H200 issues at memory speed. Scanning warp-local runs instead
-        # (the partial kernel's tiles) did not lower it.
+                           part_stats_ptr, bits_ptr, B, V, CHUNK, n_splits, n_parts, n_sigma, BLOCK_B: tl.constexpr,
+                           BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
+        # The top-k / top-p fast path's one pass: program (pb, s) marks the logits of rows pb*BLOCK_B.. in columns
+        # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows): bit c % 32 of word c // 32 of the row's
+        # bitmask, bits [B, n_splits * CHUNK / 32] int32, dense (the threshold kernel lists the marked columns).
+        # Rows the fast path does not apply to mark nothing; a block without such a row reads nothing. ~10
+        # instructions per bf16 logit on sm_90, under what an H200 issues at memory speed: copying the candidates
+        # aside here instead (a prefix sum over the tile, then two scattered stores per logit, which Triton gives a
+        # layout of their own: a shared-memory round trip per logit) took ~33.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -442,48 +448,70 @@ if triton is not None:
         scale, k, p, use_k, use_p, active, M, S, floor = _filter_rows(
             temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V, n_parts,
             n_sigma, BLOCK_P)
+        floor = tl.maximum(floor, -3.4028234663852886e38)[:, None]   # z >= floor is then False for -inf and NaN
         row_base = logits_ptr + rows.to(tl.int64)[:, None] * stride_b                   # [BB, 1]
-        seg = (rows.to(tl.int64) * n_splits + pid_s)[:, None] * SEG                   # [BB, 1] first slot
-        n = tl.zeros((BLOCK_B,), tl.int32)                       # candidates found so far in this split
+        row_words = bits_ptr + rows.to(tl.int64)[:, None] * (n_splits * (CHUNK // 32))  # [BB, 1]
+        lane = tl.arange(0, 32)[None, None, :]
         lo = pid_s * CHUNK
         for start in range(lo, lo + CHUNK * tl.max(active.to(tl.int32), axis=0), BLOCK_V):
             cols = start + tl.arange(0, BLOCK_V)[None, :]
             x = tl.load(row_base + cols, mask=row_ok[:, None] & (cols < V), other=float("-inf")).to(tl.float32)
-            z = x * scale[:, None]
-            hit = (z >= floor[:, None]) & (z > float("-inf"))                           # (NaN: False)
-            h = hit.to(tl.int32)
-            slot = n[:, None] + tl.cumsum(h, axis=1) - 1
-            tl.store(cand_ptr + seg + slot, x, mask=hit & (slot < SEG))
-            tl.store(idx_ptr + seg + slot, cols, mask=hit & (slot < SEG))
-            n += tl.sum(h, axis=1)
-        tl.store(count_ptr + rows * n_splits + pid_s, n, mask=row_ok)
+            hit = tl.reshape(x * scale[:, None] >= floor, (BLOCK_B, BLOCK_V // 32, 32))
+            words = tl.sum(hit.to(tl.int32) << lane, axis=2)                           # [BB, BV / 32]
+            tl.store(row_words + start // 32 + tl.arange(0, BLOCK_V // 32)[None, :], words, mask=row_ok[:, None])
 
     @triton.jit
-    def _candidate_threshold_kernel(cand_ptr, idx_ptr, count_ptr, temp_ptr, topk_ptr, topp_ptr, part_max_ptr,
-                                    part_sum_ptr, part_stats_ptr, seed_ptr, thr_ptr, todo_ptr, drawn_ptr, ids_ptr,
-                                    logp_ptr, B, V, n_splits, n_parts, SEG, n_sigma, KEY_BITS: tl.constexpr,
-                                    DRAW: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr,
-                                    BLOCK_P: tl.constexpr):
+    def _popcount(v):
+        # set bits of each int32 (two's complement), by adding neighbouring fields (per word, not per logit: cheap)
+        v = v - ((v >> 1) & 0x55555555)
+        v = (v & 0x33333333) + ((v >> 2) & 0x33333333)
+        v = (v + (v >> 4)) & 0x0F0F0F0F
+        return (v * 0x01010101) >> 24
+
+    @triton.jit
+    def _candidate_threshold_kernel(bits_ptr, idx_ptr, logits_ptr, stride_b, temp_ptr, topk_ptr, topp_ptr,
+                                    part_max_ptr, part_sum_ptr, part_stats_ptr, seed_ptr, thr_ptr, todo_ptr,
+                                    drawn_ptr, ids_ptr, logp_ptr, B, V, n_words, n_parts, n_sigma,
+                                    KEY_BITS: tl.constexpr, DRAW: tl.constexpr, BLOCK_B: tl.constexpr,
+                                    BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_P: tl.constexpr):
         # Rows pid*BLOCK_B..: the top-k / top-p threshold from the row's candidates alone, exact whenever they hold
-        # the kept set: at least k of them (top-k), or with top-p alone at least top_p of the row's mass S; and none
-        # lost to a full segment. Then thr [B] is the smallest kept logit (-inf: keep all) and todo [B] = 0; rows
-        # that fail get todo = 1 (the radix select's). Both searches build the threshold's key bit by bit from the
-        # top, over the KEY_BITS bits a key of the logits' dtype has (16 for bf16): the largest key t with
-        # count(key >= t) >= k, then the largest t with mass(key >= t) >= top_p times the mass top-k kept, as the
-        # reference's sorted cumulative sum picks it (tokens tied with the boundary are kept). DRAW: the rows it
-        # serves also draw their token here, as the select kernel would (the same uniform U from the row's seed,
-        # inverted over the kept candidates in column order, fp64 sums), into ids / logp, with drawn [B] = 1:
-        # sampling then never reads their logits again.
+        # the kept set: at least k of them (top-k), or with top-p alone at least top_p of the row's mass S; and no
+        # more of them than the BLOCK_N slots. Then thr [B] is the smallest kept logit (-inf: keep all) and todo [B]
+        # = 0; rows that fail get todo = 1 (the radix select's). First the candidates' columns, in column order,
+        # from the row's bitmask (n_words words) into idx [B, BLOCK_N] int32: each word's first slot from a prefix
+        # sum of the words' bit counts, then one round per bit a word holds (~5 for 2k candidates in a 152k row):
+        # every word stores its lowest set bit's column and clears it. Their logits are then read from the row.
+        # Both searches build the threshold's key bit by bit from the top, over the KEY_BITS bits a key of the
+        # logits' dtype has (16 for bf16): the largest key t with count(key >= t) >= k, then the largest t with
+        # mass(key >= t) >= top_p times the mass top-k kept, as the reference's sorted cumulative sum picks it
+        # (tokens tied with the boundary are kept). DRAW: the rows it serves also draw their token here, as the
+        # select kernel would (the same uniform U from the row's seed, inverted over the kept candidates in column
+        # order, fp64 sums), into ids / logp, with drawn [B] = 1: sampling then never reads their logits again.
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         row_ok = rows < B
         scale, k, p, use_k, use_p, active, M, S, floor = _filter_rows(
             temp_ptr, topk_ptr, topp_ptr, part_max_ptr, part_sum_ptr, part_stats_ptr, rows, row_ok, V, n_parts,
             n_sigma, BLOCK_P)
-        j = tl.arange(0, BLOCK_N)[None, :]                       # slot j: segment j // SEG, its place j % SEG
-        cnt = tl.load(count_ptr + rows[:, None] * n_splits + j // SEG, mask=row_ok[:, None] & (j // SEG < n_splits),
-                      other=0)                                   # [BB, BN] its segment's count
-        ok = active[:, None] & (j % SEG < cnt)
-        x = tl.load(cand_ptr + rows.to(tl.int64)[:, None] * (n_splits * SEG) + j, mask=ok, other=float("-inf"))
+        row_idx = idx_ptr + rows.to(tl.int64)[:, None] * BLOCK_N                        # [BB, 1]
+        count = tl.zeros((BLOCK_B,), tl.int32)                    # candidates listed so far
+        for w0 in range(0, n_words * tl.max(active.to(tl.int32), axis=0), BLOCK_W):
+            w = w0 + tl.arange(0, BLOCK_W)[None, :]
+            words = tl.load(bits_ptr + rows.to(tl.int64)[:, None] * n_words + w, mask=active[:, None] & (w < n_words),
+                            other=0)                                                   # [BB, BW]
+            c = _popcount(words)
+            slot = count[:, None] + tl.cumsum(c, axis=1) - c      # each word's first slot
+            for r in range(0, tl.max(tl.max(c, axis=1), axis=0)):
+                low = words & -words                              # the lowest set bit (int32 wraps: 1 << 31 too)
+                tl.store(row_idx + slot, w * 32 + _popcount(low - 1), mask=(low != 0) & (slot < BLOCK_N))
+                words = words ^ low
+                slot = slot + 1
+            count += tl.sum(c, axis=1)
+        tl.debug_barrier()                                        # idx is read below by other threads
+        j = tl.arange(0, BLOCK_N)[None, :]
+        ok = active[:, None] & (j < count[:, None])
+        col = tl.load(row_idx + j, mask=ok, other=0)                                    # [BB, BN]
+        x = tl.load(logits_ptr + rows.to(tl.int64)[:, None] * stride_b + col, mask=ok,
+                    other=float("-inf")).to(tl.float32)
         key = _ukey(x)
         # exp(z - M) with the select between the multiply and the subtract, as the radix select's: fused into
         # fma(x, scale, -M) (sm_90) it is not 1 at the max but exp of z's rounding error, 0 or inf once |z| >= 2^31
@@ -515,7 +543,7 @@ if triton is not None:
             mass = tl.sum(tl.where(kept & (key >= trial[:, None]), w, 0.0), axis=1)
             t_p = tl.where(mass >= need, trial, t_p)
         t_p = tl.where(use_p, t_p, 0)
-        fits = tl.max(cnt, axis=1) <= SEG
+        fits = count <= BLOCK_N
         fits &= tl.where(use_k, tl.sum(ok.to(tl.int32), axis=1) >= k, tl.sum(w, axis=1) >= need)
         todo = active & ~fits
         t = tl.maximum(t_k, t_p)
@@ -533,13 +561,27 @@ if triton is not None:
             hit = tl.min(tl.where((tl.cumsum(wk, axis=1) > u[:, None]) & (wk > 0), j, BLOCK_N), axis=1)
             hit = tl.where(hit < BLOCK_N, hit, tl.max(tl.where(wk > 0, j, -1), axis=1))
             at = j == hit[:, None]
-            tok = tl.sum(tl.where(at, tl.load(idx_ptr + rows.to(tl.int64)[:, None] * (n_splits * SEG) + j,
-                                                mask=ok & at, other=0), 0), axis=1)
+            tok = tl.sum(tl.where(at, col, 0), axis=1)
             x_tok = tl.sum(tl.where(at, x, 0.0), axis=1)
             logp = tl.minimum(x_tok * scale - M - tl.log(tl.where(total > 0, total, 1.0).to(tl.float32)), 0.0)
             tl.store(ids_ptr + rows, tok.to(tl.int64), mask=row_ok & drawn)
             tl.store(logp_ptr + rows, logp, mask=row_ok & drawn)
             tl.store(drawn_ptr + rows, drawn.to(tl.int32), mask=row_ok)
+
+    @triton.jit
+    def _lse_step(row_base, row_ok, cols, V, thr, scale, run_max, acc):
+        # One step of the partial kernel: the logits at cols [1, BR, BC] of rows [BB] -> their z (kept scaled logits,
+        # else -inf), and each run's online log-sum-exp (run_max [BB, BR], acc [BB, BR, BC]) updated with them.
+        x = tl.load(row_base + cols, mask=row_ok[:, None, None] & (cols < V), other=float("-inf"))
+        # masked columns load -inf; filtered and NaN logits (NaN >= thr is False) become -inf. z - max is 0 exactly
+        # at the max (no fused multiply-add across the select), and exp(d) = exp2(d * log2 e) as tl.exp computes it,
+        # without its extra denormal handling: ~12 instructions per bf16 logit on sm_90
+        z = tl.where(x.to(tl.float32) >= thr, x.to(tl.float32) * scale, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(z, axis=2))
+        safe = tl.where(new_max > float("-inf"), new_max, 0.0)
+        rescale = tl.exp2((run_max - safe) * 1.4426950408889634)
+        acc = acc * rescale[:, :, None] + tl.exp2((z - safe[:, :, None]) * 1.4426950408889634)
+        return new_max, acc, z
 
     @triton.jit
     def _sample_partial_kernel(logits_ptr, stride_b, temp_ptr, thr_ptr, drawn_ptr, part_max_ptr, part_sum_ptr,
@@ -553,8 +595,8 @@ if triton is not None:
         # the first of them). A step loads [BLOCK_B, BLOCK_R, BLOCK_C] (BLOCK_R runs of BLOCK_C columns, a run per
         # warp) and keeps one (max, sum) per run: the reductions stay inside a warp, with no barrier per step (one
         # across the warps at the end), so a warp's loads are never held up by the block's slowest warp.
-        # STATS (the top-k / top-p path): also the split's count, sum and sum of squares of its finite z,
-        # part_stats [B, n_splits, 3], from which the candidate pass estimates where the bulk of the row lies.
+        # STATS (the top-k / top-p path): also the count, sum and sum of squares of the finite z of the split's
+        # first step, part_stats [B, n_splits, 3], from which the marking pass estimates where the row's bulk lies.
         # HAS_THR: rows with drawn [B] = 1 have their token already (the candidate path): a block of only such rows
         # reads nothing.
         pid_b = tl.program_id(0)
@@ -573,31 +615,24 @@ if triton is not None:
         run = tl.arange(0, BLOCK_R)[None, :, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, None, :]  # [1, BR, BC]
         run_max = tl.full((BLOCK_B, BLOCK_R), float("-inf"), tl.float32)
         acc = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # each lane's sum of exp(z - run_max), summed last
-        n_fin = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)  # STATS: each lane's count, sum, sum of squares
-        s1 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
-        s2 = tl.zeros((BLOCK_B, BLOCK_R, BLOCK_C), tl.float32)
         lo = pid_s * CHUNK
         span = CHUNK
         if HAS_THR:
             span = CHUNK * (1 - tl.min(tl.load(drawn_ptr + rows, mask=row_ok, other=1), axis=0))
-        for start in range(lo, lo + span, BLOCK_R * BLOCK_C):
-            cols = start + run
-            x = tl.load(row_base + cols, mask=row_ok[:, None, None] & (cols < V), other=float("-inf"))
-            # masked columns load -inf; filtered and NaN logits (NaN >= thr is False) become -inf. z - max is 0
-            # exactly at the max (no fused multiply-add across the select), and exp(d) = exp2(d * log2 e) as
-            # tl.exp computes it, without its extra denormal handling: ~12 instructions per bf16 logit on sm_90
-            z = tl.where(x.to(tl.float32) >= thr, x.to(tl.float32) * scale, float("-inf"))
-            new_max = tl.maximum(run_max, tl.max(z, axis=2))
-            safe = tl.where(new_max > float("-inf"), new_max, 0.0)
-            rescale = tl.exp2((run_max - safe) * 1.4426950408889634)
-            acc = acc * rescale[:, :, None] + tl.exp2((z - safe[:, :, None]) * 1.4426950408889634)
-            run_max = new_max
-            if STATS:
-                fin = (z > float("-inf")) & (z < float("inf"))
-                zf = tl.where(fin, z, 0.0)
-                n_fin += fin.to(tl.float32)
-                s1 += zf
-                s2 += zf * zf
+        first = lo
+        if STATS:
+            # the split's first step apart, with each lane's count, sum and sum of squares of its finite z: a sample
+            # of the split (half of it at a 152k vocabulary on a GPU) is enough for a guess, and the statistics cost
+            # ~6 instructions per logit, half again what the rest of the loop does
+            run_max, acc, z = _lse_step(row_base, row_ok, lo + run, V, thr, scale, run_max, acc)
+            fin = (z > float("-inf")) & (z < float("inf"))
+            zf = tl.where(fin, z, 0.0)
+            n_fin = fin.to(tl.float32)
+            s1 = zf
+            s2 = zf * zf
+            first = lo + BLOCK_R * BLOCK_C
+        for start in range(first, lo + span, BLOCK_R * BLOCK_C):
+            run_max, acc, _ = _lse_step(row_base, row_ok, start + run, V, thr, scale, run_max, acc)
         # the runs' (max, sum) -> the split's, as the select kernel combines the splits'. A +inf logit leaves NaN
         # sums: the select kernel then reads only the maxima (it takes the row's first +inf)
         run_sum = tl.sum(acc, axis=2)
@@ -738,15 +773,16 @@ def _splits(V, BV, row_tiles, device, n=None, most=SCAN):
     return chunk, triton.cdiv(V, chunk)
 
 
-def _partials(logits, T, thr, has_thr, num_splits=None, stats=False, drawn=None):
+def _partials(logits, T, thr, has_thr, num_splits=None, stats=False, drawn=None, most=SCAN):
     """The sampler's first pass: each split's (max, sum of exp(z - max)) of the kept scaled logits, [B, n_splits]
-    each, with the layout (chunk, n_splits, BV) the select kernel must follow; stats: also each split's (count, sum,
-    sum of squares) of its finite z, [B, n_splits, 3] (else None). has_thr: rows with drawn [B] = 1 are skipped."""
+    each, with the layout (chunk, n_splits, BV) the select kernel must follow; stats: also the (count, sum, sum of
+    squares) of the finite z of each split's first step, [B, n_splits, 3] (else None). has_thr: rows with drawn [B] =
+    1 are skipped. most: the most columns per split (see _splits)."""
     B, V = logits.shape
     BV = min(max(triton.next_power_of_2(V), 16), _tile())
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
     row_tiles = triton.cdiv(B, BB)
-    chunk, n_splits = _splits(V, BV, row_tiles, logits.device, num_splits)
+    chunk, n_splits = _splits(V, BV, row_tiles, logits.device, num_splits, most)
     part_max = torch.empty(B, n_splits, device=logits.device, dtype=torch.float32)
     part_sum = torch.empty_like(part_max)
     part_stats = torch.empty(B, n_splits, 3, device=logits.device, dtype=torch.float32) if stats else None
@@ -779,32 +815,31 @@ def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candid
     ids, logp): those rows also draw their token into ids / logp; then also returns drawn [B] int32 (1: drawn)."""
     B, V = logits.shape
     dev = logits.device
-    BV = min(max(triton.next_power_of_2(V), 16), _tile())
+    BV = min(max(triton.next_power_of_2(V), 32), _tile())                   # whole 32-bit words of the bitmask
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
     row_tiles = triton.cdiv(B, BB)
     chunk, n_splits = _splits(V, BV, row_tiles, dev)
-    BS = triton.next_power_of_2(n_splits)
-    SEG = max(1, min(triton.next_power_of_2(chunk), candidates // BS))    # each split's share of the slots
+    n_words = n_splits * chunk // 32
     n_parts = part_max.shape[1]
     BP = triton.next_power_of_2(n_parts)
     n_sigma = _n_sigma(V, candidates)
-    cand = torch.empty(B, n_splits * SEG, device=dev, dtype=torch.float32)
-    idx = torch.empty(B, n_splits * SEG, device=dev, dtype=torch.int32)
-    count = torch.empty(B, n_splits, device=dev, dtype=torch.int32)
-    _candidates_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, k, p, part_max, part_sum, part_stats, cand,
-                                              idx, count, B, V, chunk, n_splits, n_parts, SEG, n_sigma, BLOCK_B=BB,
-                                              BLOCK_V=BV, BLOCK_P=BP)
-    BN = BS * SEG
-    BBt = max(1, min(triton.next_power_of_2(B), 4 * _tile() // BN))          # [BBt, BN]: 8,192 slots on a GPU
+    bits = torch.empty(B, n_words, device=dev, dtype=torch.int32)
+    _candidates_kernel[(row_tiles, n_splits)](logits, logits.stride(0), T, k, p, part_max, part_sum, part_stats, bits,
+                                              B, V, chunk, n_splits, n_parts, n_sigma, BLOCK_B=BB, BLOCK_V=BV,
+                                              BLOCK_P=BP)
+    BN = min(candidates, max(16, triton.next_power_of_2(V)))                 # slots per row: 8,192 on a GPU
+    BBt = max(1, min(triton.next_power_of_2(B), 4 * _tile() // BN))          # [BBt, BN] per program
+    BW = min(triton.next_power_of_2(n_words), max(1, _tile() // (2 * BBt)))  # [BBt, BW] bitmask words per step
+    idx = torch.empty(B, BN, device=dev, dtype=torch.int32)
     thr = torch.empty(B, device=dev, dtype=torch.float32)
     todo = torch.empty(B, device=dev, dtype=torch.int32)
     drawn = torch.empty(B, device=dev, dtype=torch.int32) if draw else todo          # (todo: an unused dummy)
     seeds, ids, logp = draw if draw else (T, T, T)
-    _candidate_threshold_kernel[(triton.cdiv(B, BBt),)](cand, idx, count, T, k, p, part_max, part_sum, part_stats,
-                                                        seeds, thr, todo, drawn, ids, logp, B, V, n_splits, n_parts,
-                                                        SEG, n_sigma, KEY_BITS=_key_bits(logits.dtype),
-                                                        DRAW=draw is not None, BLOCK_B=BBt, BLOCK_N=BN, BLOCK_P=BP,
-                                                        num_warps=8)
+    _candidate_threshold_kernel[(triton.cdiv(B, BBt),)](bits, idx, logits, logits.stride(0), T, k, p, part_max,
+                                                        part_sum, part_stats, seeds, thr, todo, drawn, ids, logp, B,
+                                                        V, n_words, n_parts, n_sigma, KEY_BITS=_key_bits(logits.dtype),
+                                                        DRAW=draw is not None, BLOCK_B=BBt, BLOCK_N=BN, BLOCK_W=BW,
+                                                        BLOCK_P=BP, num_warps=8)
     return (thr, todo, drawn) if draw else (thr, todo)
 
 
@@ -822,7 +857,9 @@ def _threshold(logits, T, k, p, has_topk, has_topp, candidates, draw=None):
     """filter_threshold_triton's steps -> (thr [B], drawn [B] int32 or None). draw = (seeds, ids, logp): the rows the
     candidate path serves also draw their token (drawn = 1)."""
     B, dev = logits.shape[0], logits.device
-    part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0)[:3]
+    # the first pass: no select kernel re-reads its splits, so they may be longer than the sampler's (a program's
+    # fixed costs, its set-up and final sums, were a third of its instructions at 2 steps per split)
+    part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0, most=4 * SCAN)[:3]
     if candidates:
         thr, todo, *drawn = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates, draw)
     else:

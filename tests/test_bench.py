@@ -161,8 +161,8 @@ def test_attention_sweep_checks_every_launch_and_marks_the_default(capsys, monke
 def test_sass_bench_finds_each_sampling_loop():
     """bench/sass.py compiles the sampling kernels and decode attention for sm_90 and reads one loop per kernel from the
     SASS: every row has a finite instruction count (a kernel whose loop it could not find prints nan): decode attention,
-    and the six sampling loops (the partial pass plain and with statistics, the candidate pass, select, two radix
-    passes) for both dtypes."""
+    and six sampling rows (the partial pass plain and its first step with statistics, the marking pass, select, two
+    radix passes) for both dtypes."""
     triton = pytest.importorskip("triton")
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
         pytest.skip("triton wheel without ptxas")

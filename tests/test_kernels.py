@@ -175,6 +175,7 @@ CASES = [  # (name, logits, temperature, top_k, top_p)
     ("top_k_ties", [3.0, 2.0, 2.0, 1.0, 2.0, 0.0, -1.0], 1.0, 2, 1.0),        # keeps 3 and all three 2s
     ("top_k_signed_zeros", [1.0, 0.0, -0.0, -1.0], 1.0, 2, 1.0),   # -0.0 == 0.0 (tied, kept), though its key is lower
     ("top_p_signed_zeros", [1.0, 0.0, -0.0, -1.0], 1.0, 0, 0.7),
+    ("top_k_top_p_signed_zeros", [1.0, 0.0, -0.0, -1.0], 1.0, 2, 0.7),  # top-p over top-k's 3 kept: all 3 stay
     ("top_p_below_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.699),
     ("top_p_above_boundary", [math.log(v) for v in (0.4, 0.3, 0.2, 0.1)], 1.0, 0, 0.701),
     ("top_p_ties", [math.log(v) for v in (0.2, 0.3, 0.2, 0.1, 0.2)], 1.0, 0, 0.4),  # boundary inside a tie
@@ -490,6 +491,65 @@ def test_candidate_search_when_candidates_share_most_of_their_key(dtype):
     assert todo.tolist() == [0, 0, 0, 0]
     assert torch.equal(x.float() >= thr[:, None], x.float() >= ref[:, None])
     assert (x.float() >= thr[:, None]).sum(1).tolist() == [8, 1, 1, 1]
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_candidate_path_with_the_gpu_tiles(monkeypatch):
+    """With a GPU's tiles (2,048 columns; the interpreter's hold 65,536, so a split is one step) the first pass takes
+    its statistics from each split's first step only (an eighth of a 152k row) and the loop does the rest: LLM-like
+    rows still find their threshold among their candidates, and keep what the reference keeps."""
+    monkeypatch.setattr(ks, "_tile", lambda: 2048)
+    g = torch.Generator().manual_seed(1)
+    B, V = 3, 151936
+    x = lm_like_logits(B, V, g).to(torch.bfloat16)
+    T, k, p = torch.tensor([1.0, 0.7, 1.2]), torch.tensor([0, 40, 0]), torch.tensor([0.9, 0.95, 0.99])
+    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
+    assert part[0].shape == (B, 10)                               # splits of 16,384 columns: 8 steps each
+    z = x.double() / T[:, None]
+    lse = (part[0].double() + part[1].double().log()).logsumexp(-1)  # the splits' (max, mass) -> the row's
+    torch.testing.assert_close(lse, z.logsumexp(-1), atol=1e-5, rtol=0)
+    assert torch.equal(part[2][:, :, 0], torch.full((B, 10), 2048.0))  # the statistics count each first step
+    thr, todo = ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)
+    assert todo.tolist() == [0] * B
+    ref = ks.filter_threshold_reference(x.float() / T[:, None], k, p)
+    assert torch.equal(x.float() / T[:, None] >= ref[:, None], x.float() >= thr[:, None])
+
+
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+def test_candidate_listing_of_full_words_and_its_capacity(monkeypatch):
+    """The candidate kernel marks candidates in a bitmask of 32-column words and the threshold kernel lists them,
+    one round per bit a word holds: words with every bit set (bit 31 is the int32 sign), candidates in one word
+    and in neighbouring ones, and exactly as many candidates as slots (served) or one more (left to the radix).
+    The rows it serves draw the same tokens as the radix path from the same seed (both invert in column order)."""
+    V = 3000
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8, V, generator=g)
+    x[0, 64:128] += 12.0                                          # two full words (bits 0-31 of words 2 and 3)
+    x[1, 31::32] += 12.0                                          # bit 31 of every word
+    x[2, 1000:1003] = 15.0                                        # a tie of three in one word
+    x[3, [5, 37, 38, 2999]] += torch.tensor([14.0, 13.0, 15.0, 12.0])  # last column of the row
+    x[4:] = x[:4]
+    T = torch.tensor([1.0, 0.8, 1.0, 1.2, 1.0, 0.8, 1.0, 1.2])
+    k = torch.tensor([40, 0, 2, 0, 0, 50, 0, 3])
+    p = torch.tensor([0.9, 0.95, 1.0, 0.9, 0.5, 1.0, 0.99, 0.8])
+    part = ks._partials(x, T, T, False, stats=True)[:3]
+    assert ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)[1].tolist() == [0] * 8
+    fast = ks.sample_triton(x.repeat(64, 1), T.repeat(64), k.repeat(64), p.repeat(64),
+                            generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(ks, "CANDIDATES", 0)
+    ids, logp = ks.sample_triton(x.repeat(64, 1), T.repeat(64), k.repeat(64), p.repeat(64),
+                                 generator=torch.Generator().manual_seed(9))
+    assert torch.equal(ids, fast[0])
+    torch.testing.assert_close(logp, fast[1], atol=1e-6, rtol=0)
+    assert len(set(ids[0::8].tolist())) > 20 and len(set(ids[1::8].tolist())) > 20  # draws spread over the words
+    # capacity 16: with top-k 3 the floor is the max, so the candidates are the tokens tied with it
+    y = torch.zeros(2, 32)
+    y[0, 16:] = 10.0                                              # 16 candidates: they fit
+    y[1, 15:] = 10.0                                              # 17: one too many
+    ones = torch.ones(2)
+    part = ks._partials(y, ones, ones, False, stats=True)[:3]
+    thr, todo = ks._candidate_threshold(y, ones, torch.tensor([3, 3]), ones, *part, 16)
+    assert todo.tolist() == [0, 1] and thr[0].item() == 10.0
 
 
 def test_threshold_reference_at_the_exact_top_p_boundary():
@@ -854,19 +914,18 @@ rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*
             part_stats_ptr="*fp32")
 for dt, bits in (("*bf16", 16), ("*fp32", 32)):
     # a real vocabulary at B >= 8 (one row per program, 38 splits of 4,096); 8 tokens at B = 4,096 (one split)
-    for BB, BV, BP in ((1, 2048, 64), (128, 16, 1)):
-        build(ks._candidates_kernel, dict(logits_ptr=dt, stride_b="i32", **rows, cand_ptr="*fp32", idx_ptr="*i32",
-              count_ptr="*i32",
-              B="i32", V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
-              BLOCK_B="constexpr", BLOCK_V="constexpr", BLOCK_P="constexpr"), dict(BLOCK_B=BB, BLOCK_V=BV, BLOCK_P=BP))
-    for BB, BN, BP in ((1, 8192, 64), (512, 16, 1)):
+    for BB, BV, BP in ((1, 2048, 64), (64, 32, 1)):
+        build(ks._candidates_kernel, dict(logits_ptr=dt, stride_b="i32", **rows, bits_ptr="*i32", B="i32", V="i32",
+              CHUNK="i32", n_splits="i32", n_parts="i32", n_sigma="fp32", BLOCK_B="constexpr", BLOCK_V="constexpr",
+              BLOCK_P="constexpr"), dict(BLOCK_B=BB, BLOCK_V=BV, BLOCK_P=BP))
+    for BB, BN, BW, BP in ((1, 8192, 1024, 64), (512, 16, 1, 1)):
         for draw in (True, False):
-            build(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", idx_ptr="*i32", count_ptr="*i32", **rows,
-                  seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32", ids_ptr="*i64",
-                  logp_ptr="*fp32", B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32",
+            build(ks._candidate_threshold_kernel, dict(bits_ptr="*i32", idx_ptr="*i32", logits_ptr=dt,
+                  stride_b="i32", **rows, seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32",
+                  ids_ptr="*i64", logp_ptr="*fp32", B="i32", V="i32", n_words="i32", n_parts="i32", n_sigma="fp32",
                   KEY_BITS="constexpr", DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr",
-                  BLOCK_P="constexpr"), dict(KEY_BITS=bits, DRAW=draw, BLOCK_B=BB, BLOCK_N=BN, BLOCK_P=BP),
-                  num_warps=8)
+                  BLOCK_W="constexpr", BLOCK_P="constexpr"),
+                  dict(KEY_BITS=bits, DRAW=draw, BLOCK_B=BB, BLOCK_N=BN, BLOCK_W=BW, BLOCK_P=BP), num_warps=8)
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
@@ -928,11 +987,11 @@ from kernels import sampling as ks
 
 rows = dict(temp_ptr="*fp32", topk_ptr="*i64", topp_ptr="*fp32", part_max_ptr="*fp32", part_sum_ptr="*fp32",
             part_stats_ptr="*fp32")
-builds = [(ks._candidate_threshold_kernel, dict(cand_ptr="*fp32", idx_ptr="*i32", count_ptr="*i32", **rows,
-           seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32", ids_ptr="*i64", logp_ptr="*fp32",
-           B="i32", V="i32", n_splits="i32", n_parts="i32", SEG="i32", n_sigma="fp32", KEY_BITS="constexpr",
-           DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_P="constexpr"),
-           dict(KEY_BITS=16, DRAW=True, BLOCK_B=1, BLOCK_N=256, BLOCK_P=1)),
+builds = [(ks._candidate_threshold_kernel, dict(bits_ptr="*i32", idx_ptr="*i32", logits_ptr="*bf16", stride_b="i32",
+           **rows, seed_ptr="*i64", thr_ptr="*fp32", todo_ptr="*i32", drawn_ptr="*i32", ids_ptr="*i64",
+           logp_ptr="*fp32", B="i32", V="i32", n_words="i32", n_parts="i32", n_sigma="fp32", KEY_BITS="constexpr",
+           DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr", BLOCK_W="constexpr", BLOCK_P="constexpr"),
+           dict(KEY_BITS=16, DRAW=True, BLOCK_B=1, BLOCK_N=256, BLOCK_W=64, BLOCK_P=1)),
           (ks._radix_hist_kernel, dict(logits_ptr="*bf16", stride_b="i32", temp_ptr="*fp32", mxs_ptr="*fp32",
            prefix_ptr="*i64", thr_key_ptr="*i64", todo_ptr="*i32", count_ptr="*i32", mass_ptr="*fp32", B="i32",
            V="i32", CHUNK="i32", n_splits="i32", shift="i32", MASS="constexpr", BLOCK_B="constexpr",
