@@ -554,7 +554,7 @@ if triton is not None:
             # u = U * kept mass; the token is the first kept candidate whose cumulative mass passes u (one with
             # mass: a rounding past the end takes the last such candidate)
             drawn = active & fits
-            # kept: x >= thr as the masked pass compares, not key >= t: -0.0 == 0.0 is a tie, but its key is below
+            # kept: x >= thr, as the masked pass compares (the same set as key >= t: -0.0 and +0.0 share a key)
             wk = tl.where(x >= thr[:, None], w, 0.0).to(tl.float64)                    # [BB, BN] kept mass
             total = tl.sum(wk, axis=1)
             u = _uniform53(tl.load(seed_ptr + rows, mask=row_ok, other=0), BLOCK_B) * total
