@@ -361,6 +361,29 @@ def test_top_k_top_p_stay_in_kept_set_real_vocab(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_candidate_path_on_cuda_equals_the_radix_path(dtype, monkeypatch):
+    """The top-k / top-p fast path as compiled for the GPU: LLM-like rows are served by their candidates (marked in a
+    bitmask, listed by the threshold kernel through a global scratch and a barrier), with the radix select's
+    thresholds and, from the same seed, its tokens and logprobs."""
+    from test_kernels import lm_like_logits
+    B = 64
+    x = lm_like_logits(B, QWEN_VOCAB, torch.Generator().manual_seed(3)).to(DEVICE).to(dtype)
+    x[:, QWEN_TOKENS:] = -math.inf
+    T = torch.tensor([1.0, 0.7, 1.3, 1.0], device=DEVICE).repeat(B // 4)
+    k = torch.tensor([0, 50, 0, 20], device=DEVICE).repeat(B // 4)
+    p = torch.tensor([0.9, 0.95, 0.99, 1.0], device=DEVICE).repeat(B // 4)
+    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
+    thr, todo = ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)
+    assert todo.sum().item() == 0
+    torch.testing.assert_close(thr, ks.filter_threshold_triton(x, T, k, p, candidates=0), atol=0, rtol=0)
+    fast = ks.sample_triton(x, T, k, p, generator=torch.Generator(device=DEVICE).manual_seed(5))
+    monkeypatch.setattr(ks, "CANDIDATES", 0)
+    ids, logp = ks.sample_triton(x, T, k, p, generator=torch.Generator(device=DEVICE).manual_seed(5))
+    assert torch.equal(ids, fast[0])
+    torch.testing.assert_close(logp, fast[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_decode_attention_kernel_on_cuda_reads_only_each_rows_length(dtype):
     """Qwen2.5-7B head layout (28 query heads on 4 KV heads, head_dim 128), rows from 1 to 1,100 positions in shuffled
     16-position blocks, NaN in every position past a row's length: the compiled kernel against float64."""
