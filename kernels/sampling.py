@@ -622,8 +622,9 @@ if triton is not None:
         first = lo
         if STATS:
             # the split's first step apart, with each lane's count, sum and sum of squares of its finite z: a sample
-            # of the split (half of it at a 152k vocabulary on a GPU) is enough for a guess, and the statistics cost
-            # ~6 instructions per logit, half again what the rest of the loop does
+            # of the split (a 152k row on an H200: all of it at B <= 4, an eighth at B >= 64, where splits are 8
+            # steps) is enough for a guess, and the statistics cost ~6 instructions per logit, half again what the
+            # rest of the loop does
             run_max, acc, z = _lse_step(row_base, row_ok, lo + run, V, thr, scale, run_max, acc)
             fin = (z > float("-inf")) & (z < float("inf"))
             zf = tl.where(fin, z, 0.0)
@@ -846,9 +847,10 @@ def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candid
 def filter_threshold_triton(logits, T, k, p, has_topk=True, has_topp=True, candidates=None):
     """Launcher: the smallest kept (unscaled) logit per row [B] fp32 under top-k then top-p; -inf = keep all.
     First the candidate path (candidates: slots per row, default CANDIDATES; 0 skips it): one pass over the logits
-    copies each row's few logits above a floor aside, and a per-row search finds the threshold among them when they
-    hold the kept set. The rows where they do not (todo) take the radix select (_radix_threshold). Both start from
-    the sampler's partial kernel: each row's max scaled logit and mass (and mean and spread, for the floor)."""
+    marks each row's few logits above a floor in a bitmask, and a per-row program lists them, reads their logits and
+    finds the threshold among them when they hold the kept set. The rows where they do not (todo) take the radix
+    select (_radix_threshold). Both start from the sampler's partial kernel: each row's max scaled logit and mass
+    (and mean and spread, for the floor)."""
     assert logits.stride(-1) == 1, "logits columns must be contiguous"
     return _threshold(logits, T, k, p, has_topk, has_topp, CANDIDATES if candidates is None else candidates)[0]
 

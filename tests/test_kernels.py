@@ -552,6 +552,43 @@ def test_candidate_listing_of_full_words_and_its_capacity(monkeypatch):
     assert todo.tolist() == [0, 1] and thr[0].item() == 10.0
 
 
+@pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_candidate_listing_of_row_blocks_with_inactive_rows(monkeypatch, dtype):
+    """The threshold kernel lists several rows per program, a block of bitmask words per step: with a GPU's tiles,
+    V = 9,000 and 2,048 slots, programs of 4 rows list 384 words 256 at a time (the last step half past the row),
+    with candidates on both sides of the steps' boundary (bit 31 of word 255, bit 0 of word 256). Rows the fast
+    path does not apply to (greedy, a +inf logit, no finite logit, no filter) sit in the same blocks: the marking
+    pass never writes their words, and nothing reads them. The rows it serves keep what the reference keeps and
+    draw what the radix path draws."""
+    monkeypatch.setattr(ks, "_tile", lambda: 2048)
+    g = torch.Generator().manual_seed(3)
+    V = 9000
+    x = lm_like_logits(8, V, g)
+    x[2, 8191] = x[2].max() + 3.0
+    x[2, 8192] = x[2].max() + 2.0
+    x[3, 5] = math.inf
+    x[4] = -math.inf
+    x[6, 3::7] = float("nan")
+    x = x.to(dtype)
+    T = torch.tensor([1.0, 0.0, 0.8, 1.0, 1.0, 1.0, 1.2, 0.9])
+    k = torch.tensor([20, 5, 0, 3, 0, 0, 10, 0])
+    p = torch.tensor([0.9, 0.9, 0.95, 1.0, 0.5, 1.0, 0.9, 0.7])   # row 5: no filter
+    served = torch.tensor([0, 2, 6, 7])
+    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
+    thr, todo = ks._candidate_threshold(x, T, k, p, *part, 2048)
+    assert todo.tolist() == [0] * 8                              # (inactive rows are not the radix's either)
+    z = x.float().nan_to_num(nan=-math.inf) / torch.where(T > 0, T, 1.0)[:, None]
+    ref = ks.filter_threshold_reference(z, k, p)
+    assert torch.equal((z >= ref[:, None])[served], (x.float() >= thr[:, None])[served])
+    monkeypatch.setattr(ks, "CANDIDATES", 2048)
+    fast = ks.sample_triton(x, T, k, p, generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(ks, "CANDIDATES", 0)
+    ids, logp = ks.sample_triton(x, T, k, p, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(ids, fast[0])
+    torch.testing.assert_close(logp, fast[1], atol=1e-5, rtol=0)
+
+
 def test_threshold_reference_at_the_exact_top_p_boundary():
     """top-p keeps the smallest prefix whose mass reaches p: a top token holding exactly p is kept alone."""
     z = torch.tensor([[1.0, 0.0, -1.0, -2.0]])
