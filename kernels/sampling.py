@@ -779,6 +779,7 @@ def _partials(logits, T, thr, has_thr, num_splits=None, stats=False, drawn=None,
     each, with the layout (chunk, n_splits, BV) the select kernel must follow; stats: also the (count, sum, sum of
     squares) of the finite z of each split's first step, [B, n_splits, 3] (else None). has_thr: rows with drawn [B] =
     1 are skipped. most: the most columns per split (see _splits)."""
+    assert not (stats and has_thr), "the statistics' first step reads every row, drawn or not"
     B, V = logits.shape
     BV = min(max(triton.next_power_of_2(V), 16), _tile())
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
