@@ -80,7 +80,7 @@ print(\"device\", torch.cuda.get_device_name(), \"capability\", torch.cuda.get_d
 
 # correctness first (the sampler and engine changed since the last GPU run): every CUDA test of the kernels and the
 # engine, compiled kernels, no TRITON_INTERPRET; the long AZR resume runs come after the measurements, in tests-azr
-stage tests 150 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k \
+stage tests 180 "$PY" -m pytest -v -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py -k \
     "cuda and not resume_identity and not adamw8bit and not azr and not eval_end_to_end"
 
 # one decode step at Qwen2.5-7B's shape (random bf16 weights, 64 rows x 512 cached positions; then 128 x 2048):
