@@ -841,7 +841,9 @@ def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candid
                                                         part_sum, part_stats, seeds, thr, todo, drawn, ids, logp, B,
                                                         V, n_words, n_parts, n_sigma, KEY_BITS=_key_bits(logits.dtype),
                                                         DRAW=draw is not None, BLOCK_B=BBt, BLOCK_N=BN, BLOCK_W=BW,
-                                                        BLOCK_P=BP, num_warps=8)
+                                                        BLOCK_P=BP, num_warps=16)
+    # (16 warps: one program per SM either way, as [8,192] slots take the register file, but half the work per
+    # thread: 128 registers without spills on sm_90, listing rounds of ~44 and search steps of ~97-129 instructions)
     return (thr, todo, drawn) if draw else (thr, todo)
 
 

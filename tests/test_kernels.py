@@ -965,7 +965,7 @@ for dt, bits in (("*bf16", 16), ("*fp32", 32)):
                   ids_ptr="*i64", logp_ptr="*fp32", B="i32", V="i32", n_words="i32", n_parts="i32", n_sigma="fp32",
                   KEY_BITS="constexpr", DRAW="constexpr", BLOCK_B="constexpr", BLOCK_N="constexpr",
                   BLOCK_W="constexpr", BLOCK_P="constexpr"),
-                  dict(KEY_BITS=bits, DRAW=draw, BLOCK_B=BB, BLOCK_N=BN, BLOCK_W=BW, BLOCK_P=BP), num_warps=8)
+                  dict(KEY_BITS=bits, DRAW=draw, BLOCK_B=BB, BLOCK_N=BN, BLOCK_W=BW, BLOCK_P=BP), num_warps=16)
 for dt, BN, BV, prec in (("*bf16", 128, 64, "tf32"), ("*fp32", 64, 128, "ieee")):
     build(kl._logprobs_fwd_kernel, dict(h_ptr=dt, w_ptr=dt, tgt_ptr="*i64", m_ptr="*fp32", s_ptr="*fp32",
           e_ptr="*fp32", t_ptr="*fp32", N="i32", V="i32", D="i32", CHUNK="i32", n_splits="i32", inv_T="fp32",
