@@ -437,7 +437,7 @@ if triton is not None:
         # The top-k / top-p fast path's one pass: program (pb, s) marks the logits of rows pb*BLOCK_B.. in columns
         # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows): bit c % 32 of word c // 32 of the row's
         # bitmask, bits [B, n_splits * CHUNK / 32] int32, dense (the threshold kernel lists the marked columns).
-        # Rows the fast path does not apply to mark nothing; a block without such a row reads nothing. ~10
+        # Rows the fast path does not apply to mark nothing; a block without such a row reads nothing. ~9
         # instructions per bf16 logit on sm_90, under what an H200 issues at memory speed: copying the candidates
         # aside here instead (a prefix sum over the tile, then two scattered stores per logit, which Triton gives a
         # layout of their own: a shared-memory round trip per logit) took ~33.
