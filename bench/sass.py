@@ -108,7 +108,7 @@ def launches():
                     part_max_ptr="*fp32", part_sum_ptr="*fp32", part_stats_ptr="*fp32", bits_ptr="*i32", B="i32",
                     V="i32", CHUNK="i32", n_splits="i32", n_parts="i32", n_sigma="fp32", BLOCK_B="constexpr",
                     BLOCK_V="constexpr", BLOCK_P="constexpr"),
-               dict(BLOCK_B=1, BLOCK_V=tile, BLOCK_P=64), {}, tile // 128, e)
+               dict(BLOCK_B=1, BLOCK_V=tile, BLOCK_P=16), {}, tile // 128, e)
         yield (f"select (re-reads one split), {dt[1:]}", ks._sample_select_kernel,
                dict(base, seed_ptr="*i64", part_max_ptr="*fp32", part_sum_ptr="*fp32", ids_ptr="*i64",
                     logp_ptr="*fp32", B="i32", V="i32", CHUNK="i32", n_splits="i32", HAS_THR="constexpr",

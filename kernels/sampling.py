@@ -46,8 +46,10 @@ its loop (its first step, with the statistics the candidate path needs, <= ~24),
 compare and a shift per logit, then a word per 32 columns; copying the candidates aside instead cost ~33: a prefix
 sum over the tile and two scattered stores per logit, which Triton lays out apart from the loads: a shared-memory
 round trip per logit), a top-k (count) pass ~23, a top-p (mass) pass ~80, as 16 buckets cost a compare, a select and
-an add each. So top-p by candidates takes ~2.1 reads' worth of time on an H200 (the first pass ~1.1, the marking
-pass memory-bound) plus the per-row search; by radix ~25.
+an add each. Both candidate passes also pay a fixed cost per program (set-up, the floor's arithmetic, final sums:
+~520 instructions per thread in the marking pass), hence their long splits (FILTER_SCAN): ~14 and ~11 per logit
+executed at B = 256. So top-p by candidates takes ~2 reads' worth of time on an H200 plus the per-row search; by
+radix ~25.
 
 Memory traffic per call, logits [B, V] of e bytes: plain = 1.03 reads (B*V*e) + O(B * splits). top-k and/or top-p
 with every row served by its candidates = 2 reads (the first pass, the marking pass) + the candidates' own logits
@@ -438,9 +440,10 @@ if triton is not None:
         # s*CHUNK..+CHUNK whose z is >= the row's floor (see _filter_rows): bit c % 32 of word c // 32 of the row's
         # bitmask, bits [B, n_splits * CHUNK / 32] int32, dense (the threshold kernel lists the marked columns).
         # Rows the fast path does not apply to mark nothing; a block without such a row reads nothing. ~9
-        # instructions per bf16 logit on sm_90, under what an H200 issues at memory speed: copying the candidates
-        # aside here instead (a prefix sum over the tile, then two scattered stores per logit, which Triton gives a
-        # layout of their own: a shared-memory round trip per logit) took ~33.
+        # instructions per bf16 logit in the loop on sm_90 (~11 with the set-up, on FILTER_SCAN's splits), under
+        # what an H200 issues at memory speed: copying the candidates aside here instead (a prefix sum over the
+        # tile, then two scattered stores per logit, which Triton gives a layout of their own: a shared-memory round
+        # trip per logit) took ~33.
         pid_b = tl.program_id(0)
         pid_s = tl.program_id(1)
         rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -622,9 +625,9 @@ if triton is not None:
         first = lo
         if STATS:
             # the split's first step apart, with each lane's count, sum and sum of squares of its finite z: a sample
-            # of the split (a 152k row on an H200: all of it at B <= 4, an eighth at B >= 64, where splits are 8
-            # steps) is enough for a guess, and the statistics cost ~6 instructions per logit, half again what the
-            # rest of the loop does
+            # of the split (a 152k row on an H200: all of it at B <= 4, a ninth at B = 64 and a fifteenth at B = 256,
+            # with FILTER_SCAN's splits of 9 and 15 steps) is enough for a guess, and the statistics cost ~6
+            # instructions per logit, half again what the rest of the loop does
             run_max, acc, z = _lse_step(row_base, row_ok, lo + run, V, thr, scale, run_max, acc)
             fin = (z > float("-inf")) & (z < float("inf"))
             zf = tl.where(fin, z, 0.0)
@@ -753,6 +756,10 @@ if triton is not None:
 SCAN = 4096  # most columns per split: what the select kernel re-reads of each row (~3% of a 152k row)
 RUN = 512    # bytes per warp-local run of the partial and select kernels: a 16-byte load in each of 32 lanes
 CANDIDATES = 8192  # slots per row of the top-k / top-p candidate path (a power of 2; 0: the radix select alone)
+# most columns per split of the candidate path's two passes, whose splits no select kernel re-reads: a program's fixed
+# costs (set-up, _filter_rows, final sums: ~520 instructions per thread in the marking pass, whose loop takes ~144 per
+# step of 2,048 columns) then spread over ~15 steps instead of 2 (sm_90, bf16: ~11 instead of ~26 per logit)
+FILTER_SCAN = 8 * SCAN
 
 
 def _tile():
@@ -820,7 +827,7 @@ def _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candid
     BV = min(max(triton.next_power_of_2(V), 32), _tile())                   # whole 32-bit words of the bitmask
     BB = max(1, min(triton.next_power_of_2(B), _tile() // BV))
     row_tiles = triton.cdiv(B, BB)
-    chunk, n_splits = _splits(V, BV, row_tiles, dev)
+    chunk, n_splits = _splits(V, BV, row_tiles, dev, most=FILTER_SCAN)
     n_words = n_splits * chunk // 32
     n_parts = part_max.shape[1]
     BP = triton.next_power_of_2(n_parts)
@@ -862,9 +869,7 @@ def _threshold(logits, T, k, p, has_topk, has_topp, candidates, draw=None):
     """filter_threshold_triton's steps -> (thr [B], drawn [B] int32 or None). draw = (seeds, ids, logp): the rows the
     candidate path serves also draw their token (drawn = 1)."""
     B, dev = logits.shape[0], logits.device
-    # the first pass: no select kernel re-reads its splits, so they may be longer than the sampler's (a program's
-    # fixed costs, its set-up and final sums, were a third of its instructions at 2 steps per split)
-    part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0, most=4 * SCAN)[:3]
+    part_max, part_sum, part_stats = _partials(logits, T, T, False, stats=candidates > 0, most=FILTER_SCAN)[:3]
     if candidates:
         thr, todo, *drawn = _candidate_threshold(logits, T, k, p, part_max, part_sum, part_stats, candidates, draw)
     else:

@@ -372,7 +372,7 @@ def test_candidate_path_on_cuda_equals_the_radix_path(dtype, monkeypatch):
     T = torch.tensor([1.0, 0.7, 1.3, 1.0], device=DEVICE).repeat(B // 4)
     k = torch.tensor([0, 50, 0, 20], device=DEVICE).repeat(B // 4)
     p = torch.tensor([0.9, 0.95, 0.99, 1.0], device=DEVICE).repeat(B // 4)
-    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
+    part = ks._partials(x, T, T, False, stats=True, most=ks.FILTER_SCAN)[:3]
     thr, todo = ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)
     assert todo.sum().item() == 0
     torch.testing.assert_close(thr, ks.filter_threshold_triton(x, T, k, p, candidates=0), atol=0, rtol=0)

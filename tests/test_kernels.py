@@ -496,19 +496,19 @@ def test_candidate_search_when_candidates_share_most_of_their_key(dtype):
 @pytest.mark.skipif(not INTERPRET, reason="Triton path needs TRITON_INTERPRET=1 on CPU")
 def test_candidate_path_with_the_gpu_tiles(monkeypatch):
     """With a GPU's tiles (2,048 columns; the interpreter's hold 65,536, so a split is one step) the first pass takes
-    its statistics from each split's first step only (an eighth of a 152k row) and the loop does the rest: LLM-like
+    its statistics from each split's first step only (a fifteenth of a 152k row) and the loop does the rest: LLM-like
     rows still find their threshold among their candidates, and keep what the reference keeps."""
     monkeypatch.setattr(ks, "_tile", lambda: 2048)
     g = torch.Generator().manual_seed(1)
     B, V = 3, 151936
     x = lm_like_logits(B, V, g).to(torch.bfloat16)
     T, k, p = torch.tensor([1.0, 0.7, 1.2]), torch.tensor([0, 40, 0]), torch.tensor([0.9, 0.95, 0.99])
-    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
-    assert part[0].shape == (B, 10)                               # splits of 16,384 columns: 8 steps each
+    part = ks._partials(x, T, T, False, stats=True, most=ks.FILTER_SCAN)[:3]
+    assert part[0].shape == (B, 5)                                # splits of 30,720 columns: 15 steps each
     z = x.double() / T[:, None]
     lse = (part[0].double() + part[1].double().log()).logsumexp(-1)  # the splits' (max, mass) -> the row's
     torch.testing.assert_close(lse, z.logsumexp(-1), atol=1e-5, rtol=0)
-    assert torch.equal(part[2][:, :, 0], torch.full((B, 10), 2048.0))  # the statistics count each first step
+    assert torch.equal(part[2][:, :, 0], torch.full((B, 5), 2048.0))  # the statistics count each first step
     thr, todo = ks._candidate_threshold(x, T, k, p, *part, ks.CANDIDATES)
     assert todo.tolist() == [0] * B
     ref = ks.filter_threshold_reference(x.float() / T[:, None], k, p)
@@ -556,7 +556,7 @@ def test_candidate_listing_of_full_words_and_its_capacity(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_candidate_listing_of_row_blocks_with_inactive_rows(monkeypatch, dtype):
     """The threshold kernel lists several rows per program, a block of bitmask words per step: with a GPU's tiles,
-    V = 9,000 and 2,048 slots, programs of 4 rows list 384 words 256 at a time (the last step half past the row),
+    V = 9,000 and 2,048 slots, programs of 4 rows list 320 words 256 at a time (the last step mostly past the row),
     with candidates on both sides of the steps' boundary (bit 31 of word 255, bit 0 of word 256). Rows the fast
     path does not apply to (greedy, a +inf logit, no finite logit, no filter) sit in the same blocks: the marking
     pass never writes their words, and nothing reads them. The rows it serves keep what the reference keeps and
@@ -575,7 +575,7 @@ def test_candidate_listing_of_row_blocks_with_inactive_rows(monkeypatch, dtype):
     k = torch.tensor([20, 5, 0, 3, 0, 0, 10, 0])
     p = torch.tensor([0.9, 0.9, 0.95, 1.0, 0.5, 1.0, 0.9, 0.7])   # row 5: no filter
     served = torch.tensor([0, 2, 6, 7])
-    part = ks._partials(x, T, T, False, stats=True, most=4 * ks.SCAN)[:3]
+    part = ks._partials(x, T, T, False, stats=True, most=ks.FILTER_SCAN)[:3]
     thr, todo = ks._candidate_threshold(x, T, k, p, *part, 2048)
     assert todo.tolist() == [0] * 8                              # (inactive rows are not the radix's either)
     z = x.float().nan_to_num(nan=-math.inf) / torch.where(T > 0, T, 1.0)[:, None]
